@@ -1,0 +1,122 @@
+"""tractor-dbctl: run the site's own PostgreSQL job database.
+
+Options have Tractor's names.  Each run performs exactly one operation; a
+few options modify one (`--no-auto-upgrade`, `--reset-job-counter`,
+`--verify`, `--yes`, `--log-day`, `--json`).
+"""
+
+from __future__ import annotations
+
+import click
+
+from .common import CONTEXT_SETTINGS, Context, get_context, make_main, site_options, version_option
+
+PROG = "tractor-dbctl"
+
+EXAMPLES = """\
+\b
+Examples:
+  tractor-dbctl --start-for-engine          bring up the site's database (init, start, build, upgrade)
+  tractor-dbctl --status                    is the server running, reachable, is the database there?
+  tractor-dbctl --backup /backups/jobs.tgz  back up (online if the server runs, else the data directory)
+  tractor-dbctl --stop && tractor-dbctl --destroy --yes
+  tractor-dbctl --restore /backups/jobs.tgz --verify
+  tractor-dbctl --show-params               job counter, schema version, ...
+  tractor-dbctl --set-job-counter 5000      next job gets jid 5001
+  tractor-dbctl --clear-history 3mo         forget finished and deleted jobs older than 3 months
+  tractor-dbctl --configdir /site/config --upgrade
+
+\b
+Exit status: 0 success; 2 bad command line; 3 bad configuration; 4 server not
+running; 5 refused in the current state; 6 database unreachable; 7 not found;
+8 permission denied; 9 schema mismatch; 10 disk full or read-only; 11 bad input.
+"""
+
+# (flag name, python name, takes value, help). Order = precedence, as in Tractor.
+OPERATIONS: list[tuple[str, str, str | None, str]] = [
+    ("--status", "status", None, "Report whether the server runs on the data directory, answers on its port, and has the job database."),
+    ("--start", "start", None, "Start the database server."),
+    ("--stop", "stop", None, "Stop the database server (fast shutdown, then immediate if needed)."),
+    ("--start-for-engine", "start_for_engine", None, "Do what the engine needs: init if missing (DBInit), start (DBStartup), create the database, upgrade the schema (DBAutoUpgrade)."),
+    ("--stop-for-engine", "stop_for_engine", None, "Stop the server if DBShutdown is on."),
+    ("--init", "init", None, "Create a new, empty database cluster in the data directory (server stopped)."),
+    ("--build", "build", None, "Create the job database and its schema (server running, database absent)."),
+    ("--destroy", "destroy", None, "Delete the database cluster (server stopped); asks for confirmation unless --yes."),
+    ("--upgrade", "upgrade", None, "Apply pending schema migrations, each in its own transaction."),
+    ("--check-upgrade", "check_upgrade", None, "List the schema migrations an upgrade would apply."),
+    ("--backup", "backup", "FILE", "Write a compressed backup to FILE: online (pg_basebackup) while the server runs, else a tarball of the data directory."),
+    ("--restore", "restore", "FILE", "Restore a backup into an empty data directory (server stopped)."),
+    ("--set-job-counter", "set_job_counter", "N", "Continue job ids after N (the next job gets N+1); N must exceed the current counter."),
+    ("--show-params", "show_params", None, "Print the database parameters as 'name = value'."),
+    ("--update-params", "update_params", None, "Store configuration values (DBArchiving) in the database."),
+    ("--exec-sql", "exec_sql", "SQL", "Run SQL and print the rows, columns separated by '|'."),
+    ("--vacuum", "vacuum", None, "Compact the database (VACUUM FULL); starts and stops the server if it is not running."),
+    ("--purge-jobs", "purge_jobs", None, "Remove all jobs, live and archived."),
+    ("--purge-archive-to-year-month", "purge_archive", "YY-MM", "Remove archived (deleted) jobs deleted up to the end of that month (YY-MM or YYYY-MM)."),
+    ("--clear-history", "clear_history", "RETENTION", "Remove finished and deleted jobs older than RETENTION (30m, 6h, 3d, 2w, 3mo, 1yr; a bare number is seconds)."),
+    ("--log-filename", "log_filename", None, "Print the name of the current server log file."),
+    ("--get-log", "get_log", None, "Print the server log (today's, or --log-day's)."),
+    ("--tail-log", "tail_log", None, "Print the end of the server log and follow it (Ctrl-C stops)."),
+    ("--logs-usage", "logs_usage", None, "Print the disk space used by the server logs."),
+    ("--purge-logs", "purge_logs", None, "Delete the server logs (server stopped)."),
+]
+
+
+def _operation_options(f):
+    for flag, name, metavar, help_ in reversed(OPERATIONS):
+        if metavar is None:
+            f = click.option(flag, name, is_flag=True, help=help_)(f)
+        elif metavar == "N":
+            f = click.option(flag, name, type=click.IntRange(min=0), metavar=metavar, help=help_)(f)
+        elif metavar == "FILE":
+            f = click.option(flag, name, type=click.Path(dir_okay=False), metavar=metavar, help=help_)(f)
+        else:
+            f = click.option(flag, name, metavar=metavar, help=help_)(f)
+    return f
+
+
+@click.command(PROG, context_settings=CONTEXT_SETTINGS, epilog=EXAMPLES,
+               short_help="Run the site's PostgreSQL job database.")
+@_operation_options
+@click.option("--no-auto-upgrade", is_flag=True, help="With --start-for-engine: do not upgrade the schema.")
+@click.option("--reset-job-counter", is_flag=True, help="With --purge-jobs: job ids start again at 1.")
+@click.option("--verify", is_flag=True, help="With --restore: start a private server on the backup and check it before restoring.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (--destroy).")
+@click.option("--log-day", metavar="DAY", help="With --get-log/--tail-log: the log of that weekday (Mon..Sun).")
+@click.option("--json", "as_json", is_flag=True, help="Print --status, --show-params, --check-upgrade and --exec-sql results as JSON.")
+@site_options
+@version_option(PROG)
+def command(**opts) -> int:
+    """Run the site's own PostgreSQL job database: start, stop, status, backup,
+    restore, destroy, upgrade, job counter and parameters.
+
+    Each run performs one operation. The site is found through --configdir
+    (else $TRACTOR_CONFIGDIR, else ~/.config/tractor); with no configuration
+    at all a working local site is used (port 9876, data in the user's data
+    directory, or /var/spool/tractor for root). Run as root, the server runs
+    as the unprivileged account os_user (default postgres).
+    """
+    ctx = get_context()
+    chosen = [(flag, name) for flag, name, metavar, _ in OPERATIONS
+              if (opts[name] is not None if metavar else opts[name])]
+    if not chosen:
+        raise click.UsageError("No operations were specified. Use --help for options.")
+    if len(chosen) > 1:
+        raise click.UsageError(f"give one operation at a time (got {', '.join(f for f, _ in chosen)})")
+    modifiers = {"--no-auto-upgrade": ("no_auto_upgrade", "--start-for-engine"),
+                 "--reset-job-counter": ("reset_job_counter", "--purge-jobs"),
+                 "--verify": ("verify", "--restore"),
+                 "--log-day": ("log_day", "--get-log")}
+    for flag, (name, goes_with) in modifiers.items():
+        if opts[name] and chosen[0][0] not in (goes_with, "--tail-log" if name == "log_day" else goes_with):
+            raise click.UsageError(f"{flag} goes with {goes_with}")
+
+    from . import dbctl_ops
+
+    return dbctl_ops.run(ctx, chosen[0][1], opts)
+
+
+main = make_main(command, PROG)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

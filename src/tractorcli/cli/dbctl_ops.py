@@ -1,0 +1,322 @@
+"""The operations of tractor-dbctl: each parses nothing, calls the core, renders.
+
+Kept apart from `dbctl.py` so that `--help` and completion import none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..cluster import Cluster
+from ..db.probe import Probe
+from ..errors import ExitStatus, StateError, UsageError
+from .. import jobdb
+from .common import Context
+
+
+def run(ctx: Context, op: str, opts: dict) -> int:
+    settings = ctx.settings
+    if op not in ("status", "log_filename", "get_log", "tail_log", "logs_usage", "show_params", "check_upgrade", "exec_sql"):
+        jobdb.check_owner(settings)
+    handler = globals()[f"op_{op}"]
+    if op in _LOCKED:
+        with jobdb.site_lock(settings):
+            rv = handler(ctx, opts)
+    else:
+        rv = handler(ctx, opts)
+    return int(rv or ExitStatus.OK)
+
+
+_LOCKED = {"start", "stop", "start_for_engine", "stop_for_engine", "init", "build", "destroy", "upgrade",
+           "backup", "restore", "set_job_counter", "update_params", "vacuum", "purge_jobs", "purge_archive",
+           "clear_history", "purge_logs"}
+
+
+def _cluster(ctx: Context) -> Cluster:
+    return Cluster(ctx.settings)
+
+
+def _db(ctx: Context):
+    """The job database connection, after checking the server and the schema."""
+    from ..db import migrate
+
+    if not ctx.settings.db.host:
+        _cluster(ctx).require_running()
+    conn = ctx.connection()
+    migrate.check_compatible(conn)
+    return conn
+
+
+def _say(ctx: Context, report: jobdb.Report) -> None:
+    for line in report.lines:
+        ctx.info(line)
+
+
+# --- server lifecycle -------------------------------------------------------------
+
+
+def op_status(ctx: Context, opts: dict) -> int:
+    c = _cluster(ctx)
+    st = c.status()
+    db = ctx.settings.db
+    facts = {
+        "running": st.running,
+        "pid": st.pid,
+        "data_dir": str(st.data_dir),
+        "initialized": st.initialized,
+        "port": st.port,
+        "socket": str(c.socket_path),
+        "socket_answer": st.probe.value,
+        "localhost_answer": st.tcp_probe.value if st.tcp_probe else None,
+        "database": db.dbname,
+        "database_exists": st.probe is Probe.READY if st.running else None,
+        "stale_pid": st.stale_pid,
+    }
+    if opts["as_json"]:
+        ctx.out(json.dumps(facts, indent=2))
+    else:
+        if st.running:
+            ctx.out(f"server: running (pid {st.pid})")
+        elif st.stale_pid:
+            ctx.out(f"server: not running (stale postmaster.pid names pid {st.stale_pid}; --start will clear it)")
+        else:
+            ctx.out("server: not running")
+        ctx.out(f"data directory: {st.data_dir}" + ("" if st.initialized else " (no database cluster)"))
+        if st.running:
+            local = {Probe.READY: "reachable", Probe.NO_DATABASE: "reachable"}.get(st.tcp_probe, st.tcp_probe.value if st.tcp_probe else "not checked")
+            ctx.out(f"port: {st.port} on localhost ({local})")
+            ctx.out(f"socket: {c.socket_path} ({'reachable' if st.reachable else st.probe.value})")
+            exists = {Probe.READY: "present", Probe.NO_DATABASE: "missing (create it with --build)"}.get(st.probe, "unknown")
+            ctx.out(f'database "{db.dbname}": {exists}')
+        else:
+            ctx.out(f"port: {st.port}")
+    return ExitStatus.OK if st.running else ExitStatus.NOT_RUNNING
+
+
+def op_start(ctx: Context, opts: dict) -> None:
+    c = _cluster(ctx)
+    for note in c.start():
+        ctx.info(note)
+    jobdb.wait_reachable(c)
+    ctx.info(f"database server started (pid {c.status(tcp=False).pid}) on port {c.port}, data directory {c.data_dir}")
+
+
+def op_stop(ctx: Context, opts: dict) -> None:
+    c = _cluster(ctx)
+    c.stop()
+    ctx.info("database server stopped")
+
+
+def op_start_for_engine(ctx: Context, opts: dict) -> None:
+    _say(ctx, jobdb.start_for_engine(ctx.settings, auto_upgrade=not opts["no_auto_upgrade"]))
+    ctx.info("the job database is ready for the engine")
+
+
+def op_stop_for_engine(ctx: Context, opts: dict) -> None:
+    _say(ctx, jobdb.stop_for_engine(ctx.settings))
+
+
+def op_init(ctx: Context, opts: dict) -> None:
+    c = _cluster(ctx)
+    c.require_stopped("initialize a data directory")
+    c.init()
+    ctx.info(f"initialized a new database cluster in {c.data_dir}")
+
+
+def op_build(ctx: Context, opts: dict) -> None:
+    from ..db import admin
+
+    c = _cluster(ctx)
+    c.require_running()
+    applied = admin.build(ctx.settings)
+    ctx.info(f'created the job database "{ctx.settings.db.dbname}" with schema version {applied[-1].version}')
+
+
+def op_destroy(ctx: Context, opts: dict) -> None:
+    c = _cluster(ctx)
+    c.require_stopped("destroy the job database")
+    if not c.initialized and c._dir_is_empty():
+        ctx.info(f"nothing to destroy in {c.data_dir}")
+        return
+    if not opts["yes"]:
+        if not sys.stdin.isatty():
+            raise UsageError("--destroy deletes every job in the site; confirm with --yes when not at a terminal")
+        if not click.confirm(f"Delete the job database in {c.data_dir}, with every job in it?", default=False, err=True):
+            raise StateError("not destroyed")
+    c.destroy()
+    ctx.info(f"destroyed the job database in {c.data_dir}")
+
+
+# --- schema --------------------------------------------------------------------------
+
+
+def op_upgrade(ctx: Context, opts: dict) -> None:
+    from ..db import migrate
+
+    _cluster(ctx).require_running()
+    conn = ctx.connection()
+    before = migrate.plan(conn)
+    applied = migrate.upgrade(conn)
+    if not applied:
+        ctx.info(f"the schema is up to date (version {before.current})")
+    for m in applied:
+        ctx.info(f"applied migration {m.version:04d}_{m.name}")
+
+
+def op_check_upgrade(ctx: Context, opts: dict) -> int:
+    from ..db import migrate
+
+    _cluster(ctx).require_running()
+    p = migrate.plan(ctx.connection())
+    if opts["as_json"]:
+        ctx.out(json.dumps({"current": p.current, "target": p.target,
+                            "pending": [f"{m.version:04d}_{m.name}" for m in p.pending]}, indent=2))
+    else:
+        for m in p.pending:
+            ctx.out(f"{m.version:04d}_{m.name}")
+        ctx.info(f"schema version {p.current}; {len(p.pending)} migration(s) pending"
+                 if p.pending else f"schema version {p.current} is up to date")
+    return ExitStatus.OK
+
+
+# --- backup and restore ------------------------------------------------------------
+
+
+def op_backup(ctx: Context, opts: dict) -> None:
+    c = _cluster(ctx)
+    t0 = time.monotonic()
+    info = c.backup(Path(opts["backup"]))
+    secs = time.monotonic() - t0
+    ctx.info(f"{info['kind']} backup written to {opts['backup']} ({info['bytes'] / 1e6:.1f} MB in {secs:.1f} s)")
+
+
+def op_restore(ctx: Context, opts: dict) -> None:
+    c = _cluster(ctx)
+    info = c.restore(Path(opts["restore"]), verify=opts["verify"], verify_hook=jobdb.restore_check)
+    ctx.info(f"restored {info.get('kind', 'a')} backup from {opts['restore']} into {c.data_dir}")
+    v = info.get("verified")
+    if v:
+        rows = v["rows"]
+        ctx.info(f"verified: schema version {v['schema_version']}, job counter {v['jidcounter']}, "
+                 f"{rows['jobs']} jobs, {rows['tasks']} tasks")
+
+
+# --- parameters and maintenance --------------------------------------------------------
+
+
+def op_set_job_counter(ctx: Context, opts: dict) -> None:
+    from ..db import admin
+
+    n = admin.set_job_counter(_db(ctx), opts["set_job_counter"])
+    ctx.info(f"The job counter will continue from {n}: the next job gets jid {n + 1}.")
+
+
+def op_show_params(ctx: Context, opts: dict) -> None:
+    from ..db import admin
+
+    params = admin.show_params(_db(ctx))
+    if opts["as_json"]:
+        ctx.out(json.dumps(dict(params), indent=2))
+    else:
+        for name, value in params:
+            ctx.out(f"{name} = {value}")
+
+
+def op_update_params(ctx: Context, opts: dict) -> None:
+    from ..db import admin
+
+    value = "1" if ctx.settings.db.archiving else "0"
+    admin.set_param(_db(ctx), "archiving", value)
+    ctx.info(f"archiving = {value}")
+
+
+def op_exec_sql(ctx: Context, opts: dict) -> None:
+    from ..db import admin
+
+    cols, rows, status = admin.exec_sql(_db(ctx), opts["exec_sql"])
+    if opts["as_json"]:
+        ctx.out(json.dumps([dict(zip(cols, r)) for r in rows], indent=2, default=str))
+        return
+    for r in rows:
+        ctx.out("|".join("" if v is None else str(v) for v in r))
+    if not cols:
+        ctx.info(status)
+
+
+def op_vacuum(ctx: Context, opts: dict) -> None:
+    from ..db import admin
+    from ..db.connection import connect, translated
+
+    with jobdb.running_server(ctx.settings) as started:
+        with connect(ctx.settings, autocommit=True) as conn, translated(ctx.settings):
+            admin.vacuum(conn)
+    ctx.info("vacuumed the job database" + (" (the server was started for it and stopped again)" if started else ""))
+
+
+def op_purge_jobs(ctx: Context, opts: dict) -> None:
+    from ..db import admin
+
+    admin.purge_jobs(_db(ctx), reset_counter=opts["reset_job_counter"])
+    ctx.info("removed all jobs" + ("; job ids start again at 1" if opts["reset_job_counter"] else ""))
+
+
+def op_purge_archive(ctx: Context, opts: dict) -> None:
+    from ..db import admin
+
+    before = admin.parse_year_month(opts["purge_archive"])
+    n = admin.purge_archive_to(_db(ctx), before)
+    ctx.info(f"removed {n} archived job(s) deleted before {before:%Y-%m-%d}")
+
+
+def op_clear_history(ctx: Context, opts: dict) -> None:
+    from ..db import admin
+
+    secs = admin.parse_duration(opts["clear_history"])
+    n = admin.clear_history(_db(ctx), secs)
+    ctx.info(f"removed {n} finished or deleted job(s) older than {opts['clear_history']}")
+
+
+# --- logs ----------------------------------------------------------------------------
+
+
+def op_log_filename(ctx: Context, opts: dict) -> None:
+    ctx.out(str(_cluster(ctx).log_file(opts["log_day"])))
+
+
+def op_get_log(ctx: Context, opts: dict) -> None:
+    path = _cluster(ctx).log_file(opts["log_day"])
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(65536), b""):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()
+
+
+def op_tail_log(ctx: Context, opts: dict) -> None:
+    c = _cluster(ctx)
+    path = c.log_file(opts["log_day"])
+    with open(path, "rb") as f:
+        lines = f.readlines()[-20:]
+        sys.stdout.buffer.write(b"".join(lines))
+        sys.stdout.flush()
+        while True:  # follow, like tail -f, until Ctrl-C
+            chunk = f.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.25)
+
+
+def op_logs_usage(ctx: Context, opts: dict) -> None:
+    n = jobdb.log_usage(_cluster(ctx))
+    ctx.out(f"{n / 1e6:.1f} MB")
+
+
+def op_purge_logs(ctx: Context, opts: dict) -> None:
+    n = _cluster(ctx).purge_logs()
+    ctx.info(f"deleted {n} server log file(s)")

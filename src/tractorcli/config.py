@@ -1,0 +1,320 @@
+"""Site configuration: where the config directory is, and its TOML files.
+
+A site is described by an optional config directory holding `tractor.toml`
+(site-wide settings: data directory, engine owner, retry counts) and
+`db.toml` (the job database server).  Every file and every key is optional:
+the built-in defaults make a working local site with no file at all.
+
+Keys may be written in snake_case or with Tractor's own names
+(`TractorDataDirectory`, `DBStartup`, ...), so settings can be carried over
+from a Tractor site's `tractor.config` / `db.config`.
+
+Errors name the file, the line and the key: `db.toml:4: port: ...`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on older interpreters only
+    import tomli as tomllib
+
+ENV_CONFIGDIR = "TRACTOR_CONFIGDIR"
+TRACTOR_FILE = "tractor.toml"
+DB_FILE = "db.toml"
+DEFAULT_PORT = 9876
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def current_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def default_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "tractor"
+
+
+def default_data_dir() -> Path:
+    # As root the PostgreSQL server runs as an unprivileged account, which
+    # cannot reach into /root; Tractor's own default location suits a
+    # system-wide site.  Everyone else gets a private per-user site.
+    if is_root():
+        return Path("/var/spool/tractor")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "tractor"
+
+
+@dataclass
+class DbSettings:
+    """Settings of the job database server (`db.toml`)."""
+
+    port: int = DEFAULT_PORT
+    data_dir: Path | None = None  # None: <site data dir>/psql
+    os_user: str | None = None  # account the server runs as when we are root
+    bindir: Path | None = None
+    startup: bool = True  # DBStartup: --start-for-engine starts the server
+    init: bool = True  # DBInit: --start-for-engine creates a missing data dir
+    shutdown: bool = True  # DBShutdown: --stop-for-engine stops the server
+    auto_upgrade: bool = True  # DBAutoUpgrade: --start-for-engine applies migrations
+    use_existing: bool = False  # DBUseExisting: use a server that is already running
+    archiving: bool = True  # DBArchiving: deleted jobs are kept (archived), not removed
+    listen_addresses: list[str] = field(default_factory=lambda: ["localhost"])
+    password: str | None = None  # required when listening beyond localhost
+    dbname: str = "tractor"
+    user: str = "root"  # database role, as in Tractor
+    host: str | None = None  # a remote server to use instead of the local one
+    start_timeout: int = 60  # seconds pg_ctl waits for start/stop
+
+    @property
+    def listens_beyond_localhost(self) -> bool:
+        local = {"localhost", "127.0.0.1", "::1", ""}
+        return any(a not in local for a in self.listen_addresses)
+
+
+@dataclass
+class SiteSettings:
+    """Everything a program needs to know about the site it works on."""
+
+    config_dir: Path
+    data_dir: Path  # TractorDataDirectory
+    engine_owner: str | None = None
+    cmd_auto_retry_attempts: int = 0
+    cmd_retryrc_retry_attempts: int = 1
+    db: DbSettings = field(default_factory=DbSettings)
+    files: list[Path] = field(default_factory=list)  # config files actually read
+
+    @property
+    def db_data_dir(self) -> Path:
+        return self.db.data_dir if self.db.data_dir is not None else self.data_dir / "psql"
+
+    @property
+    def db_os_user(self) -> str | None:
+        """The account the server runs as, or None for the current user."""
+        if self.db.os_user:
+            return self.db.os_user
+        if is_root():
+            return "postgres"
+        return None
+
+
+# --- key tables -------------------------------------------------------------
+# Each entry: canonical name -> (aliases, converter).  Converters take
+# (value, where) and raise ValueError with a short reason.
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        return v.lower() in ("true", "yes", "on", "1")
+    raise ValueError(f"expected true or false, got {v!r}")
+
+
+def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
+    def conv(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"expected an integer from {lo} to {hi}, got {v!r}")
+        return v
+
+    return conv
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError(f"expected a non-empty string, got {v!r}")
+    return v
+
+
+def _str_list(v: Any) -> list[str]:
+    if isinstance(v, str):
+        v = [s for s in re.split(r"[,\s]+", v) if s]
+    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+        raise ValueError(f"expected a list of strings, got {v!r}")
+    return list(v)
+
+
+_TRACTOR_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
+    "data_dir": (("TractorDataDirectory",), _str),
+    "engine_owner": (("EngineOwner",), _str),
+    "cmd_auto_retry_attempts": (("CmdAutoRetryAttempts",), _int_range(0, 1000)),
+    "cmd_retryrc_retry_attempts": (("CmdRetryrcRetryAttempts",), _int_range(0, 1000)),
+}
+
+_DB_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
+    "port": (("DBPort",), _int_range(1, 65535)),
+    "data_dir": (("DBDataDir",), _str),
+    "os_user": (("DBOsUser",), _str),
+    "bindir": (("DBBinDir",), _str),
+    "startup": (("DBStartup",), _bool),
+    "init": (("DBInit",), _bool),
+    "shutdown": (("DBShutdown",), _bool),
+    "auto_upgrade": (("DBAutoUpgrade",), _bool),
+    "use_existing": (("DBUseExisting",), _bool),
+    "archiving": (("DBArchiving",), _bool),
+    "listen_addresses": (("DBListenAddresses",), _str_list),
+    "password": (("DBPassword",), _str),
+    "dbname": (("DBName",), _str),
+    "user": (("DBUser",), _str),
+    "host": (("DBHost",), _str),
+    "start_timeout": (("DBStartTimeout",), _int_range(1, 3600)),
+}
+
+
+def _key_line(text: str, key: str) -> int | None:
+    """The line number where `key` is assigned in a TOML text (best effort)."""
+    pat = re.compile(r'^\s*(?:"%s"|\'%s\'|%s)\s*=' % ((re.escape(key),) * 3))
+    for n, line in enumerate(text.splitlines(), 1):
+        if pat.match(line):
+            return n
+    return None
+
+
+def _read_toml(path: Path, table: str) -> tuple[dict[str, Any], str]:
+    """Read a TOML file: its top-level keys merged with those of `[table]`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_toml_error_text(path, exc)) from None
+    merged = {k: v for k, v in data.items() if k != table}
+    section = data.get(table)
+    if section is not None:
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}:{_key_line(text, table) or 1}: {table}: expected a table")
+        for k, v in section.items():
+            if k in merged:
+                raise ConfigError(f"{path}:{_key_line(text, k) or 1}: {k}: set twice (top level and [{table}])")
+            merged[k] = v
+    return merged, text
+
+
+def _toml_error_text(path: Path, exc: Exception) -> str:
+    # tomllib says "Invalid value (at line 3, column 8)"; move the place to
+    # the front, where users of compilers and linters look for it.
+    msg = str(exc)
+    m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)
+    if m:
+        return f"{path}:{m.group(1)}:{m.group(2)}: malformed TOML: {msg[: m.start()]}"
+    m = re.search(r"\s*\(at end of document\)$", msg)
+    if m:
+        return f"{path}: malformed TOML at end of file: {msg[: m.start()]}"
+    return f"{path}: malformed TOML: {msg}"
+
+
+def _apply(
+    path: Path,
+    data: dict[str, Any],
+    text: str,
+    keys: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]],
+) -> dict[str, Any]:
+    by_name: dict[str, str] = {}
+    for canon, (aliases, _) in keys.items():
+        by_name[canon.lower()] = canon
+        for a in aliases:
+            by_name[a.lower()] = canon
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        line = _key_line(text, key) or 1
+        canon = by_name.get(key.lower())
+        if canon is None:
+            known = ", ".join(sorted(keys))
+            raise ConfigError(f"{path}:{line}: unknown key {key!r} (known keys: {known})")
+        if canon in out:
+            raise ConfigError(f"{path}:{line}: {key}: set twice (also as {canon!r})")
+        try:
+            out[canon] = keys[canon][1](value)
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{line}: {key}: {exc}") from None
+    return out
+
+
+def resolve_config_dir(explicit: str | os.PathLike | None) -> tuple[Path, bool]:
+    """The config dir and whether it was named explicitly (flag or env)."""
+    if explicit:
+        return Path(explicit).expanduser(), True
+    env = os.environ.get(ENV_CONFIGDIR)
+    if env:
+        return Path(env).expanduser(), True
+    return default_config_dir(), False
+
+
+def _path(value: str, base: Path, data_dir: Path | None = None) -> Path:
+    if data_dir is not None:
+        value = value.replace("${TractorDataDirectory}", str(data_dir))
+    p = Path(os.path.expandvars(value)).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def load_settings(config_dir: str | os.PathLike | None = None) -> SiteSettings:
+    """Build the site settings from defaults and the config directory's files."""
+    cdir, explicit = resolve_config_dir(config_dir)
+    if explicit and not cdir.is_dir():
+        origin = "--configdir" if config_dir else ENV_CONFIGDIR
+        raise ConfigError(f"config directory {cdir} does not exist (from {origin})")
+    cdir = cdir.absolute()
+    files: list[Path] = []
+
+    tractor: dict[str, Any] = {}
+    tpath = cdir / TRACTOR_FILE
+    if tpath.is_file():
+        data, text = _read_toml(tpath, "tractor")
+        tractor = _apply(tpath, data, text, _TRACTOR_KEYS)
+        files.append(tpath)
+
+    db: dict[str, Any] = {}
+    dpath = cdir / DB_FILE
+    if dpath.is_file():
+        data, text = _read_toml(dpath, "db")
+        db = _apply(dpath, data, text, _DB_KEYS)
+        files.append(dpath)
+
+    data_dir = _path(tractor.pop("data_dir"), cdir) if "data_dir" in tractor else default_data_dir()
+    dbs = DbSettings()
+    for key in ("data_dir", "bindir"):
+        if key in db:
+            setattr(dbs, key, _path(db.pop(key), cdir, data_dir))
+    for key, value in db.items():
+        setattr(dbs, key, value)
+    settings = SiteSettings(config_dir=cdir, data_dir=data_dir, db=dbs, files=files, **tractor)
+    _validate(settings, dpath)
+    return settings
+
+
+def _validate(s: SiteSettings, dpath: Path) -> None:
+    if s.db.listens_beyond_localhost and not s.db.password:
+        raise ConfigError(
+            f"{dpath}: listen_addresses {s.db.listen_addresses} reach beyond localhost, "
+            "which requires password authentication: set 'password' as well"
+        )

@@ -1,0 +1,114 @@
+"""Connections to the job database, and the one place psycopg errors are translated.
+
+Clients on the server's host connect through the Unix socket in the data
+directory; with `host` set in db.toml they go over TCP to that server
+instead (with the password, when one is configured).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ..config import SiteSettings
+from ..errors import (
+    BadInput,
+    DatabaseUnavailable,
+    PermissionDenied,
+    SchemaError,
+    StateError,
+    StorageError,
+    TractorError,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import psycopg
+
+
+def conninfo(settings: SiteSettings, dbname: str | None = None) -> dict[str, Any]:
+    db = settings.db
+    params: dict[str, Any] = {
+        "port": db.port,
+        "user": db.user,
+        "dbname": dbname or db.dbname,
+        "application_name": "tractorcli",
+        "connect_timeout": 10,
+    }
+    if db.host:
+        params["host"] = db.host
+        if db.password:
+            params["password"] = db.password
+    else:
+        params["host"] = str(settings.db_data_dir)
+    return params
+
+
+def describe(settings: SiteSettings) -> str:
+    db = settings.db
+    where = f"{db.host}:{db.port}" if db.host else f"the local server (socket in {settings.db_data_dir}, port {db.port})"
+    return f'database "{db.dbname}" on {where}'
+
+
+def connect(settings: SiteSettings, *, dbname: str | None = None, autocommit: bool = False) -> "psycopg.Connection":
+    import psycopg
+    from psycopg.rows import dict_row
+
+    try:
+        return psycopg.connect(**conninfo(settings, dbname), autocommit=autocommit, row_factory=dict_row)
+    except psycopg.Error as exc:
+        raise translate(exc, settings, dbname) from None
+
+
+def translate(exc: Exception, settings: SiteSettings | None = None, dbname: str | None = None) -> TractorError:
+    """Map a psycopg error onto our hierarchy with a one-line message."""
+    import psycopg
+    from psycopg import errors as pe
+
+    raw = str(exc).strip()
+    text = raw.splitlines()[0] if raw else exc.__class__.__name__
+    where = describe(settings) if settings is not None else "the job database"
+    name = dbname or (settings.db.dbname if settings else "tractor")
+    if isinstance(exc, psycopg.OperationalError):
+        low = raw.lower()
+        if "does not exist" in low and "database" in low:
+            return StateError(
+                f'the job database "{name}" does not exist on {where.split(" on ", 1)[-1]}',
+                hint="create it with tractor-dbctl --build (or --start-for-engine)",
+            )
+        if "password" in low:
+            return PermissionDenied(f"{where} requires a password: set password in db.toml")
+        if "no such file or directory" in low or "connection refused" in low:
+            return DatabaseUnavailable(
+                f"cannot reach {where}: the server is not running",
+                hint="start it with tractor-dbctl --start",
+            )
+        if "the database system is starting up" in low or "shutting down" in low:
+            return DatabaseUnavailable(f"cannot use {where} right now: {text}")
+    if isinstance(exc, pe.UndefinedTable):
+        return SchemaError(
+            f"{where} has no job schema ({text})",
+            hint="create it with tractor-dbctl --upgrade or --start-for-engine",
+        )
+    if isinstance(exc, (pe.DiskFull,)):
+        return StorageError(f"{where}: the disk is full ({text})")
+    if isinstance(exc, pe.InsufficientPrivilege):
+        return PermissionDenied(f"{where}: {text}")
+    if isinstance(exc, (pe.SyntaxError, pe.UndefinedColumn, pe.UndefinedFunction, pe.InvalidTextRepresentation,
+                        pe.DataException)):
+        return BadInput(f"SQL error: {text}")
+    if isinstance(exc, pe.ObjectInUse):
+        return StateError(f"{where}: {text}")
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseUnavailable(f"lost or refused connection to {where}: {text}")
+    return TractorError(f"database error: {text}")
+
+
+@contextlib.contextmanager
+def translated(settings: SiteSettings | None = None) -> Iterator[None]:
+    """Translate psycopg errors raised inside the block."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate(exc, settings) from None
