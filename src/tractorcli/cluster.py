@@ -508,7 +508,7 @@ class Cluster:
         Nothing here touches data files: PostgreSQL's crash recovery replays
         the WAL on the next start.
         """
-        notes = [f"removed stale postmaster.pid (pid {stale_pid} is not running)"]
+        notes = [f"removed stale postmaster.pid (pid {stale_pid} is not a server of this data directory)"]
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and self._orphans():
             time.sleep(0.1)

@@ -148,7 +148,9 @@ def vacuum(conn: "psycopg.Connection") -> None:
 
 def exec_sql(conn: "psycopg.Connection", text: str) -> tuple[list[str], list[tuple[Any, ...]], str]:
     """Run an administrator's SQL; returns (column names, rows, status)."""
-    cur = conn.cursor(row_factory=None)  # plain tuples
+    from psycopg.rows import tuple_row
+
+    cur = conn.cursor(row_factory=tuple_row)
     cur.execute(text)  # the administrator's own statement, by design of --exec-sql
     cols = [d.name for d in cur.description] if cur.description else []
     rows = cur.fetchall() if cur.description else []
