@@ -41,14 +41,15 @@ def _cluster(ctx: Context) -> Cluster:
     return Cluster(ctx.settings)
 
 
-def _db(ctx: Context):
+def _db(ctx: Context, *, check_schema: bool = True):
     """The job database connection, after checking the server and the schema."""
     from ..db import migrate
 
     if not ctx.settings.db.host:
         _cluster(ctx).require_running()
     conn = ctx.connection()
-    migrate.check_compatible(conn)
+    if check_schema:
+        migrate.check_compatible(conn)
     return conn
 
 
@@ -238,7 +239,7 @@ def op_update_params(ctx: Context, opts: dict) -> None:
 def op_exec_sql(ctx: Context, opts: dict) -> None:
     from ..db import admin
 
-    cols, rows, status = admin.exec_sql(_db(ctx), opts["exec_sql"])
+    cols, rows, status = admin.exec_sql(_db(ctx, check_schema=False), opts["exec_sql"])
     if opts["as_json"]:
         ctx.out(json.dumps([dict(zip(cols, r)) for r in rows], indent=2, default=str))
         return

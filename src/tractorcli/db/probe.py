@@ -67,29 +67,35 @@ def probe(*, socket_path: str | None = None, host: str = "127.0.0.1", port: int 
     try:
         sock.connect(target)
         sock.sendall(_startup_message(user, dbname))
-        kind = _recv_exact(sock, 1)
-        (length,) = struct.unpack("!i", _recv_exact(sock, 4))
-        if not 4 <= length <= 65536:
-            return Probe.NO_RESPONSE
-        payload = _recv_exact(sock, length - 4)
-        if kind == b"R":
-            (auth,) = struct.unpack("!i", payload[:4])
-            if auth == 0:
+        # AuthenticationOk comes before the database is even looked up, so
+        # read on until ReadyForQuery (all is well) or an ErrorResponse.
+        for _ in range(64):
+            kind = _recv_exact(sock, 1)
+            (length,) = struct.unpack("!i", _recv_exact(sock, 4))
+            if not 4 <= length <= 65536:
+                return Probe.NO_RESPONSE
+            payload = _recv_exact(sock, length - 4)
+            if kind == b"R":
+                (auth,) = struct.unpack("!i", payload[:4])
+                if auth != 0:
+                    return Probe.NEEDS_PASSWORD
+            elif kind == b"Z":
                 try:
                     sock.sendall(b"X\0\0\0\4")  # Terminate
                 except OSError:
                     pass
                 return Probe.READY
-            return Probe.NEEDS_PASSWORD
-        if kind == b"E":
-            code = _error_code(payload)
-            if code == "3D000":  # invalid_catalog_name
-                return Probe.NO_DATABASE
-            if code in ("57P03", "57P01"):  # cannot_connect_now, admin_shutdown
-                return Probe.STARTING
-            if code.startswith("28"):  # invalid authorization
-                return Probe.NEEDS_PASSWORD
-            return Probe.REJECTED
+            elif kind == b"E":
+                code = _error_code(payload)
+                if code == "3D000":  # invalid_catalog_name
+                    return Probe.NO_DATABASE
+                if code in ("57P03", "57P01"):  # cannot_connect_now, admin_shutdown
+                    return Probe.STARTING
+                if code.startswith("28"):  # invalid authorization
+                    return Probe.NEEDS_PASSWORD
+                return Probe.REJECTED
+            elif kind not in (b"S", b"K", b"N", b"v"):
+                return Probe.NO_RESPONSE
         return Probe.NO_RESPONSE
     except (OSError, ConnectionError, struct.error):
         return Probe.NO_RESPONSE

@@ -1,0 +1,260 @@
+"""tractor-dbctl end to end: the installed program, on real servers, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import dbctl, root_only
+from tractorcli.errors import ExitStatus
+
+
+def ok(proc, status: int = 0):
+    assert proc.returncode == status, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    return proc
+
+
+def one_line_error(proc, status: ExitStatus, *fragments: str):
+    assert proc.returncode == status, f"exit {proc.returncode}: {proc.stderr}"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got: {proc.stderr!r}"
+    assert lines[0].startswith("tractor-dbctl"), lines[0]
+    assert "Traceback" not in proc.stderr
+    for f in fragments:
+        assert f in lines[0], f"{f!r} not in {lines[0]!r}"
+
+
+def test_full_lifecycle(tmp_site):
+    cfg, s = tmp_site()
+    st = ok(dbctl(cfg, "--status"), ExitStatus.NOT_RUNNING)
+    assert "server: not running" in st.stdout and "(no database cluster)" in st.stdout
+
+    ok(dbctl(cfg, "--init"))
+    assert (s.db_data_dir / "PG_VERSION").is_file()
+    assert stat.S_IMODE(s.db_data_dir.stat().st_mode) == 0o700
+    ok(dbctl(cfg, "--start"))
+    st = ok(dbctl(cfg, "--status"))
+    assert "server: running (pid" in st.stdout
+    assert f"port: {s.db.port} on localhost (reachable)" in st.stdout
+    assert 'database "tractor": missing' in st.stdout
+
+    ok(dbctl(cfg, "--build"))
+    st = json.loads(ok(dbctl(cfg, "--status", "--json")).stdout)
+    assert st["running"] and st["database_exists"] and st["localhost_answer"] == "ready"
+
+    params = dict(line.split(" = ", 1) for line in ok(dbctl(cfg, "--show-params")).stdout.splitlines())
+    assert params["jidcounter"] == "0" and params["schema-version"] == "1" and params["archiving"] == "1"
+
+    ok(dbctl(cfg, "--stop"))
+    ok(dbctl(cfg, "--status"), ExitStatus.NOT_RUNNING)
+    # the cluster survives a stop/start
+    ok(dbctl(cfg, "--start"))
+    assert "schema-version = 1" in ok(dbctl(cfg, "--show-params")).stdout
+    ok(dbctl(cfg, "--stop"))
+
+
+def test_refusals_in_the_wrong_state(tmp_site):
+    cfg, s = tmp_site()
+    one_line_error(dbctl(cfg, "--start"), ExitStatus.STATE, "no database cluster", "--init")
+    one_line_error(dbctl(cfg, "--stop"), ExitStatus.NOT_RUNNING, "not running")
+    one_line_error(dbctl(cfg, "--show-params"), ExitStatus.NOT_RUNNING, "not running", "--start")
+    ok(dbctl(cfg, "--init"))
+    one_line_error(dbctl(cfg, "--init"), ExitStatus.STATE, "already holds a database cluster")
+    ok(dbctl(cfg, "--start"))
+    one_line_error(dbctl(cfg, "--start"), ExitStatus.STATE, "already in use by a running server")
+    one_line_error(dbctl(cfg, "--show-params"), ExitStatus.STATE, 'job database "tractor" does not exist', "--build")
+    one_line_error(dbctl(cfg, "--init"), ExitStatus.STATE, "while the database server is running")
+    one_line_error(dbctl(cfg, "--destroy", "--yes"), ExitStatus.STATE, "while the database server is running")
+    one_line_error(dbctl(cfg, "--purge-logs"), ExitStatus.STATE, "while the database server is running")
+    ok(dbctl(cfg, "--build"))
+    one_line_error(dbctl(cfg, "--build"), ExitStatus.STATE, "already exists", "--upgrade")
+    up = ok(dbctl(cfg, "--upgrade"))
+    assert "up to date (version 1)" in up.stderr
+    assert ok(dbctl(cfg, "--check-upgrade")).stdout == ""
+    assert json.loads(ok(dbctl(cfg, "--check-upgrade", "--json")).stdout) == {"current": 1, "target": 1, "pending": []}
+
+
+def test_start_for_engine_is_idempotent_and_honours_the_switches(tmp_site):
+    cfg, s = tmp_site()
+    first = ok(dbctl(cfg, "--start-for-engine"))
+    for said in ("initialized a new database cluster", "started the database server", 'created the job database "tractor"',
+                 "schema version 1 created"):
+        assert said in first.stderr
+    again = ok(dbctl(cfg, "--start-for-engine"))
+    assert "using the running database server" in again.stderr and "created" not in again.stderr
+    # DBShutdown off: the engine leaves the server running
+    (cfg / "db.toml").write_text((cfg / "db.toml").read_text() + "DBShutdown = false\n")
+    assert "leaving the database server running" in ok(dbctl(cfg, "--stop-for-engine")).stderr
+    ok(dbctl(cfg, "--status"))
+    (cfg / "db.toml").write_text((cfg / "db.toml").read_text().replace("DBShutdown = false", "DBShutdown = true"))
+    assert "stopped the database server" in ok(dbctl(cfg, "--stop-for-engine")).stderr
+    ok(dbctl(cfg, "--status"), ExitStatus.NOT_RUNNING)
+    # DBStartup off: start-for-engine will not start it
+    (cfg / "db.toml").write_text((cfg / "db.toml").read_text() + "DBStartup = false\n")
+    one_line_error(dbctl(cfg, "--start-for-engine"), ExitStatus.STATE, "DBStartup is off")
+
+
+def test_start_for_engine_without_dbinit_refuses_a_missing_cluster(tmp_site):
+    cfg, s = tmp_site(db_toml="DBInit = false\n")
+    one_line_error(dbctl(cfg, "--start-for-engine"), ExitStatus.STATE, "DBInit is off")
+    assert not s.db_data_dir.exists() or not any(s.db_data_dir.iterdir())
+
+
+def test_start_for_engine_no_auto_upgrade(tmp_site):
+    cfg, s = tmp_site()
+    ok(dbctl(cfg, "--init"))
+    ok(dbctl(cfg, "--start"))
+    from tractorcli.db.connection import connect
+
+    with connect(s, dbname="postgres", autocommit=True) as conn:
+        conn.execute("CREATE DATABASE tractor")
+    # an empty database always gets its schema: there is nothing to keep
+    ok(dbctl(cfg, "--start-for-engine", "--no-auto-upgrade"))
+    assert "schema-version = 1" in ok(dbctl(cfg, "--show-params")).stdout
+
+
+def test_destroy_asks_unless_yes(tmp_site):
+    cfg, s = tmp_site()
+    ok(dbctl(cfg, "--start-for-engine"))
+    ok(dbctl(cfg, "--stop"))
+    one_line_error(dbctl(cfg, "--destroy"), ExitStatus.USAGE, "--yes")
+    assert (s.db_data_dir / "PG_VERSION").exists()
+    ok(dbctl(cfg, "--destroy", "--yes"))
+    assert s.db_data_dir.is_dir() and not any(s.db_data_dir.iterdir())
+    assert "nothing to destroy" in ok(dbctl(cfg, "--destroy", "--yes")).stderr
+
+
+def test_job_counter_params_and_sql(tmp_site):
+    cfg, s = tmp_site()
+    ok(dbctl(cfg, "--start-for-engine"))
+    ok(dbctl(cfg, "--exec-sql", "INSERT INTO jobs (owner, title) SELECT 'joe', 'j' || g FROM generate_series(1, 3) g"))
+    assert ok(dbctl(cfg, "--exec-sql", "SELECT jid, title FROM jobs ORDER BY jid")).stdout == "1|j1\n2|j2\n3|j3\n"
+    rows = json.loads(ok(dbctl(cfg, "--exec-sql", "SELECT jid FROM jobs ORDER BY jid", "--json")).stdout)
+    assert rows == [{"jid": 1}, {"jid": 2}, {"jid": 3}]
+    one_line_error(dbctl(cfg, "--set-job-counter", "3"), ExitStatus.BAD_INPUT, "already at 3", "must be greater")
+    one_line_error(dbctl(cfg, "--set-job-counter", "2"), ExitStatus.BAD_INPUT, "already at 3")
+    said = ok(dbctl(cfg, "--set-job-counter", "100")).stderr
+    assert "The job counter will continue from 100" in said and "jid 101" in said
+    assert "jidcounter = 100" in ok(dbctl(cfg, "--show-params")).stdout
+    assert ok(dbctl(cfg, "--exec-sql", "INSERT INTO jobs (owner) VALUES ('joe') RETURNING jid")).stdout == "101\n"
+    one_line_error(dbctl(cfg, "--exec-sql", "SELEC 1"), ExitStatus.BAD_INPUT, "SQL error", "syntax error")
+    # --update-params pushes DBArchiving from db.toml
+    (cfg / "db.toml").write_text((cfg / "db.toml").read_text() + "DBArchiving = false\n")
+    ok(dbctl(cfg, "--update-params"))
+    assert "archiving = 0" in ok(dbctl(cfg, "--show-params")).stdout
+
+
+def test_purges_and_history(tmp_site):
+    cfg, s = tmp_site()
+    ok(dbctl(cfg, "--start-for-engine"))
+    ok(dbctl(cfg, "--exec-sql", """
+        INSERT INTO jobs (owner, title, deletetime, stoptime, phase) VALUES
+          ('a', 'deleted 2024-03', '2024-03-15', NULL, 'live'),
+          ('a', 'deleted 2024-05', '2024-05-02', NULL, 'live'),
+          ('a', 'finished long ago', NULL, now() - interval '40 days', 'finished'),
+          ('a', 'finished just now', NULL, now() - interval '1 minute', 'finished'),
+          ('a', 'live, old', NULL, NULL, 'live')"""))
+    ok(dbctl(cfg, "--exec-sql", "INSERT INTO tasks (jid, tid, title) VALUES (1, 1, 't')"))
+    assert "removed 1 archived job(s) deleted before 2024-04-01" in ok(dbctl(cfg, "--purge-archive-to-year-month", "24-03")).stderr
+    one_line_error(dbctl(cfg, "--purge-archive-to-year-month", "2024-13"), ExitStatus.BAD_INPUT, "month 1-12")
+    one_line_error(dbctl(cfg, "--clear-history", "soon"), ExitStatus.BAD_INPUT, "30m, 6h, 3d")
+    assert "removed 2 finished or deleted job(s) older than 30d" in ok(dbctl(cfg, "--clear-history", "30d")).stderr
+    left = ok(dbctl(cfg, "--exec-sql", "SELECT title FROM jobs ORDER BY jid")).stdout.splitlines()
+    assert left == ["finished just now", "live, old"]
+    ok(dbctl(cfg, "--purge-jobs"))
+    assert "jobs = 0" in ok(dbctl(cfg, "--show-params")).stdout
+    assert "jidcounter = 5" in ok(dbctl(cfg, "--show-params")).stdout
+    ok(dbctl(cfg, "--purge-jobs", "--reset-job-counter"))
+    assert "jidcounter = 0" in ok(dbctl(cfg, "--show-params")).stdout
+    assert ok(dbctl(cfg, "--exec-sql", "INSERT INTO jobs (owner) VALUES ('b') RETURNING jid")).stdout == "1\n"
+
+
+def test_vacuum_and_logs(tmp_site):
+    cfg, s = tmp_site()
+    ok(dbctl(cfg, "--start-for-engine"))
+    assert "vacuumed the job database" in ok(dbctl(cfg, "--vacuum")).stderr
+    logname = ok(dbctl(cfg, "--log-filename")).stdout.strip()
+    assert logname.startswith(str(s.db_data_dir / "log" / "postgresql-"))
+    assert "database system is ready to accept connections" in ok(dbctl(cfg, "--get-log")).stdout
+    assert ok(dbctl(cfg, "--logs-usage")).stdout.strip().endswith("MB")
+    ok(dbctl(cfg, "--stop"))
+    said = ok(dbctl(cfg, "--vacuum")).stderr
+    assert "started for it and stopped again" in said
+    ok(dbctl(cfg, "--status"), ExitStatus.NOT_RUNNING)
+    assert "deleted" in ok(dbctl(cfg, "--purge-logs")).stderr
+    one_line_error(dbctl(cfg, "--get-log"), ExitStatus.NOT_FOUND, "no server log")
+
+
+def test_two_sites_side_by_side(tmp_site):
+    cfg_a, a = tmp_site()
+    cfg_b, b = tmp_site()
+    ok(dbctl(cfg_a, "--start-for-engine"))
+    ok(dbctl(cfg_b, "--start-for-engine"))
+    ok(dbctl(cfg_a, "--exec-sql", "INSERT INTO jobs (owner, title) VALUES ('a', 'only in A')"))
+    assert ok(dbctl(cfg_a, "--exec-sql", "SELECT title FROM jobs")).stdout == "only in A\n"
+    assert ok(dbctl(cfg_b, "--exec-sql", "SELECT count(*) FROM jobs")).stdout == "0\n"
+    ok(dbctl(cfg_a, "--stop"))
+    ok(dbctl(cfg_b, "--status"))
+
+
+def test_a_data_directory_in_use_is_refused_to_another_site(tmp_site):
+    cfg_a, a = tmp_site()
+    ok(dbctl(cfg_a, "--start-for-engine"))
+    cfg_b, b = tmp_site(db_toml=f'data_dir = "{a.db_data_dir}"\n')
+    one_line_error(dbctl(cfg_b, "--start"), ExitStatus.STATE, "already in use by a running server")
+    one_line_error(dbctl(cfg_b, "--restore", "/dev/null"), ExitStatus.NOT_FOUND)  # not a file
+    ok(dbctl(cfg_a, "--status"))
+
+
+def test_a_taken_port_is_explained_and_nothing_is_lost(tmp_site):
+    import socket
+
+    cfg, s = tmp_site()
+    ok(dbctl(cfg, "--start-for-engine"))
+    ok(dbctl(cfg, "--exec-sql", "INSERT INTO jobs (owner, title) VALUES ('a', 'keep me')"))
+    ok(dbctl(cfg, "--stop"))
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", s.db.port))
+        squatter.listen()
+        one_line_error(dbctl(cfg, "--start"), ExitStatus.STATE, f"port {s.db.port} is already in use", "db.toml")
+    ok(dbctl(cfg, "--start"))
+    assert ok(dbctl(cfg, "--exec-sql", "SELECT title FROM jobs")).stdout == "keep me\n"
+
+
+@root_only
+def test_as_root_the_server_runs_as_the_unprivileged_account(tmp_site):
+    import pwd
+
+    cfg, s = tmp_site()
+    ok(dbctl(cfg, "--start-for-engine"))
+    pid = int((s.db_data_dir / "postmaster.pid").read_text().split()[0])
+    uid = int(next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("Uid:")).split()[1])
+    assert pwd.getpwuid(uid).pw_name == "postgres"
+    st = s.db_data_dir.stat()
+    assert pwd.getpwuid(st.st_uid).pw_name == "postgres" and stat.S_IMODE(st.st_mode) == 0o700
+
+
+@root_only
+def test_as_root_a_missing_or_blocked_account_is_explained(tmp_site):
+    cfg, s = tmp_site(db_toml='os_user = "no-such-account-here"\n')
+    one_line_error(dbctl(cfg, "--init"), ExitStatus.PERMISSION, "no-such-account-here", "does not exist")
+    cfg, s = tmp_site(db_toml='os_user = "root"\n')
+    one_line_error(dbctl(cfg, "--init"), ExitStatus.PERMISSION, "refuses to run as root")
+    blocked = s.data_dir.parent / "private"
+    blocked.mkdir(mode=0o700)
+    os.chmod(blocked, 0o700)
+    cfg, s = tmp_site(db_toml=f'data_dir = "{blocked}/psql"\n')
+    one_line_error(dbctl(cfg, "--init"), ExitStatus.PERMISSION, "cannot enter", str(blocked))
+
+
+def test_engine_owner_other_than_root_is_honoured_for_root_only(tmp_site):
+    cfg, s = tmp_site(tractor_toml='engine_owner = "nobody-in-particular"\n')
+    if os.geteuid() == 0:
+        ok(dbctl(cfg, "--init"))  # root may act for the engine owner
+    else:
+        one_line_error(dbctl(cfg, "--init"), ExitStatus.PERMISSION, "engine owner")
