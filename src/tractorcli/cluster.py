@@ -558,12 +558,13 @@ class Cluster:
             self.logfile.unlink()
         except FileNotFoundError:
             pass
+        attempt = time.time() - 1
         proc = self._run([
             self._pg("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.logfile),
             "-w", "-t", str(self.db.start_timeout), "start",
         ], check=False, timeout=self.db.start_timeout + 30)
         if proc.returncode != 0:
-            raise self._classify("the database server did not start", self._server_log_tail() + "\n" + proc.stderr)
+            raise self._classify("the database server did not start", self._server_log_tail(attempt) + "\n" + proc.stderr)
         return notes
 
     def _check_socket_path(self) -> None:
@@ -574,9 +575,15 @@ class Cluster:
                 "choose a shorter data_dir"
             )
 
-    def _server_log_tail(self, lines: int = 20) -> str:
+    def _server_log_tail(self, since: float, lines: int = 20) -> str:
+        """The end of the logs written since `since` (this start attempt)."""
         parts = []
         for f in [self.logfile, *self._log_files()[-1:]]:
+            try:
+                if f.stat().st_mtime < since:
+                    continue
+            except OSError:
+                continue
             try:
                 parts.append("\n".join(f.read_text(errors="replace").splitlines()[-lines:]))
             except OSError:
@@ -702,7 +709,6 @@ class Cluster:
         return manifest
 
     def _add_data_dir(self, tar: tarfile.TarFile) -> None:
-        skip = {"postmaster.pid", "postmaster.opts"}
         root = self.data_dir
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
@@ -710,7 +716,7 @@ class Cluster:
             arc_dir = BACKUP_TOP if rel == "." else f"{BACKUP_TOP}/{rel}"
             tar.add(dirpath, arcname=arc_dir, recursive=False)
             for name in sorted(filenames):
-                if rel == "." and (name in skip or name.startswith(".s.PGSQL")):
+                if rel == "." and _is_runtime_file(name):
                     continue
                 tar.add(os.path.join(dirpath, name), arcname=f"{arc_dir}/{name}", recursive=False)
 
@@ -737,8 +743,11 @@ class Cluster:
             assert proc.stdout is not None
             with tarfile.open(fileobj=proc.stdout, mode="r|") as src:
                 for member in src:
+                    rel = _normalise(member.name)
+                    if _is_runtime_file(rel):
+                        continue  # the live socket's lock file must not travel
                     f = src.extractfile(member) if member.isfile() else None
-                    member.name = f"{BACKUP_TOP}/{member.name}" if member.name not in (".", "./") else BACKUP_TOP
+                    member.name = f"{BACKUP_TOP}/{rel}" if rel else BACKUP_TOP
                     tar.addfile(member, f)
         except tarfile.TarError as exc:
             proc.kill()
@@ -798,17 +807,17 @@ class Cluster:
         try:
             with tarfile.open(src, mode="r:*") as tar:
                 for member in tar:
-                    name = member.name.lstrip("./") if member.name.startswith("./") else member.name
+                    name = _normalise(member.name)
                     if name == BACKUP_MANIFEST:
                         f = tar.extractfile(member)
                         manifest = json.loads(f.read()) if f else {}
                         continue
                     if name != BACKUP_TOP and not name.startswith(BACKUP_TOP + "/"):
                         raise BadInput(f"{src}: not a tractor job database backup (unexpected member {member.name!r})")
-                    rel = name[len(BACKUP_TOP) + 1:]
+                    rel = _normalise(name[len(BACKUP_TOP) + 1:])
                     if rel == "PG_VERSION":
                         found_version = True
-                    if not rel:
+                    if not rel or _is_runtime_file(rel):
                         continue
                     member.name = rel
                     tar.extract(member, into, set_attrs=True, filter="data")
@@ -824,9 +833,6 @@ class Cluster:
             raise BadInput(
                 f"{src}: backup was made with PostgreSQL {major}, but the server binaries are PostgreSQL {server_major}"
             )
-        # a backup must not carry server runtime files of the machine it came from
-        for name in ("postmaster.pid", "postmaster.opts"):
-            (into / name).unlink(missing_ok=True)
         manifest.setdefault("pg_major", major)
         return manifest
 
@@ -854,6 +860,21 @@ class Cluster:
             return hook(probe_settings) if hook else {}
         finally:
             temp.stop()
+
+
+def _normalise(name: str) -> str:
+    """A tar member name without './' segments or trailing slashes."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    return "/".join(parts)
+
+
+def _is_runtime_file(rel: str) -> bool:
+    """Files of a running server that a backup must neither carry nor restore.
+
+    The Unix socket lives in the data directory, so its lock file would make
+    a restored server believe another postmaster is using the socket.
+    """
+    return rel in ("postmaster.pid", "postmaster.opts") or rel.startswith(".s.PGSQL.")
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -191,11 +191,9 @@ def _run(command: click.Command, prog: str, args: list[str], obj: Context) -> Ex
         return ExitStatus.OK
     except click.exceptions.Exit as exc:
         return ExitStatus(exc.exit_code)
-    except click.exceptions.NoSuchOption as exc:
-        exc.show()
-        return ExitStatus.USAGE
     except click.UsageError as exc:
-        exc.show()
+        # one line, naming the option, instead of click's usage block
+        click.echo(f"{prog}: {exc.format_message()} (see {prog} --help)", err=True)
         return ExitStatus.USAGE
     except click.Abort:
         click.echo(f"{prog}: interrupted", err=True)

@@ -67,7 +67,7 @@ def _operation_options(f):
         if metavar is None:
             f = click.option(flag, name, is_flag=True, help=help_)(f)
         elif metavar == "N":
-            f = click.option(flag, name, type=click.IntRange(min=0), metavar=metavar, help=help_)(f)
+            f = click.option(flag, name, type=int, metavar=metavar, help=help_)(f)
         elif metavar == "FILE":
             f = click.option(flag, name, type=click.Path(dir_okay=False), metavar=metavar, help=help_)(f)
         else:
@@ -100,7 +100,7 @@ def command(**opts) -> int:
     chosen = [(flag, name) for flag, name, metavar, _ in OPERATIONS
               if (opts[name] is not None if metavar else opts[name])]
     if not chosen:
-        raise click.UsageError("No operations were specified. Use --help for options.")
+        raise click.UsageError("No operations were specified.")
     if len(chosen) > 1:
         raise click.UsageError(f"give one operation at a time (got {', '.join(f for f, _ in chosen)})")
     modifiers = {"--no-auto-upgrade": ("no_auto_upgrade", "--start-for-engine"),
