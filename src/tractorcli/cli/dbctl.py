@@ -62,6 +62,15 @@ OPERATIONS: list[tuple[str, str, str | None, str]] = [
 ]
 
 
+# modifier option -> (its flag, the operations it modifies)
+MODIFIERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "no_auto_upgrade": ("--no-auto-upgrade", ("start_for_engine",)),
+    "reset_job_counter": ("--reset-job-counter", ("purge_jobs",)),
+    "verify": ("--verify", ("restore",)),
+    "log_day": ("--log-day", ("get_log", "tail_log", "log_filename")),
+}
+
+
 def _operation_options(f):
     for flag, name, metavar, help_ in reversed(OPERATIONS):
         if metavar is None:
@@ -99,17 +108,15 @@ def command(**opts) -> int:
     ctx = get_context()
     chosen = [(flag, name) for flag, name, metavar, _ in OPERATIONS
               if (opts[name] is not None if metavar else opts[name])]
+    ops = {name for _, name in chosen}
+    for name, (flag, goes_with) in MODIFIERS.items():
+        if opts[name] and not ops & set(goes_with):
+            with_flags = " or ".join("--" + g.replace("_", "-") for g in goes_with)
+            raise click.UsageError(f"{flag} goes with {with_flags}")
     if not chosen:
         raise click.UsageError("No operations were specified.")
     if len(chosen) > 1:
         raise click.UsageError(f"give one operation at a time (got {', '.join(f for f, _ in chosen)})")
-    modifiers = {"--no-auto-upgrade": ("no_auto_upgrade", "--start-for-engine"),
-                 "--reset-job-counter": ("reset_job_counter", "--purge-jobs"),
-                 "--verify": ("verify", "--restore"),
-                 "--log-day": ("log_day", "--get-log")}
-    for flag, (name, goes_with) in modifiers.items():
-        if opts[name] and chosen[0][0] not in (goes_with, "--tail-log" if name == "log_day" else goes_with):
-            raise click.UsageError(f"{flag} goes with {goes_with}")
 
     from . import dbctl_ops
 
