@@ -22,7 +22,13 @@ _tractor_dbctl()
             COMPREPLY=( $(compgen -f -- "$cur") )
             return 0
             ;;
-        --set-job-counter|--exec-sql|--purge-archive-to-year-month|--clear-history|--log-day|--configdir|--config-dir)
+        --configdir|--config-dir)
+            local IFS=$'\n'
+            compopt -o filenames 2>/dev/null
+            COMPREPLY=( $(compgen -d -- "$cur") )
+            return 0
+            ;;
+        --set-job-counter|--exec-sql|--purge-archive-to-year-month|--clear-history|--log-day)
             # a value of no particular kind: nothing to offer
             return 0
             ;;

@@ -201,6 +201,10 @@ def test_bash_completion_behaviour(prog, tmp_path):
                 # --name=value: bash splits at '='
                 assert sorted(bash_complete(script, [prog, name, "=", "jo"], tmp_path)) == \
                     ["jobs two.tgz", "jobs.tgz"], name
+            elif isinstance(opt.type, click.Path) and opt.type.dir_okay:
+                # directories only: "other" is a directory, the jobs*.tgz are files
+                assert got == [], name
+                assert bash_complete(script, [prog, name, "ot"], tmp_path) == ["other"], name
             elif isinstance(opt.type, click.Choice):
                 assert set(got) == {c for c in opt.type.choices if str(c).startswith("jo")}, name
             else:

@@ -123,6 +123,7 @@ def _set_attr(name: str) -> Callable:
 def configdir_option(f: Callable) -> Callable:
     return click.option(
         "--configdir", "--config-dir", "configdir", metavar="DIR", expose_value=False, is_eager=True,
+        type=click.Path(file_okay=False),
         callback=_set_attr("configdir"),
         help="Site configuration directory (else $TRACTOR_CONFIGDIR, else ~/.config/tractor).",
     )(f)

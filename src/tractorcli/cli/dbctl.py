@@ -27,9 +27,10 @@ Examples:
   tractor-dbctl --configdir /site/config --upgrade
 
 \b
-Exit status: 0 success; 2 bad command line; 3 bad configuration; 4 server not
-running; 5 refused in the current state; 6 database unreachable; 7 not found;
-8 permission denied; 9 schema mismatch; 10 disk full or read-only; 11 bad input.
+Exit status: 0 success; 1 unexpected error; 2 bad command line; 3 bad
+configuration; 4 server not running; 5 refused in the current state; 6 database
+unreachable; 7 not found; 8 permission denied; 9 schema mismatch; 10 disk full
+or read-only; 11 bad input; 130 interrupted.
 """
 
 # (flag name, python name, takes value, help). Order = precedence, as in Tractor.
@@ -91,7 +92,7 @@ def _operation_options(f):
 @click.option("--reset-job-counter", is_flag=True, help="With --purge-jobs: job ids start again at 1.")
 @click.option("--verify", is_flag=True, help="With --restore: start a private server on the backup and check it before restoring.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (--destroy).")
-@click.option("--log-day", metavar="DAY", help="With --get-log/--tail-log: the log of that weekday (Mon..Sun).")
+@click.option("--log-day", metavar="DAY", help="With --get-log, --tail-log or --log-filename: the log of that weekday (Mon..Sun).")
 @click.option("--json", "as_json", is_flag=True, help="Print --status, --show-params, --check-upgrade and --exec-sql results as JSON.")
 @site_options
 @version_option(PROG)
