@@ -258,3 +258,122 @@ def test_engine_owner_other_than_root_is_honoured_for_root_only(tmp_site):
         ok(dbctl(cfg, "--init"))  # root may act for the engine owner
     else:
         one_line_error(dbctl(cfg, "--init"), ExitStatus.PERMISSION, "engine owner")
+
+
+def test_verbose_and_quiet(tmp_site):
+    cfg, s = tmp_site()
+    v = dbctl(cfg, "-v", "--init")
+    assert v.returncode == 0
+    assert f"config directory: {cfg} (tractor.toml, db.toml)" in v.stderr
+    assert "PostgreSQL binaries: /" in v.stderr
+    q = dbctl(cfg, "-q", "--start")
+    assert q.returncode == 0 and q.stderr == "" and q.stdout == ""
+
+
+def test_tail_log_follows_the_server_log(tmp_site):
+    import subprocess
+    import time
+
+    from conftest import dbctl_path
+
+    cfg, s = tmp_site()
+    ok(dbctl(cfg, "--start-for-engine"))
+    proc = subprocess.Popen([dbctl_path(), "--configdir", str(cfg), "--tail-log"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        # an error in the server log shows up in the follower's output
+        dbctl(cfg, "--exec-sql", "SELECT * FROM no_table_called_this")
+        deadline = time.monotonic() + 20
+        seen = ""
+        while "no_table_called_this" not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.readline()
+        assert "no_table_called_this" in seen
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+class SourceProxy:
+    """Forwards 127.0.0.1:<port> to a server from the source address 127.0.0.2.
+
+    The server then sees a client that is not localhost, as a render host on
+    the network would be, while everything stays on loopback.
+    """
+
+    def __init__(self, target_port: int, source: str = "127.0.0.2"):
+        import socket
+        import threading
+
+        self.target = ("127.0.0.2", target_port)
+        self.source = source
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket()
+            upstream.bind((self.source, 0))
+            upstream.connect(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while chunk := a.recv(65536):
+                b.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (a, b):
+                try:
+                    sock.shutdown(2)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+
+
+def test_listening_beyond_localhost_requires_the_password(tmp_site):
+    """Clients from other addresses must give the password; local ones are trusted."""
+    import psycopg
+
+    from tractorcli.db.probe import Probe, probe
+
+    cfg, s = tmp_site(db_toml='listen_addresses = ["localhost", "127.0.0.2"]\npassword = "s3cret-pw"\n')
+    ok(dbctl(cfg, "--start-for-engine"))
+    proxy = SourceProxy(s.db.port)
+    try:
+        assert probe(host="127.0.0.1", port=proxy.port, user="root", dbname="tractor") is Probe.NEEDS_PASSWORD
+        assert probe(host="127.0.0.1", port=s.db.port, user="root", dbname="tractor") is Probe.READY
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(host="127.0.0.1", port=proxy.port, user="root", dbname="tractor", password="wrong").close()
+        psycopg.connect(host="127.0.0.1", port=proxy.port, user="root", dbname="tractor", password="s3cret-pw").close()
+        # a client site that reaches this server "over the network", with and without the password
+        remote_cfg, _ = tmp_site()
+        (remote_cfg / "db.toml").write_text(f'host = "127.0.0.1"\nport = {proxy.port}\npassword = "s3cret-pw"\n')
+        assert "schema-version = 1" in ok(dbctl(remote_cfg, "--show-params")).stdout
+        (remote_cfg / "db.toml").write_text(f'host = "127.0.0.1"\nport = {proxy.port}\npassword = "nope"\n')
+        one_line_error(dbctl(remote_cfg, "--show-params"), ExitStatus.PERMISSION, "password")
+    finally:
+        proxy.close()
+
+
+def test_localhost_only_by_default(tmp_site):
+    from tractorcli.db.probe import Probe, probe
+
+    cfg, s = tmp_site()
+    ok(dbctl(cfg, "--start-for-engine"))
+    assert probe(host="127.0.0.2", port=s.db.port, user="root", dbname="tractor") is Probe.NO_RESPONSE
+    assert probe(host="127.0.0.1", port=s.db.port, user="root", dbname="tractor") is Probe.READY

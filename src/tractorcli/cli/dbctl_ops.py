@@ -21,6 +21,10 @@ from .common import Context
 
 def run(ctx: Context, op: str, opts: dict) -> int:
     settings = ctx.settings
+    ctx.detail(f"config directory: {settings.config_dir} "
+               f"({', '.join(p.name for p in settings.files) or 'no files: built-in defaults'})")
+    ctx.detail(f"data directory: {settings.db_data_dir}, port {settings.db.port}, "
+               f"server account: {settings.db_os_user or 'this user'}")
     if op not in ("status", "log_filename", "get_log", "tail_log", "logs_usage", "show_params", "check_upgrade", "exec_sql"):
         jobdb.check_owner(settings)
     handler = globals()[f"op_{op}"]
@@ -38,7 +42,10 @@ _LOCKED = {"start", "stop", "start_for_engine", "stop_for_engine", "init", "buil
 
 
 def _cluster(ctx: Context) -> Cluster:
-    return Cluster(ctx.settings)
+    c = Cluster(ctx.settings)
+    if ctx.verbose:
+        ctx.detail(f"PostgreSQL binaries: {c.bindir}")
+    return c
 
 
 def _db(ctx: Context, *, check_schema: bool = True):
