@@ -353,7 +353,7 @@ def test_generator_handles_choices_dirs_arguments_and_specials(tmp_path):
     assert ":_files -/'" in zsh and "'*:file:_files'" in zsh and "'*-t[" in zsh
     fish = docgen.render_fish(doc)
     assert "-l mode -x -a 'fast slow'" in fish and "__fish_complete_directories" in fish
-    assert f"complete -c odd -f\n" not in fish  # positional files: keep file completion
+    assert "complete -c odd -f\n" not in fish  # positional files: keep file completion
 
     paths = {}
     for kind, text in (("bash", docgen.render_bash(doc)), ("zsh", zsh), ("fish", fish)):

@@ -23,7 +23,6 @@ import errno
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -31,7 +30,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO, Sequence
 
 from . import __version__
 from .config import SiteSettings, current_user, is_root
@@ -49,7 +48,6 @@ from .errors import (
 
 # Settings we own; rewritten on every start so db.toml changes take effect.
 SITE_CONF = "postgresql.tractor.conf"
-PG_MAJOR_EXPECTED = None  # any; checked against PG_VERSION of the data dir
 BACKUP_MANIFEST = "tractor-backup.json"
 BACKUP_TOP = "psql"
 MIN_FREE_BYTES = 64 * 1024 * 1024  # refuse to start/init below this much free space
@@ -400,7 +398,7 @@ class Cluster:
             for n in dirnames + filenames:
                 os.lchown(os.path.join(dirpath, n), acct.uid, acct.gid)
 
-    def _dir_is_empty(self) -> bool:
+    def is_empty(self) -> bool:
         try:
             return not any(self.data_dir.iterdir())
         except FileNotFoundError:
@@ -412,7 +410,7 @@ class Cluster:
         """`initdb` a new, empty data directory."""
         if self.initialized:
             raise StateError(f"{self.data_dir} already holds a database cluster", hint="use --destroy first to start over")
-        if not self._dir_is_empty():
+        if not self.is_empty():
             raise StateError(f"{self.data_dir} is not empty; refusing to initialize over existing files")
         self._check_storage(self.data_dir)
         self._make_data_dir()
@@ -775,7 +773,7 @@ class Cluster:
         if not src.is_file():
             raise NotFound(f"backup file {src} does not exist")
         self.require_stopped("restore a backup")
-        if self.initialized or not self._dir_is_empty():
+        if self.initialized or not self.is_empty():
             raise StateError(
                 f"the data directory {self.data_dir} is not empty; refusing to restore over it",
                 hint="destroy the current job database first (tractor-dbctl --destroy), after backing it up",
@@ -896,18 +894,3 @@ def _free_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def kill_server(cluster: Cluster, sig: int = signal.SIGKILL) -> int | None:
-    """Send `sig` to the running postmaster (used by fault tests and --stop escalation)."""
-    pid = cluster._pidfile_pid()
-    if pid is not None and cluster._is_our_postmaster(pid):
-        os.kill(pid, sig)
-        return pid
-    return None
-
-
-def iter_backup_members(src: Path) -> Iterator[str]:
-    with tarfile.open(src, mode="r:*") as tar:
-        for m in tar:
-            yield m.name

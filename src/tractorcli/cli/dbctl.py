@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from .common import CONTEXT_SETTINGS, Context, get_context, make_main, site_options, version_option
+from .common import CONTEXT_SETTINGS, get_context, make_main, site_options, version_option
 
 PROG = "tractor-dbctl"
 

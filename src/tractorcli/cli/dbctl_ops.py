@@ -148,7 +148,7 @@ def op_build(ctx: Context, opts: dict) -> None:
 def op_destroy(ctx: Context, opts: dict) -> None:
     c = _cluster(ctx)
     c.require_stopped("destroy the job database")
-    if not c.initialized and c._dir_is_empty():
+    if not c.initialized and c.is_empty():
         ctx.info(f"nothing to destroy in {c.data_dir}")
         return
     if not opts["yes"]:
