@@ -217,3 +217,52 @@ def test_backup_is_gzip_compressed(filled_site):
         f.read(512)
     size_data = sum(p.stat().st_size for p in s.db_data_dir.rglob("*") if p.is_file())
     assert backup.stat().st_size < size_data / 2
+
+
+def test_offline_backup_keeps_only_the_wal_a_clean_stop_needs(filled_site):
+    cfg, s = filled_site
+    # churn so that pg_wal holds several segments, old and recycled
+    with connect(s, autocommit=True) as conn:
+        for _ in range(4):
+            conn.execute("INSERT INTO task_logs (jid, cid, iid, seq, tid, text) "
+                         "SELECT jid, cid, iid, 100 + g, tid, repeat('x', 4000) FROM invocations, generate_series(1, 20) g")
+            conn.execute("DELETE FROM task_logs WHERE seq >= 100")
+            conn.execute("CHECKPOINT")
+    ok(dbctl(cfg, "--stop"))
+    on_disk = [p.name for p in (s.db_data_dir / "pg_wal").iterdir() if len(p.name) == 24]
+    assert len(on_disk) > 1
+    backup = s.data_dir.parent / "lean.tgz"
+    ok(dbctl(cfg, "--backup", str(backup)))
+    with tarfile.open(backup) as tar:
+        wal = [n for n in tar.getnames() if n.startswith("psql/pg_wal/") and len(n.rsplit("/", 1)[1]) == 24]
+    assert len(wal) == 1, wal
+    ok(dbctl(cfg, "--start"))
+    before = snapshot(s)
+    ok(dbctl(cfg, "--stop"))
+    ok(dbctl(cfg, "--destroy", "--yes"))
+    ok(dbctl(cfg, "--restore", str(backup), "--verify"))
+    ok(dbctl(cfg, "--start"))
+    snapshot_after_start = snapshot(s)
+    assert snapshot_after_start == before
+
+
+def test_offline_backup_after_a_crash_keeps_all_wal(filled_site):
+    import os
+    import signal
+
+    cfg, s = filled_site
+    with connect(s, autocommit=True) as conn:
+        conn.execute("INSERT INTO jobs (owner, title) VALUES ('crash', 'committed before the crash')")
+    os.kill(int((s.db_data_dir / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+    time.sleep(0.5)
+    on_disk = sorted(p.name for p in (s.db_data_dir / "pg_wal").iterdir() if len(p.name) == 24)
+    backup = s.data_dir.parent / "crashed.tgz"
+    ok(dbctl(cfg, "--backup", str(backup)))
+    with tarfile.open(backup) as tar:
+        wal = sorted(n.rsplit("/", 1)[1] for n in tar.getnames()
+                     if n.startswith("psql/pg_wal/") and len(n.rsplit("/", 1)[1]) == 24)
+    assert wal == on_disk
+    ok(dbctl(cfg, "--destroy", "--yes"))
+    ok(dbctl(cfg, "--restore", str(backup)))
+    ok(dbctl(cfg, "--start"))
+    assert ok(dbctl(cfg, "--exec-sql", "SELECT title FROM jobs WHERE owner = 'crash'")).stdout == "committed before the crash\n"

@@ -709,8 +709,29 @@ class Cluster:
         manifest["bytes"] = dest.stat().st_size
         return manifest
 
+    def _wal_needed_after_clean_stop(self) -> str | None:
+        """The one WAL segment a cleanly stopped cluster needs, if it is clean.
+
+        After a clean shutdown the last checkpoint is the last record, so
+        recovery reads only the segment holding its REDO point; the others
+        in pg_wal are old or recycled (renamed ahead for reuse) and can be
+        hundreds of MB.  When the cluster did not stop cleanly we cannot
+        tell, and keep them all (None).
+        """
+        try:
+            out = self._run([self._pg("pg_controldata"), "-D", str(self.data_dir)], timeout=30).stdout
+        except TractorError:
+            return None
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        state = fields.get("Database cluster state", "").strip()
+        redo = fields.get("Latest checkpoint's REDO WAL file", "").strip()
+        if state == "shut down" and len(redo) == 24:
+            return redo
+        return None
+
     def _add_data_dir(self, tar: tarfile.TarFile) -> None:
         root = self.data_dir
+        keep_wal = self._wal_needed_after_clean_stop()
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
             rel = os.path.relpath(dirpath, root)
@@ -718,6 +739,9 @@ class Cluster:
             tar.add(dirpath, arcname=arc_dir, recursive=False)
             for name in sorted(filenames):
                 if rel == "." and _is_runtime_file(name):
+                    continue
+                if keep_wal and rel in ("pg_wal", "pg_wal/archive_status") and _is_wal_segment(name[:24]) \
+                        and name[:24] != keep_wal:
                     continue
                 tar.add(os.path.join(dirpath, name), arcname=f"{arc_dir}/{name}", recursive=False)
 
@@ -876,6 +900,10 @@ def _is_runtime_file(rel: str) -> bool:
     a restored server believe another postmaster is using the socket.
     """
     return rel in ("postmaster.pid", "postmaster.opts") or rel.startswith(".s.PGSQL.")
+
+
+def _is_wal_segment(name: str) -> bool:
+    return len(name) == 24 and all(c in "0123456789ABCDEF" for c in name)
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
