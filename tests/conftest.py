@@ -126,36 +126,33 @@ def shared_site():
     _stop_quietly(settings)
 
 
-@pytest.fixture
-def db_settings(shared_site):
-    """Settings pointing at a fresh job database (schema applied) for this test."""
+def _fresh_database(settings, prefix: str, template: str | None):
+    """Create a uniquely named database (from `template`, if given), yield its settings, drop it."""
     from psycopg import sql
 
     from tractorcli.db.connection import connect
 
-    _, settings = shared_site
-    name = f"t_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with connect(settings, dbname="postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE tractor_template").format(sql.Identifier(name)))
+        conn.execute(create)
     yield dataclasses.replace(settings, db=dataclasses.replace(settings.db, dbname=name))
     with connect(settings, dbname="postgres", autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_settings(shared_site):
+    """Settings pointing at a fresh job database (schema applied) for this test."""
+    yield from _fresh_database(shared_site[1], "t", "tractor_template")
 
 
 @pytest.fixture
 def empty_db(shared_site):
     """Settings pointing at a fresh database with no schema at all."""
-    from psycopg import sql
-
-    from tractorcli.db.connection import connect
-
-    _, settings = shared_site
-    name = f"e_{uuid.uuid4().hex[:12]}"
-    with connect(settings, dbname="postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield dataclasses.replace(settings, db=dataclasses.replace(settings.db, dbname=name))
-    with connect(settings, dbname="postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    yield from _fresh_database(shared_site[1], "e", None)
 
 
 def pytest_sessionfinish(session, exitstatus):
