@@ -20,19 +20,19 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import json
 import os
 import shutil
 import socket
 import stat
 import subprocess
-import tarfile
-import tempfile
 import time
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, TYPE_CHECKING, Sequence
 
 from . import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    import tarfile
 from .config import SiteSettings, current_user, is_root
 from .db.probe import Probe, probe
 from .errors import (
@@ -670,6 +670,10 @@ class Cluster:
         The file is written beside `dest` and renamed into place at the end,
         so a failed backup never leaves a truncated file under its name.
         """
+        import json
+        import tarfile
+        import tempfile
+
         if not self.initialized:
             raise StateError(f"no database cluster in {self.data_dir} to back up")
         st = self.status(tcp=False)
@@ -747,6 +751,9 @@ class Cluster:
 
     def _stream_basebackup(self, tar: tarfile.TarFile) -> None:
         """Copy pg_basebackup's tar stream into ours, under psql/."""
+        import tarfile
+        import tempfile
+
         pg_basebackup = self.bindir / "pg_basebackup"
         if not pg_basebackup.is_file():
             found = shutil.which("pg_basebackup")
@@ -793,6 +800,8 @@ class Cluster:
         (socket only) and handed to `verify_hook`; only a backup that starts
         and passes is moved into place.
         """
+        import tempfile
+
         src = Path(src)
         if not src.is_file():
             raise NotFound(f"backup file {src} does not exist")
@@ -827,6 +836,9 @@ class Cluster:
         return info
 
     def _extract(self, src: Path, into: Path) -> dict:
+        import json
+        import tarfile
+
         manifest: dict = {}
         found_version = False
         try:
@@ -908,6 +920,7 @@ def _is_wal_segment(name: str) -> bool:
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     import io
+    import tarfile
 
     info = tarfile.TarInfo(name)
     info.size = len(data)
