@@ -377,3 +377,37 @@ def test_localhost_only_by_default(tmp_site):
     ok(dbctl(cfg, "--start-for-engine"))
     assert probe(host="127.0.0.2", port=s.db.port, user="root", dbname="tractor") is Probe.NO_RESPONSE
     assert probe(host="127.0.0.1", port=s.db.port, user="root", dbname="tractor") is Probe.READY
+
+
+def test_a_remote_host_is_used_but_never_controlled(tmp_site):
+    cfg_a, a = tmp_site()
+    ok(dbctl(cfg_a, "--init"))
+    ok(dbctl(cfg_a, "--start"))
+    cfg_r, r = tmp_site()
+    (cfg_r / "db.toml").write_text(f'host = "127.0.0.1"\nport = {a.db.port}\n')
+    assert "answers: no database" in ok(dbctl(cfg_r, "--status")).stdout
+    said = ok(dbctl(cfg_r, "--start-for-engine")).stderr
+    assert f"using the database server on 127.0.0.1:{a.db.port}" in said and "schema version 1 created" in said
+    assert "answers: ready" in ok(dbctl(cfg_r, "--status")).stdout
+    assert "schema-version = 1" in ok(dbctl(cfg_a, "--show-params")).stdout  # it landed on A's server
+    for op in ("--start", "--stop", "--init", "--get-log"):
+        one_line_error(dbctl(cfg_r, op), ExitStatus.STATE, "host in db.toml", "only the site's own local server")
+    one_line_error(dbctl(cfg_r, "--backup", str(r.data_dir.parent / "x.tgz")), ExitStatus.STATE, "host in db.toml")
+    assert "nothing to stop here" in ok(dbctl(cfg_r, "--stop-for-engine")).stderr
+    ok(dbctl(cfg_a, "--status"))
+    assert not r.db_data_dir.exists()
+
+
+def test_db_use_existing_takes_the_server_already_on_the_port(tmp_site):
+    cfg_a, a = tmp_site()
+    ok(dbctl(cfg_a, "--start-for-engine"))
+    ok(dbctl(cfg_a, "--exec-sql", "INSERT INTO jobs (owner, title) VALUES ('a', 'on the existing server')"))
+    # site B shares the port but has its own (empty) data directory
+    cfg_b, b = tmp_site(port=a.db.port)
+    one_line_error(dbctl(cfg_b, "--start-for-engine"), ExitStatus.STATE, f"port {a.db.port} is already in use")
+    ok(dbctl(cfg_b, "--destroy", "--yes"))
+    (cfg_b / "db.toml").write_text((cfg_b / "db.toml").read_text() + "DBUseExisting = true\n")
+    said = ok(dbctl(cfg_b, "--start-for-engine")).stderr
+    assert "already listening on localhost" in said and "initialized" not in said
+    assert not (b.db_data_dir / "PG_VERSION").exists()
+    assert ok(dbctl(cfg_b, "--exec-sql", "SELECT title FROM jobs")).stdout == "on the existing server\n"

@@ -19,7 +19,7 @@ from typing import Iterator
 
 from .cluster import Cluster
 from .config import SiteSettings, current_user, is_root
-from .db.probe import Probe
+from .db.probe import Probe, probe
 from .errors import DatabaseUnavailable, PermissionDenied, StateError, TractorError, from_os_error
 
 
@@ -87,29 +87,15 @@ def start_for_engine(settings: SiteSettings, *, auto_upgrade: bool = True) -> Re
     from .db.connection import connect, translated
 
     rep = Report()
-    cluster = Cluster(settings)
     db = settings.db
-    if not cluster.initialized:
-        if not db.init:
-            raise StateError(
-                f"no database cluster in {cluster.data_dir} and DBInit is off",
-                hint="run tractor-dbctl --init, or set init = true in db.toml",
-            )
-        cluster.init()
-        rep.say(f"initialized a new database cluster in {cluster.data_dir}")
-    st = cluster.status(tcp=False)
-    if st.running:
-        rep.say(f"using the running database server (pid {st.pid})")
-    else:
-        if not db.startup:
-            raise StateError(
-                "the database server is not running and DBStartup is off",
-                hint="start it yourself, or set startup = true in db.toml",
-            )
-        for note in cluster.start():
-            rep.say(note)
-        rep.say(f"started the database server on port {cluster.port}")
-    wait_reachable(cluster)
+    if db.host:
+        # not our server: only make sure it answers, then database and schema
+        answer = probe(host=db.host, port=db.port, user=db.user, dbname=db.dbname)
+        if answer is Probe.NO_RESPONSE:
+            raise DatabaseUnavailable(f"no PostgreSQL server answers on {db.host}:{db.port} (host in db.toml)")
+        rep.say(f"using the database server on {db.host}:{db.port}")
+    elif not _bring_up_local(settings, rep):
+        rep.say(f"using the PostgreSQL server already listening on localhost:{db.port} (DBUseExisting)")
     if admin.ensure_database(settings):
         rep.say(f'created the job database "{db.dbname}"')
     if db.password and db.listens_beyond_localhost:
@@ -131,8 +117,60 @@ def start_for_engine(settings: SiteSettings, *, auto_upgrade: bool = True) -> Re
     return rep
 
 
+def _existing_server_answers(settings: SiteSettings) -> bool:
+    """Does some PostgreSQL server (not necessarily ours) answer on localhost:port?"""
+    answer = probe(host="127.0.0.1", port=settings.db.port, user=settings.db.user, dbname=settings.db.dbname)
+    return answer in (Probe.READY, Probe.NO_DATABASE, Probe.NEEDS_PASSWORD)
+
+
+def _bring_up_local(settings: SiteSettings, rep: Report) -> bool:
+    """Init and start the site's own server as the switches allow.
+
+    Returns False when, under DBUseExisting, a server that is not ours is
+    already listening on the port and will be used instead.
+    """
+    cluster = Cluster(settings)
+    db = settings.db
+    st = cluster.status(tcp=False)
+    if not st.running and db.use_existing and _existing_server_answers(settings):
+        return False
+    if not cluster.initialized:
+        if not db.init:
+            raise StateError(
+                f"no database cluster in {cluster.data_dir} and DBInit is off",
+                hint="run tractor-dbctl --init, or set init = true in db.toml",
+            )
+        cluster.init()
+        rep.say(f"initialized a new database cluster in {cluster.data_dir}")
+    if st.running:
+        rep.say(f"using the running database server (pid {st.pid})")
+    else:
+        if not db.startup:
+            raise StateError(
+                "the database server is not running and DBStartup is off",
+                hint="start it yourself, or set startup = true in db.toml",
+            )
+        for note in cluster.start():
+            rep.say(note)
+        rep.say(f"started the database server on port {cluster.port}")
+    wait_reachable(cluster)
+    return True
+
+
+def require_local(settings: SiteSettings, doing: str) -> None:
+    """Server control is for the site's own server, not one named by `host`."""
+    if settings.db.host:
+        raise StateError(
+            f"cannot {doing}: the job database is on {settings.db.host}:{settings.db.port} (host in db.toml); "
+            "tractor-dbctl controls only the site's own local server"
+        )
+
+
 def stop_for_engine(settings: SiteSettings) -> Report:
     rep = Report()
+    if settings.db.host:
+        rep.say(f"the job database is on {settings.db.host}: nothing to stop here")
+        return rep
     cluster = Cluster(settings)
     if not settings.db.shutdown:
         rep.say("DBShutdown is off: leaving the database server running")

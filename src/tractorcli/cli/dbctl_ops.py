@@ -27,6 +27,8 @@ def run(ctx: Context, op: str, opts: dict) -> int:
                f"server account: {settings.db_os_user or 'this user'}")
     if op not in ("status", "log_filename", "get_log", "tail_log", "logs_usage", "show_params", "check_upgrade", "exec_sql"):
         jobdb.check_owner(settings)
+    if op in _SERVER_CONTROL:
+        jobdb.require_local(settings, "--" + op.replace("_", "-"))
     handler = globals()[f"op_{op}"]
     if op in _LOCKED:
         with jobdb.site_lock(settings):
@@ -41,6 +43,11 @@ _LOCKED = {"start", "stop", "start_for_engine", "stop_for_engine", "init", "buil
            "clear_history", "purge_logs"}
 
 
+# operations on the server's process and files: meaningless for a remote `host`
+_SERVER_CONTROL = {"start", "stop", "init", "destroy", "backup", "restore", "vacuum", "purge_logs",
+                   "log_filename", "get_log", "tail_log", "logs_usage"}
+
+
 def _cluster(ctx: Context) -> Cluster:
     c = Cluster(ctx.settings)
     if ctx.verbose:
@@ -48,12 +55,18 @@ def _cluster(ctx: Context) -> Cluster:
     return c
 
 
+def _require_server(ctx: Context) -> None:
+    """Our own server must run (a clearer message than a refused connection)."""
+    db = ctx.settings.db
+    if not (db.host or db.use_existing):
+        _cluster(ctx).require_running()
+
+
 def _db(ctx: Context, *, check_schema: bool = True):
     """The job database connection, after checking the server and the schema."""
     from ..db import migrate
 
-    if not ctx.settings.db.host:
-        _cluster(ctx).require_running()
+    _require_server(ctx)
     conn = ctx.connection()
     if check_schema:
         migrate.check_compatible(conn)
@@ -69,6 +82,8 @@ def _say(ctx: Context, report: jobdb.Report) -> None:
 
 
 def op_status(ctx: Context, opts: dict) -> int:
+    if ctx.settings.db.host:
+        return _remote_status(ctx, opts)
     c = _cluster(ctx)
     st = c.status()
     db = ctx.settings.db
@@ -106,6 +121,21 @@ def op_status(ctx: Context, opts: dict) -> int:
     return ExitStatus.OK if st.running else ExitStatus.NOT_RUNNING
 
 
+def _remote_status(ctx: Context, opts: dict) -> int:
+    from ..db.probe import probe
+
+    db = ctx.settings.db
+    answer = probe(host=db.host, port=db.port, user=db.user, dbname=db.dbname)
+    facts = {"running": answer is not Probe.NO_RESPONSE, "host": db.host, "port": db.port,
+             "answer": answer.value, "database": db.dbname,
+             "database_exists": {Probe.READY: True, Probe.NO_DATABASE: False}.get(answer)}
+    if opts["as_json"]:
+        ctx.out(json.dumps(facts, indent=2))
+    else:
+        ctx.out(f"server: {db.host}:{db.port} (host in db.toml) answers: {answer.value}")
+    return ExitStatus.OK if facts["running"] else ExitStatus.NOT_RUNNING
+
+
 def op_start(ctx: Context, opts: dict) -> None:
     c = _cluster(ctx)
     for note in c.start():
@@ -139,8 +169,7 @@ def op_init(ctx: Context, opts: dict) -> None:
 def op_build(ctx: Context, opts: dict) -> None:
     from ..db import admin
 
-    c = _cluster(ctx)
-    c.require_running()
+    _require_server(ctx)
     applied = admin.build(ctx.settings)
     ctx.info(f'created the job database "{ctx.settings.db.dbname}" with schema version {applied[-1].version}')
 
@@ -166,8 +195,7 @@ def op_destroy(ctx: Context, opts: dict) -> None:
 def op_upgrade(ctx: Context, opts: dict) -> None:
     from ..db import migrate
 
-    _cluster(ctx).require_running()
-    conn = ctx.connection()
+    conn = _db(ctx, check_schema=False)
     before = migrate.plan(conn)
     applied = migrate.upgrade(conn)
     if not applied:
@@ -179,8 +207,7 @@ def op_upgrade(ctx: Context, opts: dict) -> None:
 def op_check_upgrade(ctx: Context, opts: dict) -> int:
     from ..db import migrate
 
-    _cluster(ctx).require_running()
-    p = migrate.plan(ctx.connection())
+    p = migrate.plan(_db(ctx, check_schema=False))
     if opts["as_json"]:
         ctx.out(json.dumps({"current": p.current, "target": p.target,
                             "pending": [f"{m.version:04d}_{m.name}" for m in p.pending]}, indent=2))

@@ -38,6 +38,10 @@ def conninfo(settings: SiteSettings, dbname: str | None = None) -> dict[str, Any
         params["host"] = db.host
         if db.password:
             params["password"] = db.password
+    elif db.use_existing:
+        # our socket if our server runs, else the server already on localhost
+        # (libpq tries the hosts in order)
+        params["host"] = f"{settings.db_data_dir},127.0.0.1"
     else:
         params["host"] = str(settings.db_data_dir)
     return params
