@@ -1,0 +1,284 @@
+"""The job description: Job, Task, Command, Instance, DirMap.
+
+One model serves every language: the Alfred/Tcl parser (`alfred.py`), the
+JSON form (`jsonjob.py`), the emitter (`emit.py`), the authoring API
+(`author.py`) and the spooler (`db/spool.py`) all read or write these
+objects.  Attribute names follow Tractor's operator options.
+
+The classes are slotted dataclasses with tuples rather than lists, because
+a million-task job must fit comfortably in memory: an empty tuple is
+shared, an empty list is not.  Source positions (`where`) are kept for
+error messages and excluded from equality, so parse(emit(job)) == job.
+
+`Iterate` and `Assign` are expanded while parsing (the model holds their
+result); `Instance` stays a node and is resolved by `resolve()`, which also
+numbers tasks and commands the way the engine does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Iterator, Union
+
+from ..errors import BadInput
+
+RUNTYPES = ("regular", "cleanup", "post_always", "post_error", "post_done")
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where something was written: file, line and column (both from 1)."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class JobError(BadInput):
+    """An invalid job, with the place it was found (file:line:column: message)."""
+
+    def __init__(self, message: str, where: Location | None = None, *, also: Location | None = None,
+                 hint: str | None = None):
+        self.where = where
+        self.also = also
+        self.bare = message
+        text = f"{where}: {message}" if where else message
+        if also is not None:
+            text += f" (see {also})"
+        super().__init__(text, hint=hint)
+
+
+def _loc() -> Location | None:
+    return field(default=None, compare=False, repr=False)
+
+
+@dataclass(slots=True)
+class DirMap:
+    src: str
+    dst: str
+    zone: str
+
+
+@dataclass(slots=True)
+class Command:
+    """A RemoteCmd (runs on a farm blade) or a local Cmd (on the spooling host)."""
+
+    argv: tuple[str, ...]
+    local: bool = False
+    runtype: str = "regular"  # one of RUNTYPES; postscript Cmds carry their -when
+    service: str = ""
+    tags: tuple[str, ...] = ()
+    envkey: tuple[str, ...] = ()
+    atleast: int | None = None
+    atmost: int | None = None
+    samehost: bool = False
+    id: str | None = None
+    refersto: str | None = None
+    expand: str | None = None  # None: no; "": task definitions on stdout; else that file
+    msg: str | None = None
+    retryrc: tuple[int, ...] = ()
+    minrunsecs: float | None = None
+    maxrunsecs: float | None = None
+    resumewhile: tuple[str, ...] = ()
+    resumepin: bool = False
+    metadata: str = ""
+    metrics: str = ""
+    where: Location | None = _loc()
+
+
+@dataclass(slots=True)
+class Instance:
+    """A dependency on another task, named by its title (or -id)."""
+
+    title: str
+    where: Location | None = _loc()
+
+
+@dataclass(slots=True)
+class Task:
+    title: str
+    subtasks: tuple["Node", ...] = ()
+    cmds: tuple[Command, ...] = ()
+    cleanup: tuple[Command, ...] = ()
+    id: str | None = None
+    service: str | None = None
+    atleast: int | None = None
+    atmost: int | None = None
+    serialsubtasks: bool = False
+    resumeblock: bool = False
+    chaser: tuple[str, ...] = ()
+    preview: tuple[str, ...] = ()
+    metadata: str = ""
+    where: Location | None = _loc()
+
+
+Node = Union[Task, Instance]
+
+
+@dataclass(slots=True)
+class Job:
+    title: str = ""
+    subtasks: tuple[Node, ...] = ()
+    cleanup: tuple[Command, ...] = ()
+    postscript: tuple[Command, ...] = ()
+    after: dt.datetime | None = None
+    afterjids: tuple[int, ...] = ()
+    atleast: int | None = None
+    atmost: int | None = None
+    maxactive: int = 0
+    tags: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+    tier: str = ""
+    service: str = ""
+    avoid: tuple[str, ...] = ()
+    envkey: tuple[str, ...] = ()
+    priority: float | None = None  # None: the site default
+    crews: tuple[str, ...] = ()
+    etalevel: int | None = None
+    comment: str = ""
+    metadata: str = ""
+    editpolicy: str = ""
+    dirmaps: tuple[DirMap, ...] = ()
+    assignments: tuple[tuple[str, str], ...] = ()  # Assign var value, in order
+    serialsubtasks: bool = False
+    paused: bool = False
+    spoolcwd: str = ""
+    # Not part of the job's meaning: what the parser chose to tolerate.
+    warnings: list[str] = field(default_factory=list, compare=False, repr=False)
+    where: Location | None = _loc()
+
+    def copy(self, **changes) -> "Job":
+        return dataclasses.replace(self, **changes)
+
+
+# --- resolution: numbering, edges, and checks ------------------------------------
+
+
+@dataclass(slots=True)
+class FlatTask:
+    tid: int
+    task: Task
+    parent: int  # tree parent tid; 0 = the job
+    position: int  # index among its siblings
+
+
+@dataclass(slots=True)
+class Resolved:
+    """A job numbered as the engine numbers it, with its dependency edges.
+
+    tids count tasks depth-first from 1 (parents before their subtasks);
+    cids count commands from 1 in the order met: each task's -cmds then its
+    -cleanup, then the job's -cleanup and -postscript commands.
+    """
+
+    job: Job
+    tasks: list[FlatTask]
+    # (parent tid, child tid, kind): kind "tree" or "instance"
+    edges: list[tuple[int, int, str]]
+    # (cid, tid or 0, Command)
+    commands: list[tuple[int, int, Command]]
+
+
+def iter_tasks(nodes: tuple[Node, ...]) -> Iterator[Task]:
+    """Every Task below `nodes`, depth-first, parents first."""
+    stack = list(reversed(nodes))
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Task):
+            yield n
+            stack.extend(reversed(n.subtasks))
+
+
+def resolve(job: Job) -> Resolved:
+    """Number tasks and commands, resolve Instances, and check the job.
+
+    Errors name both places involved: a reference and the task it misses,
+    two tasks with one -id, a cycle and where it closes.
+    """
+    tasks: list[FlatTask] = []
+    edges: list[tuple[int, int, str]] = []
+    commands: list[tuple[int, int, Command]] = []
+    instances: list[tuple[int, Instance]] = []  # (referring tid, node)
+    by_title: dict[str, int] = {}
+    by_id: dict[str, tuple[int, Location | None]] = {}
+    cmd_ids: dict[str, tuple[int, Location | None]] = {}
+    cid = 0
+
+    # iterative depth-first walk: deep trees must not hit the recursion limit
+    stack: list[tuple[Node, int, int]] = [(n, 0, i) for i, n in reversed(list(enumerate(job.subtasks)))]
+    while stack:
+        node, parent, position = stack.pop()
+        if isinstance(node, Instance):
+            instances.append((parent, node))
+            continue
+        tid = len(tasks) + 1
+        tasks.append(FlatTask(tid, node, parent, position))
+        edges.append((parent, tid, "tree"))
+        by_title.setdefault(node.title, tid)
+        if node.id:
+            if node.id in by_id:
+                raise JobError(f"duplicate task -id {node.id!r}", node.where, also=by_id[node.id][1])
+            by_id[node.id] = (tid, node.where)
+        for c in node.cmds + node.cleanup:
+            cid += 1
+            commands.append((cid, tid, c))
+            if c.id:
+                if c.id in cmd_ids:
+                    raise JobError(f"duplicate command -id {c.id!r}", c.where, also=cmd_ids[c.id][1])
+                cmd_ids[c.id] = (cid, c.where)
+        stack.extend((n, tid, i) for i, n in reversed(list(enumerate(node.subtasks))))
+    for c in job.cleanup + job.postscript:
+        cid += 1
+        commands.append((cid, 0, c))
+
+    for referrer, inst in instances:
+        target = by_title.get(inst.title)
+        if target is None and inst.title in by_id:
+            target = by_id[inst.title][0]
+        if target is None:
+            raise JobError(f"Instance {inst.title!r} refers to no task with that title or -id", inst.where)
+        edges.append((referrer, target, "instance"))
+
+    for _, _, c in commands:
+        if c.refersto and c.refersto not in by_id and c.refersto not in cmd_ids:
+            raise JobError(f"-refersto {c.refersto!r} names no task or command -id", c.where)
+
+    _check_acyclic(tasks, edges)
+    return Resolved(job, tasks, edges, commands)
+
+
+def _check_acyclic(tasks: list[FlatTask], edges: list[tuple[int, int, str]]) -> None:
+    """Instance edges may close a loop (a task waiting on its own ancestor)."""
+    children: dict[int, list[int]] = {}
+    for parent, child, _ in edges:
+        if parent:
+            children.setdefault(parent, []).append(child)
+    WHITE, GREY, BLACK = 0, 1, 2
+    colour = [WHITE] * (len(tasks) + 1)
+    for root in range(1, len(tasks) + 1):
+        if colour[root] != WHITE:
+            continue
+        stack: list[tuple[int, int]] = [(root, 0)]
+        colour[root] = GREY
+        while stack:
+            tid, i = stack[-1]
+            kids = children.get(tid, ())
+            if i < len(kids):
+                stack[-1] = (tid, i + 1)
+                k = kids[i]
+                if colour[k] == GREY:
+                    a, b = tasks[k - 1].task, tasks[tid - 1].task
+                    raise JobError(
+                        f"dependency cycle: task {b.title!r} waits (through Instances) on {a.title!r}, "
+                        f"which waits on it", b.where, also=a.where)
+                if colour[k] == WHITE:
+                    colour[k] = GREY
+                    stack.append((k, 0))
+            else:
+                colour[tid] = BLACK
+                stack.pop()
