@@ -67,6 +67,41 @@ class Source:
         return Location(self.file, self.base_line + n, col)
 
 
+class SourcePos:
+    """A place in a Source, turned into line and column only when shown.
+
+    Jobs with a million tasks keep a position for each; computing the line
+    of every one up front would cost more than the rest of parsing.
+    """
+
+    __slots__ = ("src", "offset")
+
+    def __init__(self, src: Source, offset: int):
+        self.src = src
+        self.offset = offset
+
+    def location(self) -> Location:
+        return self.src.location(self.offset)
+
+    @property
+    def file(self) -> str:
+        return self.src.file
+
+    @property
+    def line(self) -> int:
+        return self.location().line
+
+    @property
+    def col(self) -> int:
+        return self.location().col
+
+    def __str__(self) -> str:
+        return str(self.location())
+
+    def __repr__(self) -> str:
+        return f"SourcePos({self})"
+
+
 class Word:
     """One word of a command: its value after substitution and its place.
 
@@ -86,8 +121,8 @@ class Word:
         self.end = end
 
     @property
-    def where(self) -> Location:
-        return self.src.location(self.pos)
+    def where(self) -> SourcePos:
+        return SourcePos(self.src, self.pos)
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"Word({self.value!r} @{self.where})"
@@ -101,6 +136,15 @@ _BRACE_TOKENS = re.compile(r"\\.|[{}]", re.S)
 _BARE_PLAIN = re.compile(r"[^ \t\r\f\v\n;\\$\[\]]+")
 _QUOTE_PLAIN = re.compile(r'[^"\\$\[]*"')
 _WORD_END = frozenset(" \t\r\f\v\n;")
+# The common word, with the blanks before it: braces with no nesting, newline
+# or backslash inside, or a bare word with nothing to substitute.  Most words
+# of generated jobs are like this; everything else takes the general path.
+# Runs of common words, with the blanks before them: braces with no nesting,
+# newline or backslash inside, or bare words with nothing to substitute.
+# Most words of generated jobs are like this; the rest take the general path.
+_FAST_RUN = re.compile(
+    r"(?:[ \t\r\f\v]*(?:\{[^{}\\\n]*\}|[^ \t\r\f\v\n;{}\\$\[\]\"]+)(?=[ \t\r\f\v\n;]|\Z))+")
+_FAST_TOKEN = re.compile(r"\{[^{}\\\n]*\}|[^ \t\r\f\v\n;{}\\$\[\]\"]+")
 _CONTINUATION = re.compile(r"\\\r?\n[ \t\r\f\v]*")
 _VARNAME = re.compile(r"(?:[A-Za-z0-9_]|::)+")
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
@@ -334,15 +378,33 @@ class Interp:
             if text[pos] == "#":
                 pos = _skip_comment(text, pos, end)
                 continue
-            words: list[Word] = []
+            # a run of simple words is split in one go (most of a generated job)
+            words = []
             while True:
-                pos = _BLANKS.match(text, pos, end).end()
+                m = _FAST_RUN.match(text, pos, end)
+                if m is not None:
+                    for t in _FAST_TOKEN.finditer(text, pos, m.end()):
+                        w = t.group()
+                        a = t.start()
+                        if w[0] == "{":
+                            words.append(Word(BRACE, w[1:-1], src, a, a + 1, a + len(w) - 1))
+                        else:
+                            words.append(Word(BARE, w, src, a, a, a + len(w)))
+                    pos = m.end()
                 if pos >= end:
                     break
                 c = text[pos]
                 if c == "\n" or c == ";":
                     pos += 1
                     break
+                if c in " \t\r\f\v" or c == "\\" and text[pos + 1: pos + 2] in ("\n", "\r"):
+                    pos = _BLANKS.match(text, pos, end).end()
+                    if pos >= end:
+                        break
+                    c = text[pos]
+                    if c == "\n" or c == ";":
+                        pos += 1
+                        break
                 word, pos = self._word(src, pos, end)
                 words.append(word)
             if words:
@@ -385,9 +447,28 @@ class Interp:
         close = closers.get(pos)
         if close is not None:
             return close
-        # one scan pairs every brace inside, so nested bodies are never rescanned
+        text = src.text
+        # Fast path: walk the closing braces and count the openers before
+        # each with str.count (C speed); the first } where the counts balance
+        # is the match, unless a backslash (which may escape a brace) lies
+        # before it.  A generated job's outer -subtasks body is megabytes
+        # long; this keeps its scan to a fraction of a second.
+        opens, closes, prev, k = 1, 0, pos + 1, pos
+        while True:
+            k = text.find("}", k + 1, end)
+            if k < 0:
+                break
+            opens += text.count("{", prev, k)
+            closes += 1
+            prev = k + 1
+            if opens == closes:
+                if text.find("\\", pos, k) < 0:
+                    closers[pos] = k
+                    return k
+                break
+        # backslashes escape braces: scan token by token, pairing every brace
         stack: list[int] = []
-        for m in _BRACE_TOKENS.finditer(src.text, pos, end):
+        for m in _BRACE_TOKENS.finditer(text, pos, end):
             t = m.group()
             if t == "{":
                 stack.append(m.start())
