@@ -923,7 +923,7 @@ _EXPR_TOKEN = re.compile(r"""
     )""", re.X | re.S)
 
 _FUNCS: dict[str, Callable] = {
-    "abs": abs, "int": lambda x: int(x), "double": float, "round": lambda x: int(round(x)),
+    "abs": abs, "int": lambda x: int(x), "double": float, "round": lambda x: int(math.copysign(math.floor(abs(x) + 0.5), x)),  # halves away from zero, as Tcl
     "floor": math.floor, "ceil": math.ceil, "sqrt": math.sqrt, "pow": pow, "min": min, "max": max,
     "wide": lambda x: int(x), "entier": lambda x: int(x), "fmod": math.fmod, "exp": math.exp,
     "log": math.log, "log10": math.log10, "sin": math.sin, "cos": math.cos, "tan": math.tan,
@@ -1135,7 +1135,7 @@ class _ExprParser:
             if op == "%":
                 if not (isinstance(a, int) and isinstance(b, int)):
                     raise TclError("can't use floating-point value as operand of \"%\"", self.word.where)
-                return int(math.fmod(a, b)) if (a < 0) != (b < 0) and a % b else a % b
+                return a % b  # the sign of the divisor, as in Tcl (and Python)
             if op == "**":
                 if isinstance(b, int) and abs(b) > 10000:
                     raise TclError("exponent too large", self.word.where)
