@@ -36,7 +36,7 @@ import re
 from typing import Callable
 
 from .model import Command, DirMap, Instance, Job, JobError, Location, Task, resolve
-from .tcl import BRACE, Interp, Source, TclError, Word, split_list
+from .tcl import BARE, BRACE, Interp, Source, TclError, Word, split_list
 
 __all__ = ["parse", "AlfredOptions"]
 
@@ -336,8 +336,9 @@ class _Parser:
         if len(words) < 2:
             raise JobError(f"{op} needs a launch expression: {op} {{app arg ...}}", words[0].where)
         # the launch expression: one list, or (non-standard) several words before the options
+        # options are written bare (-service); braced or quoted words are argv
         k = 1
-        while k < len(words) and not (words[k].value.startswith("-") and words[k].value in _CMD_OPTS):
+        while k < len(words) and not (words[k].kind == BARE and words[k].value.startswith("-")):
             k += 1
         if k == 1:
             # `Cmd -service {x} {argv}`: options first, argv last (RenderMan for Blender writes this)
