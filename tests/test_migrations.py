@@ -68,6 +68,9 @@ def test_every_named_query_is_valid_against_the_schema(db_settings):
             with conn.transaction(force_rollback=True):
                 if first in ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"):
                     conn.execute(f"PREPARE check_{name} AS {body}")
+                elif first == "COPY":
+                    with conn.cursor().copy(body):
+                        pass  # no rows: the table and its columns are checked
                 else:
                     assert not numbers, name
                     conn.execute(body)

@@ -120,3 +120,70 @@ UNION ALL
 SELECT 'sequence', sequencename, data_type::text || ' start ' || start_value
 FROM pg_sequences WHERE schemaname = 'public'
 ORDER BY 1, 2, 3
+
+-- ---------------------------------------------------------------------------
+-- Spooling (db/spool.py): one job in one transaction.  The COPY column lists
+-- are the contract with the row builders in spool.py (same order, binary).
+
+-- name: spool_add_service_exprs
+-- Store the effective service expressions this job needs that are not
+-- stored yet.  Existing ones are neither locked nor rewritten (concurrent
+-- spools of the same expressions do not wait for each other), and no
+-- svcid is spent on them.
+INSERT INTO service_exprs (expr)
+SELECT DISTINCT u.expr FROM unnest(%(exprs)s::text[]) AS u(expr)
+WHERE NOT EXISTS (SELECT 1 FROM service_exprs s WHERE s.expr = u.expr)
+ON CONFLICT (expr) DO NOTHING
+
+-- name: spool_service_ids
+-- Locked as a foreign key check would lock them: an expression this job
+-- uses cannot be deleted before the job is committed.
+SELECT svcid, expr FROM service_exprs WHERE expr = ANY(%(exprs)s::text[]) FOR KEY SHARE
+
+-- name: spool_replication_role
+SELECT current_setting('session_replication_role') AS role
+
+-- name: spool_set_replication_role
+-- Transaction-local.  'replica' turns off the per-row foreign key checks
+-- for the rows a spool copies (consistent by construction; see
+-- db/spool.py); the spool sets the previous value back before it commits.
+-- Needs a superuser, or GRANT SET ON PARAMETER session_replication_role:
+-- spool.py tries it in a savepoint.
+SELECT set_config('session_replication_role', %(role)s, true)
+
+-- name: spool_insert_job
+-- jid from jid_seq (the column default).  spooltime is now(): the
+-- transaction's start, also used as readytime of the tasks ready at spool.
+INSERT INTO jobs (
+    owner, spoolhost, spoolfile, spoolcwd, spooladdr, title, assignments,
+    tier, priority, crews, projects, tags, service, avoid, envkey, editpolicy,
+    minslots, maxslots, etalevel, afterjids, pausetime, aftertime,
+    numtasks, numblocked, numready, numdone, maxtid, maxcid,
+    comment, metadata, maxactive, serialsubtasks, dirmap, script, scriptformat
+) VALUES (
+    %(owner)s, %(spoolhost)s, %(spoolfile)s, %(spoolcwd)s, %(spooladdr)s, %(title)s, %(assignments)s,
+    %(tier)s, %(priority)s, %(crews)s::text[], %(projects)s::text[], %(tags)s::text[], %(service)s,
+    %(avoid)s::text[], %(envkey)s::text[], %(editpolicy)s,
+    %(minslots)s, %(maxslots)s, %(etalevel)s, %(afterjids)s::bigint[],
+    CASE WHEN %(paused)s THEN now() END, %(aftertime)s,
+    %(numtasks)s, %(numblocked)s, %(numready)s, %(numdone)s, %(maxtid)s, %(maxcid)s,
+    %(comment)s, %(metadata)s, %(maxactive)s, %(serialsubtasks)s, %(dirmap)s, %(script)s, %(scriptformat)s
+)
+RETURNING jid, spooltime
+
+-- name: spool_copy_tasks
+COPY tasks (jid, tid, title, id, service, minslots, maxslots, serialsubtasks, resumeblock,
+            state, readytime, preview, chaser, metadata, parent_tid, position, pending)
+FROM STDIN (FORMAT BINARY)
+
+-- name: spool_copy_task_edges
+COPY task_edges (jid, parent_tid, child_tid, kind) FROM STDIN (FORMAT BINARY)
+
+-- name: spool_copy_commands
+COPY commands (jid, cid, tid, position, argv, local, expand, runtype, msg, service, svcid,
+               tags, id, refersto, minslots, maxslots, samehost, envkey, retryrcodes,
+               metadata, metrics, resumewhile, resumepin, minrunsecs, maxrunsecs, state)
+FROM STDIN (FORMAT BINARY)
+
+-- name: spool_copy_ready
+COPY ready (jid, cid, tid, svcid, tierpri, priority, local, spoolhost) FROM STDIN (FORMAT BINARY)
