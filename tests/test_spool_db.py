@@ -191,12 +191,24 @@ def test_plan_without_a_database():
         Task("first, empty"),                                   # 1: done at once
         Task("second", cmds=(C(("x",)),)),                      # 2: released by 1 -> ready
         Task("third", subtasks=(Instance("lib"),)),             # 3: waits for 2 (serial) and lib
-        Task("lib", subtasks=(Task("leaf", cmds=(C(("y",)),)),)),  # 4 (waits for 3, serial), 5 ready
+        Task("lib", subtasks=(Task("leaf", cmds=(C(("y",)),)),)),  # 4 waits for 3 (serial) and 5;
+    ))                                                           # 5 is under lib: gated by 3 too
+    p = plan(resolve(job))
+    assert [p.state_name(t) for t in range(1, 6)] == ["done", "ready", "blocked", "blocked", "blocked"]
+    assert p.pending[1:] == [0, 0, 2, 2, 1]
+    assert (p.numready, p.numdone, p.numblocked) == (1, 1, 3)
+
+
+def test_a_serial_predecessor_gates_the_whole_next_subtree():
+    frames = tuple(Task(f"frame {i}", cmds=(C(("mantra", str(i))),)) for i in range(3))
+    job = Job(serialsubtasks=True, subtasks=(
+        Task("setup"),                                        # 1: empty, done at spool
+        Task("ifd", cmds=(C(("hbatch",)),)),                  # 2: ready once 1 is done
+        Task("render", subtasks=(Task("batch", subtasks=frames),)),  # 3..7: all wait for 2
     ))
     p = plan(resolve(job))
-    assert [p.state_name(t) for t in range(1, 6)] == ["done", "ready", "blocked", "blocked", "ready"]
-    assert p.pending[1:] == [0, 0, 2, 2, 0]
-    assert (p.numready, p.numdone, p.numblocked) == (2, 1, 2)
+    assert [p.state_name(t) for t in range(1, 8)] == ["done", "ready"] + ["blocked"] * 5
+    assert p.pending[3:] == [2, 4, 1, 1, 1]  # render: gate + batch; batch: gate + 3 frames; frames: gate
 
 
 def test_empty_tasks_cascade_through_instances_and_serial_chains(conn):

@@ -8,4 +8,5 @@ completion stay fast.
 # program name -> "module:attribute" of its click command and entry point
 PROGRAMS = {
     "tractor-dbctl": "tractorcli.cli.dbctl",
+    "tractor-spool": "tractorcli.cli.spool",
 }

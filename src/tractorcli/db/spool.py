@@ -38,7 +38,10 @@ Initial states (event-driven readiness; the engine never scans a job)
     Instance targets (each distinct target once), and, when its parent (the
     job, for top-level tasks) has -serialsubtasks and it is not the first
     Task among its siblings, its previous Task sibling (Instance nodes are
-    not part of a serial chain: they are dependencies of the parent).
+    not part of a serial chain: they are dependencies of the parent).  That
+    serial gate holds the sibling's whole subtree: every task below it also
+    counts the previous sibling once, so nothing under "render frames" can
+    start before "generate IFDs" is done.
     With `pending` 0:
     * a task with at least one regular command (-cmds) is `ready`: its first
       -cmds command is `ready` and has a `ready` row; its other commands
@@ -53,8 +56,10 @@ Initial states (event-driven readiness; the engine never scans a job)
     Everything else is `blocked`; job-level commands (-cleanup,
     -postscript; tid 0) are `blocked`.  The engine's contract on finishing
     a task: decrement `pending` once per `task_edges` row whose child is
-    that task (parent_tid > 0), and, under a serial parent, once for the
-    Task whose `position` is one more among the same `parent_tid`.
+    that task (parent_tid > 0), and, under a serial parent, once for every
+    task in the subtree of the Task whose `position` is one more among the
+    same `parent_tid` (the subtree is a contiguous tid range: that sibling's
+    tid up to the tid before the end of its subtree).
 
     `position` of a task is its index among its parent's Task children
     (0, 1, 2 ...; Instance nodes are not counted), so the next serial
@@ -218,6 +223,13 @@ def plan(resolved: Resolved) -> Plan:
     serial_last: dict[int, int] = {}  # serial parent -> its last Task child so far
     next_serial: list[int] | None = None  # tid -> next serial sibling (0: none)
 
+    # Subtree sizes: tids count depth-first, so the subtree of t is the
+    # contiguous range t .. t + size[t] - 1.
+    size = [1] * (n + 1)
+    for ft in reversed(tasks):
+        if ft.parent:
+            size[ft.parent] += size[ft.tid]
+
     for ft in tasks:
         p = ft.parent
         if p:
@@ -228,7 +240,10 @@ def plan(resolved: Resolved) -> Plan:
         if serial:
             prev = serial_last.get(p)
             if prev is not None:
-                pending[ft.tid] += 1
+                # the previous sibling gates this sibling's whole subtree:
+                # nothing under it may start before the previous one is done
+                for u in range(ft.tid, ft.tid + size[ft.tid]):
+                    pending[u] += 1
                 if next_serial is None:
                     next_serial = [0] * (n + 1)
                 next_serial[prev] = ft.tid
@@ -279,7 +294,8 @@ def plan(resolved: Resolved) -> Plan:
         if t in referrers:
             waiters.extend(referrers[t])
         if next_serial is not None and next_serial[t]:
-            waiters.append(next_serial[t])
+            nxt = next_serial[t]
+            waiters.extend(range(nxt, nxt + size[nxt]))  # lift the gate on the whole subtree
         for w in waiters:
             if not w:
                 continue

@@ -187,3 +187,12 @@ FROM STDIN (FORMAT BINARY)
 
 -- name: spool_copy_ready
 COPY ready (jid, cid, tid, svcid, tierpri, priority, local, spoolhost) FROM STDIN (FORMAT BINARY)
+
+-- name: retire_job
+-- tractor-spool --jdelete: take a live job out of the queue (kept as archived).
+UPDATE jobs SET deletetime = now()
+WHERE jid = %(jid)s AND owner = %(owner)s AND deletetime IS NULL
+RETURNING jid
+
+-- name: job_owner
+SELECT owner, deletetime FROM jobs WHERE jid = %(jid)s

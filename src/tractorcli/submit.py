@@ -1,0 +1,139 @@
+"""From a job file (or a generated job) to a spooled jid: what tractor-spool does.
+
+Kept free of click so the authoring API and tests can spool the same way.
+Input format: Tractor JSON with `-J`, Alfred with `-A`; otherwise a file
+whose first non-blank character is `{` (or that starts with a `#!` line
+followed by one) is read as JSON, anything else as Alfred.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import re
+from pathlib import Path
+
+from .config import SiteSettings
+from .errors import BadInput, NotFound, from_os_error
+from .jobs.model import Job, Resolved, resolve
+
+
+@dataclasses.dataclass
+class Loaded:
+    job: Job
+    text: str
+    format: str  # 'alfred', 'json' or 'generated'
+    path: str
+
+
+def read_job_file(path: str) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"tractor-spool - no access to file: {path}") from None
+    except OSError as exc:
+        raise from_os_error(exc, f"reading {path}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")  # old scripts; every byte maps to a character
+
+
+def looks_like_json(text: str) -> bool:
+    body = text.lstrip()
+    if body.startswith("#!"):
+        body = body.split("\n", 1)[1].lstrip() if "\n" in body else ""
+    return body.startswith("{")
+
+
+def load(path: str, *, fmt: str | None = None, strict: bool = False, remotecleankey: str | None = None,
+         text: str | None = None) -> Loaded:
+    """Parse a job file (or `text` named `path`) into a checked Job."""
+    text = read_job_file(path) if text is None else text
+    kind = fmt or ("json" if looks_like_json(text) else "alfred")
+    if kind == "json":
+        from .jobs.jsonjob import from_json
+
+        job = from_json(text, path)
+        resolve(job)
+    else:
+        from .jobs.alfred import parse
+
+        job = parse(text, path, strict=strict, remotecleankey=remotecleankey)
+    return Loaded(job, text, kind, path)
+
+
+def parse_aftertime(text: str) -> dt.datetime:
+    """tractor-spool --aftertime: 'MM DD HH:MM', 'HH:MM', or ISO 'YYYY-MM-DD HH:MM'."""
+    now = dt.datetime.now().astimezone()
+    t = text.strip()
+    try:
+        m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})", t)
+        if m:
+            y, mo, d, h, mi = map(int, m.groups())
+            return now.replace(year=y, month=mo, day=d, hour=h, minute=mi, second=0, microsecond=0)
+        m = re.fullmatch(r"(\d{1,2})\s+(\d{1,2})\s+(\d{1,2}):(\d{2})", t)
+        if m:
+            mo, d, h, mi = map(int, m.groups())
+            return now.replace(month=mo, day=d, hour=h, minute=mi, second=0, microsecond=0)
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", t)
+        if m:
+            h, mi = map(int, m.groups())
+            return now.replace(hour=h, minute=mi, second=0, microsecond=0)
+    except ValueError as exc:
+        raise BadInput(f"--aftertime {text!r}: {exc}") from None
+    raise BadInput(f"--aftertime {text!r}: expected 'MM DD HH:MM', 'HH:MM' or 'YYYY-MM-DD HH:MM'")
+
+
+def parse_jids(text: str, option: str = "--afterjid") -> list[int]:
+    items = [x for x in re.split(r"[\s,]+", text.strip()) if x]
+    try:
+        jids = [int(x) for x in items]
+    except ValueError:
+        raise BadInput(f"{option} {text!r}: expected job ids such as 12 or 12,13") from None
+    if not jids or any(j <= 0 for j in jids):
+        raise BadInput(f"{option} {text!r}: expected positive job ids")
+    return jids
+
+
+def spool(settings: SiteSettings, resolved: Resolved, options) -> int:
+    """Insert a resolved job; returns its jid."""
+    from .db import migrate
+    from .db.connection import connect, translated
+    from .db.spool import spool_job
+
+    with connect(settings, autocommit=True) as conn, translated(settings):
+        migrate.check_compatible(conn)
+        return spool_job(conn, resolved, options)
+
+
+def retire(settings: SiteSettings, jid: int, owner: str) -> None:
+    """tractor-spool --jdelete: move a job out of the queue (to the archive)."""
+    from .db import queries
+    from .db.connection import connect, translated
+
+    with connect(settings, autocommit=True) as conn, translated(settings):
+        row = conn.execute(queries.get("retire_job"), {"jid": jid, "owner": owner}).fetchone()
+        if row is None:
+            found = conn.execute(queries.get("job_owner"), {"jid": jid}).fetchone()
+            if found is None:
+                raise NotFound(f"no job {jid}")
+            if found["deletetime"] is not None:
+                raise BadInput(f"job {jid} was already deleted")
+            raise BadInput(f"job {jid} belongs to {found['owner']}, not {owner} (use --user)")
+
+
+def default_owner() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name: fall back as Tractor does
+        return os.environ.get("USER", "root")
+
+
+def default_host() -> str:
+    import socket
+
+    return socket.gethostname().split(".")[0]
