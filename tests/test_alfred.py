@@ -179,3 +179,17 @@ def test_equality_ignores_positions():
     b = parse("Job -title {t}\\\n  -subtasks {\n\n\n Task {a} -cmds {RemoteCmd {ls}}}", "other.alf")
     assert a == b
     assert a.subtasks[0] == Task("a", cmds=(Command(("ls",)),))
+
+
+EXAMPLES = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "examples").glob("*.alf"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_parse_strictly(path):
+    job = parse(path.read_text(), str(path), strict=True)
+    r = resolve(job)
+    assert r.tasks and job.warnings == []
+
+
+def test_examples_are_there():
+    assert {p.name for p in EXAMPLES} >= {"frames.alf", "dependencies.alf", "checkpoint.alf"}
