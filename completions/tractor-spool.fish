@@ -19,7 +19,7 @@ complete -c tractor-spool -l cmdsvckey -l cmdservice -x -d 'With -c/-C: service 
 complete -c tractor-spool -l remotecleankey -x -d 'Run legacy -whendone/-whenerror commands as RemoteCmds needing service KEY.'
 complete -c tractor-spool -l envkey -x -d 'With -c/-C/--rib: environment key of the generated job.'
 complete -c tractor-spool -l title -x -d 'Title of a generated job.'
-complete -c tractor-spool -l aftertime -x -d 'Do not start before this time.'
+complete -c tractor-spool -l aftertime -x -d 'Do not start before TIME: \'MM DD HH:MM\', \'HH:MM\' or \'YYYY-MM-DD HH:MM\'.'
 complete -c tractor-spool -l afterjid -x -d 'Start only after these jobs are done.'
 complete -c tractor-spool -l maxactive -x -d 'At most N active commands (0: no cap).'
 complete -c tractor-spool -s c -l command -d 'Spool a job running the command that follows (must be the last option).'

@@ -58,7 +58,7 @@ mismatch; 11 invalid job script (file:line:column: message).
               help="Run legacy -whendone/-whenerror commands as RemoteCmds needing service KEY.")
 @click.option("--envkey", metavar="KEY", help="With -c/-C/--rib: environment key of the generated job.")
 @click.option("--title", metavar="TEXT", help="Title of a generated job.")
-@click.option("--aftertime", metavar="'MM DD HH:MM'", help="Do not start before this time.")
+@click.option("--aftertime", metavar="TIME", help="Do not start before TIME: 'MM DD HH:MM', 'HH:MM' or 'YYYY-MM-DD HH:MM'.")
 @click.option("--afterjid", metavar="JID[,JID]", help="Start only after these jobs are done.")
 @click.option("--maxactive", type=click.IntRange(min=0), metavar="N", help="At most N active commands (0: no cap).")
 @click.option("-c", "--command", "command_mode", is_flag=True,
