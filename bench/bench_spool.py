@@ -1,0 +1,95 @@
+"""spool: parse-only and parse+spool of generated jobs of single-command tasks.
+
+Job files of 1,000, 100,000 and 1,000,000 tasks (quick: up to 100,000) are
+written in the shape render pipelines produce (`Task {Frame N} -cmds {
+RemoteCmd {prman ...} -service {PixarRender} }`), then timed with the
+installed `tractor-spool`:
+
+* `--parse-debug FILE`: read, parse, resolve; nothing is spooled;
+* `FILE`: parse and commit the whole job (one transaction, COPY);
+
+each as wall time and the peak memory of that process (from wait4).
+After each spool the task count in the database is checked, so a broken
+spool cannot pass as fast.
+
+Targets (issue 3): 100,000 tasks spooled in under 3 s (aim 1.5 s); a
+1,000,000-task job spooled with peak memory under 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import BenchError, Site, clean_env, figure, log, pick_port
+
+SIZES_FULL = (1_000, 100_000, 1_000_000)
+SIZES_QUICK = (1_000, 10_000, 100_000)
+
+
+def write_job(path: Path, n: int) -> None:
+    with open(path, "w") as f:
+        f.write("##AlfredToDo 3.0\nJob -title {bench %d} -service {PixarRender} -subtasks {\n" % n)
+        for i in range(1, n + 1):
+            f.write("  Task {Frame %d} -cmds {\n    RemoteCmd {prman -Progress /net/ribs/frame.%04d.rib}"
+                    " -service {PixarRender}\n  }\n" % (i, i))
+        f.write("}\n")
+
+
+def spool_script() -> str:
+    exe = Path(sys.executable).parent / "tractor-spool"
+    found = str(exe) if exe.is_file() else shutil.which("tractor-spool")
+    if not found:
+        raise BenchError("tractor-spool is not installed (pip install -e .)")
+    return found
+
+
+def measure(argv: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KB) of one run."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=clean_env())
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(argv[:3])} ... exited {proc.returncode}: {err.strip()[-500:]}")
+    return wall, usage.ru_maxrss
+
+
+def run(quick: bool) -> list[dict]:
+    sizes = SIZES_QUICK if quick else SIZES_FULL
+    script = spool_script()
+    out: list[dict] = []
+    with Site("spool", pick_port(9931)) as site:
+        site.dbctl("--start-for-engine", timeout=600)
+        for n in sizes:
+            path = site.root / f"job{n}.alf"
+            write_job(path, n)
+            mb = path.stat().st_size / 1e6
+            log(f"{n} tasks ({mb:.1f} MB): parse only")
+            base = [script, "--configdir", str(site.config_dir), "-q"]
+            parse_s, parse_kb = measure([*base, "--parse-debug", str(path)])
+            log(f"{n} tasks: parse and spool")
+            before = site.count("tasks")
+            spool_s, spool_kb = measure([*base, str(path)])
+            added = site.count("tasks") - before
+            if added != n:
+                raise BenchError(f"spooled {added} tasks, expected {n}")
+            label = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
+            target_time = "< 3" if n == 100_000 else None
+            target_mem = "< 1500" if n == 1_000_000 else None
+            out += [
+                figure(f"parse_{label}", round(parse_s, 3), "s", None, file_mb=round(mb, 1)),
+                figure(f"parse_{label}_peak_mem", round(parse_kb / 1024), "MB"),
+                figure(f"spool_{label}", round(spool_s, 3), "s", target_time,
+                       note="parse + resolve + one-transaction COPY, process wall time"),
+                figure(f"spool_{label}_rate", round(n / spool_s), "tasks/s"),
+                figure(f"spool_{label}_peak_mem", round(spool_kb / 1024), "MB", target_mem),
+            ]
+    return out
