@@ -33,7 +33,7 @@ def test_round_trip_dict_text_and_bytes(job):
 
 
 @given(jobs())
-@SLOW
+@settings(SLOW, max_examples=30)
 def test_emitted_json_is_tractor_shaped(job):
     doc = json.loads(dumps(job))
     assert doc["TractorJob"] == "2.0"
@@ -415,7 +415,7 @@ def mutated_documents(draw):
 
 
 @given(mutated_documents())
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                     HealthCheck.data_too_large])
 def test_mutated_jobs(doc):
     _loads_or_job_error(json.dumps(doc))
