@@ -243,3 +243,10 @@ def test_mutated_scripts_parse_or_fail_with_a_position(data):
         else:
             text = text[:i] + text[i:i + 10] + text[i:]
     _check_total(text)
+
+
+def test_an_escaped_backslash_before_a_newline_in_braces_stays():
+    # tclsh: set x {a\\<newline>b} keeps both backslashes and the newline
+    assert words("rec {a\\\\\nb}") == ["a\\\\\nb"]
+    assert words("rec {a\\\\\\\n   b}") == ["a\\\\ b"]  # three: a pair, then a continuation
+    assert split_list("{a\\\\\nb} c") == ["a\\\\\nb", "c"]

@@ -146,6 +146,16 @@ _FAST_RUN = re.compile(
     r"(?:[ \t\r\f\v]*(?:\{[^{}\\\n]*\}|[^ \t\r\f\v\n;{}\\$\[\]\"]+)(?=[ \t\r\f\v\n;]|\Z))+")
 _FAST_TOKEN = re.compile(r"\{[^{}\\\n]*\}|[^ \t\r\f\v\n;{}\\$\[\]\"]+")
 _CONTINUATION = re.compile(r"\\\r?\n[ \t\r\f\v]*")
+# In braces, backslashes pair up left to right: `\\` stays as it is, and only
+# an unpaired backslash before a newline is a continuation (one space).
+_BRACED_BACKSLASH = re.compile(r"\\(\\|\r?\n[ \t\r\f\v]*)?", re.S)
+
+
+def braced_value(raw: str) -> str:
+    """The value of a braced word: continuations become one space, nothing else changes."""
+    if "\\" not in raw:
+        return raw
+    return _BRACED_BACKSLASH.sub(lambda m: " " if m.group(1) and m.group(1)[0] != "\\" else m.group(0), raw)
 _VARNAME = re.compile(r"(?:[A-Za-z0-9_]|::)+")
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 _HEX = "0123456789abcdefABCDEF"
@@ -226,7 +236,7 @@ def split_list(text: str, where: Callable[[], Location] | None = None) -> list[s
                 raise _list_error("unmatched open brace in list", where)
             if k < n and text[k] not in " \t\n\r\f\v":
                 raise _list_error("list element in braces followed by something other than space", where)
-            out.append(_CONTINUATION.sub(" ", text[i + 1:k - 1]))
+            out.append(braced_value(text[i + 1:k - 1]))
             i = k
         elif c == '"':
             k = i + 1
@@ -420,7 +430,7 @@ class Interp:
                 if not (text[after] == "\\" and text[after + 1: after + 2] in ("\n", "\r")):
                     raise TclError("extra characters after close-brace", src.location(after))
             raw = text[pos + 1:close]
-            value = _CONTINUATION.sub(" ", raw) if "\\" in raw else raw
+            value = braced_value(raw)
             return Word(BRACE, value, src, pos, pos + 1, close), after
         if c == '"':
             m = _QUOTE_PLAIN.match(text, pos + 1, end)
