@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Callable
 
 from .model import Command, DirMap, Instance, Job, JobError, Location, Task, resolve
 from .tcl import BARE, BRACE, Interp, Source, TclError, Word, split_list

@@ -54,60 +54,14 @@ import re
 from typing import Iterable
 
 from .model import Command, Instance, Job, Task
+from .tcl import braceable, quote
 
 __all__ = ["as_tcl", "task_tcl", "command_tcl", "quote", "quote_list", "quote_element"]
 
 HEADER = "##AlfredToDo 3.0\n"
 
-# No backslash, brace, CR or Ctrl-Z: braces are safe without looking further.
-# Nearly every string of a real job takes this path.
-_BRACEABLE = re.compile(r"[^\\{}\r\x1a]*\Z").match
-_BRACE_TOKENS = re.compile(r"\\(.?)|[{}]", re.S)
-# Characters a bare word must escape.  \s covers Unicode blanks too: a
-# parser that splits on them (Python's str.split does) must not see them bare.
-_SPECIAL = re.compile(r'[\\{}\[\]$";\s\x1a]')
-_ESCAPES = {"\\": "\\\\", "{": "\\{", "}": "\\}", "[": "\\[", "]": "\\]", "$": "\\$", '"': '\\"',
-            ";": "\\;", " ": "\\ ", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\v": "\\v", "\f": "\\f"}
 # Safe as a bare list element: no Tcl syntax (and no `#`, which may start a comment).
 _PLAIN = re.compile(r"[A-Za-z0-9_.,:/@%+=~-]+\Z")
-
-
-def _brace_safe(s: str) -> bool:
-    if "\r" in s or "\x1a" in s or "\\\n" in s:
-        # CR and Ctrl-Z: see the module docstring.  Backslash-newline: real
-        # Tcl keeps an escaped backslash before a newline as it is, but a
-        # reader that takes any backslash-newline in braces for a
-        # continuation would not; escaping suits both.
-        return False
-    depth = 0
-    for m in _BRACE_TOKENS.finditer(s):
-        t = m.group()
-        if t == "{":
-            depth += 1
-        elif t == "}":
-            depth -= 1
-            if depth < 0:
-                return False
-        elif not m.group(1):  # a backslash at the end would escape the closing brace
-            return False
-    return depth == 0
-
-
-def _escape_char(m: re.Match) -> str:
-    c = m.group()
-    e = _ESCAPES.get(c)
-    return e if e is not None else "\\u%04x" % ord(c)
-
-
-def _escape(s: str) -> str:
-    return _SPECIAL.sub(_escape_char, s)
-
-
-def quote(s: str) -> str:
-    """A Tcl word that reads back as exactly `s`: `{s}` when safe, else backslash escapes."""
-    if _BRACEABLE(s) or _brace_safe(s):
-        return "{" + s + "}"
-    return _escape(s)
 
 
 # A list element is quoted like a word: both read `{...}` literally and
@@ -123,7 +77,7 @@ def _bare(s: str) -> str:
 def quote_list(items: Iterable[str]) -> str:
     """A string list in Tractor's form: `{{a} {b}}`."""
     items = tuple(items)
-    if items and _BRACEABLE("".join(items)):  # one look at the whole list instead of one per element
+    if items and braceable("".join(items)):  # one look at the whole list instead of one per element
         return "{{" + "} {".join(items) + "}}"
     return "{" + " ".join([quote(x) for x in items]) + "}"
 

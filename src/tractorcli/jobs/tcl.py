@@ -276,48 +276,62 @@ def _list_error(msg: str, where) -> TclError:
 _NEEDS_QUOTING = re.compile(r'[\s{}\[\]$"\\;]|^#|^$')
 
 
-def quote_element(s: str) -> str:
-    """A Tcl word (list element) that reads back as exactly `s`."""
-    if not _NEEDS_QUOTING.search(s):
-        return s
-    if _brace_safe(s):
-        return "{" + s + "}"
-    out = []
-    for ch in s:
-        if ch in '{}[]$"\\; \t':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch in "\f\v":
-            out.append("\\f" if ch == "\f" else "\\v")
-        else:
-            out.append(ch)
-    if out and out[0] == "#":
-        out[0] = "\\#"
-    return "".join(out)
+# No backslash, brace, CR or Ctrl-Z: braces are safe without looking further.
+# Nearly every string of a real job takes this path.
+braceable = re.compile(r"[^\\{}\r\x1a]*\Z").match
+_QUOTE_TOKENS = re.compile(r"\\(.?)|[{}]", re.S)
+# Characters a bare word must escape.  \s covers Unicode blanks too: a
+# parser that splits on them (Python's str.split does) must not see them bare.
+_SPECIAL = re.compile(r'[\\{}\[\]$";\s\x1a]')
+_QUOTE_ESCAPES = {"\\": "\\\\", "{": "\\{", "}": "\\}", "[": "\\[", "]": "\\]", "$": "\\$", '"': '\\"',
+            ";": "\\;", " ": "\\ ", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\v": "\\v", "\f": "\\f"}
 
 
 def _brace_safe(s: str) -> bool:
+    if "\r" in s or "\x1a" in s or "\\\n" in s:
+        # CR and Ctrl-Z: Tcl's `source` turns CR-LF into LF and stops reading
+        # at Ctrl-Z, so neither may stand bare in a script.  Backslash-newline: real
+        # Tcl keeps an escaped backslash before a newline as it is, but a
+        # reader that takes any backslash-newline in braces for a
+        # continuation would not; escaping suits both.
+        return False
     depth = 0
-    i = 0
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\":
-            if i + 1 >= n or s[i + 1] in "\n\r":
-                return False  # trailing backslash or a continuation would be altered
-            i += 2
-            continue
-        if c == "{":
+    for m in _QUOTE_TOKENS.finditer(s):
+        t = m.group()
+        if t == "{":
             depth += 1
-        elif c == "}":
+        elif t == "}":
             depth -= 1
             if depth < 0:
                 return False
-        i += 1
+        elif not m.group(1):  # a backslash at the end would escape the closing brace
+            return False
     return depth == 0
+
+
+def _escape_char(m: re.Match) -> str:
+    c = m.group()
+    e = _QUOTE_ESCAPES.get(c)
+    return e if e is not None else "\\u%04x" % ord(c)
+
+
+def _escape(s: str) -> str:
+    return _SPECIAL.sub(_escape_char, s)
+
+
+def quote(s: str) -> str:
+    """A Tcl word that reads back as exactly `s`: `{s}` when safe, else backslash escapes."""
+    if braceable(s) or _brace_safe(s):
+        return "{" + s + "}"
+    return _escape(s)
+
+
+def quote_element(s: str) -> str:
+    """A list element that reads back as exactly `s`: bare when nothing needs quoting."""
+    if not _NEEDS_QUOTING.search(s):
+        return s
+    q = quote(s)
+    return "\\" + q if q.startswith("#") else q  # a leading # could start a comment
 
 
 def list_string(items) -> str:
@@ -581,9 +595,6 @@ class Interp:
                     result = self.invoke(words)
                 finally:
                     self.depth -= 1
-
-    def location_of(self, word: Word) -> Location:
-        return word.where
 
 
 def _skip_comment(text: str, pos: int, end: int) -> int:
