@@ -35,9 +35,14 @@ import datetime as dt
 import re
 
 from .model import Command, DirMap, Instance, Job, JobError, Location, Task, resolve
+from .fastalf import FastBody
 from .tcl import BARE, BRACE, Interp, Source, TclError, Word, split_list
 
 __all__ = ["parse", "AlfredOptions"]
+
+# Plain -subtasks and -cmds bodies take fastalf's path (tests turn it off to
+# compare both paths on the same scripts).
+FAST_PATH = True
 
 
 class AlfredOptions:
@@ -212,12 +217,15 @@ class _Parser:
             raise JobError(f"{op}: {opt.value}: {detail}", v.where) from None
         raise AssertionError(kind)
 
-    def collect(self, kind: str, word: Word) -> list:
+    def collect(self, kind: str, word: Word, fast: bool = True) -> list:
         """Evaluate a script-valued option, collecting the nodes or commands it makes."""
         bucket: list = []
         self.context.append((kind, bucket))
         try:
-            self.interp.eval_word(word)
+            if fast and FAST_PATH and word.kind == BRACE and (kind == "nodes" or kind == "cmds"):
+                FastBody(self, word.src).run(kind, word, bucket)
+            else:
+                self.interp.eval_word(word)
         finally:
             self.context.pop()
         return bucket

@@ -145,6 +145,8 @@ _WORD_END = frozenset(" \t\r\f\v\n;")
 _FAST_RUN = re.compile(
     r"(?:[ \t\r\f\v]*(?:\{[^{}\\\n]*\}|[^ \t\r\f\v\n;{}\\$\[\]\"]+)(?=[ \t\r\f\v\n;]|\Z))+")
 _FAST_TOKEN = re.compile(r"\{[^{}\\\n]*\}|[^ \t\r\f\v\n;{}\\$\[\]\"]+")
+_NESTED_BRACES = re.compile(
+    r"\{(?:[^{}]++|\{(?:[^{}]++|\{(?:[^{}]++|\{(?:[^{}]++|\{[^{}]*+\})*+\})*+\})*+\})*+\}")
 _CONTINUATION = re.compile(r"\\\r?\n[ \t\r\f\v]*")
 # In braces, backslashes pair up left to right: `\\` stays as it is, and only
 # an unpaired backslash before a newline is a continuation (one space).
@@ -394,11 +396,19 @@ class Interp:
 
     def commands_in(self, src: Source, pos: int, end: int) -> Iterator[list[Word]]:
         """Parse and yield commands one at a time (each is evaluated before the next is read)."""
+        while True:
+            words, pos = self.next_command(src, pos, end)
+            if words is None:
+                return
+            yield words
+
+    def next_command(self, src: Source, pos: int, end: int) -> tuple[list[Word] | None, int]:
+        """The words of the next command at or after pos, and the offset after it (None at the end)."""
         text = src.text
         while True:
             pos = _SEPARATORS.match(text, pos, end).end()
             if pos >= end:
-                return
+                return None, pos
             if text[pos] == "#":
                 pos = _skip_comment(text, pos, end)
                 continue
@@ -432,7 +442,7 @@ class Interp:
                 word, pos = self._word(src, pos, end)
                 words.append(word)
             if words:
-                yield words
+                return words, pos
 
     def _word(self, src: Source, pos: int, end: int, in_bracket: bool = False) -> tuple[Word, int]:
         text = src.text
@@ -472,6 +482,13 @@ class Interp:
         if close is not None:
             return close
         text = src.text
+        # Fastest path: braces nested up to five deep (a generated job's
+        # outer -subtasks body), matched by the regex engine with possessive
+        # runs; valid when no backslash (which may escape a brace) is inside.
+        m = _NESTED_BRACES.match(text, pos, end)
+        if m is not None and text.find("\\", pos, m.end()) < 0:
+            closers[pos] = m.end() - 1
+            return m.end() - 1
         # Fast path: walk the closing braces and count the openers before
         # each with str.count (C speed); the first } where the counts balance
         # is the match, unless a backslash (which may escape a brace) lies

@@ -1,0 +1,287 @@
+"""A fast path for the plain bulk of job scripts: Task, Instance, RemoteCmd and Cmd.
+
+Generated jobs are mostly thousands of commands like::
+
+    Task {Frame 12} -cmds {
+        RemoteCmd {prman -Progress frame.0012.rib} -service {PixarRender}
+    }
+
+with nothing for Tcl to substitute.  The generic interpreter (`tcl.Interp`)
+handles them correctly but pays for its generality on every word.  Here
+one regular expression recognizes such a command whole, its words simple
+(a bare word with nothing to substitute, or braces with no braces inside)
+or blocks of simple commands, and the operator is built straight from the
+text.
+
+The fast path only answers for what it fully understands.  A command it
+does not recognize (a comment, a backslash, a `$` or `[` outside braces,
+deeper nesting, another operator, an unknown option, a value that does
+not convert) is handed, before any side effect, to the generic
+interpreter, which evaluates it in its place in the script and gives the
+exact error or warning.  Tests parse scripts both ways and compare the
+jobs, their warnings and their positions.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from .model import Command, Instance, JobError, Task
+from .tcl import BARE, BRACE, MAX_DEPTH, Source, SourcePos, TclError, Word, split_list
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .alfred import _Parser
+
+_BL = r"[ \t\r\f\v]"
+# a simple word: braces with no braces or backslash inside, or a bare word
+# with nothing to substitute (no $ [ \, not starting with a quote or brace)
+_W = r'(?:\{[^{}\\]*\}|[^\s{};"$\[\\][^\s{};$\[\\]*)'
+# a simple command (a # in command position starts a comment: not simple)
+_CMD = rf"(?!#){_W}(?:{_BL}+{_W})*"
+# a block of simple commands
+_BODY = rf"\{{[\s;]*(?:{_CMD}{_BL}*(?:[\n;][\s;]*|(?=\}})))*\}}"
+# a command whose words are simple words or blocks of simple commands,
+# ending at a newline, a semicolon or the end of the body
+_TOP = re.compile(rf"(?!#){_W}(?:{_BL}+(?:{_W}|{_BODY}))*(?={_BL}*(?:[\n;]|\Z))")
+_TOP_WORD = re.compile(rf"{_W}|{_BODY}")
+_INNER_CMD = re.compile(_CMD)
+_INNER_WORD = re.compile(_W)
+_SEPARATORS = re.compile(r"[\s;]*")
+# The commonest command of all, matched whole: a Task with options whose
+# -cmds holds one RemoteCmd or Cmd with a one-word argv and options.
+# Groups: title, options before -cmds, operator, argv, its options, options after.
+_OPTS = rf"((?:{_BL}+-[A-Za-z]+{_BL}+{_W})*)"
+_TASK_ONE_CMD = re.compile(
+    rf"Task{_BL}+({_W}){_OPTS}{_BL}+-cmds{_BL}+\{{\s*(RemoteCmd|Cmd){_BL}+({_W}){_OPTS}\s*\}}{_OPTS}"
+    rf"(?={_BL}*(?:[\n;]|\Z))")
+_OPT_PAIRS = re.compile(rf"(-[A-Za-z]+){_BL}+({_W})")
+
+
+class _Bail(Exception):
+    """The fast path does not take this command; the generic interpreter will."""
+
+
+def _value(w: str) -> str:
+    # braced words hold no backslashes here, so their value is their inside
+    return w[1:-1] if w[:1] == "{" else w
+
+
+class FastBody:
+    """Evaluates one -subtasks or -cmds body, command by command."""
+
+    def __init__(self, parser: "_Parser", src: Source):
+        from .alfred import _CMD_OPTS, _TASK_OPTS
+
+        self.p = parser
+        self.src = src
+        self.text = src.text
+        self.task_opts = _TASK_OPTS
+        self.cmd_opts = _CMD_OPTS
+
+    def run(self, kind: str, word: Word, bucket: list) -> None:
+        """Fill `bucket` (the parser's current context) with the body's nodes or commands."""
+        interp = self.p.interp
+        interp.depth += 1
+        if interp.depth > MAX_DEPTH:
+            raise TclError("too many nested evaluations", word.where)
+        try:
+            text, src = self.text, self.src
+            nodes = kind == "nodes"
+            build = self.node if nodes else self.command
+            pos, end = word.start, word.end
+            while True:
+                pos = _SEPARATORS.match(text, pos, end).end()
+                if pos >= end:
+                    return
+                if nodes:
+                    m = _TASK_ONE_CMD.match(text, pos, end)
+                    if m is not None:
+                        try:
+                            bucket.append(self.task_one_cmd(m))
+                            pos = m.end()
+                            continue
+                        except _Bail:
+                            pass
+                m = _TOP.match(text, pos, end)
+                if m is not None:
+                    try:
+                        bucket.append(build(m))
+                        pos = m.end()
+                        continue
+                    except _Bail:
+                        pass
+                words, pos = interp.next_command(src, pos, end)
+                if words is None:
+                    return
+                interp.invoke(words)
+        finally:
+            interp.depth -= 1
+
+    # -- words ---------------------------------------------------------------------
+
+    def word(self, w: str, off: int) -> Word:
+        """A generic Word (to convert an option value with the parser's own rules)."""
+        if w[:1] == "{":
+            return Word(BRACE, w[1:-1], self.src, off, off + 1, off + len(w) - 1)
+        return Word(BARE, w, self.src, off, off, off + len(w))
+
+    def convert(self, op: str, kind: str, opt: str, v: str, off: int):
+        try:
+            return self.p.convert(op, kind, self.word(opt, off), self.word(v, off))
+        except JobError:  # a bad value: the generic path words the error
+            raise _Bail from None
+
+    # -- operators -----------------------------------------------------------------
+
+    def node(self, m: re.Match) -> Task | Instance:
+        name = self.text[m.start():m.start() + 9]
+        if name.startswith("Task") and name[4:5] in (" ", "\t"):
+            return self.task(m)
+        if name.startswith("Instance") and name[8:9] in (" ", "\t"):
+            words = _TOP_WORD.findall(self.text, m.start(), m.end())
+            if len(words) == 2:
+                title = _value(words[1])
+            elif len(words) == 3 and words[1] == "-title":
+                title = _value(words[2])
+            else:
+                raise _Bail
+            return Instance(title, where=SourcePos(self.src, m.start()))
+        raise _Bail
+
+    def task_one_cmd(self, m: re.Match) -> Task:
+        title, before, op, argv_word, cmd_opts, after = m.groups()
+        if title[:1] == "-" and title in self.task_opts:
+            raise _Bail  # `Task -service {x} -cmds ...`: no title; the general path
+        a = m.start()
+        task = Task(title=_value(title), where=SourcePos(self.src, a))
+        argv_text = _value(argv_word)
+        if argv_word[:1] == "-" or not argv_text or '"' in argv_text:
+            raise _Bail
+        cmd = Command(argv=tuple(argv_text.split()), local=op == "Cmd",
+                      where=SourcePos(self.src, m.start(3)))
+        if not cmd.argv:
+            raise _Bail
+        if cmd_opts:
+            opts = self.cmd_opts
+            for name, v in _OPT_PAIRS.findall(cmd_opts):
+                spec = opts.get(name)
+                if spec is None:
+                    raise _Bail
+                field, kind = spec
+                if kind == "str":
+                    setattr(cmd, field, _value(v))
+                elif kind == "when":
+                    raise _Bail
+                else:
+                    setattr(cmd, field, self.convert(op, kind, name, v, a))
+        task.cmds = (cmd,)
+        if before or after:
+            opts = self.task_opts
+            for name, v in _OPT_PAIRS.findall(before + after):
+                spec = opts.get(name)
+                if spec is None:
+                    raise _Bail
+                field, kind = spec
+                if kind == "str":
+                    if field == "title":
+                        raise _Bail  # a title and -title: a warning
+                    setattr(task, field, _value(v))
+                elif kind == "cmds" or kind == "nodes":
+                    raise _Bail  # a second -cmds, or -subtasks: the general path
+                else:
+                    setattr(task, field, self.convert("Task", kind, name, v, a))
+        return task
+
+    def task(self, m: re.Match) -> Task:
+        a = m.start()
+        found = list(_TOP_WORD.finditer(self.text, a, m.end()))
+        words = [t.group() for t in found]
+        n = len(words)
+        start = 1
+        title = None
+        if n > 1:
+            w1 = words[1]
+            # as op_task: a bare -option followed by more words is an option, not a title
+            if not (w1[:1] == "-" and n > 2 and w1 in self.task_opts):
+                title = _value(w1)
+                start = 2
+        if (n - start) % 2:
+            raise _Bail  # an option without a value: the generic path words the error
+        task = Task(title="", where=SourcePos(self.src, a))
+        opts = self.task_opts
+        for i in range(start, n, 2):
+            spec = opts.get(words[i])
+            if spec is None:
+                raise _Bail  # not an option, or an unknown one (a warning)
+            field, kind = spec
+            v = words[i + 1]
+            if kind == "str":
+                setattr(task, field, _value(v))
+            elif kind == "cmds" or kind == "nodes":
+                if v[:1] != "{":
+                    raise _Bail
+                off = found[i + 1].start()
+                if kind == "cmds":
+                    cmds = self.commands_of(off + 1, off + len(v) - 1)
+                    if field == "cleanup":
+                        for c in cmds:
+                            c.runtype = "cleanup"
+                    setattr(task, field, tuple(cmds))
+                else:
+                    setattr(task, field, tuple(self.nodes_of(off + 1, off + len(v) - 1)))
+            else:
+                setattr(task, field, self.convert("Task", kind, words[i], v, a))
+        if title is not None:
+            if task.title:
+                raise _Bail  # both a title and -title: a warning
+            task.title = title
+        return task
+
+    def nodes_of(self, start: int, end: int) -> list:
+        # a block of simple commands inside a Task: Instances (Tasks there have no -cmds braces)
+        return [self.node(m) for m in _INNER_CMD.finditer(self.text, start, end)]
+
+    def commands_of(self, start: int, end: int) -> list[Command]:
+        return [self.command(m, _INNER_WORD) for m in _INNER_CMD.finditer(self.text, start, end)]
+
+    def command(self, m: re.Match, word_re: re.Pattern = _TOP_WORD) -> Command:
+        text = self.text
+        a = m.start()
+        words = word_re.findall(text, a, m.end())
+        op = words[0]
+        if op == "RemoteCmd":
+            local = False
+        elif op == "Cmd":
+            local = True
+        else:
+            raise _Bail
+        n = len(words)
+        if n < 2 or n % 2:
+            raise _Bail  # no argv; argv in several words (a warning); an option without a value
+        argv_text = _value(words[1])
+        if words[1][:1] == "-" or n > 2 and words[2][:1] != "-":
+            raise _Bail  # options first, or argv in several words
+        if '"' in argv_text or "{" in argv_text:
+            try:
+                argv = tuple(split_list(argv_text))
+            except TclError:
+                raise _Bail from None
+        else:
+            argv = tuple(argv_text.split())
+        if not argv:
+            raise _Bail
+        cmd = Command(argv=argv, local=local, where=SourcePos(self.src, a))
+        opts = self.cmd_opts
+        for i in range(2, n, 2):
+            spec = opts.get(words[i])
+            if spec is None:
+                raise _Bail
+            field, kind = spec
+            if kind == "str":
+                setattr(cmd, field, _value(words[i + 1]))
+            elif kind == "when":
+                raise _Bail  # only postscript commands take -when: the generic path checks
+            else:
+                setattr(cmd, field, self.convert(op, kind, words[i], words[i + 1], a))
+        return cmd
