@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import subprocess
 import sys
@@ -140,10 +139,9 @@ def test_small_job_rows_in_every_table(conn):
     assert t5["preview"] == ["it", "%h"] and t5["metadata"] == "tm" and t5["chaser"] == []
     assert t5["readytime"] == job["spooltime"] and rows(conn, "tasks", jid)[0]["readytime"] is None
 
+    # the tree is tasks.parent_tid; task_edges holds the Instance edges
     assert [(e["parent_tid"], e["child_tid"], e["kind"]) for e in rows(conn, "task_edges", jid)] == [
-        (0, 1, "tree"), (0, 5, "tree"), (0, 6, "tree"),
-        (1, 2, "tree"), (1, 3, "tree"), (1, 4, "tree"), (1, 5, "instance"),
-        (6, 7, "tree"), (6, 8, "tree"), (8, 9, "tree")]
+        (1, 5, "instance")]
 
     svc = {s["expr"]: s["svcid"] for s in rows(conn, "service_exprs", order="1")}
     assert set(svc) == {"(linux) && (!Irix) && !(slow)", "(pixarRender) && (linux) && (!Irix) && !(slow)"}
@@ -227,8 +225,8 @@ def test_empty_tasks_cascade_through_instances_and_serial_chains(conn):
         "s1": ("done", 0), "s2": ("done", 0), "s3": ("ready", 0), "s4": ("blocked", 1),
         "x": ("done", 0), "x1": ("done", 0), "x2": ("done", 0),
     }
-    assert [(e["parent_tid"], e["child_tid"], e["kind"]) for e in rows(conn, "task_edges", jid)
-            if e["kind"] == "instance"] == [(1, 8, "instance")]
+    assert [(e["parent_tid"], e["child_tid"], e["kind"]) for e in rows(conn, "task_edges", jid)] == [
+        (1, 8, "instance")]
     job_row = check_consistent(conn, jid)
     assert (job_row["numready"], job_row["numblocked"], job_row["numdone"]) == (2, 2, 6)
 
@@ -519,13 +517,10 @@ def test_a_100k_task_job(conn):
         Task(f"frame {i}", cmds=(C(("prman", "-Progress", f"/shots/a/frame.{i:04d}.rib"),
                                    service="pixarRender", tags=("prman",)),)) for i in range(1, n + 1))),))
     r = resolve(job)
-    t0 = time.perf_counter()
-    jid = spool_job(conn, r, owner="o")
-    took = time.perf_counter() - t0
+    jid = spool_job(conn, r, owner="o")  # its speed is measured in bench/bench_spool.py
     job_row = check_consistent(conn, jid)
     assert (job_row["numtasks"], job_row["numready"], job_row["numblocked"], job_row["maxcid"]) == (
         n + 1, n, 1, n)
-    assert conn.execute("SELECT count(*) AS n FROM task_edges WHERE jid = %s", (jid,)).fetchone()["n"] == n + 1
-    print(f"\n100k tasks spooled in {took:.2f} s")
-    if os.environ.get("TRACTOR_TIMING_ASSERTS"):
-        assert took < 3.0
+    assert conn.execute("SELECT count(*) AS n FROM task_edges WHERE jid = %s", (jid,)).fetchone()["n"] == 0
+    assert conn.execute("SELECT count(*) AS n FROM tasks WHERE jid = %s AND parent_tid = 1",
+                        (jid,)).fetchone()["n"] == n

@@ -25,6 +25,7 @@ class Loaded:
     text: str
     format: str  # 'alfred', 'json' or 'generated'
     path: str
+    resolved: Resolved | None = None  # set by load(): the checks number the job anyway
 
 
 def read_job_file(path: str) -> str:
@@ -56,12 +57,11 @@ def load(path: str, *, fmt: str | None = None, strict: bool = False, remoteclean
         from .jobs.jsonjob import from_json
 
         job = from_json(text, path)
-        resolve(job)
     else:
         from .jobs.alfred import parse
 
-        job = parse(text, path, strict=strict, remotecleankey=remotecleankey)
-    return Loaded(job, text, kind, path)
+        job = parse(text, path, strict=strict, remotecleankey=remotecleankey, check=False)
+    return Loaded(job, text, kind, path, resolve(job))
 
 
 def parse_aftertime(text: str) -> dt.datetime:

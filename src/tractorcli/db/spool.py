@@ -2,7 +2,7 @@
 
 `spool_job(conn, resolved, owner=..., ...)` takes a job numbered by
 `jobs.model.resolve()` and writes its `jobs` row, then `tasks`,
-`task_edges`, `commands` and `ready` with binary COPY, all inside one
+`task_edges` (Instance edges), `commands` and `ready` with binary COPY, all inside one
 transaction, and returns the new jid.  Every statement is a named block of
 `db/sql/queries.sql` (the `spool_*` ones).
 
@@ -55,8 +55,10 @@ Initial states (event-driven readiness; the engine never scans a job)
       engine's business, as for every cleanup.
     Everything else is `blocked`; job-level commands (-cleanup,
     -postscript; tid 0) are `blocked`.  The engine's contract on finishing
-    a task: decrement `pending` once per `task_edges` row whose child is
-    that task (parent_tid > 0), and, under a serial parent, once for every
+    a task: decrement `pending` of its tree parent (`parent_tid`, when not
+    NULL), once per `task_edges` row whose child is that task (parent_tid >
+    0: `task_edges` holds only Instance edges, since migration 0002), and,
+    under a serial parent, once for every
     task in the subtree of the Task whose `position` is one more among the
     same `parent_tid` (the subtree is a contiguous tid range: that sibling's
     tid up to the tid before the end of its subtree).
@@ -202,7 +204,7 @@ class Plan:
     state: bytearray  # BLOCKED / READY / DONE
     pending: list[int]  # prerequisites not yet done
     positions: list[int] | None  # order among Task siblings; None: FlatTask.position is it
-    edges: list[tuple[int, int, str]]  # task_edges rows, duplicates removed
+    edges: list[tuple[int, int, str]]  # tree and Instance edges, duplicates removed
     numready: int
     numdone: int
 
@@ -470,7 +472,9 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
         cur.adapters.register_dumper(None, BytesBinaryDumper)
         if tasks:
             _copy(cur, "spool_copy_tasks", _TASK_TYPES, _task_rows(jid, tasks, p, now))
-            _copy(cur, "spool_copy_task_edges", _EDGE_TYPES, ((jid, a, b, k) for a, b, k in p.edges))
+            instance_edges = [(jid, a, b, k) for a, b, k in p.edges if k != "tree"]
+            if instance_edges:  # the tree itself is tasks.parent_tid
+                _copy(cur, "spool_copy_task_edges", _EDGE_TYPES, instance_edges)
         if commands:
             _copy(cur, "spool_copy_commands", _COMMAND_TYPES, _command_rows(jid, resolved, p, svcid))
         if p.numready:
