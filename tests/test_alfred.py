@@ -65,10 +65,19 @@ def test_task_title_forms_and_body_less_tasks():
     assert all(not t.cmds for t in job.subtasks)
 
 
+def test_serial_order_without_a_loop_is_accepted():
+    # a later sibling may wait on an earlier one's subtree: that is the serial order anyway
+    job = job_of("Task {S} -serialsubtasks 1 -subtasks {\n Task {A} -subtasks { Task {A1} }\n"
+                 " Task {B} -subtasks { Instance {A1} }\n}")
+    assert [(p, c) for p, c, _ in resolve(job).edges] == [(4, 3)]
+    # the same Instance under a job that is not serial is fine both ways
+    job_of("Task {S} -subtasks {\n Task {A} -subtasks { Instance {B1} }\n Task {B} -subtasks { Task {B1} }\n}")
+
+
 def test_instances_resolve_by_title_and_id_with_forward_references():
     job = job_of("Task {A} -subtasks { Instance {B}; Instance {cid} }\nTask {B}\nTask {C} -id cid")
     r = resolve(job)
-    assert [(p, c, k) for p, c, k in r.edges if k == "instance"] == [(1, 2, "instance"), (1, 3, "instance")]
+    assert r.edges == [(1, 2, "instance"), (1, 3, "instance")]
     assert job.subtasks[0].subtasks == (Instance("B"), Instance("cid"))
 
 
@@ -77,6 +86,9 @@ def test_instances_resolve_by_title_and_id_with_forward_references():
     ("Task {A} -id x\nTask {B} -id x", "duplicate task -id 'x'", 4, 3),
     ("Task {A} -subtasks {\n Task {B} -subtasks { Instance {A} }\n}", "dependency cycle", 4, 3),
     ("Task {A} -cmds { RemoteCmd {x} -refersto ghost }", "-refersto 'ghost' names no task or command -id", 3, None),
+    # serial order: B's turn comes after A's, but A waits on B's child
+    ("Task {S} -serialsubtasks 1 -subtasks {\n Task {A} -subtasks { Instance {B1} }\n"
+     " Task {B} -subtasks { Task {B1} }\n}", "dependency cycle", 5, 4),
 ])
 def test_reference_errors_name_both_places(body, message, line, also):
     with pytest.raises(JobError) as e:

@@ -133,6 +133,7 @@ TRACTOR = """#!/usr/bin/env tractor-spool -J
     ]
   },
   "children": [
+    {"data": {"title": "Shared"}},
     {"data": {"title": "Frame 1", "id": "f1", "resumeblock": 1,
               "commands": [
                 {"type": "RC", "argv": ["prman", "1.rib"], "tags": "prman", "retryrc": [1, 2],
@@ -141,9 +142,8 @@ TRACTOR = """#!/usr/bin/env tractor-spool -J
                 {"argv": ["plain"]},
                 {"type": "LD", "argv": ["cleanup"]}
               ],
-              "ants": ["Shared", 3]},
-     "children": [{"data": {"title": "Pre", "serialsubtasks": true}}]},
-    {"data": {"title": "Shared"}}
+              "ants": ["Shared", 1]},
+     "children": [{"data": {"title": "Pre", "serialsubtasks": true}}]}
   ]
 }
 """
@@ -163,14 +163,14 @@ def test_tractor_written_job():
     assert [(c.argv[1:], c.local, c.runtype) for c in job.postscript[:2]] == [
         (("done",), False, "post_done"), (("error",), True, "post_error")]
     assert job.postscript[2].runtype == "post_always"
-    f1 = job.subtasks[0]
+    f1 = job.subtasks[1]  # after "Shared": the job is serial, so Frame 1 may wait on it
     assert f1.id == "f1" and f1.resumeblock
     assert [c.argv[0] for c in f1.cmds] == ["prman", "gen", "plain"]
     prman, gen, plain = f1.cmds
     assert prman.tags == ("prman",) and prman.retryrc == (1, 2) and prman.atleast == 2 and prman.resumepin
     assert prman.expand is None and gen.expand == "more.alf" and plain.runtype == "regular"
     assert f1.cleanup == (Command(("cleanup",), local=True, runtype="cleanup"),)
-    # ants become Instances after the task's own subtasks; a number is a tid (3 = "Shared")
+    # ants become Instances after the task's own subtasks; a number is a tid (1 = "Shared")
     assert f1.subtasks == (Task("Pre", serialsubtasks=True), Instance("Shared"), Instance("Shared"))
 
 

@@ -16,7 +16,7 @@ import pytest
 from tractorcli.db import admin, spool
 from tractorcli.db.connection import connect
 from tractorcli.db.spool import SpoolOptions, effective_service, plan, spool_job
-from tractorcli.jobs.model import Command, DirMap, Instance, Job, Task, resolve
+from tractorcli.jobs.model import Command, DirMap, Instance, Job, JobError, Task, resolve
 
 C = Command
 JOB_TABLES = ("jobs", "tasks", "task_edges", "commands", "ready")
@@ -188,13 +188,23 @@ def test_plan_without_a_database():
     job = Job(serialsubtasks=True, subtasks=(
         Task("first, empty"),                                   # 1: done at once
         Task("second", cmds=(C(("x",)),)),                      # 2: released by 1 -> ready
-        Task("third", subtasks=(Instance("lib"),)),             # 3: waits for 2 (serial) and lib
-        Task("lib", subtasks=(Task("leaf", cmds=(C(("y",)),)),)),  # 4 waits for 3 (serial) and 5;
-    ))                                                           # 5 is under lib: gated by 3 too
+        Task("lib", subtasks=(Task("leaf", cmds=(C(("y",)),)),)),  # 3: waits for 2 (serial) and 4;
+        Task("third", subtasks=(Instance("lib"),)),             # 4 is under lib: gated by 2 too
+    ))                                                          # 5: waits for 3 (serial) and lib
     p = plan(resolve(job))
     assert [p.state_name(t) for t in range(1, 6)] == ["done", "ready", "blocked", "blocked", "blocked"]
-    assert p.pending[1:] == [0, 0, 2, 2, 1]
+    assert p.pending[1:] == [0, 0, 2, 1, 2]
     assert (p.numready, p.numdone, p.numblocked) == (1, 1, 3)
+
+
+def test_a_serial_deadlock_is_refused():
+    # "third" waits on "lib", whose serial turn comes after "third": it would never run
+    job = Job(serialsubtasks=True, subtasks=(
+        Task("third", subtasks=(Instance("lib"),)),
+        Task("lib", subtasks=(Task("leaf", cmds=(C(("y",)),)),)),
+    ))
+    with pytest.raises(JobError, match="dependency cycle: task 'leaf' waits"):
+        resolve(job)
 
 
 def test_a_serial_predecessor_gates_the_whole_next_subtree():

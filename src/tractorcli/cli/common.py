@@ -167,8 +167,15 @@ def error_line(prog: str, exc: TractorError) -> str:
     return text.replace("\n", " ")
 
 
-def make_main(command: click.Command, prog: str) -> Callable[..., int]:
-    """A console-script entry point running `command` with our error handling."""
+def make_main(command: click.Command, prog: str, *, fast_exit: bool = False) -> Callable[..., int]:
+    """A console-script entry point running `command` with our error handling.
+
+    With `fast_exit`, the program (run from its console script, not called
+    with `argv`) ends with os._exit once its output is flushed and its
+    connections are closed: tractor-spool holds a whole job in memory, and
+    freeing a million-task job object by object at interpreter exit takes
+    longer than the spool's commit.
+    """
 
     def main(argv: list[str] | None = None) -> int:
         args = list(sys.argv[1:] if argv is None else argv)
@@ -176,6 +183,13 @@ def make_main(command: click.Command, prog: str) -> Callable[..., int]:
         status = _run(command, prog, args, obj)
         obj.close()
         if argv is None:
+            if fast_exit:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                except (OSError, ValueError):
+                    pass
+                os._exit(int(status))
             sys.exit(int(status))
         return int(status)
 

@@ -101,7 +101,7 @@ def command(**opts) -> int:
     return spool_ops.run(get_context(), opts)
 
 
-main = make_main(command, PROG)
+main = make_main(command, PROG, fast_exit=True)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -204,7 +204,7 @@ class Plan:
     state: bytearray  # BLOCKED / READY / DONE
     pending: list[int]  # prerequisites not yet done
     positions: list[int] | None  # order among Task siblings; None: FlatTask.position is it
-    edges: list[tuple[int, int, str]]  # tree and Instance edges, duplicates removed
+    edges: list[tuple[int, int, str]]  # task_edges rows (Instance edges), duplicates removed
     numready: int
     numdone: int
 
@@ -255,18 +255,17 @@ def plan(resolved: Resolved) -> Plan:
     edges = resolved.edges
     referrers: dict[int, list[int]] = {}
     positions: list[int] | None = None
-    if any(kind != "tree" for _, _, kind in edges):
+    if edges:
         seen: set[tuple[int, int]] = set()
         kept = []
         for e in edges:
-            parent, child, kind = e
-            if kind != "tree":
-                if tasks[child - 1].parent == parent or (parent, child) in seen:
-                    continue
-                seen.add((parent, child))
-                if parent:
-                    pending[parent] += 1
-                    referrers.setdefault(child, []).append(parent)
+            parent, child, _ = e
+            if tasks[child - 1].parent == parent or (parent, child) in seen:
+                continue
+            seen.add((parent, child))
+            if parent:
+                pending[parent] += 1
+                referrers.setdefault(child, []).append(parent)
             kept.append(e)
         edges = kept
         # Instance nodes took places among siblings: number the Tasks alone.
@@ -472,9 +471,8 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
         cur.adapters.register_dumper(None, BytesBinaryDumper)
         if tasks:
             _copy(cur, "spool_copy_tasks", _TASK_TYPES, _task_rows(jid, tasks, p, now))
-            instance_edges = [(jid, a, b, k) for a, b, k in p.edges if k != "tree"]
-            if instance_edges:  # the tree itself is tasks.parent_tid
-                _copy(cur, "spool_copy_task_edges", _EDGE_TYPES, instance_edges)
+            if p.edges:  # Instance edges; the tree itself is tasks.parent_tid
+                _copy(cur, "spool_copy_task_edges", _EDGE_TYPES, ((jid, a, b, k) for a, b, k in p.edges))
         if commands:
             _copy(cur, "spool_copy_commands", _COMMAND_TYPES, _command_rows(jid, resolved, p, svcid))
         if p.numready:

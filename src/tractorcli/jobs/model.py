@@ -169,16 +169,17 @@ class FlatTask:
 
 @dataclass(slots=True)
 class Resolved:
-    """A job numbered as the engine numbers it, with its dependency edges.
+    """A job numbered as the engine numbers it, with its Instance edges.
 
     tids count tasks depth-first from 1 (parents before their subtasks);
     cids count commands from 1 in the order met: each task's -cmds then its
-    -cleanup, then the job's -cleanup and -postscript commands.
+    -cleanup, then the job's -cleanup and -postscript commands.  The tree
+    itself is FlatTask.parent.
     """
 
     job: Job
     tasks: list[FlatTask]
-    # (parent tid, child tid, kind): kind "tree" or "instance"
+    # Instance edges (referring tid, target tid, "instance"), in the order written
     edges: list[tuple[int, int, str]]
     # (cid, tid or 0, Command)
     commands: list[tuple[int, int, Command]]
@@ -218,7 +219,6 @@ def resolve(job: Job) -> Resolved:
             continue
         tid = len(tasks) + 1
         tasks.append(FlatTask(tid, node, parent, position))
-        edges.append((parent, tid, "tree"))
         by_title.setdefault(node.title, tid)
         if node.id:
             if node.id in by_id:
@@ -248,34 +248,71 @@ def resolve(job: Job) -> Resolved:
         if c.refersto and c.refersto not in by_id and c.refersto not in cmd_ids:
             raise JobError(f"-refersto {c.refersto!r} names no task or command -id", c.where)
 
-    _check_acyclic(tasks, edges)
+    if edges:  # without Instances, the tree and serial order cannot loop
+        _check_acyclic(job, tasks, edges)
     return Resolved(job, tasks, edges, commands)
 
 
-def _check_acyclic(tasks: list[FlatTask], edges: list[tuple[int, int, str]]) -> None:
-    """Instance edges may close a loop (a task waiting on its own ancestor)."""
-    children: dict[int, list[int]] = {}
-    for parent, child, _ in edges:
-        if parent:
-            children.setdefault(parent, []).append(child)
+def _check_acyclic(job: Job, tasks: list[FlatTask], edges: list[tuple[int, int, str]]) -> None:
+    """No task may wait, however indirectly, on itself: that job would never finish.
+
+    A task waits on its subtasks, on its Instance targets and, under
+    -serialsubtasks, everything in a sibling's subtree waits on the sibling
+    before it.  An Instance closes a loop by pointing at an ancestor, or at
+    a task whose serial turn comes after its own.
+    """
+    n = len(tasks)
+    waits: list[list[int] | None] = [None] * (n + 1)  # tid -> the tids it waits on
+
+    def add(a: int, b: int) -> None:
+        lst = waits[a]
+        if lst is None:
+            waits[a] = [b]
+        else:
+            lst.append(b)
+
+    for ft in tasks:
+        if ft.parent:
+            add(ft.parent, ft.tid)
+    for a, b, _ in edges:
+        if a:
+            add(a, b)
+    # serial order: the subtree of a sibling is the contiguous tid range
+    # tid .. tid + size - 1 (tids count depth-first)
+    size = [1] * (n + 1)
+    for ft in reversed(tasks):
+        if ft.parent:
+            size[ft.parent] += size[ft.tid]
+    previous: dict[int, int] = {}
+    for ft in tasks:
+        serial = tasks[ft.parent - 1].task.serialsubtasks if ft.parent else job.serialsubtasks
+        if not serial:
+            continue
+        before = previous.get(ft.parent)
+        if before is not None:
+            for u in range(ft.tid, ft.tid + size[ft.tid]):
+                add(u, before)
+        previous[ft.parent] = ft.tid
+
     WHITE, GREY, BLACK = 0, 1, 2
-    colour = [WHITE] * (len(tasks) + 1)
-    for root in range(1, len(tasks) + 1):
+    colour = bytearray(n + 1)
+    empty: list[int] = []
+    for root in range(1, n + 1):
         if colour[root] != WHITE:
             continue
         stack: list[tuple[int, int]] = [(root, 0)]
         colour[root] = GREY
         while stack:
             tid, i = stack[-1]
-            kids = children.get(tid, ())
+            kids = waits[tid] or empty
             if i < len(kids):
                 stack[-1] = (tid, i + 1)
                 k = kids[i]
                 if colour[k] == GREY:
                     a, b = tasks[k - 1].task, tasks[tid - 1].task
                     raise JobError(
-                        f"dependency cycle: task {b.title!r} waits (through Instances) on {a.title!r}, "
-                        f"which waits on it", b.where, also=a.where)
+                        f"dependency cycle: task {b.title!r} waits (through Instances or serial order) on "
+                        f"{a.title!r}, which waits on it", b.where, also=a.where)
                 if colour[k] == WHITE:
                     colour[k] = GREY
                     stack.append((k, 0))
