@@ -25,6 +25,7 @@ jobs, their warnings and their positions.
 from __future__ import annotations
 
 import re
+from sys import intern
 from typing import TYPE_CHECKING
 
 from .model import Command, Instance, JobError, Task
@@ -158,7 +159,8 @@ class FastBody:
         argv_text = _value(argv_word)
         if argv_word[:1] == "-" or not argv_text or '"' in argv_text:
             raise _Bail
-        cmd = Command(argv=tuple(argv_text.split()), local=op == "Cmd",
+        # interned: the program and its flags repeat in every task of a job
+        cmd = Command(argv=tuple(map(intern, argv_text.split())), local=op == "Cmd",
                       where=SourcePos(self.src, m.start(3)))
         if not cmd.argv:
             raise _Bail
@@ -170,7 +172,7 @@ class FastBody:
                     raise _Bail
                 field, kind = spec
                 if kind == "str":
-                    setattr(cmd, field, _value(v))
+                    setattr(cmd, field, intern(_value(v)))  # -service and the like repeat too
                 elif kind == "when":
                     raise _Bail
                 else:

@@ -205,48 +205,60 @@ def resolve(job: Job) -> Resolved:
     edges: list[tuple[int, int, str]] = []
     commands: list[tuple[int, int, Command]] = []
     instances: list[tuple[int, Instance]] = []  # (referring tid, node)
-    by_title: dict[str, int] = {}
     by_id: dict[str, tuple[int, Location | None]] = {}
     cmd_ids: dict[str, tuple[int, Location | None]] = {}
+    refers = False
     cid = 0
+    add_task, add_command = tasks.append, commands.append
 
     # iterative depth-first walk: deep trees must not hit the recursion limit
     stack: list[tuple[Node, int, int]] = [(n, 0, i) for i, n in reversed(list(enumerate(job.subtasks)))]
+    pop = stack.pop
     while stack:
-        node, parent, position = stack.pop()
-        if isinstance(node, Instance):
+        node, parent, position = pop()
+        if node.__class__ is Instance:
             instances.append((parent, node))
             continue
         tid = len(tasks) + 1
-        tasks.append(FlatTask(tid, node, parent, position))
-        by_title.setdefault(node.title, tid)
+        add_task(FlatTask(tid, node, parent, position))
         if node.id:
             if node.id in by_id:
                 raise JobError(f"duplicate task -id {node.id!r}", node.where, also=by_id[node.id][1])
             by_id[node.id] = (tid, node.where)
-        for c in node.cmds + node.cleanup:
+        cmds = node.cmds + node.cleanup if node.cleanup else node.cmds
+        for c in cmds:
             cid += 1
-            commands.append((cid, tid, c))
+            add_command((cid, tid, c))
             if c.id:
                 if c.id in cmd_ids:
                     raise JobError(f"duplicate command -id {c.id!r}", c.where, also=cmd_ids[c.id][1])
                 cmd_ids[c.id] = (cid, c.where)
-        stack.extend((n, tid, i) for i, n in reversed(list(enumerate(node.subtasks))))
+            if c.refersto:
+                refers = True
+        if node.subtasks:
+            stack.extend((n, tid, i) for i, n in reversed(list(enumerate(node.subtasks))))
     for c in job.cleanup + job.postscript:
         cid += 1
         commands.append((cid, 0, c))
+        if c.refersto:
+            refers = True
 
-    for referrer, inst in instances:
-        target = by_title.get(inst.title)
-        if target is None and inst.title in by_id:
-            target = by_id[inst.title][0]
-        if target is None:
-            raise JobError(f"Instance {inst.title!r} refers to no task with that title or -id", inst.where)
-        edges.append((referrer, target, "instance"))
+    if instances:
+        by_title: dict[str, int] = {}
+        for ft in tasks:
+            by_title.setdefault(ft.task.title, ft.tid)  # the first task with the title
+        for referrer, inst in instances:
+            target = by_title.get(inst.title)
+            if target is None and inst.title in by_id:
+                target = by_id[inst.title][0]
+            if target is None:
+                raise JobError(f"Instance {inst.title!r} refers to no task with that title or -id", inst.where)
+            edges.append((referrer, target, "instance"))
 
-    for _, _, c in commands:
-        if c.refersto and c.refersto not in by_id and c.refersto not in cmd_ids:
-            raise JobError(f"-refersto {c.refersto!r} names no task or command -id", c.where)
+    if refers:
+        for _, _, c in commands:
+            if c.refersto and c.refersto not in by_id and c.refersto not in cmd_ids:
+                raise JobError(f"-refersto {c.refersto!r} names no task or command -id", c.where)
 
     if edges:  # without Instances, the tree and serial order cannot loop
         _check_acyclic(job, tasks, edges)
