@@ -149,7 +149,7 @@ def test_comma_and_ampersands_are_the_same_operator():
 
 
 def test_chains_are_flat():
-    node = parse(" || ".join("k%d" % i for i in range(50))).node
+    node = parse(" || ".join(f"k{i}" for i in range(50))).node
     assert isinstance(node, Or) and len(node.items) == 50
 
 

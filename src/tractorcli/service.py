@@ -111,9 +111,10 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Iterable, Mapping, NoReturn, Union
+from typing import NoReturn
 
 from tractorcli.errors import BadInput
 
@@ -218,7 +219,7 @@ def _div(a: float, b: float) -> float:
     try:
         return a / b
     except ZeroDivisionError:
-        if a == 0 or a != a:
+        if a == 0 or math.isnan(a):
             return NAN
         return math.copysign(math.inf, a)
 
@@ -658,7 +659,7 @@ class _Parser:
 
 # --- compiled evaluation -------------------------------------------------------------
 
-_Fn = Callable[[frozenset, Mapping], Union[bool, float]]
+_Fn = Callable[[frozenset, Mapping], bool | float]
 
 
 def _compile(n: Node) -> _Fn:
@@ -971,7 +972,7 @@ class Explanation:
 
 
 def _fmt(v: float) -> str:
-    if v != v:
+    if math.isnan(v):
         return "unknown"
     if math.isinf(v):
         return "infinity" if v > 0 else "-infinity"
@@ -1035,7 +1036,7 @@ class _Why:
             _metrics_in(n.rhs, ms)
             for m in ms:
                 val = blade.metrics.get(m, NAN)
-                details.append(f"@.{METRICS[m]} = {_fmt(val)}" if val == val
+                details.append(f"@.{METRICS[m]} = {_fmt(val)}" if not math.isnan(val)
                                else f"@.{METRICS[m]} is not reported")
             text = f"{_render(n)} is {'true' if v else 'false'}"
             if details:
