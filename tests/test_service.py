@@ -309,7 +309,7 @@ def test_nesting_limit():
 
 
 def test_long_inputs_parse_in_linear_time_without_recursion():
-    n = 10000
+    n = 5000
     started = time.perf_counter()
     assert m(" && ".join(f"k{i}" for i in range(n)), BladeFacts({f"k{i}" for i in range(n)}))
     assert m("!" * n + "a", BladeFacts({"a"}))  # even number of '!'
@@ -326,7 +326,7 @@ _PIECES = st.sampled_from(list("ab1_.:-!&|,()\"'*?@<>=+/ \t\n$5é\x00") + ["@.di
 
 
 @given(st.one_of(st.lists(_PIECES, max_size=20).map("".join), st.text(max_size=30)))
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 def test_any_string_parses_or_raises_our_error(text):
     try:
         e = parse(text)
@@ -394,7 +394,7 @@ blades = st.builds(
 
 
 @given(boolexprs, st.lists(blades, min_size=1, max_size=4))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_canonical_is_equivalent_and_idempotent(text, some_blades):
     e = parse(text)
     c = canonical(text)
