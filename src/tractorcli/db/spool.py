@@ -204,6 +204,7 @@ class Plan:
     state: bytearray  # BLOCKED / READY / DONE
     pending: list[int]  # prerequisites not yet done
     positions: list[int] | None  # order among Task siblings; None: FlatTask.position is it
+    size: list[int]  # subtree sizes: the subtree of t is t .. t + size[t] - 1
     edges: list[tuple[int, int, str]]  # task_edges rows (Instance edges), duplicates removed
     numready: int
     numdone: int
@@ -309,7 +310,7 @@ def plan(resolved: Resolved) -> Plan:
                     state[w] = DONE
                     numdone += 1
                     work.append(w)
-    return Plan(state, pending, positions, edges, numready, numdone)
+    return Plan(state, pending, positions, size, edges, numready, numdone)
 
 
 # --- service expressions ---------------------------------------------------------
@@ -379,7 +380,7 @@ def _copy(cur, name: str, types: Sequence[str], rows: Iterable[tuple]) -> None:
 
 _ARRAY = "bytea"  # see above
 _TASK_TYPES = ("int8", "int4", "text", "text", "text", "int4", "int4", "bool", "bool",
-               "text", "timestamptz", _ARRAY, _ARRAY, "text", "int4", "int4", "int4")
+               "text", "timestamptz", _ARRAY, _ARRAY, "text", "int4", "int4", "int4", "int4")
 _EDGE_TYPES = ("int8", "int4", "int4", "text")
 _COMMAND_TYPES = ("int8", "int4", "int4", "int4", _ARRAY, "bool", "text", "text", "text", "text", "int4",
                   _ARRAY, "text", "text", "int4", "int4", "bool", _ARRAY, _ARRAY,
@@ -461,6 +462,8 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
             for r in conn.execute(queries.get("spool_service_ids"), {"exprs": exprs}):
                 svcid_of_expr[r["expr"]] = r["svcid"]
         svcid = {svc: svcid_of_expr[e] for svc, e in expr_of.items()}
+        jobrow["tierpri"] = tierpri
+        jobrow["svcids"] = sorted(set(svcid.values()))
 
         r = conn.execute(queries.get("spool_insert_job"), jobrow).fetchone()
         jid, now = r["jid"], r["spooltime"]
@@ -478,6 +481,8 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
         if p.numready:
             _copy(cur, "spool_copy_ready", _READY_TYPES,
                   _ready_rows(jid, resolved, p, svcid, tierpri, priority, o.spoolhost))
+        if p.numready:
+            conn.execute(queries.get("spool_notify"), {"jid": jid})
         if restore is not None:  # for a caller's transaction that goes on after ours
             conn.execute(queries.get("spool_set_replication_role"), {"role": restore})
     return jid
@@ -504,7 +509,7 @@ def _fk_checks_off(conn: "psycopg.Connection") -> str | None:
 
 
 def _task_rows(jid: int, tasks: list[FlatTask], p: Plan, now: dt.datetime) -> Iterator[tuple]:
-    state, pending, positions = p.state, p.pending, p.positions
+    state, pending, positions, size = p.state, p.pending, p.positions, p.size
     names = _STATE_NAMES
     empty, text_array = _EMPTY_TEXT, _text_array
     for ft in tasks:
@@ -514,7 +519,8 @@ def _task_rows(jid: int, tasks: list[FlatTask], p: Plan, now: dt.datetime) -> It
         yield (jid, tid, t.title, t.id, t.service, t.atleast, t.atmost, t.serialsubtasks, t.resumeblock,
                names[s], now if s == READY else None,
                text_array(t.preview) if t.preview else empty, text_array(t.chaser) if t.chaser else empty,
-               t.metadata, ft.parent or None, ft.position if positions is None else positions[tid], pending[tid])
+               t.metadata, ft.parent or None, ft.position if positions is None else positions[tid], pending[tid],
+               tid + size[tid] - 1)
 
 
 def _command_rows(jid: int, resolved: Resolved, p: Plan, svcid: dict[str, int]) -> Iterator[tuple]:

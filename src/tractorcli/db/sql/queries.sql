@@ -159,7 +159,7 @@ INSERT INTO jobs (
     tier, priority, crews, projects, tags, service, avoid, envkey, editpolicy,
     minslots, maxslots, etalevel, afterjids, pausetime, aftertime,
     numtasks, numblocked, numready, numdone, maxtid, maxcid,
-    comment, metadata, maxactive, serialsubtasks, dirmap, script, scriptformat
+    comment, metadata, maxactive, serialsubtasks, dirmap, script, scriptformat, tierpri, svcids
 ) VALUES (
     %(owner)s, %(spoolhost)s, %(spoolfile)s, %(spoolcwd)s, %(spooladdr)s, %(title)s, %(assignments)s,
     %(tier)s, %(priority)s, %(crews)s::text[], %(projects)s::text[], %(tags)s::text[], %(service)s,
@@ -167,13 +167,14 @@ INSERT INTO jobs (
     %(minslots)s, %(maxslots)s, %(etalevel)s, %(afterjids)s::bigint[],
     CASE WHEN %(paused)s THEN now() END, %(aftertime)s,
     %(numtasks)s, %(numblocked)s, %(numready)s, %(numdone)s, %(maxtid)s, %(maxcid)s,
-    %(comment)s, %(metadata)s, %(maxactive)s, %(serialsubtasks)s, %(dirmap)s, %(script)s, %(scriptformat)s
+    %(comment)s, %(metadata)s, %(maxactive)s, %(serialsubtasks)s, %(dirmap)s, %(script)s, %(scriptformat)s,
+    %(tierpri)s, %(svcids)s::integer[]
 )
 RETURNING jid, spooltime
 
 -- name: spool_copy_tasks
 COPY tasks (jid, tid, title, id, service, minslots, maxslots, serialsubtasks, resumeblock,
-            state, readytime, preview, chaser, metadata, parent_tid, position, pending)
+            state, readytime, preview, chaser, metadata, parent_tid, position, pending, lasttid)
 FROM STDIN (FORMAT BINARY)
 
 -- name: spool_copy_task_edges
@@ -187,6 +188,10 @@ FROM STDIN (FORMAT BINARY)
 
 -- name: spool_copy_ready
 COPY ready (jid, cid, tid, svcid, tierpri, priority, local, spoolhost) FROM STDIN (FORMAT BINARY)
+
+-- name: spool_notify
+-- Wakes waiting blades when the spool commits (notifications are transactional).
+SELECT pg_notify('tractor_ready', %(jid)s::text)
 
 -- name: retire_job
 -- tractor-spool --jdelete: take a live job out of the queue (kept as archived).
