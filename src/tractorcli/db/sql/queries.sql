@@ -201,3 +201,40 @@ RETURNING jid
 
 -- name: job_owner
 SELECT owner, deletetime FROM jobs WHERE jid = %(jid)s
+
+-- --- dispatch (db/dispatch.py; the functions are in migration 0003) ---------------
+
+-- name: blade_register
+SELECT tractor_blade_register_v1(%(name)s, %(ipaddr)s, %(port)s, %(profile)s, %(provides)s::text[],
+                                 %(numslots)s, %(osname)s, %(osversion)s, %(version)s, %(numcpu)s,
+                                 %(zone)s, %(nimby)s, %(metrics)s) AS bladeid
+
+-- name: service_exprs_since
+SELECT svcid, expr FROM service_exprs WHERE svcid > %(after)s ORDER BY svcid
+
+-- name: claim
+SELECT jid, tid, cid, iid, numslots FROM tractor_claim_v1(%(bladeid)s, %(svcids)s::integer[], %(host)s, %(slots)s)
+
+-- name: launch_info
+SELECT * FROM tractor_launch_v1 WHERE jid = %(jid)s AND cid = %(cid)s
+
+-- name: finish
+SELECT tractor_finish_v1(%(jid)s, %(cid)s, %(iid)s, %(bladeid)s, %(rcode)s,
+                         %(real)s, %(app)s, %(sys)s) AS outcome
+
+-- name: progress
+SELECT tractor_progress_v1(%(jid)s, %(cid)s, %(iid)s, %(bladeid)s, %(progress)s::real) AS ok
+
+-- name: heartbeat
+SELECT jid, cid, iid FROM tractor_heartbeat_v1(%(bladeid)s, %(metrics)s, %(loadavg)s::real,
+                                               %(availmemory)s::real, %(availdisk)s::real)
+
+-- name: blade_exit
+SELECT tractor_blade_exit_v1(%(bladeid)s, %(handback)s) AS requeued
+
+-- name: housekeep
+SELECT requeued, finished FROM tractor_housekeep_v1()
+
+-- name: set_param_default
+INSERT INTO params (name, value) VALUES (%(name)s, %(value)s)
+ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value

@@ -1,0 +1,178 @@
+"""The dispatch calls blades and the engine make: thin wrappers over migration 0003.
+
+Each call is one transaction on an autocommit connection (the SQL function
+is the transaction), so a blade or engine killed between two calls leaves
+the database consistent.  States, counters and fencing live in SQL; this
+module only names the calls and shapes their results.
+
+A blade's cycle::
+
+    bladeid = register(conn, BladeInfo(...))
+    svc = ServiceCache()                      # which expressions it matches
+    for c in claim(conn, bladeid, svc.matching(conn, facts), host, free_slots):
+        info = launch_info(conn, c.jid, c.cid)
+        ...launch...
+        finish(conn, c, bladeid, rcode, ...)  # 'done', 'retry', 'error' or 'stale'
+    heartbeat(conn, bladeid, ...)             # renews leases; says what to keep running
+
+The engine calls `housekeep(conn)` every few seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import TYPE_CHECKING, Any, Iterable
+
+from . import queries
+
+if TYPE_CHECKING:  # pragma: no cover
+    import psycopg
+
+    from ..service import BladeFacts
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BladeInfo:
+    name: str
+    ipaddr: str = "127.0.0.1"
+    port: int = 0
+    profile: str = "default"
+    provides: tuple[str, ...] = ()
+    numslots: int = 1
+    osname: str = ""
+    osversion: str = ""
+    version: str = ""
+    numcpu: int = 0
+    zone: str = "nfs"
+    nimby: str = ""
+    metrics: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    """A command this blade now runs: (jid, cid, iid) is also its fencing token."""
+
+    jid: int
+    tid: int
+    cid: int
+    iid: int
+    numslots: int
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.jid, self.cid, self.iid)
+
+
+def _json(value: Any):
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value)
+
+
+def register(conn: "psycopg.Connection", blade: BladeInfo) -> uuid.UUID:
+    row = conn.execute(queries.get("blade_register"), {
+        **{f.name: getattr(blade, f.name) for f in dataclasses.fields(blade)},
+        "provides": list(blade.provides), "metrics": _json(blade.metrics)}).fetchone()
+    return row["bladeid"]
+
+
+class ServiceCache:
+    """The service expressions of the database, parsed once, matched per poll.
+
+    New expressions arrive with new jobs; each poll reads only those added
+    since the last one.  Expressions that use blade metrics (@.mem ...) are
+    evaluated again at every poll; the others only when the blade's keys
+    change.  An expression that does not parse (written by hand into the
+    database, or by a future version) matches no blade.
+    """
+
+    def __init__(self) -> None:
+        self.last = 0
+        self.exprs: dict[int, Any] = {}  # svcid -> parsed expression, or None
+        self._static: dict[int, bool] = {}
+        self._facts_key: tuple | None = None
+
+    def refresh(self, conn: "psycopg.Connection") -> None:
+        from ..service import ServiceExprError, parse
+
+        for r in conn.execute(queries.get("service_exprs_since"), {"after": self.last}):
+            try:
+                self.exprs[r["svcid"]] = parse(r["expr"])
+            except ServiceExprError:
+                self.exprs[r["svcid"]] = None
+            self.last = max(self.last, r["svcid"])
+
+    def matching(self, conn: "psycopg.Connection", facts: "BladeFacts") -> list[int]:
+        self.refresh(conn)
+        key = (facts.keys,)
+        if key != self._facts_key:
+            self._static.clear()
+            self._facts_key = key
+        out = []
+        for svcid, expr in self.exprs.items():
+            if expr is None:
+                continue
+            hit = self._static.get(svcid)
+            if hit is None:
+                hit = expr.evaluate(facts)
+                if "@." not in expr.source:
+                    self._static[svcid] = hit
+            if hit:
+                out.append(svcid)
+        return out
+
+
+def claim(conn: "psycopg.Connection", bladeid: uuid.UUID, svcids: Iterable[int], host: str,
+          slots: int) -> list[Claim]:
+    svcids = list(svcids)
+    if slots <= 0 or not svcids:
+        return []
+    rows = conn.execute(queries.get("claim"), {"bladeid": bladeid, "svcids": svcids, "host": host,
+                                               "slots": slots}).fetchall()
+    return [Claim(r["jid"], r["tid"], r["cid"], r["iid"], r["numslots"]) for r in rows]
+
+
+def launch_info(conn: "psycopg.Connection", jid: int, cid: int) -> dict:
+    return conn.execute(queries.get("launch_info"), {"jid": jid, "cid": cid}).fetchone()
+
+
+def finish(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, rcode: int, *, real: float = 0.0,
+           app: float = 0.0, sys: float = 0.0) -> str:
+    return conn.execute(queries.get("finish"), {
+        "jid": c.jid, "cid": c.cid, "iid": c.iid, "bladeid": bladeid, "rcode": rcode,
+        "real": real, "app": app, "sys": sys}).fetchone()["outcome"]
+
+
+def progress(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, percent: float) -> bool:
+    return conn.execute(queries.get("progress"), {"jid": c.jid, "cid": c.cid, "iid": c.iid, "bladeid": bladeid,
+                                                  "progress": percent}).fetchone()["ok"]
+
+
+def heartbeat(conn: "psycopg.Connection", bladeid: uuid.UUID, *, metrics: dict | None = None,
+              loadavg: float = 0.0, availmemory: float = 0.0, availdisk: float = 0.0) -> set[tuple[int, int, int]]:
+    """Renew leases; the (jid, cid, iid) this blade should still be running."""
+    rows = conn.execute(queries.get("heartbeat"), {
+        "bladeid": bladeid, "metrics": _json(metrics or {}), "loadavg": loadavg, "availmemory": availmemory,
+        "availdisk": availdisk}).fetchall()
+    return {(r["jid"], r["cid"], r["iid"]) for r in rows}
+
+
+def blade_exit(conn: "psycopg.Connection", bladeid: uuid.UUID, *, handback: bool) -> int:
+    return conn.execute(queries.get("blade_exit"), {"bladeid": bladeid, "handback": handback}).fetchone()["requeued"]
+
+
+def housekeep(conn: "psycopg.Connection") -> tuple[int, int]:
+    """Requeue work of lost blades; move finished jobs on.  (requeued, jobs finished)."""
+    row = conn.execute(queries.get("housekeep")).fetchone()
+    return row["requeued"], row["finished"]
+
+
+def set_params(conn: "psycopg.Connection", values: dict[str, Any]) -> None:
+    """Site settings the SQL functions read (CmdAutoRetryAttempts, BladeLeaseSecs, ...)."""
+    for name, value in values.items():
+        conn.execute(queries.get("set_param_default"), {"name": name, "value": str(value)})
+
+
+__all__ = ["BladeInfo", "Claim", "ServiceCache", "register", "claim", "launch_info", "finish", "progress",
+           "heartbeat", "blade_exit", "housekeep", "set_params"]

@@ -1,0 +1,396 @@
+"""The dispatch state machine (migration 0003) against a real database.
+
+Blades are simulated by calls to db/dispatch.py (the real blade program is
+tested end to end in test_blade.py); every transition is checked in the
+task, command, invocation and job rows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tractorcli.db import dispatch as d
+from tractorcli.db.connection import connect
+from tractorcli.db.spool import spool_job
+from tractorcli.jobs.model import Command, Instance, Job, Task, resolve
+from tractorcli.service import BladeFacts
+
+
+@pytest.fixture
+def conn(db_settings):
+    with connect(db_settings, autocommit=True) as c:
+        yield c
+
+
+def C(*argv, **kw) -> Command:
+    return Command(tuple(argv), **kw)
+
+
+def spool(conn, job: Job, **opts) -> int:
+    return spool_job(conn, resolve(job), owner="ann", spoolhost="ws1", **opts)
+
+
+class Blade:
+    """A simulated blade: claims, and finishes what it is told to."""
+
+    def __init__(self, conn, name="b1", provides=("PixarRender", "linux"), slots=4):
+        self.conn = conn
+        self.facts = BladeFacts(provides=frozenset(provides), hostname=name, profile="default")
+        self.id = d.register(conn, d.BladeInfo(name=name, provides=tuple(provides), numslots=slots))
+        self.svc = d.ServiceCache()
+        self.slots = slots
+        self.running: dict[tuple[int, int], d.Claim] = {}
+
+    def claim(self, slots=None) -> list[tuple[int, int]]:
+        got = d.claim(self.conn, self.id, self.svc.matching(self.conn, self.facts), self.facts.hostname,
+                      self.slots - len(self.running) if slots is None else slots)
+        for c in got:
+            self.running[(c.jid, c.tid)] = c
+        return sorted((c.jid, c.tid) for c in got)
+
+    def finish(self, jid, tid, rcode=0) -> str:
+        c = self.running.pop((jid, tid))
+        return d.finish(self.conn, c, self.id, rcode, real=0.1)
+
+
+def task_states(conn, jid) -> dict[str, str]:
+    return {r["title"]: r["state"] for r in conn.execute(
+        "SELECT title, state FROM tasks WHERE jid = %s ORDER BY tid", (jid,))}
+
+
+def job_row(conn, jid) -> dict:
+    return conn.execute("SELECT * FROM jobs WHERE jid = %s", (jid,)).fetchone()
+
+
+def check_counters(conn, jid) -> dict:
+    """The job's counters agree with its tasks' states."""
+    job = job_row(conn, jid)
+    counts = {r["state"]: r["n"] for r in conn.execute(
+        "SELECT state, count(*) AS n FROM tasks WHERE jid = %s GROUP BY state", (jid,))}
+    for state in ("blocked", "ready", "active", "error", "done"):
+        assert job[f"num{state}"] == counts.get(state, 0), (state, job, counts)
+    ready_rows = conn.execute("SELECT count(*) AS n FROM ready WHERE jid = %s AND tid > 0", (jid,)).fetchone()["n"]
+    assert ready_rows == counts.get("ready", 0)
+    return job
+
+
+def tid_of(conn, jid, title) -> int:
+    return conn.execute("SELECT tid FROM tasks WHERE jid = %s AND title = %s", (jid, title)).fetchone()["tid"]
+
+
+# --- order ------------------------------------------------------------------------------
+
+
+def test_subtasks_run_before_their_parent_and_the_job_finishes(conn):
+    job = Job(title="tree", subtasks=(
+        Task("comp", cmds=(C("comp"),), subtasks=(
+            Task("fg", cmds=(C("render", "fg"),)),
+            Task("bg", cmds=(C("render", "bg"),)),
+        )),))
+    jid = spool(conn, job)
+    b = Blade(conn)
+    assert b.claim() == [(jid, 2), (jid, 3)]  # fg, bg; not comp
+    assert task_states(conn, jid) == {"comp": "blocked", "fg": "active", "bg": "active"}
+    check_counters(conn, jid)
+    assert b.finish(jid, 2) == "done"
+    assert b.claim() == []
+    assert b.finish(jid, 3) == "done"
+    assert task_states(conn, jid)["comp"] == "ready"
+    check_counters(conn, jid)
+    assert b.claim() == [(jid, 1)]
+    assert b.finish(jid, 1) == "done"
+    job = check_counters(conn, jid)
+    assert job["phase"] == "finished" and job["stoptime"] is not None and job["numdone"] == 3
+    inv = conn.execute("SELECT * FROM invocations WHERE jid = %s ORDER BY cid", (jid,)).fetchall()
+    assert [(i["cid"], i["iid"], i["rcode"], i["current"]) for i in inv] == [(1, 1, 0, True), (2, 1, 0, True),
+                                                                         (3, 1, 0, True)]
+
+
+def test_a_task_runs_its_commands_one_after_another(conn):
+    jid = spool(conn, Job(subtasks=(Task("t", cmds=(C("a"), C("b"), C("c"))),)))
+    b = Blade(conn)
+    seen = []
+    while True:
+        got = b.claim()
+        if not got:
+            break
+        assert len(got) == 1  # never two commands of one task at once
+        c = b.running[got[0]]
+        seen.append(c.cid)
+        b.finish(*got[0])
+    assert seen == [1, 2, 3]
+    assert job_row(conn, jid)["phase"] == "finished"
+
+
+def test_serial_subtasks_and_instances(conn):
+    job = Job(subtasks=(
+        Task("shots", serialsubtasks=True, subtasks=(
+            Task("s1", cmds=(C("one"),)),
+            Task("s2", subtasks=(Task("s2a", cmds=(C("two"),)),)),
+            Task("s3", cmds=(C("three"),)),
+        )),
+        Task("lib", cmds=(C("lib"),)),
+        Task("user", subtasks=(Instance("lib"),), cmds=(C("use"),)),
+    ))
+    jid = spool(conn, job)
+    b = Blade(conn, slots=10)
+    got = {t for _, t in b.claim()}
+    titles = {tid_of(conn, jid, t): t for t in ("s1", "s2a", "s3", "lib", "user")}
+    assert {titles.get(t) for t in got} == {"s1", "lib"}  # s2a is gated by s1; user waits on lib
+    b.finish(jid, tid_of(conn, jid, "lib"))
+    assert {titles.get(t) for _, t in b.claim()} == {"user"}
+    b.finish(jid, tid_of(conn, jid, "s1"))
+    assert {titles.get(t) for _, t in b.claim()} == {"s2a"}  # the gate lifts on s2's whole subtree
+    b.finish(jid, tid_of(conn, jid, "s2a"))
+    assert {titles.get(t) for _, t in b.claim()} == {"s3"}
+    check_counters(conn, jid)
+
+
+def test_empty_tasks_are_done_as_soon_as_they_would_be_ready(conn):
+    job = Job(subtasks=(Task("group", subtasks=(Task("a", cmds=(C("a"),)), Task("empty"))),
+                        Task("after", subtasks=(Instance("group"),))))
+    jid = spool(conn, job)
+    b = Blade(conn)
+    assert b.claim() == [(jid, 2)]
+    b.finish(jid, 2)
+    # group (no commands) is done at once, and so is "after", which waited on it
+    assert task_states(conn, jid) == {"group": "done", "a": "done", "empty": "done", "after": "done"}
+    assert check_counters(conn, jid)["phase"] == "finished"
+
+
+# --- errors and retries ---------------------------------------------------------------
+
+
+def test_an_error_stops_its_branch_and_other_branches_go_on(conn):
+    job = Job(subtasks=(
+        Task("top", cmds=(C("top"),), subtasks=(Task("bad", cmds=(C("x"), C("never"))), Task("ok", cmds=(C("y"),)))),
+        Task("other", cmds=(C("z"),))),
+        postscript=(C("mail", "error", runtype="post_error"), C("mail", "done", runtype="post_done"),
+                    C("log", runtype="post_always")))
+    jid = spool(conn, job)
+    b = Blade(conn, slots=10)
+    assert b.claim() == [(jid, 2), (jid, 3), (jid, 4)]
+    assert b.finish(jid, 2, 1) == "error"
+    assert b.finish(jid, 3) == "done"
+    assert task_states(conn, jid) == {"top": "blocked", "bad": "error", "ok": "done", "other": "active"}
+    cmds = {r["cid"]: r["state"] for r in conn.execute("SELECT cid, state FROM commands WHERE jid = %s", (jid,))}
+    assert cmds[2] == "error" and cmds[3] == "blocked"  # "never" did not run
+    assert job_row(conn, jid)["phase"] == "live"  # "other" still runs
+    b.finish(jid, 4)
+    job = check_counters(conn, jid)
+    # stalled with errors: the error and always postscripts run
+    assert job["phase"] == "postscript"
+    ready = conn.execute("SELECT c.argv FROM ready r JOIN commands c USING (jid, cid) WHERE r.jid = %s ORDER BY r.cid",
+                         (jid,)).fetchall()
+    assert [r["argv"] for r in ready] == [["mail", "error"], ["log"]]
+    got = d.claim(conn, b.id, b.svc.matching(conn, b.facts), "b1", 5)
+    assert [c.tid for c in got] == [0, 0]
+    for c in got:
+        assert d.finish(conn, c, b.id, 0) == "done"
+    job = job_row(conn, jid)
+    assert job["phase"] == "finished" and job["numerror"] == 1
+
+
+def test_retryrc_retries_once_by_default_and_signals_never(conn):
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a", retryrc=(3,)),)), Task("b", cmds=(C("b", retryrc=(3,)),)))))
+    b = Blade(conn)
+    b.claim()
+    assert b.finish(jid, 1, 3) == "retry"
+    assert task_states(conn, jid)["a"] == "ready"
+    assert b.finish(jid, 2, -15) == "error"  # killed by SIGTERM: never retried
+    assert b.claim() == [(jid, 1)]
+    assert b.running[(jid, 1)].iid == 2
+    assert b.finish(jid, 1, 3) == "error"  # CmdRetryrcRetryAttempts is 1
+    row = conn.execute("SELECT autoretries FROM commands WHERE jid = %s AND cid = 1", (jid,)).fetchone()
+    assert row["autoretries"] == 1
+    check_counters(conn, jid)
+
+
+def test_auto_retry_attempts_for_any_failure(conn):
+    d.set_params(conn, {"CmdAutoRetryAttempts": 2})
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)),)))
+    b = Blade(conn)
+    outcomes = []
+    for _ in range(3):
+        assert b.claim() == [(jid, 1)]
+        outcomes.append(b.finish(jid, 1, 7))
+    assert outcomes == ["retry", "retry", "error"]
+    assert conn.execute("SELECT retrycount FROM tasks WHERE jid = %s", (jid,)).fetchone()["retrycount"] == 2
+
+
+# --- who gets what ----------------------------------------------------------------------
+
+
+def test_priority_then_spool_order_and_job_gates(conn):
+    low = spool(conn, Job(title="low", priority=1, subtasks=(Task("l", cmds=(C("l"),)),)))
+    high = spool(conn, Job(title="high", priority=5, subtasks=(Task("h", cmds=(C("h"),)),)))
+    rush = spool(conn, Job(title="rush", tier="rush", priority=0, subtasks=(Task("r", cmds=(C("r"),)),)))
+    paused = spool(conn, Job(title="paused", priority=9, paused=True, subtasks=(Task("p", cmds=(C("p"),)),)))
+    import datetime as dt
+
+    later = spool(conn, Job(title="later", priority=9, after=dt.datetime.now().astimezone() + dt.timedelta(hours=1),
+                            subtasks=(Task("x", cmds=(C("x"),)),)))
+    waits = spool(conn, Job(title="waits", priority=9, afterjids=(low,), subtasks=(Task("w", cmds=(C("w"),)),)))
+    b = Blade(conn, slots=1)
+    order = []
+    for _ in range(4):
+        got = b.claim()
+        if not got:
+            break
+        order.append(got[0][0])
+        b.finish(*got[0])
+    # the job after `low` becomes eligible once `low` has finished
+    assert order == [rush, high, low, waits]
+    assert b.claim() == []
+    conn.execute("UPDATE jobs SET pausetime = NULL WHERE jid = %s", (paused,))
+    conn.execute("UPDATE jobs SET aftertime = now() - interval '1 s' WHERE jid = %s", (later,))
+    assert sorted(j for j, _ in b.claim(2)) == sorted([paused, later])
+
+
+def test_maxactive_limits_a_job(conn):
+    jid = spool(conn, Job(maxactive=2, subtasks=tuple(Task(f"t{i}", cmds=(C("x"),)) for i in range(5))))
+    b = Blade(conn, slots=10)
+    assert len(b.claim()) == 2
+    assert b.claim() == []
+    b.finish(jid, 1)
+    assert len(b.claim()) == 1
+
+
+def test_service_keys_pick_the_blade(conn):
+    jid = spool(conn, Job(subtasks=(Task("mac", cmds=(C("a", service="macos"),)),
+                                    Task("any", cmds=(C("b"),)),
+                                    Task("big", cmds=(C("c", service="linux && @.mem > 8"),)))))
+    linux = Blade(conn, "lin", provides=("linux",), slots=5)
+    mac = Blade(conn, "mac", provides=("macos",), slots=5)
+    assert linux.claim() == [(jid, 2)]  # not "big": no memory reported
+    assert mac.claim() == [(jid, 1)]
+    linux.facts = BladeFacts(provides=frozenset({"linux"}), hostname="lin", metrics={"mem": 16})
+    assert linux.claim() == [(jid, 3)]
+
+
+def test_local_commands_run_on_the_spooling_host(conn):
+    jid = spool(conn, Job(subtasks=(Task("here", cmds=(C("x", local=True),)),)))
+    other = Blade(conn, "farm1")
+    assert other.claim() == []
+    home = Blade(conn, "ws1")
+    assert home.claim() == [(jid, 1)]
+
+
+def test_two_blades_never_get_the_same_command(db_settings):
+    with connect(db_settings, autocommit=True) as c0:
+        jid = spool(c0, Job(subtasks=tuple(Task(f"t{i}", cmds=(C("x"),)) for i in range(300))))
+    got: list[list] = [[], [], []]
+
+    def worker(k):
+        with connect(db_settings, autocommit=True) as c:
+            b = Blade(c, f"b{k}", slots=3)
+            while True:
+                claims = b.claim()
+                if not claims:
+                    if not c.execute("SELECT numready FROM jobs WHERE jid = %s", (jid,)).fetchone()["numready"]:
+                        return
+                    continue
+                got[k].extend(claims)
+                for jt in claims:
+                    b.finish(*jt)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    claimed = got[0] + got[1] + got[2]
+    assert sorted(claimed) == [(jid, t) for t in range(1, 301)]  # each exactly once
+    assert all(got)  # everyone got some work
+    with connect(db_settings, autocommit=True) as c0:
+        assert check_counters(c0, jid)["phase"] == "finished"
+        assert c0.execute("SELECT count(*) AS n FROM invocations WHERE jid = %s", (jid,)).fetchone()["n"] == 300
+
+
+# --- lost blades and fencing -----------------------------------------------------------
+
+
+def test_a_lost_blade_loses_its_commands_after_the_lease(conn):
+    d.set_params(conn, {"BladeLeaseSecs": 1})
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)), Task("b", cmds=(C("b"),)))))
+    lost = Blade(conn, "lost", slots=2)
+    assert len(lost.claim()) == 2
+    keep = d.heartbeat(conn, lost.id)
+    assert keep == {(jid, 1, 1), (jid, 2, 1)}
+    assert d.housekeep(conn) == (0, 0)  # leases still good
+    time.sleep(1.3)
+    assert d.housekeep(conn)[0] == 2
+    assert task_states(conn, jid) == {"a": "ready", "b": "ready"}
+    check_counters(conn, jid)
+    assert d.heartbeat(conn, lost.id) == set()  # the old blade must stop them
+    other = Blade(conn, "other")
+    assert other.claim() == [(jid, 1), (jid, 2)]
+    assert {c.iid for c in other.running.values()} == {2}
+    # a late report from the lost blade's invocation changes nothing
+    assert lost.finish(jid, 1, 0) == "stale"
+    assert task_states(conn, jid)["a"] == "active"
+    assert other.finish(jid, 1) == "done"
+    old = conn.execute("SELECT current, rcode FROM invocations WHERE jid = %s AND cid = 1 AND iid = 1",
+                       (jid,)).fetchone()
+    assert old == {"current": False, "rcode": None}
+
+
+def test_heartbeats_keep_the_lease(conn):
+    d.set_params(conn, {"BladeLeaseSecs": 1})
+    spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)),)))
+    b = Blade(conn)
+    b.claim()
+    for _ in range(4):
+        time.sleep(0.4)
+        d.heartbeat(conn, b.id)
+        assert d.housekeep(conn)[0] == 0
+
+
+def test_a_restarted_blade_requeues_at_once_and_an_exiting_one_hands_back(conn):
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)), Task("b", cmds=(C("b"),)))))
+    b = Blade(conn, "b1", slots=1)
+    assert b.claim() == [(jid, 1)]
+    again = Blade(conn, "b1", slots=1)  # same name, address and port: the same blade, restarted
+    assert again.id == b.id
+    assert task_states(conn, jid)["a"] == "ready"
+    assert conn.execute("SELECT slotsinuse FROM blades WHERE bladeid = %s", (b.id,)).fetchone()["slotsinuse"] == 0
+    assert again.claim(2) == [(jid, 1), (jid, 2)]
+    assert d.blade_exit(conn, again.id, handback=True) == 2
+    assert task_states(conn, jid) == {"a": "ready", "b": "ready"}
+    check_counters(conn, jid)
+    assert conn.execute("SELECT status FROM blades WHERE bladeid = %s", (b.id,)).fetchone()["status"] == "down"
+
+
+def test_progress_is_fenced(conn):
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)),)))
+    b = Blade(conn)
+    b.claim()
+    c = b.running[(jid, 1)]
+    assert d.progress(conn, c, b.id, 42.5)
+    assert not d.progress(conn, d.Claim(jid, 1, 1, 9, 1), b.id, 80)
+    assert conn.execute("SELECT progress FROM tasks WHERE jid = %s", (jid,)).fetchone()["progress"] == 42.5
+
+
+def test_jobs_done_at_spool_are_finished_by_housekeeping(conn):
+    jid = spool(conn, Job(subtasks=(Task("empty"),), cleanup=(C("rm", "x"),)))
+    assert job_row(conn, jid)["phase"] == "live"
+    d.housekeep(conn)
+    assert job_row(conn, jid)["phase"] == "postscript"  # its -cleanup is queued
+    b = Blade(conn)
+    got = d.claim(conn, b.id, b.svc.matching(conn, b.facts), "b1", 1)
+    assert [c.tid for c in got] == [0]
+    d.finish(conn, got[0], b.id, 0)
+    assert job_row(conn, jid)["phase"] == "finished"
+    jid2 = spool(conn, Job(subtasks=(Task("empty"),)))
+    assert d.housekeep(conn) == (0, 1)
+    assert job_row(conn, jid2)["phase"] == "finished"
+
+
+def test_launch_info(conn):
+    jid = spool(conn, Job(title="J", projects=("p1",), subtasks=(Task("t", cmds=(C("x", "y", msg="hi"),)),)))
+    info = d.launch_info(conn, jid, 1)
+    assert info["argv"] == ["x", "y"] and info["msg"] == "hi" and info["owner"] == "ann"
+    assert info["tasktitle"] == "t" and info["jobtitle"] == "J" and info["projects"] == ["p1"]
