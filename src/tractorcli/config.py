@@ -105,6 +105,8 @@ class SiteSettings:
     engine_owner: str | None = None
     cmd_auto_retry_attempts: int = 0
     cmd_retryrc_retry_attempts: int = 1
+    # seconds without a heartbeat before a blade's commands go back to the queue
+    blade_lease_secs: int = 30
     db: DbSettings = field(default_factory=DbSettings)
     files: list[Path] = field(default_factory=list)  # config files actually read
 
@@ -165,6 +167,7 @@ _TRACTOR_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "engine_owner": (("EngineOwner",), _str),
     "cmd_auto_retry_attempts": (("CmdAutoRetryAttempts",), _int_range(0, 1000)),
     "cmd_retryrc_retry_attempts": (("CmdRetryrcRetryAttempts",), _int_range(0, 1000)),
+    "blade_lease_secs": (("BladeLeaseSecs",), _int_range(1, 3600)),
 }
 
 _DB_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {

@@ -30,6 +30,7 @@ class ExitStatus(enum.IntEnum):
     SCHEMA = 9  # the database schema does not match this version of tractorcli
     STORAGE = 10  # disk full, read-only file system, I/O error
     BAD_INPUT = 11  # a file or value given to the program is invalid
+    JOB_FAILED = 12  # a followed job (tractor-spool --wait) ended with errors
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 

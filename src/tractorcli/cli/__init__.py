@@ -9,4 +9,5 @@ completion stay fast.
 PROGRAMS = {
     "tractor-dbctl": "tractorcli.cli.dbctl",
     "tractor-spool": "tractorcli.cli.spool",
+    "tractor-engine": "tractorcli.cli.engine",
 }

@@ -24,13 +24,15 @@ Examples:
   tractor-spool -C ls -l /tmp                    a local Cmd on this host's blade
   tractor-spool --ribs a.rib b.rib               one prman task per RIB
   tractor-spool --review frames.alf              print the parsed job as Alfred, don't spool
+  tractor-spool --wait frames.alf                spool, then follow the job to its end
   tractor-spool --jdelete 1234                   take job 1234 out of the queue
 
 \b
 On success prints "OK job script accepted, jid: N" (or, with --status-json,
 {"rc": 0, "msg": ..., "jid": N}). Exit status: 0 success; 2 bad command line;
 3 bad configuration; 6 database unreachable; 7 job file not found; 9 schema
-mismatch; 11 invalid job script (file:line:column: message).
+mismatch; 11 invalid job script (file:line:column: message); 12 the job
+followed with --wait ended with errors.
 """
 
 
@@ -86,6 +88,8 @@ mismatch; 11 invalid job script (file:line:column: message).
 @click.option("--status-plain", is_flag=True, help="Print the result as text (the default).")
 @click.option("--spool-wait", is_flag=True,
               help="Return when the job is fully in the queue (always so here: spooling is one transaction).")
+@click.option("--wait", is_flag=True,
+              help="Follow the job to its end with a progress display; exit 12 if it ends with errors.")
 @click.option("--jdelete", "--jretire", "jdelete", type=int, metavar="JID", help="Take job JID out of the queue.")
 @site_options
 @version_option(PROG)

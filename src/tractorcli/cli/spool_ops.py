@@ -50,6 +50,7 @@ def _run(ctx: Context, opts: dict) -> int:
         return ExitStatus.OK
 
     settings = None
+    spooled: list[int] = []
     # one file at a time: each is spooled before the next is read, so a bad
     # file stops the run after the good ones before it, as in Tractor
     for loaded in _jobs(ctx, opts, args):
@@ -78,7 +79,16 @@ def _run(ctx: Context, opts: dict) -> int:
             settings = _settings(ctx, opts["engine"])
         jid = submit.spool(settings, resolved, _spool_options(opts, loaded, owner))
         _ok(ctx, opts, f"job script accepted, jid: {jid}", jid)
-    return ExitStatus.OK
+        spooled.append(jid)
+        del loaded, job, resolved  # a big job need not stay in memory while we wait
+    status = ExitStatus.OK
+    if opts["wait"] and spooled:
+        from ..follow import follow
+
+        for jid in spooled:
+            if follow(settings, jid, say=lambda text: click.echo(text, err=True)) != ExitStatus.OK:
+                status = ExitStatus.JOB_FAILED
+    return status
 
 
 def _ok(ctx: Context, opts: dict, msg: str, jid: int | None) -> None:

@@ -1,0 +1,193 @@
+"""tractor-engine: the site daemon.
+
+The state machine lives in the database (migration 0003), so the engine is
+small: it brings the job database up (`jobdb.start_for_engine`, upgrading
+the schema unless told not to), writes the site settings the SQL reads
+(retry attempts, the blade lease) into `params`, runs housekeeping every
+few seconds (`tractor_housekeep_v1`: requeue the work of blades whose lease
+ran out, start and end jobs' postscript phases), optionally runs a local
+blade with N slots as a child process, and on exit stops that blade and the
+database (unless DBShutdown is off).
+
+Restarting the engine loses nothing: blades keep their processes running
+and their reports wait until the database answers again; housekeeping is
+idempotent and picks up where it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Callable
+
+from .config import SiteSettings
+from .errors import DatabaseUnavailable, StateError, TractorError
+
+
+@dataclasses.dataclass
+class EngineOptions:
+    blades: int = 0  # slots of the local blade (0: no local blade)
+    auto_upgrade: bool = True
+    interval: float = 2.0  # seconds between housekeeping passes
+    blade_args: tuple[str, ...] = ()  # extra options for the local blade
+    stop_database: bool = True  # as DBShutdown says; False keeps it running
+
+
+class Engine:
+    def __init__(self, settings: SiteSettings, options: EngineOptions, say: Callable[[str], None]):
+        self.settings = settings
+        self.options = options
+        self.say = say
+        self.stopping = threading.Event()
+        self.blade: subprocess.Popen | None = None
+        self.passes = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        from . import jobdb
+
+        rep = jobdb.start_for_engine(self.settings, auto_upgrade=self.options.auto_upgrade)
+        for line in rep.lines:
+            self.say(line)
+        self._write_params()
+        if self.options.blades:
+            self._start_blade()
+
+    def _write_params(self) -> None:
+        from .db import dispatch
+        from .db.connection import connect, translated
+
+        s = self.settings
+        with connect(s, autocommit=True) as conn, translated(s):
+            dispatch.set_params(conn, {
+                "CmdAutoRetryAttempts": s.cmd_auto_retry_attempts,
+                "CmdRetryrcRetryAttempts": s.cmd_retryrc_retry_attempts,
+                "BladeLeaseSecs": s.blade_lease_secs,
+            })
+
+    def _start_blade(self) -> None:
+        argv = [sys.executable, "-m", "tractorcli", "tractor-blade", "--configdir", str(self.settings.config_dir),
+                "--slots", str(self.options.blades), *self.options.blade_args]
+        self.blade = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        self.say(f"started a local blade with {self.options.blades} slot(s) (pid {self.blade.pid})")
+
+    def run(self) -> None:
+        """Housekeeping until stop() (or a signal) asks to end."""
+        from .db import dispatch
+        from .db.connection import connect, translated
+
+        conn = None
+        warned = False
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if conn is None or conn.closed:
+                        conn = connect(self.settings, autocommit=True)
+                        if warned:
+                            self.say("the job database answers again")
+                            warned = False
+                    with translated(self.settings):
+                        requeued, finished = dispatch.housekeep(conn)
+                    self.passes += 1
+                    if requeued:
+                        self.say(f"{requeued} command(s) of lost blades queued again")
+                    if finished:
+                        self.say(f"{finished} job(s) finished")
+                except (DatabaseUnavailable, OSError) as exc:
+                    if not warned:
+                        self.say(f"the job database does not answer ({exc}); retrying")
+                        warned = True
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                except TractorError as exc:
+                    self.say(f"housekeeping: {exc.message}")
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                if self.blade is not None and self.blade.poll() is not None and not self.stopping.is_set():
+                    self.say(f"the local blade exited with status {self.blade.returncode}; starting it again")
+                    self._start_blade()
+                self.stopping.wait(self.options.interval)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def shutdown(self) -> None:
+        """Stop the local blade (it lets running commands finish), then the database."""
+        from . import jobdb
+
+        if self.blade is not None and self.blade.poll() is None:
+            self.say("stopping the local blade")
+            self.blade.send_signal(signal.SIGTERM)
+            try:
+                self.blade.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.blade.send_signal(signal.SIGTERM)  # a second TERM: kill and hand back
+                try:
+                    self.blade.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    self.blade.kill()
+                    self.blade.wait()
+        if self.options.stop_database:
+            rep = jobdb.stop_for_engine(self.settings)
+            for line in rep.lines:
+                self.say(line)
+        else:
+            self.say("leaving the database server running")
+
+
+def run_engine(settings: SiteSettings, options: EngineOptions, say: Callable[[str], None]) -> int:
+    """The whole life of the engine process; returns when SIGTERM or SIGINT arrives."""
+    engine_lock(settings)
+    engine = Engine(settings, options, say)
+
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        engine.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        engine.start()
+        say(f"tractor-engine running (pid {os.getpid()}); housekeeping every {options.interval:g} s")
+        engine.run()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        engine.shutdown()
+    return 0
+
+
+def engine_lock(settings: SiteSettings) -> int:
+    """One engine per site: an flock on a file in the data directory, held for life.
+
+    Returns the open descriptor (the lock goes with the process, however it ends).
+    """
+    import fcntl
+
+    path = settings.data_dir / "tractor-engine.lock"
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        from .errors import from_os_error
+
+        raise from_os_error(exc, f"locking {path}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateError(f"another tractor-engine runs this site (lock {path})") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+__all__ = ["Engine", "EngineOptions", "run_engine", "engine_lock"]

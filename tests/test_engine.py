@@ -1,0 +1,135 @@
+"""tractor-engine, run as a user runs it, on new sites; and tractor-spool --wait."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import dbctl
+from tractorcli.db import dispatch as d
+from tractorcli.db.connection import connect
+
+
+def program(name: str) -> str:
+    exe = Path(sys.executable).parent / name
+    found = str(exe) if exe.is_file() else shutil.which(name)
+    assert found, f"{name} is not installed (pip install -e .)"
+    return found
+
+
+def clean_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in ("TRACTOR_CONFIGDIR", "TRACTOR_DEBUG")}
+
+
+class EngineProcess:
+    def __init__(self, cfg: Path, *args: str):
+        self.log = cfg.parent / f"engine-{time.monotonic_ns()}.log"
+        self.proc = subprocess.Popen([program("tractor-engine"), "--configdir", str(cfg), "--interval", "0.2", *args],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log, "w"), env=clean_env())
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, needle: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text():
+            assert self.proc.poll() is None, f"the engine exited: {self.text()}"
+            assert time.monotonic() < deadline, f"no {needle!r} in: {self.text()}"
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+
+def spool(cfg: Path, text: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    path = cfg.parent / f"job-{time.monotonic_ns()}.alf"
+    path.write_text(text)
+    return subprocess.run([program("tractor-spool"), "--configdir", str(cfg), *args, str(path)], capture_output=True,
+                          text=True, timeout=timeout, env=clean_env(), stdin=subprocess.DEVNULL)
+
+
+def test_engine_brings_a_new_site_up_finishes_jobs_and_stops_the_database(tmp_site):
+    cfg, settings = tmp_site()
+    eng = EngineProcess(cfg)
+    try:
+        eng.wait_for("tractor-engine running")
+        assert dbctl(cfg, "--status").returncode == 0
+        r = spool(cfg, "Job -title {empty} -subtasks {Task {a}; Task {b} -subtasks {Instance {a}}}\n", "--wait")
+        assert r.returncode == 0, r.stderr
+        assert "OK job script accepted, jid: 1" in r.stdout
+        assert "J1 done" in r.stderr
+        # a second engine on the same site is refused
+        second = subprocess.run([program("tractor-engine"), "--configdir", str(cfg)], capture_output=True, text=True,
+                                timeout=60, env=clean_env(), stdin=subprocess.DEVNULL)
+        assert second.returncode == 5 and "another tractor-engine runs this site" in second.stderr
+    finally:
+        assert eng.stop() == 0
+    assert "stopped the database server" in eng.text()
+    assert dbctl(cfg, "--status").returncode == 4
+
+
+def test_engine_requeues_the_work_of_a_lost_blade_and_keep_db(tmp_site):
+    cfg, settings = tmp_site("blade_lease_secs = 1\n")
+    eng = EngineProcess(cfg, "--keep-db")
+    try:
+        eng.wait_for("tractor-engine running")
+        r = spool(cfg, "Job -subtasks {Task {a} -cmds {RemoteCmd {sleep 100}}}\n")
+        assert r.returncode == 0, r.stderr
+        with connect(settings, autocommit=True) as conn:
+            assert conn.execute("SELECT value FROM params WHERE name = 'BladeLeaseSecs'").fetchone()["value"] == "1"
+            bid = d.register(conn, d.BladeInfo(name="doomed", provides=("PixarRender",)))
+            svc = d.ServiceCache()
+            from tractorcli.service import BladeFacts
+
+            (c,) = d.claim(conn, bid, svc.matching(conn, BladeFacts(provides={"pixarrender"}, hostname="doomed")),
+                           "doomed", 1)
+            # the blade never heartbeats again: the engine gives its command back
+            eng.wait_for("1 command(s) of lost blades queued again", timeout=30)
+            row = conn.execute("SELECT state FROM tasks WHERE jid = %s", (c.jid,)).fetchone()
+            assert row["state"] == "ready"
+            assert d.finish(conn, c, bid, 0) == "stale"
+    finally:
+        assert eng.stop() == 0
+    assert "leaving the database server running" in eng.text()
+    assert dbctl(cfg, "--status").returncode == 0
+    dbctl(cfg, "--stop")
+
+
+def test_wait_reports_a_job_that_ends_in_error(tmp_site):
+    cfg, settings = tmp_site()
+    eng = EngineProcess(cfg)
+    try:
+        eng.wait_for("tractor-engine running")
+        path = cfg.parent / "bad.alf"
+        path.write_text("Job -title {bad} -subtasks {Task {a} -cmds {RemoteCmd {false}}}\n")
+        waiter = subprocess.Popen([program("tractor-spool"), "--configdir", str(cfg), "--wait", str(path)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+                                  stdin=subprocess.DEVNULL)
+        with connect(settings, autocommit=True) as conn:
+            from tractorcli.service import BladeFacts
+
+            bid = d.register(conn, d.BladeInfo(name="b", provides=("PixarRender",)))
+            facts = BladeFacts(provides={"pixarrender"}, hostname="b")
+            svc = d.ServiceCache()
+            deadline = time.monotonic() + 30
+            claims = []
+            while not claims:
+                assert time.monotonic() < deadline
+                claims = d.claim(conn, bid, svc.matching(conn, facts), "b", 1)
+                time.sleep(0.05)
+            assert d.finish(conn, claims[0], bid, 1) == "error"
+        out, err = waiter.communicate(timeout=60)
+        assert waiter.returncode == 12, err
+        assert "J1 ended with 1 task(s) in error" in err
+    finally:
+        assert eng.stop() == 0
