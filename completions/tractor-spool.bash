@@ -37,7 +37,7 @@ _tractor_spool()
             return 0
             ;;
     esac
-    local opts='--engine --user --hname --haddr --jobcwd -J --in-json -A --in-alfred --strict --priority --projects --tier --paused --svckey --service --cmdsvckey --cmdservice --remotecleankey --envkey --title --aftertime --afterjid --maxactive -c --command -C --range --itervalues --iterfile --task-title --range-formatting -T --runtime-bounds --limit-tags -r --ribs -R --rib --nrm -o --review --print-alfscript --no-spool -O --print-jobjson --review-debug --parse-debug --status-json --status-plain --spool-wait --jdelete --jretire --configdir --config-dir -q --quiet -v --verbose -d --debug --version -h --help'
+    local opts='--engine --user --hname --haddr --jobcwd -J --in-json -A --in-alfred --strict --priority --projects --tier --paused --svckey --service --cmdsvckey --cmdservice --remotecleankey --envkey --title --aftertime --afterjid --maxactive -c --command -C --range --itervalues --iterfile --task-title --range-formatting -T --runtime-bounds --limit-tags -r --ribs -R --rib --nrm -o --review --print-alfscript --no-spool -O --print-jobjson --review-debug --parse-debug --status-json --status-plain --spool-wait --wait --jdelete --jretire --configdir --config-dir -q --quiet -v --verbose -d --debug --version -h --help'
     COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
     return 0
 }

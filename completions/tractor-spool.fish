@@ -41,6 +41,7 @@ complete -c tractor-spool -l parse-debug -d 'Only parse and report errors (and w
 complete -c tractor-spool -l status-json -d 'Print the result as JSON: {"rc": 0, "msg": ..., "jid": N}.'
 complete -c tractor-spool -l status-plain -d 'Print the result as text (the default).'
 complete -c tractor-spool -l spool-wait -d 'Return when the job is fully in the queue (always so here: spooling is one transaction).'
+complete -c tractor-spool -l wait -d 'Follow the job to its end with a progress display; exit 12 if it ends with errors.'
 complete -c tractor-spool -l jdelete -l jretire -x -d 'Take job JID out of the queue.'
 complete -c tractor-spool -l configdir -l config-dir -x -a '(__fish_complete_directories)' -d 'Site configuration directory (else $TRACTOR_CONFIGDIR, else ~/.config/tractor).'
 complete -c tractor-spool -s q -l quiet -d 'Print no status messages, only data and errors.'

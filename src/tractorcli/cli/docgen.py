@@ -47,6 +47,7 @@ GENERIC_EXIT_TEXT: dict[ExitStatus, str] = {
     ExitStatus.SCHEMA: "schema mismatch",
     ExitStatus.STORAGE: "disk full or read-only",
     ExitStatus.BAD_INPUT: "bad input",
+    ExitStatus.JOB_FAILED: "a followed job ended with errors",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
