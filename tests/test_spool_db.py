@@ -144,15 +144,15 @@ def test_small_job_rows_in_every_table(conn):
         (1, 5, "instance")]
 
     svc = {s["expr"]: s["svcid"] for s in rows(conn, "service_exprs", order="1")}
-    assert set(svc) == {"(linux) && (!Irix) && !(slow)", "(pixarRender) && (linux) && (!Irix) && !(slow)"}
-    plain = svc["(linux) && (!Irix) && !(slow)"]
+    assert set(svc) == {"linux && !irix && !slow", "linux && pixarrender && !irix && !slow"}
+    plain = svc["linux && !irix && !slow"]
     cols = ("cid", "tid", "position", "argv", "runtype", "state", "svcid", "tags", "envkey", "minslots",
             "maxslots", "retryrcodes")
     cmds = [tuple(c[k] for k in cols) for c in rows(conn, "commands", jid)]
     env, jt = ["shot=a"], ["jt"]
     assert cmds == [
         (1, 1, 0, ["comp"], "regular", "blocked", plain, jt, env, 2, None, []),
-        (2, 2, 0, ["a1"], "regular", "ready", svc["(pixarRender) && (linux) && (!Irix) && !(slow)"], jt, env,
+        (2, 2, 0, ["a1"], "regular", "ready", svc["linux && pixarrender && !irix && !slow"], jt, env,
          2, None, []),
         (3, 2, 1, ["a2"], "regular", "blocked", plain, jt, env, 2, None, [3, 4]),
         (4, 3, 0, ["b1"], "regular", "blocked", plain, ["bt", "jt"], ["own"], 2, 8, []),
@@ -277,10 +277,12 @@ def test_a_job_without_tasks(conn):
 
 def test_effective_service_text():
     assert effective_service("", ("", ""), ()) == ""
-    assert effective_service("pixarRender", ("", ""), ()) == "pixarRender"
-    assert effective_service(" a ", ("b", ""), ("x", "y")) == "(a) && (b) && !(x) && !(y)"
-    assert effective_service("a", ("a", "a || b"), ("x", "x")) == "(a) && (a || b) && !(x)"
-    assert effective_service("", ("", ""), ("slow",)) == "!(slow)"
+    # service.combine's canonical text: keys in lower case, && only, sorted, each once
+    assert effective_service("pixarRender", ("", ""), ()) == "pixarrender"
+    assert effective_service(" a ", ("b", ""), ("x", "y")) == "a && b && !x && !y"
+    assert effective_service("a", ("a", "a || b"), ("x", "x")) == "a && (a || b) && !x"
+    assert effective_service("", ("", ""), ("slow",)) == "!slow"
+    assert effective_service("B, a", ("a && b", ""), ()) == "a && b"
 
 
 def test_service_expressions_are_stored_once(conn):
@@ -290,16 +292,16 @@ def test_service_expressions_are_stored_once(conn):
 
     jid1 = spool_job(conn, resolve(job("one")), owner="o")
     before = rows(conn, "service_exprs", order="1")
-    assert [s["expr"] for s in before] == ["(pixarRender) && (linux)", "linux"]
+    assert [s["expr"] for s in before] == ["linux", "linux && pixarrender"]
     jid2 = spool_job(conn, resolve(job("two")), owner="o", extra_service="fast")
     after = rows(conn, "service_exprs", order="1")
     assert after[:2] == before  # existing ones kept, not rewritten, ids stable
-    assert [s["expr"] for s in after[2:]] == ["(linux) && (fast)", "(pixarRender) && (linux) && (fast)"]
+    assert [s["expr"] for s in after[2:]] == ["fast && linux", "fast && linux && pixarrender"]
     svc = {s["expr"]: s["svcid"] for s in after}
     ids1 = {c["svcid"] for c in rows(conn, "commands", jid1)}
     ids2 = {c["svcid"] for c in rows(conn, "commands", jid2)}
-    assert ids1 == {svc["linux"], svc["(pixarRender) && (linux)"]}
-    assert ids2 == {svc["(linux) && (fast)"], svc["(pixarRender) && (linux) && (fast)"]}
+    assert ids1 == {svc["linux"], svc["linux && pixarrender"]}
+    assert ids2 == {svc["fast && linux"], svc["fast && linux && pixarrender"]}
     assert {r["svcid"] for r in rows(conn, "ready", jid2)} == ids2
     spool_job(conn, resolve(job("three")), owner="o")
     assert len(rows(conn, "service_exprs", order="1")) == 4
@@ -467,7 +469,7 @@ def test_concurrent_spools_get_distinct_jids_and_complete_jobs(db_settings):
             assert (job["title"], job["owner"], job["numtasks"], job["numready"]) == (
                 f"job{k}", f"user{k}", n_tasks, n_tasks)
         assert sorted(s["expr"] for s in rows(c, "service_exprs", order="1")) == [
-            "(shared) && (svc0)", "(shared) && (svc1)", "(shared) && (svc2)"]
+            "shared && svc0", "shared && svc1", "shared && svc2"]
 
 
 # --- a role that may not skip the per-row foreign key checks --------------------------
@@ -534,3 +536,21 @@ def test_a_100k_task_job(conn):
     assert conn.execute("SELECT count(*) AS n FROM task_edges WHERE jid = %s", (jid,)).fetchone()["n"] == 0
     assert conn.execute("SELECT count(*) AS n FROM tasks WHERE jid = %s AND parent_tid = 1",
                         (jid,)).fetchone()["n"] == n
+
+
+def test_bad_service_expressions_are_refused_with_their_place(conn):
+    from tractorcli.errors import BadInput
+    from tractorcli.jobs.alfred import parse
+
+    before = counts(conn)
+    job = parse("Job -subtasks {\n Task {a} -cmds {\n  RemoteCmd {x} -service {linux &&}\n }\n}\n", "bad.alf")
+    with pytest.raises(JobError) as e:
+        spool_job(conn, resolve(job), owner="o")
+    assert str(e.value) == ("bad.alf:3:3: RemoteCmd -service 'linux &&': column 9: "
+                            "expected a key, a pattern or '('")
+    job = parse("Job -service {(a} -subtasks {Task {a} -cmds {RemoteCmd {x}}}", "j.alf")
+    with pytest.raises(JobError, match=r"^j.alf:1:1: Job -service '\(a': column 3"):
+        spool_job(conn, resolve(job), owner="o")
+    with pytest.raises(BadInput, match=r"--svckey '!!': column 3"):
+        spool_job(conn, resolve(small_job()), owner="o", extra_service="!!")
+    assert counts(conn) == before  # nothing was written

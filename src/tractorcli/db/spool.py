@@ -317,20 +317,50 @@ def plan(resolved: Resolved) -> Plan:
 
 
 def effective_service(command_service: str, job_parts: Sequence[str], avoid: Sequence[str]) -> str:
-    """The canonical text of command AND job AND NOT avoid (see the module docstring)."""
-    positive: list[str] = []
-    for part in (command_service, *job_parts):
-        part = part.strip()
-        if part and part not in positive:
-            positive.append(part)
-    negative: list[str] = []
-    for key in avoid:
-        key = key.strip()
-        if key and key not in negative:
-            negative.append(key)
-    if len(positive) == 1 and not negative:
-        return positive[0]
-    return " && ".join([f"({p})" for p in positive] + [f"!({k})" for k in negative])
+    """The canonical text of command AND job AND NOT avoid (service.combine)."""
+    from ..service import combine
+
+    job_service, extra = (tuple(job_parts) + ("", ""))[:2]
+    return combine(command_service, job_service, tuple(avoid), extra)
+
+
+def check_services(resolved: Resolved, extra: str) -> None:
+    """Every service expression of the job parses, or the error names its place.
+
+    Checked before anything is written, so a bad expression spools nothing.
+    """
+    from ..jobs.model import JobError
+    from ..service import ServiceExprError, parse
+
+    job = resolved.job
+
+    def check(text: str, what: str, where) -> None:
+        try:
+            parse(text)
+        except ServiceExprError as exc:
+            raise JobError(f"{what} {text!r}: column {exc.column}: {exc.reason}", where) from None
+
+    check(job.service, "Job -service", job.where)
+    if job.avoid:
+        from ..service import combine
+
+        try:
+            combine("", "", tuple(job.avoid), "")
+        except ServiceExprError as exc:
+            raise JobError(f"Job -avoid {' '.join(job.avoid)!r}: column {exc.column}: {exc.reason}",
+                           job.where) from None
+    if extra:
+        try:
+            parse(extra)
+        except ServiceExprError as exc:
+            from ..errors import BadInput
+
+            raise BadInput(f"--svckey {extra!r}: column {exc.column}: {exc.reason}") from None
+    seen: set[str] = set()
+    for _, _, c in resolved.commands:
+        if c.service not in seen:
+            seen.add(c.service)
+            check(c.service, f"{'Cmd' if c.local else 'RemoteCmd'} -service", c.where)
 
 
 def _job_service(job_service: str, extra: str) -> str:
@@ -416,6 +446,7 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
     p = plan(resolved)
 
     # effective service expression per distinct command -service
+    check_services(resolved, o.extra_service)
     job_parts = (job.service, o.extra_service)
     expr_of: dict[str, str] = {}
     for _, _, c in commands:
