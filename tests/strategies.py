@@ -59,11 +59,11 @@ def _aware_times():
 
 
 def _alfred_times():
-    # what `-after {MM DD HH:MM}` reads back: this year, local time, whole minutes
-    def make(month, day, hour, minute):
-        now = dt.datetime.now().astimezone()
-        return now.replace(month=month, day=day, hour=hour, minute=minute, second=0, microsecond=0)
-    return st.builds(make, st.integers(1, 12), st.integers(1, 28), st.integers(0, 23), st.integers(0, 59))
+    # what `-after {MM DD HH:MM}` reads back: within the coming half year (or
+    # the past one), local time, whole minutes
+    from tractorcli.jobs.alfred import local_time
+
+    return st.builds(local_time, st.integers(1, 12), st.integers(1, 28), st.integers(0, 23), st.integers(0, 59))
 
 
 def _expand(alfred: bool):

@@ -298,9 +298,9 @@ class _Trace:
         elif name == "-after":
             month, day, hm = value.split(" ")
             h, m = hm.split(":")
-            now = dt.datetime.now().astimezone()
-            obj.after = now.replace(month=int(month), day=int(day), hour=int(h), minute=int(m), second=0,
-                                    microsecond=0)
+            from tractorcli.jobs.alfred import local_time
+
+            obj.after = local_time(int(month), int(day), int(h), int(m))
         else:
             setattr(obj, field, value)
 

@@ -65,22 +65,24 @@ def load(path: str, *, fmt: str | None = None, strict: bool = False, remoteclean
 
 
 def parse_aftertime(text: str) -> dt.datetime:
-    """tractor-spool --aftertime: 'MM DD HH:MM', 'HH:MM', or ISO 'YYYY-MM-DD HH:MM'."""
-    now = dt.datetime.now().astimezone()
+    """tractor-spool --aftertime: 'MM DD HH:MM', 'HH:MM', or ISO 'YYYY-MM-DD HH:MM' (local time)."""
+    from .jobs.alfred import local_time
+
+    now = dt.datetime.now()
     t = text.strip()
     try:
         m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})", t)
         if m:
             y, mo, d, h, mi = map(int, m.groups())
-            return now.replace(year=y, month=mo, day=d, hour=h, minute=mi, second=0, microsecond=0)
+            return dt.datetime(y, mo, d, h, mi).astimezone()
         m = re.fullmatch(r"(\d{1,2})\s+(\d{1,2})\s+(\d{1,2}):(\d{2})", t)
         if m:
             mo, d, h, mi = map(int, m.groups())
-            return now.replace(month=mo, day=d, hour=h, minute=mi, second=0, microsecond=0)
+            return local_time(mo, d, h, mi, now)
         m = re.fullmatch(r"(\d{1,2}):(\d{2})", t)
         if m:
             h, mi = map(int, m.groups())
-            return now.replace(hour=h, minute=mi, second=0, microsecond=0)
+            return local_time(now.month, now.day, h, mi, now)
     except ValueError as exc:
         raise BadInput(f"--aftertime {text!r}: {exc}") from None
     raise BadInput(f"--aftertime {text!r}: expected 'MM DD HH:MM', 'HH:MM' or 'YYYY-MM-DD HH:MM'")

@@ -451,7 +451,7 @@ def _argv_hint(op: str) -> str:
 def _after(s: str) -> dt.datetime:
     """`{month day hour:minute}` or `{hour:minute}` (today), local time."""
     parts = s.split()
-    now = dt.datetime.now().astimezone()
+    now = dt.datetime.now()
     if len(parts) == 1:
         month, day = now.month, now.day
         hm = parts[0]
@@ -460,7 +460,21 @@ def _after(s: str) -> dt.datetime:
     else:
         raise ValueError(f"expected {{month day hour:minute}} or {{hour:minute}}, got {s!r}")
     h, m = hm.split(":")
-    return now.replace(month=month, day=day, hour=int(h), minute=int(m), second=0, microsecond=0)
+    return local_time(month, day, int(h), int(m), now)
+
+
+def local_time(month: int, day: int, hour: int, minute: int, now: dt.datetime | None = None) -> dt.datetime:
+    """That local wall-clock time, with the UTC offset in force on that date.
+
+    The syntax has no year: it is this year's date, or next year's when this
+    year's is more than half a year gone (`-after {01 05 10:00}` written in
+    December means January).
+    """
+    now = now or dt.datetime.now()
+    when = dt.datetime(now.year, month, day, hour, minute)
+    if when < now - dt.timedelta(days=183):
+        when = when.replace(year=now.year + 1)
+    return when.astimezone()  # a naive time is local: astimezone applies that date's offset (DST)
 
 
 def _iterate_values(lo: int, hi: int, step: int, binary: bool) -> list[int]:
