@@ -252,6 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     print_table(doc["benchmarks"])
     sys.stdout.flush()
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.names and out.exists():
+        # a partial run updates its benchmarks and keeps the others' last figures
+        try:
+            previous = json.loads(out.read_text())
+        except (OSError, ValueError):
+            previous = None
+        if previous and previous.get("quick") == args.quick:
+            kept = {k: v for k, v in previous.get("benchmarks", {}).items() if k not in doc["benchmarks"]}
+            for res in kept.values():
+                res.setdefault("measured", previous.get("timestamp"))
+            doc["benchmarks"] = {**kept, **doc["benchmarks"]}
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     os.replace(tmp, out)

@@ -394,3 +394,22 @@ def test_launch_info(conn):
     info = d.launch_info(conn, jid, 1)
     assert info["argv"] == ["x", "y"] and info["msg"] == "hi" and info["owner"] == "ann"
     assert info["tasktitle"] == "t" and info["jobtitle"] == "J" and info["projects"] == ["p1"]
+
+
+def test_a_resumewhile_checkpoint_runs_the_next_pass_on_the_same_blade(conn):
+    jid = spool(conn, Job(subtasks=(Task("loop", resumeblock=True, subtasks=(
+        Task("render", cmds=(C("r", resumewhile=("exitcode", "123"), resumepin=True),)),), cmds=(C("after"),)),)))
+    a = Blade(conn, "a", slots=1)
+    b = Blade(conn, "b", slots=1)
+    assert a.claim() == [(jid, 2)]
+    assert a.finish(jid, 2, 123) == "resume"
+    assert conn.execute("SELECT resumecount, state FROM tasks WHERE jid = %s AND tid = 2", (jid,)).fetchone() == {
+        "resumecount": 1, "state": "ready"}
+    assert b.claim() == []  # pinned to blade a
+    assert a.claim() == [(jid, 2)]
+    inv = conn.execute("SELECT iid, resumecount FROM invocations WHERE jid = %s AND cid = 2 ORDER BY iid",
+                       (jid,)).fetchall()
+    assert [(i["iid"], i["resumecount"]) for i in inv] == [(1, 0), (2, 1)]  # %R of each pass
+    assert a.finish(jid, 2, 0) == "done"
+    assert a.claim() == [(jid, 1)]  # the loop's parent runs once the render is through
+    check_counters(conn, jid)

@@ -35,6 +35,7 @@ class EngineOptions:
     interval: float = 2.0  # seconds between housekeeping passes
     blade_args: tuple[str, ...] = ()  # extra options for the local blade
     stop_database: bool = True  # as DBShutdown says; False keeps it running
+    spool: tuple[str, ...] = ()  # job files to spool once up; the engine stops when they have ended
 
 
 class Engine:
@@ -154,15 +155,28 @@ def run_engine(settings: SiteSettings, options: EngineOptions, say: Callable[[st
         engine.stop()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    result = {"status": 0}
     try:
         engine.start()
         say(f"tractor-engine running (pid {os.getpid()}); housekeeping every {options.interval:g} s")
+        if options.spool:
+            threading.Thread(target=_spool_and_wait, args=(engine, options.spool, result), daemon=True).start()
         engine.run()
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
         engine.shutdown()
-    return 0
+    return result["status"]
+
+
+def _spool_and_wait(engine: Engine, files: tuple[str, ...], result: dict) -> None:
+    """--spool: the real tractor-spool --wait on the files, then stop the engine with its status."""
+    argv = [sys.executable, "-m", "tractorcli", "tractor-spool", "--configdir", str(engine.settings.config_dir),
+            "--wait", *files]
+    try:
+        result["status"] = subprocess.run(argv, stdin=subprocess.DEVNULL).returncode
+    finally:
+        engine.stop()
 
 
 def engine_lock(settings: SiteSettings) -> int:

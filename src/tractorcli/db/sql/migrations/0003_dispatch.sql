@@ -373,7 +373,8 @@ LEFT JOIN tasks t ON t.jid = c.jid AND t.tid = c.tid;
 -- 20000+errno: could not launch).  Fenced: only the current invocation of
 -- the blade that claimed it counts; anything else returns 'stale' and
 -- changes nothing.  Returns 'done', 'retry' (queued again automatically),
--- 'error' or 'stale'.
+-- 'resume' (a -resumewhile checkpoint: the next pass is queued), 'error' or
+-- 'stale'.
 CREATE FUNCTION tractor_finish_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_rcode integer,
                                   p_elapsedreal double precision, p_elapsedapp double precision,
                                   p_elapsedsys double precision) RETURNS text
@@ -420,6 +421,21 @@ BEGIN
                             numblocked = numblocked - rel.o_ready - rel.o_done
             WHERE jid = p_jid;
         END IF;
+    ELSIF cardinality(cmd.resumewhile) > 1 AND lower(cmd.resumewhile[1]) = 'exitcode'
+          AND p_rcode::text = ANY(cmd.resumewhile[2:]) THEN
+        -- a checkpoint-resume loop (-resumewhile {exitcode N}): a checkpoint
+        -- was reached; the command runs again as the next pass (%R + 1),
+        -- on the same blade under -resumepin
+        UPDATE commands SET state = 'ready' WHERE jid = p_jid AND cid = p_cid;
+        outcome := 'resume';
+        IF cmd.tid > 0 THEN
+            UPDATE tasks SET state = 'ready', statetime = now(), readytime = now(), currcid = NULL,
+                             resumecount = resumecount + 1
+            WHERE jid = p_jid AND tid = cmd.tid;
+            UPDATE jobs SET numactive = numactive - 1, numready = numready + 1 WHERE jid = p_jid;
+        END IF;
+        PERFORM tractor_queue_command(p_jid, p_cid);
+        RETURN outcome;
     ELSIF p_rcode NOT IN (-2, -9, -15)
           AND ((p_rcode = ANY(cmd.retryrcodes)
                 AND cmd.autoretries < tractor_param_int('CmdRetryrcRetryAttempts', 1))
