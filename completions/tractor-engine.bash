@@ -16,6 +16,12 @@ _tractor_engine()
         prev=${COMP_WORDS[COMP_CWORD-2]}
     fi
     case $prev in
+        --spool)
+            local IFS=$'\n'
+            compopt -o filenames 2>/dev/null
+            COMPREPLY=( $(compgen -f -- "$cur") )
+            return 0
+            ;;
         --configdir|--config-dir)
             local IFS=$'\n'
             compopt -o filenames 2>/dev/null
@@ -27,7 +33,7 @@ _tractor_engine()
             return 0
             ;;
     esac
-    local opts='--blades --no-auto-upgrade --keep-db --interval --blade-option --configdir --config-dir -q --quiet -v --verbose -d --debug --version -h --help'
+    local opts='--blades --no-auto-upgrade --keep-db --interval --spool --blade-option --configdir --config-dir -q --quiet -v --verbose -d --debug --version -h --help'
     COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
     return 0
 }

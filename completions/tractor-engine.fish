@@ -6,6 +6,7 @@ complete -c tractor-engine -l blades -x -d 'Run a local blade with N slots (0: n
 complete -c tractor-engine -l no-auto-upgrade -d 'Do not upgrade an older database schema.'
 complete -c tractor-engine -l keep-db -d 'Leave the database server running on exit (as DBShutdown off).'
 complete -c tractor-engine -l interval -x -d 'Seconds between housekeeping passes.'
+complete -c tractor-engine -l spool -r -F -d 'Once up, spool JOBFILE (repeatable) and follow it; stop when it has ended, with tractor-spool\'s exit status. (may be repeated)'
 complete -c tractor-engine -l blade-option -x -d 'Pass OPT to the local blade (repeatable), e.g. --blade-option=--heartbeat=1. (may be repeated)'
 complete -c tractor-engine -l configdir -l config-dir -x -a '(__fish_complete_directories)' -d 'Site configuration directory (else $TRACTOR_CONFIGDIR, else ~/.config/tractor).'
 complete -c tractor-engine -s q -l quiet -d 'Print no status messages, only data and errors.'

@@ -10,4 +10,5 @@ PROGRAMS = {
     "tractor-dbctl": "tractorcli.cli.dbctl",
     "tractor-spool": "tractorcli.cli.spool",
     "tractor-engine": "tractorcli.cli.engine",
+    "tractor-blade": "tractorcli.cli.blade",
 }

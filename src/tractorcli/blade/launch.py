@@ -1,0 +1,728 @@
+"""Launching one claimed command on a blade, and watching it to its end.
+
+`prepare` turns what the database says about a claimed command
+(`dispatch.launch_info`) into a `LaunchSpec`: the argv after launch-time
+substitutions (`subst.expand_argv`: `%j %t %c %r %R %n %h %H %q %D(...)`,
+`~`), the environment (`subst.launch_env`: the blade's own environment,
+`TR_ENV_JID`/`TID`/`CID`/`JOB_PROJECT`/`TRACTOR_ROOT`, the profile's `env`
+and `envkeys` handlers, the command's `-envkey` or else the job's), the
+`-msg` text, the directory to start in and the task's log file.
+`Run(spec).start()` then launches it:
+
+* argv is executed directly (no shell), in a new session, so the command
+  and everything it starts form one process group that the blade signals
+  as a whole.  On Linux the command also gets SIGKILL when the blade dies
+  (PR_SET_PDEATHSIG): a blade that is killed leaves no command behind to
+  run a second time beside the copy the queue hands to another blade.
+  (Processes the command puts into sessions of their own are out of reach.)
+* stdin is the `-msg` text (with a final newline), then end of file; with
+  no `-msg`, /dev/null.
+* the directory is the job's spool directory mapped for the blade's dirmap
+  zone, when it exists on the blade; else the site's data directory; else
+  the temporary directory.
+* stdout and stderr, merged, are appended to the task's log file
+  (`Profile.log_path(owner, jid, tid)`): every invocation of every command
+  of a task adds a header line (time, /J/T/C.invocation, blade, host, argv)
+  and a footer with the exit code, so a retried task or a reused job id
+  adds to the file.  Lines that are directives (`TR_PROGRESS`,
+  `TR_EXIT_STATUS`, ...: see `output.py`) are acted on and, like Tractor,
+  left out of the log.
+* `argv[0] == "TractorBuiltIn"` runs a built-in inside the blade (see
+  `BUILTINS`).
+
+Exit codes reported for an invocation (`Run.rcode`):
+
+| what happened | code |
+|---|---|
+| the process exited | its exit status |
+| the process was killed by a signal | minus the signal number (-9, -15, ...) |
+| it printed `TR_EXIT_STATUS n` / `ALF_EXIT_STATUS n` | n (the last one), whatever the process exits with |
+| it could not be started (program not found, not executable, bad directory, bad `-envkey setenv`) | 20000 + errno: 20002 not found, 20013 permission denied, 20008 not an executable, 20022 invalid (also an unknown or malformed TractorBuiltIn) |
+| it ran longer than `-maxrunsecs`: its process group was killed (TERM, KILL 3 s later) | 21001 (`RC_MAXRUNSECS`) |
+| it succeeded sooner than `-minrunsecs` | 21002 (`RC_MINRUNSECS`); a failure keeps its own code |
+
+The 2100x codes sit above every errno so they cannot be confused with a
+launch failure or an exit status (0-255); they are not signals, so the
+automatic retries of `CmdAutoRetryAttempts` and `-retryrc` apply to them.
+A note in the log says which rule gave the code.
+
+After printing `TR_EXIT_STATUS`, a process that has not exited 2 s later is
+killed (its group), unless the profile turns `exit_status_terminate` off.
+When the main process exits, output still arriving from processes it left
+behind is read for 2 s more; then the rest of its process group is killed.
+
+This module never touches the database: the worker reports what a `Run`
+found (`rcode`, `progress`, times).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno as _errno
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import TractorError
+from ..subst import LaunchContext, dirmap, expand_argv, expand_text, launch_env
+from .output import OutputScanner
+
+__all__ = [
+    "BUILTIN",
+    "BUILTINS",
+    "KILL_GRACE",
+    "RC_LAUNCH_BASE",
+    "RC_MAXRUNSECS",
+    "RC_MINRUNSECS",
+    "BladeSide",
+    "LaunchSpec",
+    "Run",
+    "launch_failure_code",
+    "prepare",
+]
+
+RC_LAUNCH_BASE = 20000  # + errno: the command could not be started
+RC_MAXRUNSECS = 21001  # killed after running longer than -maxrunsecs
+RC_MINRUNSECS = 21002  # succeeded sooner than -minrunsecs
+KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL to a process group
+EXIT_STATUS_GRACE = 2.0  # seconds a process may live on after TR_EXIT_STATUS
+DRAIN_GRACE = 2.0  # seconds output is read after the main process exited
+PROGRESS_WAKE = 0.25  # at most this often a progress line wakes the worker
+BUILTIN = "TractorBuiltIn"
+BUILTINS = ("Echo", "Sleep", "PrintEnv", "System", "File")
+FILE_OPS = ("delete", "mkdir", "copy", "move", "list")
+
+
+def launch_failure_code(err: int | None) -> int:
+    """The code of a command that could not start with `err` (errno)."""
+    return RC_LAUNCH_BASE + (err or _errno.EINVAL)
+
+
+@dataclasses.dataclass(frozen=True)
+class BladeSide:
+    """What the blade contributes to a launch."""
+
+    name: str  # the blade's name (the host name unless --name)
+    hostname: str  # the host's name: %h
+    zone: str  # dirmap zone of its profile
+    env_handlers: Sequence[Any] = ()  # Profile.env_handlers()
+    log_path: Callable[[str, int, int], Path] | None = None  # Profile.log_path
+    data_dir: Path | None = None
+    base_env: Mapping[str, str] | None = None  # default: os.environ
+    exit_status_terminate: bool = True
+
+
+@dataclasses.dataclass
+class LaunchSpec:
+    """Everything needed to start one invocation (see `prepare`)."""
+
+    jid: int
+    tid: int
+    cid: int
+    iid: int
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    msg: str | None = None
+    log_path: Path | None = None
+    minrunsecs: float = 0.0
+    maxrunsecs: float = 0.0
+    blade: str = ""
+    host: str = ""
+    notes: list[str] = dataclasses.field(default_factory=list)  # written to the log before the run
+    error: str | None = None  # set: the command cannot start (error text for the log)
+    error_code: int = 0  # ... and the code reported
+    exit_status_terminate: bool = True
+
+    @property
+    def ref(self) -> str:
+        return f"/J{self.jid}/T{self.tid}/C{self.cid}.{self.iid}"
+
+
+def _num(v: Any) -> float:
+    try:
+        f = float(v) if v is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+    return f if f > 0 else 0.0
+
+
+def _workdir(info: Mapping[str, Any], side: BladeSide) -> str:
+    cwd = info.get("spoolcwd") or ""
+    if cwd:
+        mapped = dirmap(cwd, info.get("dirmap") or (), side.zone)
+        if os.path.isdir(mapped):
+            return mapped
+    if side.data_dir is not None and os.path.isdir(side.data_dir):
+        return str(side.data_dir)
+    return tempfile.gettempdir()
+
+
+def prepare(info: Mapping[str, Any], claim: Any, side: BladeSide) -> LaunchSpec:
+    """The launch of `claim` (a dispatch.Claim) from its `launch_info` row."""
+    jid, tid, cid = int(claim.jid), int(claim.tid), int(claim.cid)
+    ctx = LaunchContext(
+        jid=jid, tid=tid, cid=cid, hostname=side.hostname, slots=max(int(claim.numslots or 1), 1),
+        recover=int(info.get("recover") or 0), resume_count=int(info.get("resumecount") or 0),
+        dirmaps=[tuple(m) if isinstance(m, (list, tuple)) else m for m in (info.get("dirmap") or ())],
+        zone=side.zone, owner=info.get("owner") or "", spoolhost=info.get("spoolhost") or "",
+        projects=tuple(info.get("projects") or ("default",)),
+    )
+    owner = info.get("owner") or "nobody"
+    log_path = side.log_path(owner, jid, tid) if side.log_path else None
+    unknown: list[str] = []
+    argv = expand_argv(list(info.get("argv") or ()), ctx, unknown=unknown)
+    msg = info.get("msg")
+    if msg:
+        msg = expand_text(msg, ctx, unknown=unknown)
+    spec = LaunchSpec(jid=jid, tid=tid, cid=cid, iid=int(claim.iid), argv=argv, env={}, cwd=_workdir(info, side),
+                      msg=msg or None, log_path=log_path, minrunsecs=_num(info.get("minrunsecs")),
+                      maxrunsecs=_num(info.get("maxrunsecs")), blade=side.name, host=side.hostname,
+                      exit_status_terminate=side.exit_status_terminate)
+    if unknown:
+        spec.notes.append("left as written (unknown % sequences): " + " ".join(dict.fromkeys(unknown)))
+    if info.get("expand") is not None:
+        spec.notes.append("note: -expand output is not grafted into the job by this version; "
+                          "the command runs as an ordinary one")
+    envkeys = list(info.get("cmd_envkey") or ()) or list(info.get("job_envkey") or ())
+    unmatched: list[str] = []
+    try:
+        spec.env = launch_env(os.environ if side.base_env is None else side.base_env, ctx, envkeys,
+                              list(side.env_handlers), unmatched=unmatched)
+    except TractorError as exc:
+        spec.error, spec.error_code = f"bad -envkey: {exc.message}", launch_failure_code(_errno.EINVAL)
+        return spec
+    if unmatched:
+        spec.notes.append("no environment handler for envkey " + ", ".join(unmatched))
+    if not argv or not argv[0]:
+        spec.error, spec.error_code = "empty command line", launch_failure_code(_errno.EINVAL)
+    return spec
+
+
+# --- the child's start ------------------------------------------------------------
+
+def _pdeathsig_setup() -> Callable[[], None] | None:
+    """A preexec function making the child die with the blade (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    PR_SET_PDEATHSIG = 1
+
+    def setup() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the blade died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return setup
+
+
+_PREEXEC = _pdeathsig_setup()
+
+
+def _stamp() -> str:
+    return time.strftime("%Y/%m/%d %H:%M:%S")
+
+
+def _fmt_argv(argv: Sequence[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+class Run:
+    """One invocation running on this blade: a process group or a built-in.
+
+    The worker (main thread) calls `start`, `tick` (timers), `terminate`
+    and reads `done`, `rcode`, `progress`, `elapsed`; a reader thread owns
+    the output, the log file and the exit.  `wake` is set whenever the run
+    ends, so the worker can report at once.
+    """
+
+    def __init__(self, spec: LaunchSpec, *, numslots: int = 1, wake: threading.Event | None = None,
+                 claim: Any = None):
+        self.spec = spec
+        self.claim = claim
+        self.numslots = numslots
+        self.wake = wake or threading.Event()
+        self.scanner = OutputScanner()
+        self.done = threading.Event()
+        self.rcode: int | None = None
+        self.note: str | None = None  # why the code is what it is, when a rule set it
+        self.pid: int | None = None
+        self.started = time.monotonic()
+        self.elapsed = 0.0
+        self.utime = 0.0
+        self.stime = 0.0
+        self.kill_reason: str | None = None
+        self._kill_time: float | None = None
+        self._killed_hard = False
+        self._exited_at: float | None = None  # main process gone (monotonic)
+        self._override_at: float | None = None  # TR_EXIT_STATUS seen (monotonic)
+        self._progress_woke = 0.0
+        self._cancel = threading.Event()  # built-ins: stop now
+        self._cancel_sig = 0
+        self._log_lock = threading.Lock()
+        self._log = None
+        self._status: int | None = None  # raw wait status / builtin result
+        self._thread: threading.Thread | None = None
+        self._proc: subprocess.Popen | None = None
+        self.log_error: str | None = None
+        self.sent_progress: float | None = None  # worker bookkeeping
+        self.sent_progress_at = 0.0
+
+    # -- log ---------------------------------------------------------------------
+
+    def _open_log(self) -> None:
+        p = self.spec.log_path
+        if p is None:
+            return
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(p, "ab", buffering=0)
+        except OSError as exc:
+            self._log = None
+            self.log_error = f"cannot write the log {p}: {exc.strerror or exc}"
+        else:
+            self.log_error = None
+
+    def write_log(self, data: bytes) -> None:
+        with self._log_lock:
+            if self._log is not None:
+                try:
+                    self._log.write(data)
+                except OSError:
+                    pass
+
+    def log_line(self, text: str) -> None:
+        """A line of the blade's own (not the command's) in the log."""
+        self.write_log(f"[{_stamp()} {text}]\n".encode("utf-8", "replace"))
+
+    def _close_log(self) -> None:
+        with self._log_lock:
+            if self._log is not None:
+                try:
+                    self._log.close()
+                except OSError:
+                    pass
+                self._log = None
+
+    # -- start ---------------------------------------------------------------------
+
+    @property
+    def progress(self) -> float | None:
+        return self.scanner.progress
+
+    @property
+    def running(self) -> bool:
+        return not self.done.is_set()
+
+    def start(self) -> None:
+        """Launch; never raises (a launch failure becomes the run's result)."""
+        spec = self.spec
+        self.log_error = None
+        self._open_log()
+        sep = "\n" if self._log is not None and self._log.tell() > 0 else ""  # a blank line between runs
+        self.write_log(f"{sep}====[{_stamp()} {spec.ref} on {spec.blade} ({spec.host}): {_fmt_argv(spec.argv)}]====\n"
+                       .encode("utf-8", "replace"))
+        for n in spec.notes:
+            self.log_line(n)
+        if spec.error is not None:
+            self._fail(spec.error, spec.error_code)
+            return
+        argv = list(spec.argv)
+        if argv[0] == BUILTIN:
+            kind = argv[1].lower() if len(argv) > 1 else ""
+            if kind == "system":
+                if len(argv) < 3:
+                    self._fail("TractorBuiltIn System: no command given", launch_failure_code(_errno.EINVAL))
+                    return
+                argv = ["/bin/sh", "-c", " ".join(argv[2:])]
+            else:
+                problem = _check_builtin(argv)
+                if problem is not None:
+                    self._fail(problem[0], problem[1])
+                    return
+                self._thread = threading.Thread(target=self._builtin_main, args=(argv,), daemon=True,
+                                                name=f"builtin {spec.ref}")
+                self._thread.start()
+                return
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE if spec.msg is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=spec.cwd, env=spec.env,
+                start_new_session=True, close_fds=True, preexec_fn=_PREEXEC)
+        except OSError as exc:
+            what = {_errno.ENOENT: "program not found", _errno.EACCES: "permission denied",
+                    _errno.ENOEXEC: "not an executable"}.get(exc.errno, exc.strerror or str(exc))
+            self._fail(f"cannot launch {argv[0]}: {what} (errno {exc.errno})", launch_failure_code(exc.errno))
+            return
+        except (ValueError, subprocess.SubprocessError) as exc:  # e.g. NUL in argv or env
+            self._fail(f"cannot launch {argv[0]}: {exc}", launch_failure_code(_errno.EINVAL))
+            return
+        self.pid = proc.pid
+        self._proc = proc
+        if spec.msg is not None:
+            text = spec.msg if spec.msg.endswith("\n") else spec.msg + "\n"
+            threading.Thread(target=_feed_stdin, args=(proc.stdin, text.encode("utf-8", "replace")), daemon=True,
+                             name=f"stdin {spec.ref}").start()
+        self._thread = threading.Thread(target=self._process_main, daemon=True, name=f"output {spec.ref}")
+        self._thread.start()
+
+    def _fail(self, text: str, code: int) -> None:
+        self.log_line(text)
+        self._finish(code)
+
+    # -- the reader thread -----------------------------------------------------------
+
+    def _take(self, data: bytes) -> None:
+        out = []
+        for line, d in self.scanner.feed_chunk(data):
+            self._directive(line, d, out)
+        if out:
+            self.write_log(b"".join(out))
+
+    def _directive(self, line: bytes, d: Any, out: list[bytes]) -> None:
+        if d is None or d.log:
+            out.append(line)
+        if d is None:
+            return
+        if d.kind == "exit_status" and self._override_at is None:
+            self._override_at = time.monotonic()
+            self.wake.set()
+        elif d.kind == "progress":
+            now = time.monotonic()
+            if now - self._progress_woke >= PROGRESS_WAKE:  # let the worker report it, not for every line
+                self._progress_woke = now
+                self.wake.set()
+
+    def _process_main(self) -> None:
+        import select
+
+        proc = self._proc
+        fd = proc.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        eof = False
+        status = None
+        rusage = None
+        try:
+            while True:
+                if not eof:
+                    events = poller.poll(200)
+                    if events:
+                        try:
+                            data = os.read(fd, 1 << 16)
+                        except OSError:
+                            data = b""
+                        if data:
+                            self._take(data)
+                        else:
+                            eof = True
+                            poller.unregister(fd)
+                if status is None:
+                    if eof:
+                        _, status, rusage = os.wait4(proc.pid, 0)  # output closed: just wait for the exit
+                    else:
+                        pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
+                        if pid:
+                            status, rusage = st, ru
+                    if status is not None:
+                        self._exited_at = time.monotonic()
+                        self.elapsed = self._exited_at - self.started
+                if status is not None:
+                    if eof:
+                        break
+                    if time.monotonic() - self._exited_at > DRAIN_GRACE:
+                        self.log_line("the command exited; killing what it left running in its process group")
+                        self._signal_group(signal.SIGKILL)
+                        while poller.poll(100):  # what is already buffered
+                            try:
+                                data = os.read(fd, 1 << 16)
+                            except OSError:
+                                break
+                            if not data:
+                                break
+                            self._take(data)
+                        break
+        except Exception as exc:  # noqa: BLE001 - a reader that dies must still end the run
+            self.log_line(f"blade error while watching the command: {exc!r}")
+            if status is None:
+                self._signal_group(signal.SIGKILL)
+                try:
+                    _, status, rusage = os.wait4(proc.pid, 0)
+                except ChildProcessError:
+                    status = None
+        for line, d in self.scanner.finish():
+            out: list[bytes] = []
+            self._directive(line if line.endswith(b"\n") else line + b"\n", d, out)
+            self.write_log(b"".join(out))
+        try:
+            proc.stdout.close()
+        except OSError:
+            pass
+        if rusage is not None:
+            self.utime, self.stime = rusage.ru_utime, rusage.ru_stime
+        if status is None:
+            code = -int(signal.SIGKILL)
+        elif os.WIFSIGNALED(status):
+            code = -os.WTERMSIG(status)
+        else:
+            code = os.waitstatus_to_exitcode(status)
+        proc.returncode = code  # reaped here: subprocess must not wait for it again
+        self._finish(code)
+
+    # -- built-ins -------------------------------------------------------------------
+
+    def _builtin_main(self, argv: list[str]) -> None:
+        try:
+            code = _run_builtin(argv, self)
+        except Exception as exc:  # noqa: BLE001 - a built-in failing is the command failing
+            self.log_line(f"TractorBuiltIn {argv[1] if len(argv) > 1 else ''}: {exc}")
+            code = 1
+        if self._cancel.is_set():
+            code = -self._cancel_sig
+        self._exited_at = time.monotonic()
+        self.elapsed = self._exited_at - self.started
+        self._finish(code)
+
+    def out(self, text: str) -> None:
+        """Output of a built-in: to the log, through the directive scanner."""
+        self._take(text.encode("utf-8", "replace"))
+
+    # -- the end -----------------------------------------------------------------------
+
+    def _finish(self, code: int) -> None:
+        if not self.elapsed:
+            self.elapsed = time.monotonic() - self.started
+        spec = self.spec
+        override = self.scanner.exit_override
+        if self.kill_reason == "maxrunsecs":
+            code, self.note = RC_MAXRUNSECS, f"ran longer than -maxrunsecs {spec.maxrunsecs:g}: killed"
+        elif override is not None:
+            if override != code:
+                self.note = f"exit status {override} from TR_EXIT_STATUS (the process gave {code})"
+            code = override
+        elif code == 0 and spec.minrunsecs and self.elapsed < spec.minrunsecs:
+            code, self.note = RC_MINRUNSECS, (f"finished in {self.elapsed:.3g} s, sooner than "
+                                              f"-minrunsecs {spec.minrunsecs:g}")
+        if self.note:
+            self.log_line(self.note)
+        if self.kill_reason and self.kill_reason != "maxrunsecs":
+            self.log_line(f"killed by the blade: {self.kill_reason}")
+        self.write_log(f"====[{_stamp()} {spec.ref} process complete, exit code: {code}"
+                       f" ({self.elapsed:.2f} s)]====\n".encode())
+        self._close_log()
+        self.rcode = code
+        self.done.set()
+        self.wake.set()
+
+    # -- control from the worker -----------------------------------------------------
+
+    def _signal_group(self, sig: int) -> None:
+        if self.pid is None:
+            return
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def signal(self, sig: int) -> None:
+        if self.pid is not None:
+            self._signal_group(sig)
+        elif not self.done.is_set():
+            self._cancel_sig = int(sig)
+            self._cancel.set()
+
+    def terminate(self, reason: str) -> None:
+        """Stop the command: SIGTERM to its group now, SIGKILL after KILL_GRACE (see `tick`)."""
+        if self.done.is_set() or self._kill_time is not None:
+            return
+        self.kill_reason = reason
+        self._kill_time = time.monotonic()
+        self.signal(signal.SIGTERM)
+
+    def tick(self, now: float | None = None) -> None:
+        """Timers: -maxrunsecs, TR_EXIT_STATUS without exit, SIGKILL escalation."""
+        if self.done.is_set():
+            return
+        now = time.monotonic() if now is None else now
+        spec = self.spec
+        if self._kill_time is None:
+            if spec.maxrunsecs and now - self.started > spec.maxrunsecs and self._exited_at is None:
+                self.terminate("maxrunsecs")
+            elif (self._override_at is not None and spec.exit_status_terminate and self._exited_at is None
+                  and now - self._override_at > EXIT_STATUS_GRACE):
+                self.terminate(f"still running {EXIT_STATUS_GRACE:g} s after TR_EXIT_STATUS")
+        elif not self._killed_hard and now - self._kill_time > KILL_GRACE:
+            self._killed_hard = True
+            self.signal(signal.SIGKILL)
+
+    def next_deadline(self) -> float | None:
+        """When `tick` next has something to do (monotonic), or None."""
+        if self.done.is_set():
+            return None
+        times = []
+        if self._kill_time is not None:
+            if not self._killed_hard:
+                times.append(self._kill_time + KILL_GRACE)
+        else:
+            if self.spec.maxrunsecs:
+                times.append(self.started + self.spec.maxrunsecs)
+            if self._override_at is not None and self.spec.exit_status_terminate:
+                times.append(self._override_at + EXIT_STATUS_GRACE)
+        return min(times) if times else None
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self.done.wait(timeout)
+
+
+def _feed_stdin(pipe, data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+    finally:
+        try:
+            pipe.close()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+
+# --- TractorBuiltIn ------------------------------------------------------------------
+
+def _check_builtin(argv: list[str]) -> tuple[str, int] | None:
+    """(error, code) when a TractorBuiltIn line cannot run at all."""
+    einval = launch_failure_code(_errno.EINVAL)
+    if len(argv) < 2:
+        return f"{BUILTIN}: which built-in? ({', '.join(BUILTINS)})", einval
+    op = argv[1].lower()
+    if op not in [b.lower() for b in BUILTINS]:
+        return f"unknown {BUILTIN} command {argv[1]!r} (known: {', '.join(BUILTINS)})", einval
+    if op == "sleep":
+        if len(argv) < 3:
+            return f"{BUILTIN} Sleep: how many seconds?", einval
+        try:
+            secs = float(argv[2])
+        except ValueError:
+            secs = -1.0
+        if not secs >= 0 or secs == float("inf"):
+            return f"{BUILTIN} Sleep: {argv[2]!r} is not a number of seconds", einval
+    if op == "file":
+        if len(argv) < 3 or argv[2].lower() not in FILE_OPS:
+            return f"{BUILTIN} File: expected one of {', '.join(FILE_OPS)}", einval
+        fop = argv[2].lower()
+        if len(argv) < 4:
+            return f"{BUILTIN} File {fop}: no files given", einval
+        if fop in ("copy", "move") and len(argv) < 5:
+            return f"{BUILTIN} File {fop}: needs SOURCE... DESTINATION", einval
+    return None
+
+
+def _expand_globs(words: list[str], cwd: str) -> list[str]:
+    """Words with `*`, `?` or `[` replaced by their matches (relative to `cwd`), others kept."""
+    out: list[str] = []
+    for w in words:
+        if any(c in w for c in "*?["):
+            out += sorted(glob.glob(w, root_dir=None if os.path.isabs(w) else cwd))
+        else:
+            out.append(w)
+    return out
+
+
+def _run_builtin(argv: list[str], run: Run) -> int:
+    op = argv[1].lower()
+    args = argv[2:]
+    if op == "echo":
+        run.out(" ".join(args) + "\n")
+        return 0
+    if op == "sleep":
+        run._cancel.wait(float(args[0]))
+        return 0
+    if op == "printenv":
+        env = run.spec.env
+        if args:
+            missing = 0
+            for name in args:
+                if name in env:
+                    run.out(env[name] + "\n")
+                else:
+                    missing += 1
+            return 1 if missing else 0
+        run.out("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
+        return 0
+    # File
+    fop, words = args[0].lower(), args[1:]
+    cwd = run.spec.cwd
+
+    def at(p: str) -> str:
+        return p if os.path.isabs(p) else os.path.join(cwd, p)
+
+    files = _expand_globs(words[:-1] if fop in ("copy", "move") else words, cwd)
+    if not files:
+        run.log_line(f"{BUILTIN} File {fop}: no files matched: {' '.join(args[1:])}")
+        return launch_failure_code(_errno.ENOENT)
+    failed = 0
+    if fop == "delete":
+        for f in files:
+            try:
+                if os.path.isdir(at(f)) and not os.path.islink(at(f)):
+                    shutil.rmtree(at(f))
+                else:
+                    os.unlink(at(f))
+            except FileNotFoundError:
+                pass  # as rm -f
+            except OSError as exc:
+                run.out(f"delete {f}: {exc.strerror or exc}\n")
+                failed = 1
+    elif fop == "mkdir":
+        for f in files:
+            try:
+                os.makedirs(at(f), exist_ok=True)
+            except OSError as exc:
+                run.out(f"mkdir {f}: {exc.strerror or exc}\n")
+                failed = 1
+    elif fop == "list":
+        for f in files:
+            if os.path.isdir(at(f)):
+                run.out("".join(n + "\n" for n in sorted(os.listdir(at(f)))))
+            elif os.path.lexists(at(f)):
+                run.out(f + "\n")
+            else:
+                run.out(f"list {f}: No such file or directory\n")
+                failed = 2
+    else:  # copy, move: SOURCE... DEST
+        dest = at(words[-1])
+        if len(files) > 1 and not os.path.isdir(dest):
+            run.out(f"{fop}: {dest} is not a directory\n")
+            return 1
+        for f in files:
+            target = os.path.join(dest, os.path.basename(f)) if os.path.isdir(dest) else dest
+            try:
+                if fop == "copy":
+                    if os.path.isdir(at(f)):
+                        run.out(f"copy {f}: is a directory (not copied)\n")
+                        failed = 1
+                        continue
+                    shutil.copy2(at(f), target)
+                else:
+                    shutil.move(at(f), target)
+            except OSError as exc:
+                run.out(f"{fop} {f}: {exc.strerror or exc}\n")
+                failed = 1
+    return failed

@@ -1,0 +1,601 @@
+"""The blade's main loop: register, heartbeat, claim, launch, report.
+
+One blade process serves one host (or one `--name` on it).  It
+
+1. picks its profile (`blade.toml`: the first whose host tests this host
+   passes, or the one named by `--profile`), and registers with the job
+   database under its name (the host name unless `--name`), offering the
+   profile's slots and service keys;
+2. loops:
+   * every `heartbeat` seconds, renews the leases of what it runs and sends
+     its metrics (load, free memory and disk); whatever it runs that the
+     answer does not list any more (retried or killed with tq, or given to
+     another blade after a lost lease) is killed at once: SIGTERM to the
+     command's process group, SIGKILL 3 s later, and not reported;
+   * when woken by a `tractor_ready` notification (a second connection
+     LISTENs), when one of its commands ends, or every `poll` seconds,
+     claims ready commands whose service expressions it matches, up to its
+     free slots, and launches each (`launch.py`);
+   * reports each command's end (`dispatch.finish`) and its progress
+     (`dispatch.progress`, at most 4 times a second per command).
+3. stops on SIGTERM/SIGINT: with `on_stop="wait"` it claims nothing more,
+   lets running commands finish and report, then exits; with "handback"
+   (or on a second signal) it kills its commands and hands them back to the
+   queue at once (`dispatch.blade_exit(handback=True)`).
+
+Local `Cmd` commands are claimed only on their spooling host: the claim
+passes the short host name, which is what `tractor-spool` records.
+
+The profile's capacity thresholds (`max_load` per CPU, `min_ram` and
+`min_disk` GB free) hold back new claims while they are not met.  Not done
+by this version: NIMBY (sent with the registration; the claim does not
+check it yet), `recent_error_throttle`, grafting `-expand` output.
+
+When the database connection breaks, running commands go on; the blade
+reconnects every few seconds and then sends what it could not (finishes are
+kept in order).  Work whose lease ran out meanwhile has been given to
+other blades: the next heartbeat says so and those commands are killed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import SiteSettings
+from ..errors import ConfigError, DatabaseUnavailable, TractorError
+from .launch import KILL_GRACE, BladeSide, Run, prepare
+from .profile import Profile, default_profile, load_profiles, select_profile
+
+__all__ = ["Blade", "BladeOptions", "Identity", "explain", "host_addresses", "host_metrics", "identify", "run_blade"]
+
+ON_STOP = ("wait", "handback")
+PROGRESS_INTERVAL = 0.25  # seconds between progress reports of one command
+RECONNECT_INTERVAL = 3.0
+REVOKED = "no longer assigned to this blade"  # kill reasons of runs that are not reported
+HANDBACK = "handback"
+OFFLINE_STOP_WAIT = 10.0  # a stopping blade gives up on an unreachable database after this long
+
+
+@dataclasses.dataclass
+class BladeOptions:
+    name: str | None = None  # default: the host name
+    slots: int | None = None  # default: the profile's (0: CPU count)
+    profile: str | None = None  # force a profile by name
+    heartbeat: float = 2.0
+    poll: float = 1.5  # seconds between claims when nothing wakes the blade
+    on_stop: str = "wait"
+    exit_when_idle: bool = False
+    max_commands: int | None = None
+    log_dir: Path | None = None
+
+
+# --- the host ----------------------------------------------------------------------
+
+def host_addresses(hostname: str) -> list[str]:
+    """This host's IPv4 addresses, the one it reaches the network with first."""
+    out: list[str] = []
+    try:  # a UDP "connection" sends nothing; it only picks the outgoing address
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            out.append(s.getsockname()[0])
+    except OSError:
+        pass
+    try:
+        out += socket.gethostbyname_ex(hostname)[2]
+    except OSError:
+        pass
+    out = [a for a in dict.fromkeys(out) if a and a != "0.0.0.0"]
+    out.sort(key=lambda a: a.startswith("127."))
+    return out or ["127.0.0.1"]
+
+
+def _meminfo_gb() -> tuple[float | None, float | None]:
+    """(available, total) memory in GB, or None when unknown."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            fields = {}
+            for line in f:
+                k, _, v = line.partition(b":")
+                fields[k] = v
+        avail = int(fields[b"MemAvailable"].split()[0]) / 2**20
+        total = int(fields[b"MemTotal"].split()[0]) / 2**20
+        return avail, total
+    except (OSError, KeyError, ValueError, IndexError):
+        pass
+    try:
+        import psutil  # optional
+
+        vm = psutil.virtual_memory()
+        return vm.available / 2**30, vm.total / 2**30
+    except Exception:  # noqa: BLE001 - not installed, or not on this platform
+        pass
+    try:
+        page = os.sysconf("SC_PAGE_SIZE")
+        return os.sysconf("SC_AVPHYS_PAGES") * page / 2**30, os.sysconf("SC_PHYS_PAGES") * page / 2**30
+    except (AttributeError, ValueError, OSError):
+        return None, None
+
+
+def host_metrics(disk_path: str | os.PathLike) -> dict[str, float | None]:
+    """Load average, normalised CPU use, free memory and disk (GB), CPU count."""
+    ncpu = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = None
+    mem, _total = _meminfo_gb()
+    path = Path(disk_path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        disk = shutil.disk_usage(path).free / 2**30
+    except OSError:
+        disk = None
+    return {"loadavg": load, "cpu": None if load is None else load / ncpu, "mem": mem, "disk": disk,
+            "nCPUs": float(ncpu)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """Who this blade is: name, host, addresses, profile and slots."""
+
+    name: str
+    hostname: str  # the full host name (%h, a service key)
+    short_host: str  # what tractor-spool records as the spooling host (local Cmds)
+    addresses: tuple[str, ...]
+    profile: Profile
+    slots: int
+    disk_path: str
+
+    @property
+    def provides(self) -> tuple[str, ...]:
+        keys = list(self.profile.provides)
+        if self.name.lower() not in (self.hostname.lower(), self.short_host.lower()):
+            keys.append(self.name)  # a --name is a service key too
+        return tuple(keys)
+
+    def facts(self, metrics: dict[str, float | None], free_slots: int):
+        from ..service import BladeFacts
+
+        m = {k: metrics.get(k) for k in ("disk", "mem", "nCPUs", "cpu")}
+        m["sa"] = float(free_slots)
+        return BladeFacts(provides=frozenset(self.provides), hostname=self.hostname, addresses=self.addresses,
+                          profile=self.profile.name, metrics=m)
+
+    def nimby(self) -> str:
+        n = self.profile.nimby
+        return "" if n is False else "1" if n is True else str(n)
+
+
+def identify(settings: SiteSettings, options: BladeOptions) -> Identity:
+    """Pick the profile and work out names, addresses and slots.  Raises ConfigError."""
+    from ..submit import default_host
+
+    hostname = socket.gethostname() or "localhost"
+    short = default_host() or hostname
+    name = options.name or short
+    addresses = tuple(host_addresses(hostname))
+    if Path(settings.config_dir).is_dir():
+        profiles = load_profiles(settings.config_dir, data_dir=settings.data_dir)
+    else:  # no site configuration at all: the built-in default profile
+        profiles = [default_profile(settings.data_dir)]
+    if options.profile:
+        found = [p for p in profiles if p.name.lower() == options.profile.lower()]
+        if not found:
+            raise ConfigError(f"no blade profile named {options.profile!r} "
+                              f"(profiles: {', '.join(p.name for p in profiles)})")
+        profile = found[0]
+    else:
+        profile = select_profile(profiles, list(dict.fromkeys([name, hostname, short])), addresses=addresses)
+    if options.log_dir is not None:
+        template = Path(options.log_dir).absolute() / "%u" / "J%j" / "T%t.log"
+        profile = dataclasses.replace(profile, cmd_output_logging=str(template))
+    if options.slots is not None:
+        slots = options.slots if options.slots > 0 else (os.cpu_count() or 1)
+    else:
+        slots = profile.effective_slots()
+    disk = profile.min_disk_path or str(settings.data_dir)
+    return Identity(name=name, hostname=hostname, short_host=short, addresses=addresses, profile=profile,
+                    slots=slots, disk_path=disk)
+
+
+def explain(settings: SiteSettings, options: BladeOptions, expr: str):
+    """(Explanation, Identity, facts) of whether this blade matches `expr`.
+
+    Needs no database.  Raises ServiceExprError (bad input, with the column)."""
+    from ..service import explain as _explain
+    from ..service import parse
+
+    parsed = parse(expr)  # a syntax error first, before any host probing
+    ident = identify(settings, options)
+    facts = ident.facts(host_metrics(ident.disk_path), ident.slots)
+    return _explain(parsed, facts), ident, facts
+
+
+# --- the loop -------------------------------------------------------------------------
+
+class _Offline(Exception):
+    """The database connection broke; the loop reconnects."""
+
+
+class Blade:
+    """One blade process.  `run()` returns the exit status."""
+
+    def __init__(self, settings: SiteSettings, options: BladeOptions, *,
+                 say: Callable[[str], None] = lambda text: None,
+                 detail: Callable[[str], None] = lambda text: None):
+        if options.on_stop not in ON_STOP:
+            raise ValueError(f"on_stop must be one of {ON_STOP}")
+        self.settings = settings
+        self.options = options
+        self.say = say
+        self.detail = detail
+        self.ident: Identity | None = None
+        self.conn = None
+        self.bladeid = None
+        self.runs: dict[tuple[int, int, int], Run] = {}
+        self.reports: list[tuple[Any, Run]] = []  # (claim, run) ended, not yet reported
+        self.pending: list[Any] = []  # claimed, not launched yet (the connection broke in between)
+        self.wake = threading.Event()
+        self.notified = False
+        self.stop_mode: str | None = None  # None, "wait" or "handback"
+        self.signals = 0
+        self.launched = 0
+        self.closing = threading.Event()
+        self._listener: threading.Thread | None = None
+        self._svc = None
+        self._metrics: dict[str, float | None] = {}
+        self._metrics_at = 0.0
+        self._held_back: str | None = None
+
+    # -- database ------------------------------------------------------------------
+
+    def _connect(self):
+        from ..db.connection import connect
+
+        return connect(self.settings, autocommit=True)
+
+    def _db(self, fn, *args, **kw):
+        """Call a dispatch function; a broken connection raises _Offline."""
+        import psycopg
+
+        if self.conn is None:
+            raise _Offline()
+        try:
+            return fn(self.conn, *args, **kw)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self._drop(exc)
+            raise _Offline() from None
+        except psycopg.Error as exc:
+            from ..db.connection import translate
+
+            raise translate(exc, self.settings) from None
+
+    def _drop(self, exc: Exception) -> None:
+        first = str(exc).strip().splitlines()
+        self.say(f"lost the database connection ({first[0] if first else exc.__class__.__name__}); "
+                 "commands keep running, reconnecting")
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+        self.conn = None
+        self._next_reconnect = time.monotonic() + RECONNECT_INTERVAL
+
+    def _reconnect(self) -> None:
+        if self.conn is not None or time.monotonic() < self._next_reconnect:
+            return
+        try:
+            self.conn = self._connect()
+        except TractorError as exc:
+            self.detail(f"reconnect failed: {exc.message}")
+            self._next_reconnect = time.monotonic() + RECONNECT_INTERVAL
+            return
+        self.say("database connection restored")
+
+    def _listen(self) -> None:
+        """Wake the loop on every `tractor_ready` notification (own connection)."""
+        while not self.closing.is_set():
+            try:
+                conn = self._connect()
+            except TractorError:
+                self.closing.wait(RECONNECT_INTERVAL)
+                continue
+            try:
+                conn.execute("LISTEN tractor_ready")
+                while not self.closing.is_set():
+                    for _ in conn.notifies(timeout=1.0):
+                        self.notified = True
+                        self.wake.set()
+            except Exception:  # noqa: BLE001 - fall back to polling until it works again
+                self.closing.wait(RECONNECT_INTERVAL)
+            finally:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    # -- metrics -------------------------------------------------------------------
+
+    def metrics(self, max_age: float = 0.5) -> dict[str, float | None]:
+        now = time.monotonic()
+        if now - self._metrics_at > max_age:
+            self._metrics = host_metrics(self.ident.disk_path)
+            self._metrics_at = now
+        return self._metrics
+
+    def free_slots(self) -> int:
+        return self.ident.slots - sum(r.numslots for r in self.runs.values())
+
+    def _capacity_ok(self, m: dict[str, float | None]) -> bool:
+        p = self.ident.profile
+        why = None
+        if p.max_load and m.get("cpu") is not None and m["cpu"] >= p.max_load:
+            why = f"load {m['cpu']:.2f} per CPU is at or above max_load {p.max_load:g}"
+        elif p.min_ram and m.get("mem") is not None and m["mem"] < p.min_ram:
+            why = f"{m['mem']:.1f} GB free memory is below min_ram {p.min_ram:g}"
+        elif p.min_disk and m.get("disk") is not None and m["disk"] < p.min_disk:
+            why = f"{m['disk']:.1f} GB free disk is below min_disk {p.min_disk:g}"
+        if why != self._held_back:
+            self.say(f"not asking for work: {why}" if why else "asking for work again")
+            self._held_back = why
+        return why is None
+
+    # -- the steps -------------------------------------------------------------------
+
+    def register(self) -> None:
+        from ..db import dispatch
+
+        ident = self.ident
+        m = self.metrics(0)
+        info = dispatch.BladeInfo(
+            name=ident.name, ipaddr=ident.addresses[0], port=0, profile=ident.profile.name,
+            provides=ident.provides, numslots=ident.slots, osname=platform.system(),
+            osversion=platform.release(), version=__version__, numcpu=os.cpu_count() or 1,
+            zone=ident.profile.dirmap_zone, nimby=ident.nimby(), metrics=_clean(m))
+        self.bladeid = self._db(dispatch.register, info)
+        self._svc = dispatch.ServiceCache()
+
+    def heartbeat(self) -> None:
+        from ..db import dispatch
+
+        m = self.metrics()
+        keep = self._db(dispatch.heartbeat, self.bladeid, metrics={**_clean(m), "sa": self.free_slots()},
+                        loadavg=m.get("loadavg") or 0.0, availmemory=m.get("mem") or 0.0,
+                        availdisk=m.get("disk") or 0.0)
+        for key, run in list(self.runs.items()):
+            if key not in keep and run.kill_reason is None:
+                self.say(f"J{key[0]} C{key[1]}: no longer this blade's (retried, killed or requeued); killing it")
+                run.log_line("the command was retried, killed or given to another blade; stopping it")
+                run.terminate(REVOKED)
+
+    def claim(self) -> int:
+        """Claim and launch up to the free slots; the number launched."""
+        from ..db import dispatch
+
+        free = self.free_slots()
+        if self.options.max_commands is not None:
+            free = min(free, self.options.max_commands - self.launched)
+        if free <= 0:
+            return 0
+        m = self.metrics()
+        if not self._capacity_ok(m):
+            return 0
+        facts = self.ident.facts(m, self.free_slots())
+        svcids = self._db(self._svc.matching, facts)
+        claims = self._db(dispatch.claim, self.bladeid, svcids, self.ident.short_host, free)
+        self.pending += claims
+        self.launch_pending()
+        return len(claims)
+
+    def launch_pending(self) -> None:
+        """Launch what was claimed; kept for later if the connection breaks in between."""
+        while self.pending:
+            self.launch(self.pending[0])
+            self.pending.pop(0)
+
+    def launch(self, c) -> None:
+        from ..db import dispatch
+
+        info = self._db(dispatch.launch_info, c.jid, c.cid)
+        p = self.ident.profile
+        side = BladeSide(name=self.ident.name, hostname=self.ident.hostname, zone=p.dirmap_zone,
+                         env_handlers=p.env_handlers(), log_path=p.log_path, data_dir=self.settings.data_dir,
+                         exit_status_terminate=p.exit_status_terminate)
+        spec = prepare(info or {"argv": []}, c, side)
+        run = Run(spec, numslots=c.numslots, wake=self.wake, claim=c)
+        self.runs[c.key] = run
+        self.launched += 1
+        run.start()
+        if run.log_error:
+            self.say(f"J{c.jid} T{c.tid}: {run.log_error}")
+        self.say(f"J{c.jid} T{c.tid} C{c.cid}.{c.iid}: launched {' '.join(spec.argv)!s:.200}"
+                 + (f" (pid {run.pid})" if run.pid else ""))
+
+    def collect(self) -> None:
+        """Move ended runs to the report queue; send progress."""
+        now = time.monotonic()
+        for key, run in list(self.runs.items()):
+            if run.done.is_set():
+                del self.runs[key]
+                if run.kill_reason in (REVOKED, HANDBACK):
+                    self.detail(f"J{key[0]} C{key[1]}.{key[2]}: stopped ({run.rcode}); not reported")
+                    continue
+                self.reports.append((run.claim, run))
+                continue
+            run.tick(now)
+            p = run.progress
+            if p is not None and p != run.sent_progress and now - run.sent_progress_at >= PROGRESS_INTERVAL:
+                from ..db import dispatch
+
+                run.sent_progress, run.sent_progress_at = p, now
+                self._db(dispatch.progress, run.claim, self.bladeid, p)
+
+    def report(self) -> None:
+        from ..db import dispatch
+
+        while self.reports:
+            c, run = self.reports[0]
+            outcome = self._db(dispatch.finish, c, self.bladeid, run.rcode, real=run.elapsed, app=run.utime,
+                               sys=run.stime)
+            self.reports.pop(0)
+            self.say(f"J{c.jid} T{c.tid} C{c.cid}.{c.iid}: exit code {run.rcode}"
+                     + (f" ({run.note})" if run.note else "") + f" -> {outcome}")
+
+    # -- signals -----------------------------------------------------------------------
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            self.stop_mode = self.options.on_stop
+        else:
+            self.stop_mode = "handback"
+        self.wake.set()
+
+    def _install_signals(self) -> dict:
+        old = {}
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGTERM, signal.SIGINT):
+                old[s] = signal.signal(s, self._on_signal)
+        return old
+
+    # -- run -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.ident = identify(self.settings, self.options)
+        ident = self.ident
+        self.conn = self._connect()
+        self._next_reconnect = 0.0
+        try:
+            self.register()
+        except _Offline:
+            raise DatabaseUnavailable("lost the database connection while registering") from None
+        self.say(f"blade {ident.name} up: profile {ident.profile.name}, {ident.slots} slot(s), "
+                 f"keys {', '.join(ident.provides) or '-'}; host {ident.hostname} {', '.join(ident.addresses)}")
+        old = self._install_signals()
+        self._listener = threading.Thread(target=self._listen, daemon=True, name="listen")
+        self._listener.start()
+        try:
+            return self._loop()
+        finally:
+            self.closing.set()
+            for s, h in old.items():
+                signal.signal(s, h)
+            if self.conn is not None:
+                try:
+                    self.conn.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _loop(self) -> int:
+        from ..db import dispatch
+
+        opts = self.options
+        now = time.monotonic()
+        next_hb = now + opts.heartbeat
+        next_poll = now  # claim at once
+        stop_announced = None
+        stop_at = 0.0
+        handback_started = None
+        idle_checked = False
+        while True:
+            now = time.monotonic()
+            self._reconnect()
+            try:
+                self.launch_pending()
+                self.collect()
+                self.report()
+                if now >= next_hb and self.conn is not None:
+                    next_hb = now + opts.heartbeat
+                    self.heartbeat()
+
+                if self.stop_mode != stop_announced:
+                    stop_announced = self.stop_mode
+                    stop_at = now
+                    if self.stop_mode == "wait" and not self.runs:
+                        self.say("stopping")
+                    elif self.stop_mode == "wait":
+                        self.say(f"stopping: waiting for {len(self.runs)} running command(s) to finish "
+                                 "(signal again to kill them and hand them back)")
+                    else:
+                        self.say(f"stopping: killing {len(self.runs)} running command(s) and handing them back")
+                if self.stop_mode == "handback":
+                    if handback_started is None:
+                        handback_started = now
+                        for run in self.runs.values():
+                            run.terminate(HANDBACK)
+                    if not self.runs:
+                        n = self._db(dispatch.blade_exit, self.bladeid, handback=True)
+                        self.say(f"stopped; {n} command(s) handed back to the queue")
+                        return 0
+                elif self.stop_mode == "wait" and not self.runs and not self.reports and not self.pending:
+                    self._db(dispatch.blade_exit, self.bladeid, handback=False)
+                    self.say("stopped")
+                    return 0
+
+                limit_reached = opts.max_commands is not None and self.launched >= opts.max_commands
+                if (self.stop_mode is None and not limit_reached and self.conn is not None
+                        and (self.notified or now >= next_poll or idle_checked is False)):
+                    self.notified = False
+                    next_poll = now + opts.poll
+                    got = self.claim()
+                    idle_checked = True
+                    if got:
+                        self.notified = True
+                        continue  # maybe more (another slot, another job)
+                    if opts.exit_when_idle and not self.runs and not self.reports and not self.pending:
+                        self._db(dispatch.blade_exit, self.bladeid, handback=False)
+                        self.say("no work ready and nothing running: exiting (--exit-when-idle)")
+                        return 0
+                if limit_reached and not self.runs and not self.reports and not self.pending:
+                    self._db(dispatch.blade_exit, self.bladeid, handback=False)
+                    self.say(f"ran {self.launched} command(s) (--max-commands): exiting")
+                    return 0
+            except _Offline:
+                pass
+            if self.stop_mode is not None and self.conn is None and now - stop_at > OFFLINE_STOP_WAIT:
+                for run in self.runs.values():
+                    run.terminate("stopping without a database")
+                self.say(f"stopping without reaching the database for {OFFLINE_STOP_WAIT:g} s: exiting; "
+                         "the leases of unreported commands run out and they are queued again")
+                deadline = time.monotonic() + KILL_GRACE
+                for run in self.runs.values():
+                    run.join(max(0.0, deadline - time.monotonic()))
+                for run in self.runs.values():
+                    if run.running:
+                        run.signal(signal.SIGKILL)
+                        run.join(1.0)
+                raise DatabaseUnavailable("could not report to the job database before stopping")
+
+            # sleep until something happens: a notification, a command's end, a timer
+            deadlines = [next_hb, next_poll if self.stop_mode is None else next_hb]
+            deadlines += [d for d in (r.next_deadline() for r in self.runs.values()) if d is not None]
+            if any(r.sent_progress != r.progress for r in self.runs.values()):
+                deadlines.append(now + PROGRESS_INTERVAL)
+            if self.conn is None:
+                deadlines.append(self._next_reconnect)
+            timeout = max(0.0, min(deadlines) - time.monotonic())
+            if self.wake.wait(timeout):
+                self.wake.clear()
+                # a command ended: claim again right away (its slot is free; its successor may be ready)
+                if any(r.done.is_set() for r in self.runs.values()):
+                    self.notified = True
+
+
+def _clean(m: dict[str, float | None]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in m.items() if v is not None}
+
+
+def run_blade(settings: SiteSettings, options: BladeOptions, *, say=lambda t: None, detail=lambda t: None) -> int:
+    return Blade(settings, options, say=say, detail=detail).run()
