@@ -13,6 +13,9 @@ from conftest import dbctl
 from test_dbctl_lifecycle import ok, one_line_error
 from tractorcli.db.connection import connect
 from tractorcli.errors import ExitStatus
+from tractorcli.db.migrate import latest_version
+
+LATEST = latest_version()
 
 TABLES = ["jobs", "tasks", "task_edges", "commands", "ready", "blades", "invocations", "task_logs", "notes",
           "params", "service_exprs", "schema_migrations"]
@@ -194,7 +197,7 @@ def test_damaged_backups_are_rejected_and_leave_nothing_behind(filled_site, tmp_
     one_line_error(dbctl(cfg, "--restore", str(foreign)), ExitStatus.BAD_INPUT, "not a tractor job database backup")
 
     said = ok(dbctl(cfg, "--restore", str(good), "--verify")).stderr
-    assert "verified: schema version 1, job counter 40, 40 jobs, 1000 tasks" in said
+    assert f"verified: schema version {LATEST}, job counter 40, 40 jobs, 1000 tasks" in said
 
 
 def test_backup_never_leaves_a_partial_file(filled_site):

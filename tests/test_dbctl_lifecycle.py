@@ -11,6 +11,9 @@ import pytest
 
 from conftest import dbctl, root_only
 from tractorcli.errors import ExitStatus
+from tractorcli.db.migrate import latest_version
+
+LATEST = latest_version()
 
 
 def ok(proc, status: int = 0):
@@ -47,13 +50,13 @@ def test_full_lifecycle(tmp_site):
     assert st["running"] and st["database_exists"] and st["localhost_answer"] == "ready"
 
     params = dict(line.split(" = ", 1) for line in ok(dbctl(cfg, "--show-params")).stdout.splitlines())
-    assert params["jidcounter"] == "0" and params["schema-version"] == "1" and params["archiving"] == "1"
+    assert params["jidcounter"] == "0" and params["schema-version"] == str(LATEST) and params["archiving"] == "1"
 
     ok(dbctl(cfg, "--stop"))
     ok(dbctl(cfg, "--status"), ExitStatus.NOT_RUNNING)
     # the cluster survives a stop/start
     ok(dbctl(cfg, "--start"))
-    assert "schema-version = 1" in ok(dbctl(cfg, "--show-params")).stdout
+    assert f"schema-version = {LATEST}" in ok(dbctl(cfg, "--show-params")).stdout
     ok(dbctl(cfg, "--stop"))
 
 
@@ -73,16 +76,16 @@ def test_refusals_in_the_wrong_state(tmp_site):
     ok(dbctl(cfg, "--build"))
     one_line_error(dbctl(cfg, "--build"), ExitStatus.STATE, "already exists", "--upgrade")
     up = ok(dbctl(cfg, "--upgrade"))
-    assert "up to date (version 1)" in up.stderr
+    assert f"up to date (version {LATEST})" in up.stderr
     assert ok(dbctl(cfg, "--check-upgrade")).stdout == ""
-    assert json.loads(ok(dbctl(cfg, "--check-upgrade", "--json")).stdout) == {"current": 1, "target": 1, "pending": []}
+    assert json.loads(ok(dbctl(cfg, "--check-upgrade", "--json")).stdout) == {"current": LATEST, "target": LATEST, "pending": []}
 
 
 def test_start_for_engine_is_idempotent_and_honours_the_switches(tmp_site):
     cfg, s = tmp_site()
     first = ok(dbctl(cfg, "--start-for-engine"))
     for said in ("initialized a new database cluster", "started the database server", 'created the job database "tractor"',
-                 "schema version 1 created"):
+                 f"schema version {LATEST} created"):
         assert said in first.stderr
     again = ok(dbctl(cfg, "--start-for-engine"))
     assert "using the running database server" in again.stderr and "created" not in again.stderr
@@ -114,7 +117,7 @@ def test_start_for_engine_no_auto_upgrade(tmp_site):
         conn.execute("CREATE DATABASE tractor")
     # an empty database always gets its schema: there is nothing to keep
     ok(dbctl(cfg, "--start-for-engine", "--no-auto-upgrade"))
-    assert "schema-version = 1" in ok(dbctl(cfg, "--show-params")).stdout
+    assert f"schema-version = {LATEST}" in ok(dbctl(cfg, "--show-params")).stdout
 
 
 def test_destroy_asks_unless_yes(tmp_site):
@@ -363,7 +366,7 @@ def test_listening_beyond_localhost_requires_the_password(tmp_site):
         # a client site that reaches this server "over the network", with and without the password
         remote_cfg, _ = tmp_site()
         (remote_cfg / "db.toml").write_text(f'host = "127.0.0.1"\nport = {proxy.port}\npassword = "s3cret-pw"\n')
-        assert "schema-version = 1" in ok(dbctl(remote_cfg, "--show-params")).stdout
+        assert f"schema-version = {LATEST}" in ok(dbctl(remote_cfg, "--show-params")).stdout
         (remote_cfg / "db.toml").write_text(f'host = "127.0.0.1"\nport = {proxy.port}\npassword = "nope"\n')
         one_line_error(dbctl(remote_cfg, "--show-params"), ExitStatus.PERMISSION, "password")
     finally:
@@ -387,9 +390,9 @@ def test_a_remote_host_is_used_but_never_controlled(tmp_site):
     (cfg_r / "db.toml").write_text(f'host = "127.0.0.1"\nport = {a.db.port}\n')
     assert "answers: no database" in ok(dbctl(cfg_r, "--status")).stdout
     said = ok(dbctl(cfg_r, "--start-for-engine")).stderr
-    assert f"using the database server on 127.0.0.1:{a.db.port}" in said and "schema version 1 created" in said
+    assert f"using the database server on 127.0.0.1:{a.db.port}" in said and f"schema version {LATEST} created" in said
     assert "answers: ready" in ok(dbctl(cfg_r, "--status")).stdout
-    assert "schema-version = 1" in ok(dbctl(cfg_a, "--show-params")).stdout  # it landed on A's server
+    assert f"schema-version = {LATEST}" in ok(dbctl(cfg_a, "--show-params")).stdout  # it landed on A's server
     for op in ("--start", "--stop", "--init", "--get-log"):
         one_line_error(dbctl(cfg_r, op), ExitStatus.STATE, "host in db.toml", "only the site's own local server")
     one_line_error(dbctl(cfg_r, "--backup", str(r.data_dir.parent / "x.tgz")), ExitStatus.STATE, "host in db.toml")
