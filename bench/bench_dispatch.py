@@ -1,7 +1,7 @@
 """dispatch: throughput of trivial commands and spool-to-start latency, with real blades.
 
 * Throughput: one job of N one-command tasks (`/bin/true`) is spooled, then
-  1, 2 and 4 `tractor-blade` processes (each with 2 slots) are started and
+  1, 2 and 4 `tractor-blade` processes (each with 4 slots) are started and
   timed until the job is finished (every command claimed, launched, reported
   and the job's end recorded).  Every task is checked done and every command
   checked to have exactly one invocation, so a fast but wrong run cannot pass.
@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 from _common import BenchError, Site, clean_env, figure, log, pick_port
+
+
+SLOTS = 4  # per blade: a render node runs several commands at once
 
 
 def blade_argv(site: Site, name: str, slots: int, *extra: str) -> list[str]:
@@ -127,8 +130,8 @@ def run(quick: bool) -> list[dict]:
     with Site("dispatch", pick_port(9951)) as site:
         site.dbctl("--start-for-engine", timeout=600)
         for blades in (1, 2, 4):
-            log(f"{n} x /bin/true on {blades} blade(s) of 2 slots")
-            rate = throughput(site, n, blades, 2)
+            log(f"{n} x /bin/true on {blades} blade(s) of {SLOTS} slots")
+            rate = throughput(site, n, blades, SLOTS)
             out.append(figure(f"dispatch_rate_{blades}_blades", round(rate), "commands/s",
                               ">= 500" if blades == 4 else None))
         log("spool-to-start latency on an idle blade")

@@ -45,7 +45,7 @@ class Blade:
         self.running: dict[tuple[int, int], d.Claim] = {}
 
     def claim(self, slots=None) -> list[tuple[int, int]]:
-        got = d.claim(self.conn, self.id, self.svc.matching(self.conn, self.facts), self.facts.hostname,
+        got = d.claim(self.conn, self.id, self.svc.matching(self.conn, self.facts, refresh=True), self.facts.hostname,
                       self.slots - len(self.running) if slots is None else slots)
         for c in got:
             self.running[(c.jid, c.tid)] = c

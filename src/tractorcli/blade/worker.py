@@ -395,6 +395,10 @@ class Blade:
         facts = self.ident.facts(m, self.free_slots())
         svcids = self._db(self._svc.matching, facts)
         claims = self._db(dispatch.claim, self.bladeid, svcids, self.ident.short_host, free)
+        if not claims and self._db(self._svc.refresh):
+            # a job with a service expression this blade had not seen yet
+            svcids = self._db(self._svc.matching, facts, refresh=False)
+            claims = self._db(dispatch.claim, self.bladeid, svcids, self.ident.short_host, free)
         self.pending += claims
         self.launch_pending()
         return len(claims)
@@ -408,7 +412,7 @@ class Blade:
     def launch(self, c) -> None:
         from ..db import dispatch
 
-        info = self._db(dispatch.launch_info, c.jid, c.cid)
+        info = c.info if c.info is not None else self._db(dispatch.launch_info, c.jid, c.cid)
         p = self.ident.profile
         side = BladeSide(name=self.ident.name, hostname=self.ident.hostname, zone=p.dirmap_zone,
                          env_handlers=p.env_handlers(), log_path=p.log_path, data_dir=self.settings.data_dir,
@@ -443,15 +447,36 @@ class Blade:
                 self._db(dispatch.progress, run.claim, self.bladeid, p)
 
     def report(self) -> None:
+        """Report ended commands; when the blade may take work, claim in the same transaction."""
         from ..db import dispatch
 
-        while self.reports:
-            c, run = self.reports[0]
-            outcome = self._db(dispatch.finish, c, self.bladeid, run.rcode, real=run.elapsed, app=run.utime,
-                               sys=run.stime)
-            self.reports.pop(0)
+        if not self.reports:
+            return
+        batch = list(self.reports)
+        free = 0
+        svcids: list[int] = []
+        limit_reached = self.options.max_commands is not None and self.launched >= self.options.max_commands
+        if self.stop_mode is None and not limit_reached:
+            free = self.free_slots() - sum(c.numslots for c in self.pending)
+            if self.options.max_commands is not None:
+                free = min(free, self.options.max_commands - self.launched - len(self.pending))
+            if free > 0:
+                m = self.metrics()
+                if self._capacity_ok(m):
+                    svcids = self._db(self._svc.matching, self.ident.facts(m, free))
+                else:
+                    free = 0
+        outcomes, claims = self._db(dispatch.finish_and_claim, self.bladeid,
+                                    [(c, run.rcode, run.elapsed, run.utime, run.stime) for c, run in batch],
+                                    svcids, self.ident.short_host, free)
+        del self.reports[:len(batch)]
+        for (c, run), outcome in zip(batch, outcomes):
             self.say(f"J{c.jid} T{c.tid} C{c.cid}.{c.iid}: exit code {run.rcode}"
                      + (f" ({run.note})" if run.note else "") + f" -> {outcome}")
+        if claims:
+            self.pending += claims
+            self.launch_pending()
+            self.notified = True  # a slot may still be free: ask again
 
     # -- signals -----------------------------------------------------------------------
 

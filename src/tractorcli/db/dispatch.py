@@ -21,6 +21,7 @@ The engine calls `housekeep(conn)` every few seconds.
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -58,6 +59,8 @@ class Claim:
     cid: int
     iid: int
     numslots: int
+    # the launch_info() row, fetched with the claim
+    info: dict | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> tuple[int, int, int]:
@@ -87,24 +90,37 @@ class ServiceCache:
     database, or by a future version) matches no blade.
     """
 
+    REFRESH_SECS = 1.0
+
     def __init__(self) -> None:
+        self._refreshed = -1e9
         self.last = 0
         self.exprs: dict[int, Any] = {}  # svcid -> parsed expression, or None
         self._static: dict[int, bool] = {}
         self._facts_key: tuple | None = None
 
-    def refresh(self, conn: "psycopg.Connection") -> None:
+    def refresh(self, conn: "psycopg.Connection") -> int:
+        """Read the expressions added since the last call; how many there were."""
         from ..service import ServiceExprError, parse
 
+        self._refreshed = time.monotonic()
+        new = 0
         for r in conn.execute(queries.get("service_exprs_since"), {"after": self.last}):
+            new += 1
             try:
                 self.exprs[r["svcid"]] = parse(r["expr"])
             except ServiceExprError:
                 self.exprs[r["svcid"]] = None
             self.last = max(self.last, r["svcid"])
+        return new
 
-    def matching(self, conn: "psycopg.Connection", facts: "BladeFacts") -> list[int]:
-        self.refresh(conn)
+    def matching(self, conn: "psycopg.Connection", facts: "BladeFacts", *, refresh: bool | None = None) -> list[int]:
+        """The svcids `facts` match.  New expressions are read at most once a
+        second (`refresh=True` forces it, False skips it): a blade that finds
+        nothing to claim forces a refresh before it gives up."""
+        now = time.monotonic()
+        if refresh or (refresh is None and now - self._refreshed >= self.REFRESH_SECS):
+            self.refresh(conn)
         key = (facts.keys,)
         if key != self._facts_key:
             self._static.clear()
@@ -130,7 +146,7 @@ def claim(conn: "psycopg.Connection", bladeid: uuid.UUID, svcids: Iterable[int],
         return []
     rows = conn.execute(queries.get("claim"), {"bladeid": bladeid, "svcids": svcids, "host": host,
                                                "slots": slots}).fetchall()
-    return [Claim(r["jid"], r["tid"], r["cid"], r["iid"], r["numslots"]) for r in rows]
+    return [Claim(r["jid"], r["tid"], r["cid"], r["iid"], r["numslots"], r) for r in rows]
 
 
 def launch_info(conn: "psycopg.Connection", jid: int, cid: int) -> dict:
@@ -142,6 +158,30 @@ def finish(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, rcode: int,
     return conn.execute(queries.get("finish"), {
         "jid": c.jid, "cid": c.cid, "iid": c.iid, "bladeid": bladeid, "rcode": rcode,
         "real": real, "app": app, "sys": sys}).fetchone()["outcome"]
+
+
+def finish_and_claim(conn: "psycopg.Connection", bladeid: uuid.UUID,
+                     reports: list[tuple[Claim, int, float, float, float]], svcids: Iterable[int], host: str,
+                     slots: int) -> tuple[list[str], list[Claim]]:
+    """Report ended commands (claim, rcode, real, app, sys) and claim new ones.
+
+    One transaction (one commit to wait for) and, pipelined, one round trip:
+    a busy blade's whole cycle.  If anything fails, nothing of it happened
+    and the caller sends the same reports again.
+    """
+    svcids = list(svcids)
+    claimed = None
+    # BEGIN, the calls and COMMIT all go out together: one round trip
+    with conn.pipeline(), conn.transaction():
+        finished = [conn.execute(queries.get("finish"), {
+            "jid": c.jid, "cid": c.cid, "iid": c.iid, "bladeid": bladeid, "rcode": rcode,
+            "real": real, "app": app, "sys": sys}) for c, rcode, real, app, sys in reports]
+        if slots > 0 and svcids:
+            claimed = conn.execute(queries.get("claim"), {"bladeid": bladeid, "svcids": svcids, "host": host,
+                                                          "slots": slots})
+    outcomes = [cur.fetchone()["outcome"] for cur in finished]
+    rows = claimed.fetchall() if claimed is not None else []
+    return outcomes, [Claim(r["jid"], r["tid"], r["cid"], r["iid"], r["numslots"], r) for r in rows]
 
 
 def progress(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, percent: float) -> bool:
@@ -174,5 +214,6 @@ def set_params(conn: "psycopg.Connection", values: dict[str, Any]) -> None:
         conn.execute(queries.get("set_param_default"), {"name": name, "value": str(value)})
 
 
-__all__ = ["BladeInfo", "Claim", "ServiceCache", "register", "claim", "launch_info", "finish", "progress",
+__all__ = ["BladeInfo", "Claim", "ServiceCache", "register", "claim", "launch_info", "finish", "finish_and_claim",
+           "progress",
            "heartbeat", "blade_exit", "housekeep", "set_params"]

@@ -213,7 +213,15 @@ SELECT tractor_blade_register_v1(%(name)s, %(ipaddr)s, %(port)s, %(profile)s, %(
 SELECT svcid, expr FROM service_exprs WHERE svcid > %(after)s ORDER BY svcid
 
 -- name: claim
-SELECT jid, tid, cid, iid, numslots FROM tractor_claim_v1(%(bladeid)s, %(svcids)s::integer[], %(host)s, %(slots)s)
+-- The claimed commands with what launching them takes, in one round trip
+-- (the launch fields do not change when a command is claimed).
+SELECT c.jid, c.tid, c.cid, c.iid, c.numslots,
+       l.argv, l.local, l.expand, l.msg, l.cmd_envkey, l.minrunsecs, l.maxrunsecs, l.retryrcodes, l.resumewhile,
+       l.resumepin, l.minslots, l.maxslots, l.runtype, l.owner, l.jobtitle, l.projects, l.spoolcwd, l.spoolhost,
+       l.dirmap, l.assignments, l.job_envkey, l.priority, l.tasktitle, l.retrycount, l.resumecount
+FROM tractor_claim_v1(%(bladeid)s, %(svcids)s::integer[], %(host)s, %(slots)s) AS c
+JOIN tractor_launch_v1 AS l ON l.jid = c.jid AND l.cid = c.cid
+ORDER BY c.jid, c.cid
 
 -- name: launch_info
 SELECT * FROM tractor_launch_v1 WHERE jid = %(jid)s AND cid = %(cid)s

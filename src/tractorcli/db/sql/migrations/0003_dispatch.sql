@@ -36,6 +36,16 @@ CREATE INDEX jobs_dispatch_idx ON jobs (tierpri DESC, priority DESC, jid)
     WHERE deletetime IS NULL AND phase <> 'finished';
 
 DROP INDEX ready_order_idx;
+
+-- Task and command rows change state a few times each while a job runs.
+-- Without an index on the state and with room left in each page, those
+-- updates are HOT (no index entries written).  Jobs with active or error
+-- tasks are found by their counters (numactive, numerror), their tasks by
+-- the primary key.
+DROP INDEX tasks_state_idx;
+ALTER TABLE tasks SET (fillfactor = 85);
+ALTER TABLE commands SET (fillfactor = 90);
+ALTER TABLE invocations SET (fillfactor = 90);
 CREATE INDEX ready_job_svc_idx ON ready (jid, svcid, cid);
 
 -- The last tid of a task's subtree (tids count depth-first, so a subtree is
@@ -132,14 +142,17 @@ BEGIN
             RETURNING tid, pending)
         SELECT released || coalesce(array_agg(u.tid) FILTER (WHERE u.pending = 0), '{}') INTO released FROM u;
     END IF;
-    -- Instance referrers
-    WITH u AS (
-        UPDATE tasks t SET pending = t.pending - 1
-        FROM task_edges e
-        WHERE e.jid = p_jid AND e.child_tid = p_tid AND e.parent_tid > 0
-          AND t.jid = p_jid AND t.tid = e.parent_tid AND t.state = 'blocked'
-        RETURNING t.tid, t.pending)
-    SELECT released || coalesce(array_agg(u.tid) FILTER (WHERE u.pending = 0), '{}') INTO released FROM u;
+    -- Instance referrers (one edge per referrer and target: see db/spool.py);
+    -- looked up by task_edges_child_idx first, as most tasks have none
+    IF EXISTS (SELECT 1 FROM task_edges e WHERE e.jid = p_jid AND e.child_tid = p_tid AND e.parent_tid > 0) THEN
+        WITH u AS (
+            UPDATE tasks t SET pending = t.pending - 1
+            WHERE t.jid = p_jid AND t.state = 'blocked'
+              AND t.tid IN (SELECT e.parent_tid FROM task_edges e
+                            WHERE e.jid = p_jid AND e.child_tid = p_tid AND e.parent_tid > 0)
+            RETURNING t.tid, t.pending)
+        SELECT released || coalesce(array_agg(u.tid) FILTER (WHERE u.pending = 0), '{}') INTO released FROM u;
+    END IF;
     -- the serial gate on the next sibling's subtree
     IF me.parent_tid IS NULL THEN
         SELECT j.serialsubtasks INTO serial FROM jobs j WHERE j.jid = p_jid;
@@ -272,10 +285,12 @@ END $$;
 -- Order: tier priority, job priority, job id (spool order), then cid.
 -- Paused, delayed (-after), waiting (-afterjids), deleted and finished jobs
 -- are skipped, as are jobs at their -maxactive.  FOR UPDATE SKIP LOCKED: two
--- blades never get one command.
+-- blades never get one command.  ROWS 4 (a few slots' worth) lets the
+-- planner join the result to tractor_launch_v1 by index, not by a scan of
+-- every command of the job.
 CREATE FUNCTION tractor_claim_v1(p_blade uuid, p_svcids integer[], p_host text, p_slots integer)
 RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integer)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql ROWS 4 AS $$
 #variable_conflict use_column
 DECLARE
     j record;
@@ -285,10 +300,16 @@ DECLARE
     need integer;
     lease integer := tractor_param_int('BladeLeaseSecs', 30);
     free integer := p_slots;
+    used integer := 0;
+    bname text;
     job_full boolean;
 BEGIN
     IF free <= 0 OR cardinality(p_svcids) = 0 THEN
         RETURN;
+    END IF;
+    SELECT b.name INTO bname FROM blades b WHERE b.bladeid = p_blade;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no blade %', p_blade USING ERRCODE = 'no_data_found';
     END IF;
     FOR j IN
         SELECT jb.jid, jb.svcids FROM jobs jb
@@ -339,16 +360,12 @@ BEGIN
                                               retrycount, resumecount)
                 SELECT j.jid, r.tid, r.cid,
                        coalesce((SELECT max(x.iid) FROM invocations x WHERE x.jid = j.jid AND x.cid = r.cid), 0) + 1,
-                       p_blade, b.name, need, now() + make_interval(secs => lease),
+                       p_blade, bname, need, now() + make_interval(secs => lease),
                        coalesce(t.retrycount, 0), coalesce(t.resumecount, 0)
-                FROM blades b LEFT JOIN tasks t ON t.jid = j.jid AND t.tid = r.tid
-                WHERE b.bladeid = p_blade
+                FROM (SELECT 1) AS one LEFT JOIN tasks t ON t.jid = j.jid AND t.tid = r.tid
                 RETURNING i.iid INTO iid;
-                IF iid IS NULL THEN
-                    RAISE EXCEPTION 'no blade %', p_blade USING ERRCODE = 'no_data_found';
-                END IF;
-                UPDATE blades SET slotsinuse = slotsinuse + need WHERE bladeid = p_blade;
                 free := free - need;
+                used := used + need;
                 RETURN NEXT;
                 EXIT WHEN free <= 0;
             END LOOP;
@@ -356,6 +373,9 @@ BEGIN
         END LOOP;
         EXIT WHEN free <= 0;
     END LOOP;
+    IF used > 0 THEN
+        UPDATE blades SET slotsinuse = slotsinuse + used WHERE bladeid = p_blade;
+    END IF;
 END $$;
 
 -- What a blade needs to launch a claimed command.
