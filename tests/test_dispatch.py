@@ -318,14 +318,15 @@ def test_a_lost_blade_loses_its_commands_after_the_lease(conn):
     jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)), Task("b", cmds=(C("b"),)))))
     lost = Blade(conn, "lost", slots=2)
     assert len(lost.claim()) == 2
-    keep = d.heartbeat(conn, lost.id)
+    held = [c.key for c in lost.running.values()]
+    keep = d.heartbeat(conn, lost.id, held)
     assert keep == {(jid, 1, 1), (jid, 2, 1)}
     assert d.housekeep(conn) == (0, 0)  # leases still good
     time.sleep(1.3)
     assert d.housekeep(conn)[0] == 2
     assert task_states(conn, jid) == {"a": "ready", "b": "ready"}
     check_counters(conn, jid)
-    assert d.heartbeat(conn, lost.id) == set()  # the old blade must stop them
+    assert d.heartbeat(conn, lost.id, held) == set()  # the old blade must stop them
     other = Blade(conn, "other")
     assert other.claim() == [(jid, 1), (jid, 2)]
     assert {c.iid for c in other.running.values()} == {2}
@@ -345,8 +346,22 @@ def test_heartbeats_keep_the_lease(conn):
     b.claim()
     for _ in range(4):
         time.sleep(0.4)
-        d.heartbeat(conn, b.id)
+        d.heartbeat(conn, b.id, [c.key for c in b.running.values()])
         assert d.housekeep(conn)[0] == 0
+
+
+def test_a_claim_the_blade_never_heard_of_is_queued_again(conn):
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)), Task("b", cmds=(C("b"),)))))
+    b = Blade(conn, slots=2)
+    b.claim()
+    phantom = b.running.pop((jid, 2))  # as if the answer to the claim had been lost
+    # just claimed: in flight, kept
+    assert d.heartbeat(conn, b.id, [c.key for c in b.running.values()]) == {(jid, 1, 1), (jid, 2, 1)}
+    conn.execute("UPDATE invocations SET starttime = now() - interval '10 s' WHERE jid = %s", (jid,))
+    assert d.heartbeat(conn, b.id, [c.key for c in b.running.values()]) == {(jid, 1, 1)}
+    assert task_states(conn, jid) == {"a": "active", "b": "ready"}
+    assert d.finish(conn, phantom, b.id, 0) == "stale"
+    check_counters(conn, jid)
 
 
 def test_a_restarted_blade_requeues_at_once_and_an_exiting_one_hands_back(conn):

@@ -371,7 +371,8 @@ class Blade:
         from ..db import dispatch
 
         m = self.metrics()
-        keep = self._db(dispatch.heartbeat, self.bladeid, metrics={**_clean(m), "sa": self.free_slots()},
+        holding = [*self.runs, *(c.key for c in self.pending), *(c.key for c, _ in self.reports)]
+        keep = self._db(dispatch.heartbeat, self.bladeid, holding, metrics={**_clean(m), "sa": self.free_slots()},
                         loadavg=m.get("loadavg") or 0.0, availmemory=m.get("mem") or 0.0,
                         availdisk=m.get("disk") or 0.0)
         for key, run in list(self.runs.items()):

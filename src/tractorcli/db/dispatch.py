@@ -189,12 +189,19 @@ def progress(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, percent: 
                                                   "progress": percent}).fetchone()["ok"]
 
 
-def heartbeat(conn: "psycopg.Connection", bladeid: uuid.UUID, *, metrics: dict | None = None,
-              loadavg: float = 0.0, availmemory: float = 0.0, availdisk: float = 0.0) -> set[tuple[int, int, int]]:
-    """Renew leases; the (jid, cid, iid) this blade should still be running."""
+def heartbeat(conn: "psycopg.Connection", bladeid: uuid.UUID, holding: Iterable[tuple[int, int, int]] = (), *,
+              metrics: dict | None = None, loadavg: float = 0.0, availmemory: float = 0.0,
+              availdisk: float = 0.0) -> set[tuple[int, int, int]]:
+    """Renew the leases of what the blade holds (jid, cid, iid); what it should still be running.
+
+    The blade's other unfinished invocations (older than a few seconds) are
+    queued again: nothing runs them.
+    """
+    holding = list(holding)
     rows = conn.execute(queries.get("heartbeat"), {
         "bladeid": bladeid, "metrics": _json(metrics or {}), "loadavg": loadavg, "availmemory": availmemory,
-        "availdisk": availdisk}).fetchall()
+        "availdisk": availdisk, "jids": [h[0] for h in holding], "cids": [h[1] for h in holding],
+        "iids": [h[2] for h in holding]}).fetchall()
     return {(r["jid"], r["cid"], r["iid"]) for r in rows}
 
 

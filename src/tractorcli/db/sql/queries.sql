@@ -235,7 +235,8 @@ SELECT tractor_progress_v1(%(jid)s, %(cid)s, %(iid)s, %(bladeid)s, %(progress)s:
 
 -- name: heartbeat
 SELECT jid, cid, iid FROM tractor_heartbeat_v1(%(bladeid)s, %(metrics)s, %(loadavg)s::real,
-                                               %(availmemory)s::real, %(availdisk)s::real)
+                                               %(availmemory)s::real, %(availdisk)s::real,
+                                               %(jids)s::bigint[], %(cids)s::integer[], %(iids)s::integer[])
 
 -- name: blade_exit
 SELECT tractor_blade_exit_v1(%(bladeid)s, %(handback)s) AS requeued

@@ -496,20 +496,31 @@ BEGIN
     RETURN FOUND;
 END $$;
 
--- A blade is alive: renew the leases of its invocations and its metrics.
--- Returns the invocations it should be running; any other process it has
--- (retried, killed or requeued meanwhile) it must stop.
+-- A blade is alive: renew the leases of the invocations it runs (p_jids,
+-- p_cids, p_iids: the commands it holds, running or not yet reported) and
+-- record its metrics.  Its other current invocations older than a few
+-- seconds are not running anywhere (a claim whose answer was lost with the
+-- connection, say): they are queued again.  Returns the invocations it
+-- should be running; any other process it has (retried, killed or
+-- requeued meanwhile) it must stop.
 CREATE FUNCTION tractor_heartbeat_v1(p_blade uuid, p_metrics jsonb, p_loadavg real, p_availmemory real,
-                                     p_availdisk real)
+                                     p_availdisk real, p_jids bigint[], p_cids integer[], p_iids integer[])
 RETURNS TABLE (jid bigint, cid integer, iid integer)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     lease integer := tractor_param_int('BladeLeaseSecs', 30);
+    r record;
 BEGIN
     UPDATE blades SET heartbeattime = now(), metrics = p_metrics, loadavg = p_loadavg,
-                      availmemory = p_availmemory, availdisk = p_availdisk
+                      availmemory = p_availmemory, availdisk = p_availdisk, status = 'up'
     WHERE bladeid = p_blade;
+    FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i
+             WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL
+               AND i.starttime < now() - interval '5 seconds'
+               AND (i.jid, i.cid, i.iid) NOT IN (SELECT * FROM unnest(p_jids, p_cids, p_iids)) LOOP
+        PERFORM tractor_requeue(r.jid, r.cid, r.iid);
+    END LOOP;
     RETURN QUERY
     UPDATE invocations i SET leasetime = now() + make_interval(secs => lease)
     WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL
