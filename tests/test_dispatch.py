@@ -428,3 +428,14 @@ def test_a_resumewhile_checkpoint_runs_the_next_pass_on_the_same_blade(conn):
     assert a.finish(jid, 2, 0) == "done"
     assert a.claim() == [(jid, 1)]  # the loop's parent runs once the render is through
     check_counters(conn, jid)
+
+
+def test_nimby_blades_take_only_local_or_one_users_jobs(conn):
+    mine = spool(conn, Job(subtasks=(Task("m", cmds=(C("m"),)),)))  # owner ann, spooled from ws1
+    other = spool_job(conn, resolve(Job(subtasks=(Task("o", cmds=(C("o"),)),))), owner="bob", spoolhost="ws9")
+    local = Blade(conn, "ws1", slots=5)
+    conn.execute("UPDATE blades SET nimby = '1' WHERE bladeid = %s", (local.id,))
+    assert local.claim() == [(mine, 1)]  # only the job spooled from its own host
+    bobs = Blade(conn, "farm", slots=5)
+    conn.execute("UPDATE blades SET nimby = 'bob' WHERE bladeid = %s", (bobs.id,))
+    assert bobs.claim() == [(other, 1)]

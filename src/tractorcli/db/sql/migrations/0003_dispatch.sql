@@ -284,7 +284,8 @@ END $$;
 -- p_host is its host name, for local Cmds of jobs spooled from there.
 -- Order: tier priority, job priority, job id (spool order), then cid.
 -- Paused, delayed (-after), waiting (-afterjids), deleted and finished jobs
--- are skipped, as are jobs at their -maxactive.  FOR UPDATE SKIP LOCKED: two
+-- are skipped, as are jobs at their -maxactive and, on a NIMBY blade, jobs
+-- from other hosts ('1') or other users (a user name).  FOR UPDATE SKIP LOCKED: two
 -- blades never get one command.  ROWS 4 (a few slots' worth) lets the
 -- planner join the result to tractor_launch_v1 by index, not by a scan of
 -- every command of the job.
@@ -302,12 +303,13 @@ DECLARE
     free integer := p_slots;
     used integer := 0;
     bname text;
+    bnimby text;
     job_full boolean;
 BEGIN
     IF free <= 0 OR cardinality(p_svcids) = 0 THEN
         RETURN;
     END IF;
-    SELECT b.name INTO bname FROM blades b WHERE b.bladeid = p_blade;
+    SELECT b.name, b.nimby INTO bname, bnimby FROM blades b WHERE b.bladeid = p_blade;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no blade %', p_blade USING ERRCODE = 'no_data_found';
     END IF;
@@ -319,6 +321,8 @@ BEGIN
           AND (jb.aftertime IS NULL OR jb.aftertime <= now())
           AND (jb.maxactive = 0 OR jb.numactive < jb.maxactive)
           AND jb.svcids && p_svcids
+          -- NIMBY: '' any job; '1' only jobs spooled from this host; else only that user's
+          AND (bnimby = '' OR (bnimby = '1' AND jb.spoolhost = p_host) OR jb.owner = bnimby)
           AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
                 SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished'
                   AND a.deletetime IS NULL))
