@@ -255,6 +255,7 @@ class Blade:
         self.closing = threading.Event()
         self._listener: threading.Thread | None = None
         self._svc = None
+        self._base_env: dict[str, str] | None = None
         self._metrics: dict[str, float | None] = {}
         self._metrics_at = 0.0
         self._held_back: str | None = None
@@ -415,7 +416,11 @@ class Blade:
 
         info = c.info if c.info is not None else self._db(dispatch.launch_info, c.jid, c.cid)
         p = self.ident.profile
+        if self._base_env is None:
+            # the blade's environment, read once: os.environ decodes every variable on each read
+            self._base_env = dict(os.environ)
         side = BladeSide(name=self.ident.name, hostname=self.ident.hostname, zone=p.dirmap_zone,
+                         base_env=self._base_env,
                          env_handlers=p.env_handlers(), log_path=p.log_path, data_dir=self.settings.data_dir,
                          exit_status_terminate=p.exit_status_terminate)
         spec = prepare(info or {"argv": []}, c, side)
