@@ -127,7 +127,7 @@ def latency(site: Site, samples: int) -> list[float]:
 def run(quick: bool) -> list[dict]:
     n = 1000 if quick else 5000
     out: list[dict] = []
-    with Site("dispatch", pick_port(9951)) as site:
+    with Site("dispatch", pick_port(9936)) as site:
         site.dbctl("--start-for-engine", timeout=600)
         for blades in (1, 2, 4):
             log(f"{n} x /bin/true on {blades} blade(s) of {SLOTS} slots")
