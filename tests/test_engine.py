@@ -133,3 +133,32 @@ def test_wait_reports_a_job_that_ends_in_error(tmp_site):
         assert "J1 ended with 1 task(s) in error" in err
     finally:
         assert eng.stop() == 0
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_spool_runs_the_example_job_start_to_end_on_a_local_blade(tmp_site):
+    cfg, settings = tmp_site()
+    r = subprocess.run([program("tractor-engine"), "--configdir", str(cfg), "--blades", "2", "--interval", "0.5",
+                        "--blade-option=--heartbeat=0.5", "--spool", str(EXAMPLES / "frames.alf")],
+                       capture_output=True, text=True, timeout=180, env=clean_env(), stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "J1: 11/11 done" in r.stderr and "J1 done" in r.stderr
+    assert "stopped the database server" in r.stderr
+    log = (settings.data_dir / "cmd-logs").rglob("T2.log")
+    assert "rendering frame 1" in next(log).read_text()
+
+
+def test_children_get_the_config_dir_only_when_it_exists(tmp_path):
+    import dataclasses
+
+    from tractorcli.config import load_settings
+    from tractorcli.engine import site_args
+
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    settings = load_settings(cfg)
+    assert site_args(settings) == ["--configdir", str(cfg)]
+    # no configuration at all: the children find the same default themselves
+    assert site_args(dataclasses.replace(settings, config_dir=tmp_path / "absent")) == []

@@ -72,7 +72,7 @@ class Engine:
             })
 
     def _start_blade(self) -> None:
-        argv = [sys.executable, "-m", "tractorcli", "tractor-blade", "--configdir", str(self.settings.config_dir),
+        argv = [sys.executable, "-m", "tractorcli", "tractor-blade", *site_args(self.settings),
                 "--slots", str(self.options.blades), *self.options.blade_args]
         self.blade = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         self.say(f"started a local blade with {self.options.blades} slot(s) (pid {self.blade.pid})")
@@ -171,12 +171,17 @@ def run_engine(settings: SiteSettings, options: EngineOptions, say: Callable[[st
 
 def _spool_and_wait(engine: Engine, files: tuple[str, ...], result: dict) -> None:
     """--spool: the real tractor-spool --wait on the files, then stop the engine with its status."""
-    argv = [sys.executable, "-m", "tractorcli", "tractor-spool", "--configdir", str(engine.settings.config_dir),
-            "--wait", *files]
+    argv = [sys.executable, "-m", "tractorcli", "tractor-spool", *site_args(engine.settings), "--wait", *files]
     try:
         result["status"] = subprocess.run(argv, stdin=subprocess.DEVNULL).returncode
     finally:
         engine.stop()
+
+
+def site_args(settings: SiteSettings) -> list[str]:
+    """--configdir for a child program: the engine's own, unless it is the default
+    one and absent (a site with no configuration at all), which the child finds alike."""
+    return ["--configdir", str(settings.config_dir)] if settings.config_dir.is_dir() else []
 
 
 def engine_lock(settings: SiteSettings) -> int:
