@@ -150,3 +150,57 @@ def test_queries_file_parser():
     assert parsed == {"a": "SELECT 1", "b": "-- comment\nSELECT 2;"}
     with pytest.raises(ValueError, match="defined twice"):
         queries.parse("-- name: a\nSELECT 1\n-- name: a\nSELECT 2\n")
+
+
+# A job as tractorcli 0.1 (schema version 1) spooled it: a serial parent with
+# two children, an Instance, tree rows in task_edges, one ready command.
+V1_JOB = """
+INSERT INTO service_exprs (svcid, expr) VALUES (1, 'pixarRender');
+INSERT INTO jobs (jid, owner, title, tier, priority, numtasks, numblocked, numready, maxtid, maxcid)
+VALUES (7, 'ann', 'old job', 'rush', 5, 4, 3, 1, 4, 4);
+INSERT INTO tasks (jid, tid, title, state, parent_tid, position, pending, serialsubtasks) VALUES
+  (7, 1, 'shots', 'blocked', NULL, 0, 2, true),
+  (7, 2, 's1', 'ready', 1, 0, 0, false),
+  (7, 3, 's2', 'blocked', 1, 1, 1, false),
+  (7, 4, 'after', 'blocked', NULL, 1, 1, false);
+INSERT INTO task_edges (jid, parent_tid, child_tid, kind) VALUES
+  (7, 0, 1, 'tree'), (7, 1, 2, 'tree'), (7, 1, 3, 'tree'), (7, 0, 4, 'tree'), (7, 4, 1, 'instance');
+INSERT INTO commands (jid, cid, tid, position, argv, svcid, state) VALUES
+  (7, 1, 1, 0, '{comp}', 1, 'blocked'), (7, 2, 2, 0, '{one}', 1, 'ready'),
+  (7, 3, 3, 0, '{two}', 1, 'blocked'), (7, 4, 4, 0, '{last}', 1, 'blocked');
+INSERT INTO ready (jid, cid, tid, svcid) VALUES (7, 2, 2, 1);
+SELECT setval('jid_seq', 7);
+"""
+
+
+def test_an_upgrade_keeps_a_job_spooled_under_schema_1_and_it_runs(empty_db):
+    from tractorcli.db import dispatch
+    from tractorcli.service import BladeFacts
+
+    with connect(empty_db, autocommit=True) as conn:
+        migrate.upgrade(conn, migrate.available()[:1])
+        conn.execute(V1_JOB)
+        applied = migrate.upgrade(conn)
+        assert [m.version for m in applied] == list(range(2, migrate.latest_version() + 1))
+        job = conn.execute("SELECT tierpri, svcids, numtasks FROM jobs WHERE jid = 7").fetchone()
+        assert job == {"tierpri": 99, "svcids": [1], "numtasks": 4}
+        lasttid = {r["tid"]: r["lasttid"] for r in conn.execute("SELECT tid, lasttid FROM tasks WHERE jid = 7")}
+        assert lasttid == {1: 3, 2: 2, 3: 3, 4: 4}
+        assert [(r["parent_tid"], r["child_tid"]) for r in conn.execute(
+            "SELECT parent_tid, child_tid FROM task_edges WHERE jid = 7")] == [(4, 1)]  # the tree is parent_tid
+        blade = dispatch.register(conn, dispatch.BladeInfo(name="b", provides=("pixarRender",)))
+        facts = BladeFacts(provides={"pixarrender"}, hostname="b")
+        svc = dispatch.ServiceCache()
+        order = []
+        while True:
+            got = dispatch.claim(conn, blade, svc.matching(conn, facts, refresh=True), "b", 4)
+            if not got:
+                break
+            for c in got:
+                order.append(c.info["argv"][0])
+                assert dispatch.finish(conn, c, blade, 0) == "done"
+        assert order == ["one", "two", "comp", "last"]  # serial, then the parent, then its Instance referrer
+        assert conn.execute("SELECT phase, numdone FROM jobs WHERE jid = 7").fetchone() == {
+            "phase": "finished", "numdone": 4}
+        # and new jobs continue after it
+        assert conn.execute("SELECT nextval('jid_seq') AS n").fetchone()["n"] == 8
