@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Iterator, Union
+from typing import Iterator, Protocol, Union
 
 from ..errors import BadInput
 
@@ -39,10 +39,25 @@ class Location:
         return f"{self.file}:{self.line}:{self.col}"
 
 
+class Place(Protocol):
+    """Where something was written: a Location, or the parser's SourcePos,
+    which works out its line and column only when shown (a million-task job
+    keeps one per task and command)."""
+
+    @property
+    def file(self) -> str: ...
+
+    @property
+    def line(self) -> int: ...
+
+    @property
+    def col(self) -> int: ...
+
+
 class JobError(BadInput):
     """An invalid job, with the place it was found (file:line:column: message)."""
 
-    def __init__(self, message: str, where: Location | None = None, *, also: Location | None = None,
+    def __init__(self, message: str, where: Place | None = None, *, also: Place | None = None,
                  hint: str | None = None):
         self.where = where
         self.also = also
@@ -53,7 +68,7 @@ class JobError(BadInput):
         super().__init__(text, hint=hint)
 
 
-def _loc() -> Location | None:
+def _loc() -> Place | None:
     return field(default=None, compare=False, repr=False)
 
 
@@ -88,7 +103,7 @@ class Command:
     resumepin: bool = False
     metadata: str = ""
     metrics: str = ""
-    where: Location | None = _loc()
+    where: Place | None = _loc()
 
 
 @dataclass(slots=True)
@@ -96,7 +111,7 @@ class Instance:
     """A dependency on another task, named by its title (or -id)."""
 
     title: str
-    where: Location | None = _loc()
+    where: Place | None = _loc()
 
 
 @dataclass(slots=True)
@@ -114,7 +129,7 @@ class Task:
     chaser: tuple[str, ...] = ()
     preview: tuple[str, ...] = ()
     metadata: str = ""
-    where: Location | None = _loc()
+    where: Place | None = _loc()
 
 
 Node = Union[Task, Instance]
@@ -150,7 +165,7 @@ class Job:
     spoolcwd: str = ""
     # Not part of the job's meaning: what the parser chose to tolerate.
     warnings: list[str] = field(default_factory=list, compare=False, repr=False)
-    where: Location | None = _loc()
+    where: Place | None = _loc()
 
     def copy(self, **changes) -> "Job":
         return dataclasses.replace(self, **changes)
@@ -205,8 +220,8 @@ def resolve(job: Job) -> Resolved:
     edges: list[tuple[int, int, str]] = []
     commands: list[tuple[int, int, Command]] = []
     instances: list[tuple[int, Instance]] = []  # (referring tid, node)
-    by_id: dict[str, tuple[int, Location | None]] = {}
-    cmd_ids: dict[str, tuple[int, Location | None]] = {}
+    by_id: dict[str, tuple[int, Place | None]] = {}
+    cmd_ids: dict[str, tuple[int, Place | None]] = {}
     refers = False
     cid = 0
     add_task, add_command = tasks.append, commands.append
