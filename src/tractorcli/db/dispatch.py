@@ -215,6 +215,22 @@ def housekeep(conn: "psycopg.Connection") -> tuple[int, int]:
     return row["requeued"], row["finished"]
 
 
+def retry(conn: "psycopg.Connection", jid: int, tids: Iterable[int], *, recover: bool = False) -> list[int]:
+    """tq retry (resume with recover=True): the tasks and what depends on them start over."""
+    return conn.execute(queries.get("task_retry"), {"jid": jid, "tids": list(tids), "recover": recover}
+                        ).fetchone()["tids"]
+
+
+def skip(conn: "psycopg.Connection", jid: int, tids: Iterable[int]) -> list[int]:
+    """tq skip: the tasks count as done; what waits for them goes on."""
+    return conn.execute(queries.get("task_skip"), {"jid": jid, "tids": list(tids)}).fetchone()["tids"]
+
+
+def kill(conn: "psycopg.Connection", jid: int, tids: Iterable[int]) -> list[int]:
+    """tq kill: stop the tasks' running commands; the tasks are left in error."""
+    return conn.execute(queries.get("task_kill"), {"jid": jid, "tids": list(tids)}).fetchone()["tids"]
+
+
 def set_params(conn: "psycopg.Connection", values: dict[str, Any]) -> None:
     """Site settings the SQL functions read (CmdAutoRetryAttempts, BladeLeaseSecs, ...)."""
     for name, value in values.items():
@@ -223,4 +239,4 @@ def set_params(conn: "psycopg.Connection", values: dict[str, Any]) -> None:
 
 __all__ = ["BladeInfo", "Claim", "ServiceCache", "register", "claim", "launch_info", "finish", "finish_and_claim",
            "progress",
-           "heartbeat", "blade_exit", "housekeep", "set_params"]
+           "heartbeat", "blade_exit", "housekeep", "set_params", "retry", "skip", "kill"]

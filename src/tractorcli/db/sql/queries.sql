@@ -218,7 +218,7 @@ SELECT svcid, expr FROM service_exprs WHERE svcid > %(after)s ORDER BY svcid
 SELECT c.jid, c.tid, c.cid, c.iid, c.numslots,
        l.argv, l.local, l.expand, l.msg, l.cmd_envkey, l.minrunsecs, l.maxrunsecs, l.retryrcodes, l.resumewhile,
        l.resumepin, l.minslots, l.maxslots, l.runtype, l.owner, l.jobtitle, l.projects, l.spoolcwd, l.spoolhost,
-       l.dirmap, l.assignments, l.job_envkey, l.priority, l.tasktitle, l.retrycount, l.resumecount
+       l.dirmap, l.assignments, l.job_envkey, l.priority, l.tasktitle, l.retrycount, l.resumecount, l.recover
 FROM tractor_claim_v1(%(bladeid)s, %(svcids)s::integer[], %(host)s, %(slots)s) AS c
 JOIN tractor_launch_v1 AS l ON l.jid = c.jid AND l.cid = c.cid
 ORDER BY c.jid, c.cid
@@ -247,3 +247,12 @@ SELECT requeued, finished FROM tractor_housekeep_v1()
 -- name: set_param_default
 INSERT INTO params (name, value) VALUES (%(name)s, %(value)s)
 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
+
+-- name: task_retry
+SELECT tractor_task_retry_v1(%(jid)s, %(tids)s::integer[], %(recover)s) AS tids
+
+-- name: task_skip
+SELECT tractor_task_skip_v1(%(jid)s, %(tids)s::integer[]) AS tids
+
+-- name: task_kill
+SELECT tractor_task_kill_v1(%(jid)s, %(tids)s::integer[]) AS tids

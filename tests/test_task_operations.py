@@ -1,0 +1,135 @@
+"""Task operations in the database (migration 0004): retry, resume, skip, kill.
+
+Blades are simulated with db/dispatch.py as in test_dispatch.py; after every
+operation the job's counters must agree with its tasks and the ready queue
+with the ready tasks.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from test_dispatch import Blade, C, check_counters, job_row, spool, task_states, tid_of
+from tractorcli.db import dispatch as d
+from tractorcli.db.connection import connect
+from tractorcli.jobs.model import Instance, Job, Task
+
+
+@pytest.fixture
+def conn(db_settings):
+    with connect(db_settings, autocommit=True) as c:
+        yield c
+
+
+def run_all(b: Blade, fail: dict | None = None) -> list[str]:
+    """Claim and finish until nothing is ready; titles in the order they ran."""
+    fail = fail or {}
+    ran = []
+    while True:
+        got = b.claim()
+        if not got:
+            return ran
+        for jid, tid in got:
+            title = b.conn.execute("SELECT title FROM tasks WHERE jid = %s AND tid = %s", (jid, tid)).fetchone()["title"]
+            ran.append(title)
+            b.finish(jid, tid, fail.get(title, 0))
+
+
+def test_retry_of_an_error_task_runs_it_and_its_dependents_again(conn):
+    job = Job(subtasks=(
+        Task("comp", cmds=(C("comp"),), subtasks=(Task("fg", cmds=(C("fg"),)), Task("bg", cmds=(C("bg"),)))),
+        Task("user", cmds=(C("use"),), subtasks=(Instance("bg"),)),
+        Task("other", cmds=(C("other"),)),
+    ))
+    jid = spool(conn, job)
+    b = Blade(conn, slots=1)
+    assert run_all(b, fail={"bg": 1}) == ["fg", "bg", "other"]
+    assert task_states(conn, jid) == {"comp": "blocked", "fg": "done", "bg": "error", "user": "blocked",
+                                      "other": "done"}
+    assert job_row(conn, jid)["phase"] == "finished"  # stalled on its error: ended
+    reset = d.retry(conn, jid, [tid_of(conn, jid, "bg")])
+    assert sorted(reset) == sorted(tid_of(conn, jid, t) for t in ("bg", "comp", "user"))
+    assert task_states(conn, jid) == {"comp": "blocked", "fg": "done", "bg": "ready", "user": "blocked",
+                                      "other": "done"}
+    job = check_counters(conn, jid)
+    assert job["phase"] == "live" and job["stoptime"] is None  # the ended job lives again
+    assert run_all(b) == ["bg", "comp", "user"]
+    assert check_counters(conn, jid)["phase"] == "finished"
+    assert conn.execute("SELECT count(*) AS n FROM invocations WHERE jid = %s AND tid = %s",
+                        (jid, tid_of(conn, jid, "bg"))).fetchone()["n"] == 2
+
+
+def test_retry_of_an_active_task_stops_it_and_counts_the_retry(conn):
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)),)))
+    b = Blade(conn)
+    assert b.claim() == [(jid, 1)]
+    held = [c.key for c in b.running.values()]
+    d.retry(conn, jid, [1])
+    # the blade is told to stop it, and its late report counts for nothing
+    assert d.heartbeat(conn, b.id, held) == set()
+    assert b.finish(jid, 1, 0) == "stale"
+    row = conn.execute("SELECT state, retrycount, recover FROM tasks WHERE jid = %s", (jid,)).fetchone()
+    assert row == {"state": "ready", "retrycount": 1, "recover": False}
+    assert conn.execute("SELECT slotsinuse FROM blades WHERE bladeid = %s", (b.id,)).fetchone()["slotsinuse"] == 0
+    assert b.claim() == [(jid, 1)] and b.running[(jid, 1)].iid == 2
+    check_counters(conn, jid)
+
+
+def test_resume_launches_with_recover(conn):
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)),)))
+    b = Blade(conn)
+    b.claim()
+    b.finish(jid, 1, 1)
+    d.retry(conn, jid, [1], recover=True)
+    b.claim()
+    assert b.running[(jid, 1)].info["recover"] is True  # %r = 1 for this launch
+    b.finish(jid, 1, 0)
+    d.retry(conn, jid, [1])
+    b.claim()
+    assert b.running[(jid, 1)].info["recover"] is False
+
+
+def test_retry_under_serial_subtasks_waits_again_for_the_earlier_sibling(conn):
+    jid = spool(conn, Job(subtasks=(Task("s", serialsubtasks=True, subtasks=(
+        Task("one", cmds=(C("1"),)), Task("two", subtasks=(Task("two-a", cmds=(C("2a"),)),)),
+        Task("three", cmds=(C("3"),)))),)))
+    b = Blade(conn, slots=1)
+    b.claim()
+    b.finish(jid, tid_of(conn, jid, "one"))
+    assert task_states(conn, jid)["two-a"] == "ready"
+    d.retry(conn, jid, [tid_of(conn, jid, "one")])
+    # "one" runs again first: the gate over two's subtree is back
+    assert task_states(conn, jid) == {"s": "blocked", "one": "ready", "two": "blocked", "two-a": "blocked",
+                                      "three": "blocked"}
+    check_counters(conn, jid)
+    assert run_all(b) == ["one", "two-a", "three"]  # "s" has no commands: done with them
+    assert job_row(conn, jid)["phase"] == "finished"
+
+
+def test_skip_lets_dependents_go_on_and_kill_leaves_an_error(conn):
+    jid = spool(conn, Job(subtasks=(Task("parent", cmds=(C("p"),), subtasks=(
+        Task("slow", cmds=(C("s"),)), Task("broken", cmds=(C("b"),)))),)))
+    b = Blade(conn, slots=2)
+    b.claim()
+    held = [c.key for c in b.running.values()]
+    assert d.kill(conn, jid, [tid_of(conn, jid, "slow")]) == [tid_of(conn, jid, "slow")]
+    assert task_states(conn, jid)["slow"] == "error"
+    assert d.heartbeat(conn, b.id, held) == {(jid, tid_of(conn, jid, "broken"), 1)}
+    b.finish(jid, tid_of(conn, jid, "broken"), 3)
+    check_counters(conn, jid)
+    assert sorted(d.skip(conn, jid, [tid_of(conn, jid, "slow"), tid_of(conn, jid, "broken")])) == [2, 3]
+    assert task_states(conn, jid) == {"parent": "ready", "slow": "done", "broken": "done"}
+    skipped = conn.execute("SELECT state FROM commands WHERE jid = %s AND tid IN (2, 3)", (jid,)).fetchall()
+    assert {r["state"] for r in skipped} == {"skipped"}
+    check_counters(conn, jid)
+    assert run_all(b) == ["parent"]
+    assert job_row(conn, jid)["phase"] == "finished"
+
+
+def test_operations_on_nothing_change_nothing(conn):
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)),)))
+    assert d.retry(conn, jid, [99]) == []
+    assert d.skip(conn, jid, []) == []
+    assert d.kill(conn, jid, [1]) == []  # not active
+    assert task_states(conn, jid) == {"a": "ready"}
+    check_counters(conn, jid)
