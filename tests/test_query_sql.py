@@ -619,6 +619,11 @@ def test_a_bad_regular_expression_is_bad_input(farm):
     e = database_error(info.value, "title like '(['")
     assert isinstance(e, BadInput) and e.message.startswith('clause "title like \'([\'": invalid regular expression')
     assert database_error(ValueError("x"), "") is None
+    # and the one translation of database errors says so too (exit 11, not a generic database error)
+    from tractorcli.db.connection import translate
+
+    t = translate(info.value)
+    assert isinstance(t, BadInput) and t.message.startswith("invalid regular expression")
 
 
 def test_default_listings_of_every_entity_run(farm):

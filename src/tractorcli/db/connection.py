@@ -97,8 +97,11 @@ def translate(exc: Exception, settings: SiteSettings | None = None, dbname: str 
         return StorageError(f"{where}: the disk is full ({text})")
     if isinstance(exc, pe.InsufficientPrivilege):
         return PermissionDenied(f"{where}: {text}")
+    if isinstance(exc, pe.InvalidRegularExpression):
+        # a tq `like` pattern the server's regex engine refuses
+        return BadInput(f"invalid regular expression: {text}")
     if isinstance(exc, (pe.SyntaxError, pe.UndefinedColumn, pe.UndefinedFunction, pe.InvalidTextRepresentation,
-                        pe.DataException)):
+                        pe.DataException, psycopg.DataError)):
         return BadInput(f"SQL error: {text}")
     if isinstance(exc, pe.ObjectInUse):
         return StateError(f"{where}: {text}")
