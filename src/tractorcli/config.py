@@ -199,8 +199,9 @@ def _key_line(text: str, key: str) -> int | None:
     return None
 
 
-def _read_toml(path: Path, table: str) -> tuple[dict[str, Any], str]:
-    """Read a TOML file: its top-level keys merged with those of `[table]`."""
+def load_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    """A TOML file's text and data; a file that cannot be read or parsed is a
+    ConfigError naming it (and the line and column of a syntax error)."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -208,9 +209,14 @@ def _read_toml(path: Path, table: str) -> tuple[dict[str, Any], str]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        data = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_toml_error_text(path, exc)) from None
+
+
+def _read_toml(path: Path, table: str) -> tuple[dict[str, Any], str]:
+    """Read a TOML file: its top-level keys merged with those of `[table]`."""
+    text, data = load_toml(path)
     merged = {k: v for k, v in data.items() if k != table}
     section = data.get(table)
     if section is not None:

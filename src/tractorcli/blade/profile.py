@@ -88,10 +88,9 @@ from ..config import (
     _path,
     _str,
     _str_list,
-    _toml_error_text,
     load_settings,
+    load_toml,
     resolve_config_dir,
-    tomllib,
 )
 from ..errors import ConfigError
 from ..subst import EnvKeyHandler, default_zone
@@ -529,16 +528,7 @@ def load_profiles(config_dir: str | os.PathLike | None = None, *, data_dir: Path
     path = cdir / BLADE_FILE
     if not path.is_file():
         return [default_profile(data_dir)]
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(_toml_error_text(path, exc)) from None
+    text, data = load_toml(path)
     lines = _Lines(text)
 
     top: dict[str, Any] = {}

@@ -165,18 +165,7 @@ class FastBody:
         if not cmd.argv:
             raise _Bail
         if cmd_opts:
-            opts = self.cmd_opts
-            for name, v in _OPT_PAIRS.findall(cmd_opts):
-                spec = opts.get(name)
-                if spec is None:
-                    raise _Bail
-                field, kind = spec
-                if kind == "str":
-                    setattr(cmd, field, intern(_value(v)))  # -service and the like repeat too
-                elif kind == "when":
-                    raise _Bail
-                else:
-                    setattr(cmd, field, self.convert(op, kind, name, v, a))
+            self.command_options(cmd, op, _OPT_PAIRS.findall(cmd_opts), a)
         task.cmds = (cmd,)
         if before or after:
             opts = self.task_opts
@@ -274,16 +263,20 @@ class FastBody:
         if not argv:
             raise _Bail
         cmd = Command(argv=argv, local=local, where=SourcePos(self.src, a))
+        self.command_options(cmd, op, zip(words[2::2], words[3::2]), a)
+        return cmd
+
+    def command_options(self, cmd: Command, op: str, pairs, a: int) -> None:
+        """Set a RemoteCmd's or Cmd's options from (name, word) pairs."""
         opts = self.cmd_opts
-        for i in range(2, n, 2):
-            spec = opts.get(words[i])
+        for name, v in pairs:
+            spec = opts.get(name)
             if spec is None:
-                raise _Bail
+                raise _Bail  # not an option, or an unknown one (a warning)
             field, kind = spec
             if kind == "str":
-                setattr(cmd, field, _value(words[i + 1]))
+                setattr(cmd, field, intern(_value(v)))  # -service and the like repeat in every task
             elif kind == "when":
                 raise _Bail  # only postscript commands take -when: the generic path checks
             else:
-                setattr(cmd, field, self.convert(op, kind, words[i], words[i + 1], a))
-        return cmd
+                setattr(cmd, field, self.convert(op, kind, name, v, a))

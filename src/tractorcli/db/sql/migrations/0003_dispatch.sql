@@ -208,20 +208,15 @@ BEGIN
             UPDATE jobs SET phase = 'postscript' WHERE jid = p_jid;
             RETURN 'postscript';
         END IF;
-        UPDATE jobs SET phase = 'finished', stoptime = now(),
-                        elapsedsecs = extract(epoch FROM now() - coalesce(starttime, spooltime))
-        WHERE jid = p_jid;
-        RETURN 'finished';
-    ELSIF j.phase = 'postscript' THEN
-        IF EXISTS (SELECT 1 FROM commands WHERE jid = p_jid AND tid = 0 AND state IN ('ready', 'active')) THEN
-            RETURN j.phase;
-        END IF;
-        UPDATE jobs SET phase = 'finished', stoptime = now(),
-                        elapsedsecs = extract(epoch FROM now() - coalesce(starttime, spooltime))
-        WHERE jid = p_jid;
-        RETURN 'finished';
+    ELSIF j.phase <> 'postscript'
+          OR EXISTS (SELECT 1 FROM commands WHERE jid = p_jid AND tid = 0 AND state IN ('ready', 'active')) THEN
+        RETURN j.phase;
     END IF;
-    RETURN j.phase;
+    -- nothing (more) to run for the job: it is finished
+    UPDATE jobs SET phase = 'finished', stoptime = now(),
+                    elapsedsecs = extract(epoch FROM now() - coalesce(starttime, spooltime))
+    WHERE jid = p_jid;
+    RETURN 'finished';
 END $$;
 
 -- An invocation ends without a result (lost blade, blade handing work back):
