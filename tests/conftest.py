@@ -66,6 +66,19 @@ def make_site(tractor_toml: str = "", db_toml: str = "", *, port: int | None = N
     return cfg, settings
 
 
+def program(name: str) -> str:
+    """An installed tractorcli program (tractor-spool, tractor-blade, ...), as a user would run it."""
+    exe = Path(sys.executable).parent / name
+    found = str(exe) if exe.is_file() else shutil.which(name)
+    assert found, f"{name} is not installed (pip install -e .)"
+    return found
+
+
+def clean_env() -> dict:
+    """The environment for a program under test: no site or debug settings leaking in."""
+    return {k: v for k, v in os.environ.items() if k not in ("TRACTOR_CONFIGDIR", "TRACTOR_DEBUG", "TRACTOR_ENGINE")}
+
+
 def dbctl_path() -> str:
     """The installed tractor-dbctl, as a user would run it."""
     exe = Path(sys.executable).parent / "tractor-dbctl"

@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import base_dir
+from conftest import base_dir, clean_env, program
 
 from tractorcli.db import dispatch as d
 from tractorcli.db.connection import connect
@@ -25,16 +24,6 @@ from tractorcli.jobs.model import Command, Job, Task, resolve
 from tractorcli.submit import default_host
 
 HB = "0.2"
-
-
-def program(name: str) -> str:
-    exe = Path(sys.executable).parent / name
-    assert exe.is_file(), f"{name} is not installed (pip install -e .)"
-    return str(exe)
-
-
-def clean_env() -> dict:
-    return {k: v for k, v in os.environ.items() if k not in ("TRACTOR_CONFIGDIR", "TRACTOR_DEBUG", "TRACTOR_ENGINE")}
 
 
 class Site:

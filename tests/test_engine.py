@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import dbctl
+from conftest import clean_env, dbctl, program
 from tractorcli.db import dispatch as d
 from tractorcli.db.connection import connect
-
-
-def program(name: str) -> str:
-    exe = Path(sys.executable).parent / name
-    found = str(exe) if exe.is_file() else shutil.which(name)
-    assert found, f"{name} is not installed (pip install -e .)"
-    return found
-
-
-def clean_env() -> dict:
-    return {k: v for k, v in os.environ.items() if k not in ("TRACTOR_CONFIGDIR", "TRACTOR_DEBUG")}
 
 
 class EngineProcess:
