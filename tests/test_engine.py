@@ -7,7 +7,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import clean_env, dbctl, program
 from tractorcli.db import dispatch as d
