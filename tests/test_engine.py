@@ -7,7 +7,6 @@ import subprocess
 import time
 from pathlib import Path
 
-
 from conftest import clean_env, dbctl, program
 from tractorcli.db import dispatch as d
 from tractorcli.db.connection import connect
