@@ -11,4 +11,5 @@ PROGRAMS = {
     "tractor-spool": "tractorcli.cli.spool",
     "tractor-engine": "tractorcli.cli.engine",
     "tractor-blade": "tractorcli.cli.blade",
+    "tq": "tractorcli.cli.tq",
 }

@@ -256,3 +256,71 @@ SELECT tractor_task_skip_v1(%(jid)s, %(tids)s::integer[]) AS tids
 
 -- name: task_kill
 SELECT tractor_task_kill_v1(%(jid)s, %(tids)s::integer[]) AS tids
+
+-- --- tq operations on jobs and blades (db/ops.py) -------------------------------
+-- Claims read pausetime, aftertime and deletetime of the job, and the blade's
+-- nimby, at every claim: these edits take effect at the next claim.
+
+-- name: tq_job_tasks
+-- The tids of a job's tasks in some states (all states: NULL).
+SELECT coalesce(array_agg(tid ORDER BY tid), '{}') AS tids FROM tasks
+WHERE jid = %(jid)s AND (%(states)s::text[] IS NULL OR state = ANY (%(states)s::text[]))
+
+-- name: tq_job_pause
+UPDATE jobs SET pausetime = coalesce(pausetime, now()) WHERE jid = %(jid)s RETURNING jid
+
+-- name: tq_job_unpause
+UPDATE jobs SET pausetime = NULL WHERE jid = %(jid)s RETURNING jid
+
+-- name: tq_job_delete
+UPDATE jobs SET deletetime = coalesce(deletetime, now()) WHERE jid = %(jid)s RETURNING jid
+
+-- name: tq_job_undelete
+UPDATE jobs SET deletetime = NULL WHERE jid = %(jid)s RETURNING jid
+
+-- name: tq_job_priority
+WITH j AS (UPDATE jobs SET priority = %(priority)s WHERE jid = %(jid)s RETURNING jid)
+UPDATE ready SET priority = %(priority)s WHERE jid IN (SELECT jid FROM j)
+
+-- name: tq_job_aftertime
+UPDATE jobs SET aftertime = %(aftertime)s WHERE jid = %(jid)s RETURNING jid
+
+-- name: tq_job_lock
+UPDATE jobs SET lockowner = %(owner)s, locktime = now(), locknote = %(note)s WHERE jid = %(jid)s RETURNING jid
+
+-- name: tq_job_unlock
+UPDATE jobs SET lockowner = NULL, locktime = NULL, locknote = NULL WHERE jid = %(jid)s RETURNING jid
+
+-- name: tq_job_crews
+UPDATE jobs SET crews = %(crews)s::text[] WHERE jid = %(jid)s RETURNING jid
+
+-- name: tq_job_script
+SELECT jid, script FROM jobs WHERE jid = %(jid)s
+
+-- name: tq_reschedule
+SELECT tractor_reschedule_v1(%(jid)s) AS ready
+
+-- name: tq_blade_nimby
+UPDATE blades SET nimby = %(nimby)s WHERE bladeid = %(bladeid)s RETURNING name
+
+-- name: tq_blade_delist
+UPDATE blades SET cleartime = now() WHERE bladeid = %(bladeid)s RETURNING name
+
+-- name: tq_blade_running
+-- What a blade runs now: (jid, tid) of its current unfinished invocations.
+SELECT DISTINCT jid, tid FROM invocations
+WHERE bladeid = %(bladeid)s AND current AND stoptime IS NULL ORDER BY jid, tid
+
+-- name: tq_job_attr
+-- tq jattr: one of a fixed set of job attributes (%(key)s picks it).
+UPDATE jobs SET
+    title     = CASE WHEN %(key)s = 'title' THEN %(text)s ELSE title END,
+    comment   = CASE WHEN %(key)s = 'comment' THEN %(text)s ELSE comment END,
+    metadata  = CASE WHEN %(key)s = 'metadata' THEN %(text)s ELSE metadata END,
+    maxactive = CASE WHEN %(key)s = 'maxactive' THEN %(int)s::integer ELSE maxactive END,
+    tags      = CASE WHEN %(key)s = 'tags' THEN %(list)s::text[] ELSE tags END,
+    projects  = CASE WHEN %(key)s = 'projects' THEN %(list)s::text[] ELSE projects END,
+    envkey    = CASE WHEN %(key)s = 'envkey' THEN %(list)s::text[] ELSE envkey END,
+    crews     = CASE WHEN %(key)s = 'crews' THEN %(list)s::text[] ELSE crews END,
+    afterjids = CASE WHEN %(key)s = 'afterjids' THEN %(ints)s::bigint[] ELSE afterjids END
+WHERE jid = %(jid)s RETURNING jid

@@ -1,0 +1,168 @@
+"""tq end to end: the installed program against a real job database.
+
+Each test has its own database (the session template's copy) and a config
+dir pointing at it; jobs are spooled with db.spool.spool_job and blades are
+simulated with db.dispatch (test_dispatch.Blade).  USER is set for each run,
+so `mine` and the ownership checks see a known user.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+
+import pytest
+from test_blade import Site, clean_env, program
+from test_dispatch import Blade
+
+from tractorcli.jobs.model import Command, Task
+
+TQ = program("tq")
+
+
+def C(*argv, **kw) -> Command:
+    return Command(tuple(argv), **kw)
+
+
+class TqSite(Site):
+    def tq(self, *args: str, input: str | None = None, user: str = "ann", status: int | None = 0):
+        env = dict(clean_env(), USER=user, COLUMNS="200", TZ="UTC")
+        r = subprocess.run([TQ, "--configdir", str(self.cfg), *args], input=input if input is not None else "",
+                           capture_output=True, text=True, env=env, timeout=30)
+        if status is not None:
+            assert r.returncode == status, f"tq {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def job(self, n: int = 2, owner: str = "ann", title: str = "test", **kw) -> int:
+        return self.spool(*(Task(f"t{i}", cmds=(C("echo", str(i)),)) for i in range(1, n + 1)),
+                          owner=owner, title=title, **kw)
+
+    def states(self, jid: int) -> list[str]:
+        return [r["state"] for r in self.all("SELECT state FROM tasks WHERE jid = %s ORDER BY tid", jid)]
+
+    def jobrow(self, jid: int) -> dict:
+        return self.one("SELECT * FROM jobs WHERE jid = %s", jid)
+
+
+@pytest.fixture
+def site(db_settings):
+    s = TqSite(db_settings)
+    yield s
+    s.close()
+
+
+# --- listings ------------------------------------------------------------------------
+
+
+def test_jobs_plain_format(site):
+    j1 = site.job(2, title="first")
+    j2 = site.job(3, owner="bob", title="second")
+    out = site.tq("jobs").stdout.splitlines()
+    assert out[0].split() == ["jid", "user", "title", "pri", "blkd", "redy", "actv", "err", "done", "spooled"]
+    assert set(out[1].replace(" ", "")) == {"="}
+    # one divider per column, as wide as the header above it or the values below
+    assert [len(w) for w in out[1].split(" ")] == [max(len(h), 1) for h in out[1].split(" ")]
+    assert len(out[0]) <= len(out[1])
+    assert len(out) == 4
+    # sorted by user, then spool time; zero counts blank; numbers right-aligned
+    assert out[2].split()[:5] == [str(j1), "ann", "first", "1", "2"]
+    assert out[3].split()[:5] == [str(j2), "bob", "second", "1", "3"]
+    widths = [len(w) for w in out[1].split(" ")]
+    cells = []
+    pos = 0
+    for w in widths:
+        cells.append(out[2][pos:pos + w])
+        pos += w + 1
+    assert cells[0] == str(j1).rjust(widths[0])
+    assert cells[1] == "ann".ljust(widths[1])
+    assert cells[5] == "2".rjust(widths[5])  # redy
+    assert cells[4].strip() == ""  # blkd: 0 shows blank
+    zeros = site.tq("--zeros", "jobs", "--nh").stdout.splitlines()
+    assert zeros[0].split()[3:9] == ["1", "0", "2", "0", "0", "0"]
+
+
+def test_machine_forms_have_stable_keys(site):
+    jid = site.job(2)
+    rows = json.loads(site.tq("jobs", "--json").stdout)
+    assert list(rows[0]) == ["jid", "user", "title", "pri", "numblocked", "numready", "numactive", "numerror",
+                             "numdone", "spooled"]
+    assert rows[0]["jid"] == jid and rows[0]["numready"] == 2 and rows[0]["numblocked"] == 0
+    assert "T" in rows[0]["spooled"]  # ISO 8601
+    lines = site.tq("--json", "tasks", str(jid)).stdout
+    tasks = json.loads(lines)
+    assert [t["tid"] for t in tasks] == [1, 2]
+    assert list(tasks[0]) == ["jid", "tid", "user", "title", "state", "statetime", "Blade.name"]
+    nd = [json.loads(x) for x in site.tq("tasks", "--ndjson", str(jid)).stdout.splitlines()]
+    assert nd == tasks
+    got = list(csv.reader(io.StringIO(site.tq("commands", "--csv", str(jid)).stdout)))
+    assert got == [["jid", "tid", "cid", "argv"], [str(jid), "1", "1", "echo,1"], [str(jid), "2", "2", "echo,2"]]
+    assert site.tq("jobs", "--json", "user=nobody").stdout.strip() == "[]"
+
+
+def test_columns_sort_limit_distinct(site):
+    a = site.job(1, title="a")
+    b = site.job(3, title="b", owner="bob")
+    c = site.job(2, title="c")
+    site.conn.execute("UPDATE jobs SET priority = 5 WHERE jid = %s", (b,))
+    out = site.tq("jobs", "-c", "jid,title", "-s", "-pri", "--nh").stdout.split()
+    assert out[:2] == [str(b), "b"]
+    out = site.tq("jobs", "-c", "+numtasks", "--json").stdout
+    assert "numtasks" in json.loads(out)[0]
+    out = json.loads(site.tq("jobs", "-c", "-spooled", "-c", "-title", "--json").stdout)
+    assert "spooled" not in out[0] and "title" not in out[0] and "jid" in out[0]
+    assert len(site.tq("jobs", "--limit", "2", "--nh").stdout.splitlines()) == 2
+    assert len(site.tq("jobs", "--limit", "0", "--nh").stdout.splitlines()) == 3
+    out = site.tq("jobs", "-d", "user", "--nh").stdout.split()
+    assert out == ["ann", "bob"]
+    out = site.tq("jobs", "--delimiter", "|", "-c", "jid,user,title", "--nh").stdout.splitlines()
+    assert out[0] == f"{a}|ann|a"
+    assert site.tq("jobs", "--nf", "-c", "jid,title", "--nh", "-s", "jid").stdout.splitlines() == \
+        [f"{a} a", f"{b} b", f"{c} c"]
+    raw = site.tq("--raw", "jobs", "-c", "jid,spooled", "--nh", str(a)).stdout.split()
+    assert "T" in raw[1]
+    assert site.tq("--tf", "%Y", "jobs", "-c", "spooled", "--nh", str(a)).stdout.strip().isdigit()
+
+
+def test_mine_positional_and_clauses(site):
+    a = site.job(2)
+    b = site.job(2, owner="bob")
+    ids = lambda r: [int(x.split()[0]) for x in r.stdout.splitlines()]  # noqa: E731
+    assert ids(site.tq("jobs", "mine", "--nh")) == [a]
+    assert ids(site.tq("jobs", "mine", "--nh", user="bob")) == [b]
+    assert ids(site.tq("jobs", str(a), str(b), "--nh")) == [a, b]
+    rows = json.loads(site.tq("tasks", "--json", str(b), "2").stdout)
+    assert [(r["jid"], r["tid"]) for r in rows] == [(b, 2)]
+    bl = Blade(site.conn, slots=1)
+    (jid, tid), = bl.claim()
+    bl.finish(jid, tid, 1)
+    rows = json.loads(site.tq("tasks", "--json", f"jid={jid} and error").stdout)
+    assert [(r["jid"], r["tid"], r["state"]) for r in rows] == [(jid, tid, "error")]
+    r = site.tq("tasks", "jid=999", status=0)
+    assert r.stdout == "" and r.stderr.strip() == "no tasks found"
+    assert site.tq("jobs", "user=zed").stderr.strip() == "no jobs found"
+
+
+def test_errors_are_one_line(site):
+    r = site.tq("jobs", "bogus=3", status=11)
+    assert r.stderr.count("\n") == 1 and "bogus" in r.stderr and "column" in r.stderr
+    r = site.tq("jobs", "-c", "nosuch", status=11)
+    assert "nosuch" in r.stderr and r.stderr.count("\n") == 1
+    r = site.tq("jobs", "title like '('", status=11)
+    assert r.stderr.count("\n") == 1
+    assert site.tq("nosuchcmd", status=2).stderr.startswith("tq: ")
+
+
+def test_other_listings(site):
+    jid = site.job(1)
+    bl = Blade(site.conn, name="b1", slots=1)
+    bl.claim()
+    rows = json.loads(site.tq("blades", "--json").stdout)
+    assert [r["name"] for r in rows] == ["b1"]
+    rows = json.loads(site.tq("invos", "--json", str(jid)).stdout)
+    assert rows[0]["Blade.name"] == "b1" and rows[0]["iid"] == 1
+    assert json.loads(site.tq("cmds", "--json", str(jid)).stdout)[0]["argv"] == ["echo", "1"]
+    params = {r["name"]: r["value"] for r in json.loads(site.tq("params", "--json").stdout)}
+    assert "jidcounter" in params
+    assert site.tq("notes").stderr.strip() == "no notes found"
