@@ -30,7 +30,7 @@ class TqSite(Site):
     def tq(self, *args: str, input: str | None = None, user: str = "ann", status: int | None = 0):
         env = dict(clean_env(), USER=user, COLUMNS="200", TZ="UTC")
         r = subprocess.run([TQ, "--configdir", str(self.cfg), *args], input=input if input is not None else "",
-                           capture_output=True, text=True, env=env, timeout=30)
+                           capture_output=True, text=True, env=env, timeout=30, check=False)
         if status is not None:
             assert r.returncode == status, f"tq {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
         return r
@@ -128,7 +128,7 @@ def test_columns_sort_limit_distinct(site):
 def test_mine_positional_and_clauses(site):
     a = site.job(2)
     b = site.job(2, owner="bob")
-    ids = lambda r: [int(x.split()[0]) for x in r.stdout.splitlines()]  # noqa: E731
+    ids = lambda r: [int(x.split()[0]) for x in r.stdout.splitlines()]
     assert ids(site.tq("jobs", "mine", "--nh")) == [a]
     assert ids(site.tq("jobs", "mine", "--nh", user="bob")) == [b]
     assert ids(site.tq("jobs", str(a), str(b), "--nh")) == [a, b]
@@ -166,3 +166,167 @@ def test_other_listings(site):
     params = {r["name"]: r["value"] for r in json.loads(site.tq("params", "--json").stdout)}
     assert "jidcounter" in params
     assert site.tq("notes").stderr.strip() == "no notes found"
+
+
+# --- task operations ------------------------------------------------------------------
+
+
+def fail_one(site, jid: int, rcode: int = 1) -> Blade:
+    """A blade runs job `jid`'s first ready task and it fails; the others stay ready."""
+    bl = Blade(site.conn, slots=1)
+    (j, t), = bl.claim()
+    assert j == jid
+    bl.finish(j, t, rcode)
+    return bl
+
+
+def test_retry_with_yes_and_the_row_and_word(site):
+    jid = site.job(2)
+    fail_one(site, jid)
+    assert site.states(jid) == ["error", "ready"]
+    r = site.tq("--yes", "retry", f"jid={jid} and error")
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{jid} 1 ann t1 error") and lines[0].endswith(" retried")
+    assert site.states(jid) == ["ready", "ready"]
+    assert site.jobrow(jid)["numerror"] == 0
+
+
+def test_prompts_read_stdin_empty_is_yes(site):
+    jid = site.job(3)
+    bl = Blade(site.conn, slots=3)
+    for j, t in bl.claim():
+        bl.finish(j, t, 1)
+    assert site.states(jid) == ["error"] * 3
+    r = site.tq("skip", str(jid), "1", "2", "3", input="\nn\nyes\n")
+    assert r.stderr.count("Skip this task? yes/no [y]: ") == 3
+    assert site.states(jid) == ["done", "error", "done"]
+    assert [ln.split()[-1] for ln in r.stdout.splitlines() if ln.endswith("skipped")] == ["skipped", "skipped"]
+    # end of input is no
+    site.tq("retry", str(jid), "2", input="")
+    assert site.states(jid) == ["done", "error", "done"]
+
+
+def test_force_is_needed_for_other_users_jobs(site):
+    jid = site.job(1, owner="bob")
+    fail_one(site, jid)
+    r = site.tq("--yes", "retry", str(jid), "1", status=8)
+    assert "not job owner; use tq --force" in r.stderr
+    assert site.states(jid) == ["error"]
+    site.tq("--force", "--yes", "retry", "error")
+    assert site.states(jid) == ["ready"]
+    assert site.tq("--yes", "retry", "error").stderr.strip() == "no tasks found"
+
+
+def test_resume_and_kill(site):
+    jid = site.job(2)
+    bl = Blade(site.conn, slots=2)
+    bl.claim()
+    assert site.states(jid) == ["active", "active"]
+    site.tq("kill", "--yes", str(jid), "1")
+    assert site.states(jid) == ["error", "active"]
+    site.tq("resume", "--yes", str(jid), "1")
+    assert site.states(jid) == ["ready", "active"]
+    assert site.one("SELECT recover FROM tasks WHERE jid = %s AND tid = 1", jid)["recover"] is True
+
+
+def test_an_operation_without_a_clause_prints_its_help(site):
+    r = site.tq("retry", status=2)
+    assert "Usage:" in r.stdout and "retry" in r.stdout
+
+
+# --- job operations ------------------------------------------------------------------
+
+
+def test_pause_unpause_delay_undelay_lock(site):
+    jid = site.job(1)
+    assert site.tq("--yes", "pause", str(jid)).stdout.strip().endswith("paused")
+    assert site.jobrow(jid)["pausetime"] is not None
+    assert Blade(site.conn).claim() == []  # paused: nothing dispatched
+    site.tq("--yes", "unpause", str(jid))
+    assert site.jobrow(jid)["pausetime"] is None
+    site.tq("--yes", "delay", "-t", "3/25|10:30am", str(jid))
+    t = site.jobrow(jid)["aftertime"]
+    assert (t.month, t.day) == (3, 25)
+    site.tq("--yes", "undelay", str(jid))
+    assert site.jobrow(jid)["aftertime"] is None
+    assert site.tq("--yes", "delay", "-t", "notatime", str(jid), status=11).stderr.count("\n") == 1
+    site.tq("--yes", "lock", "-n", "mine now", str(jid))
+    row = site.jobrow(jid)
+    assert (row["lockowner"], row["locknote"]) == ("ann", "mine now") and row["locktime"] is not None
+    site.tq("--yes", "unlock", str(jid))
+    assert site.jobrow(jid)["lockowner"] is None
+
+
+def test_chpri_chcrews_jattr_jobdump(site):
+    jid = site.job(2)
+    assert site.tq("--yes", "chpri", "-p", "250", str(jid)).stdout.rstrip().endswith("priority changed")
+    assert site.jobrow(jid)["priority"] == 250
+    assert {r["priority"] for r in site.all("SELECT priority FROM ready WHERE jid = %s", jid)} == {250}
+    site.tq("--yes", "chcrews", "-k", "a,b", str(jid))
+    assert site.jobrow(jid)["crews"] == ["a", "b"]
+    site.tq("--yes", "chcrews", "--add", "c", "-r", "a", str(jid))
+    assert site.jobrow(jid)["crews"] == ["b", "c"]
+    site.tq("--yes", "jattr", "-k", "comment", "-v", "for review", str(jid))
+    assert site.jobrow(jid)["comment"] == "for review"
+    site.tq("--yes", "jattr", "-k", "tags", "-a", "hero,fx", str(jid))
+    site.tq("--yes", "jattr", "-k", "tags", "-r", "fx", str(jid))
+    assert site.jobrow(jid)["tags"] == ["hero"]
+    site.tq("--yes", "jattr", "-k", "maxactive", "-v", "3", str(jid))
+    assert site.jobrow(jid)["maxactive"] == 3
+    site.tq("--yes", "jattr", "-k", "afterjids", "-v", "1,2", str(jid))
+    assert site.jobrow(jid)["afterjids"] == [1, 2]
+    assert site.tq("--yes", "jattr", "-k", "owner", "-v", "x", str(jid), status=11)
+    site.conn.execute("UPDATE jobs SET script = 'Job -title {x}' WHERE jid = %s", (jid,))
+    r = site.tq("jobdump", str(jid), user="someone-else")
+    assert r.stdout == "Job -title {x}\n"
+
+
+def test_interrupt_restart_errors_delete_undelete(site):
+    jid = site.job(3)
+    bl = Blade(site.conn, slots=2)
+    got = bl.claim()
+    bl.finish(*got[0], 1)  # t1 error, t2 active, t3 ready
+    assert site.states(jid) == ["error", "active", "ready"]
+    site.tq("--yes", "interrupt", str(jid))
+    assert site.states(jid) == ["error", "error", "ready"] and site.jobrow(jid)["pausetime"] is not None
+    site.tq("--yes", "unpause", str(jid))
+    site.tq("--yes", "skipallerrs", str(jid))
+    assert site.states(jid) == ["done", "done", "ready"]
+    site.tq("--yes", "restart", str(jid))
+    assert site.states(jid) == ["ready", "ready", "ready"]
+    bl2 = Blade(site.conn, name="b2", slots=1)
+    bl2.finish(*bl2.claim()[0], 2)
+    assert site.states(jid).count("error") == 1
+    site.tq("--yes", "retryallerrs", str(jid))
+    assert site.states(jid) == ["ready", "ready", "ready"]
+    bl2.claim()
+    assert "active" in site.states(jid)
+    site.tq("--yes", "delete", str(jid))
+    assert site.jobrow(jid)["deletetime"] is not None
+    assert "active" not in site.states(jid)
+    assert site.tq("jobs", str(jid)).stderr.strip() == "no jobs found"
+    assert site.tq("-a", "jobs", "--nh", str(jid)).stdout.split()[0] == str(jid)
+    site.tq("--yes", "undelete", str(jid))
+    assert site.jobrow(jid)["deletetime"] is None
+
+
+# --- blade operations ------------------------------------------------------------------
+
+
+def test_nimby_unnimby_eject_delist(site):
+    jid = site.job(1)
+    bl = Blade(site.conn, name="b1", slots=1)
+    site.tq("--yes", "nimby", "name=b1")
+    assert site.one("SELECT nimby FROM blades WHERE name = 'b1'")["nimby"] == "1"
+    site.tq("--yes", "nimby", "--allow", "ann", "name=b1")
+    assert site.one("SELECT nimby FROM blades WHERE name = 'b1'")["nimby"] == "ann"
+    r = site.tq("--yes", "unnimby", "name=b1")
+    assert r.stdout.rstrip().endswith("unnimbied")
+    assert site.one("SELECT nimby FROM blades WHERE name = 'b1'")["nimby"] == ""
+    bl.claim()
+    assert site.states(jid) == ["active"]
+    site.tq("--yes", "eject", "name=b1")
+    assert site.states(jid) == ["ready"]
+    site.tq("--yes", "delist", "name=b1")
+    assert site.tq("blades").stderr.strip() == "no blades found"
+    assert "b1" in site.tq("-a", "blades").stdout

@@ -29,8 +29,9 @@ import io
 import json
 import re
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 # Tractor's header names for some default columns
 HEADERS = {"numblocked": "blkd", "numready": "redy", "numactive": "actv", "numerror": "err", "numdone": "done",
@@ -108,7 +109,7 @@ class Style:
 
 
 def _duration(secs: float) -> str:
-    s = int(round(secs))
+    s = round(secs)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 

@@ -26,11 +26,18 @@ This module imports click only at import time: `tq --help` stays cheap.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import click
 
-from .common import CONTEXT_SETTINGS, get_context, make_main, site_options, version_option
+from .common import (
+    CONTEXT_SETTINGS,
+    get_context,
+    make_main,
+    site_options,
+    version_option,
+)
 
 PROG = "tq"
 DEFAULT_LIMIT = 1000  # Tractor's EngineDB MaxRows: listings show at most this many rows without --limit
@@ -49,7 +56,7 @@ Examples:
   tq pause 12                           stop dispatching job 12
   tq chpri -p 200 12                    set job 12's priority
   tq log 12 4                           the output of task 4 of job 12
-  tq nimby --allow ann b17              blade b17 takes only ann's jobs
+  tq nimby --allow ann name=b17         blade b17 takes only ann's jobs
   tq help queries                       the search clause language
 
 \b
@@ -162,7 +169,7 @@ def _opts() -> dict[str, Any]:
 class TqGroup(click.Group):
     """Subcommands in the order they were added; `cmds`/`invos` and the like as aliases."""
 
-    aliases: dict[str, str] = {}
+    aliases: ClassVar[dict[str, str]] = {}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
@@ -308,6 +315,319 @@ for _sub, _help, _ex in (
 ):
     command.add_command(_make_listing(_sub, _help, _ex))
 TqGroup.aliases.update(LISTING_ALIASES)
+
+
+
+# --- operations ------------------------------------------------------------------------
+#
+# An operation selects its targets with a clause over its entity, checks the
+# owner (unless --force), asks (unless --yes), acts, and prints each target's
+# row with a result word.
+
+_ENTITY_OF = {"job": "jobs", "task": "tasks", "blade": "blades"}
+# hidden keys each target row carries: (id keys, owner key or None)
+_KEYS = {"job": (("jid",), "owner"), "task": (("jid", "tid"), "Job.owner"), "blade": (("bladeid", "name"), None)}
+
+
+def _ask(question: str) -> bool:
+    click.echo(f"{question} yes/no [y]: ", err=True, nl=False)
+    line = sys.stdin.readline()
+    if not line:
+        click.echo("", err=True)
+        return False
+    return line.strip().lower() in ("", "y", "yes")
+
+
+def _operate(entity: str, words: tuple[str, ...], *, question: str, word: str, sortby: tuple[str, ...],
+             act: Callable[[Any, list[dict]], None], per_job: bool = False, force: bool = False,
+             yes: bool = False, archives: bool | None = None, show: bool = True) -> int:
+    """Select the targets of an operation and run `act(conn, rows)` on them: once per
+    job with all its rows when `per_job`, else once per row (a one-row list)."""
+    from ..errors import ExitStatus
+    from ..query import clause_from_words
+    from . import render
+
+    ctx = get_context()
+    clctx = click.get_current_context()
+    clause = clause_from_words(entity, words)
+    if not clause.strip():
+        click.echo(clctx.get_help())
+        return int(ExitStatus.USAGE)
+    o = _opts()
+    force = force or bool(o.get("force"))
+    yes = yes or bool(o.get("yes"))
+    sub = _ENTITY_OF[entity]
+    cols = render.columns(None, LISTINGS[sub][1])
+    ids, owner_key = _KEYS[entity]
+    rows = _select(entity, clause, cols, sortby, extra=ids + ((owner_key,) if owner_key else ()),
+                   archives=archives)
+    if not rows:
+        click.echo(f"no {sub} found", err=True)
+        return 0
+    style = _style()
+    user = _user()
+    refused = False
+    chosen: list[dict] = []
+    for row in rows:
+        line = render.row_line(row, cols, style)
+        if owner_key and not force and row[owner_key] != user:
+            ctx.out(line)
+            click.echo(f"{PROG}: not job owner; use tq --force", err=True)
+            refused = True
+            continue
+        if not yes:
+            ctx.out(line)
+            if not _ask(question):
+                continue
+        chosen.append(row)
+    conn = ctx.connection()
+    if per_job:
+        groups: dict[Any, list[dict]] = {}
+        for row in chosen:
+            groups.setdefault(row["jid"], []).append(row)
+        batches = list(groups.values())
+    else:
+        batches = [[row] for row in chosen]
+    for batch in batches:
+        act(conn, batch)
+        if show:
+            for row in batch:
+                ctx.out(f"{render.row_line(row, cols, style)} {word}")
+    return int(ExitStatus.PERMISSION) if refused else 0
+
+
+def _op_command(name: str, help: str, example: str, *, short_a: bool = True,
+                extra: tuple[Callable, ...] = ()) -> Callable:
+    """A subcommand taking a clause, with the global options and `extra` ones."""
+
+    def deco(f: Callable) -> click.Command:
+        f = global_options(short_a=short_a)(f)
+        for o in reversed(extra):
+            f = o(f)
+        f = click.argument("words", nargs=-1, metavar="[CLAUSE...]")(f)
+        cmd = click.command(name, context_settings=CONTEXT_SETTINGS, help=help,
+                            epilog=f"\b\nExamples:\n{example}")(f)
+        command.add_command(cmd)
+        return cmd
+
+    return deco
+
+
+# task operations: (name, help, example, question, result word, dispatch function, kwargs)
+_TASK_OPS = (
+    ("retry", "Retry tasks: an active one is killed; it and every task depending on it start over.",
+     "  tq retry 12 4\n  tq retry --yes \"jid=12 and error\"", "Retry this task?", "retried", "retry", {}),
+    ("resume", "Resume tasks: like retry, but a recover run (%r = 1), on the same blade with -resumepin.",
+     "  tq resume 12 4", "Resume this task?", "resumed", "retry", {"recover": True}),
+    ("skip", "Skip tasks: mark them done so the tasks waiting for them go on.",
+     "  tq skip 12 4\n  tq skip --yes \"jid=12 and error\"", "Skip this task?", "skipped", "skip", {}),
+    ("kill", "Kill the running command of tasks; they are left in error.",
+     "  tq kill 12 4\n  tq kill \"jid=12 and active\"", "Kill this task?", "killed", "kill", {}),
+)
+
+
+def _make_task_op(name, help, example, question, word, fn, kw):
+    @_op_command(name, help, example)
+    def cmd(words) -> int:
+        from ..db import dispatch
+
+        def act(conn, rows):
+            getattr(dispatch, fn)(conn, rows[0]["jid"], [r["tid"] for r in rows], **kw)
+
+        return _operate("task", words, question=question, word=word, sortby=("-Job.priority", "Job.spooltime"),
+                        act=act, per_job=True)
+
+
+for _t in _TASK_OPS:
+    _make_task_op(*_t)
+
+
+def _job_op(name: str, help: str, example: str, question: str, word: str, fn: Callable[..., Any], *,
+            sortby: tuple[str, ...] = ("priority", "-spooltime"), archives: bool | None = None) -> None:
+    """A job operation calling `fn(conn, jid)`."""
+
+    @_op_command(name, help, example)
+    def cmd(words) -> int:
+        return _operate("job", words, question=question, word=word, sortby=sortby, archives=archives,
+                        act=lambda conn, rows: fn(conn, rows[0]["jid"]))
+
+
+def _ops():
+    from ..db import ops
+
+    return ops
+
+
+_job_op("pause", "Pause jobs: no new commands start (running ones go on).", "  tq pause 12\n  tq pause mine",
+        "Pause this job?", "paused", lambda c, j: _ops().pause(c, j))
+_job_op("unpause", "Unpause jobs.", "  tq unpause 12", "Unpause this job?", "unpause",
+        lambda c, j: _ops().unpause(c, j))
+_job_op("interrupt", "Interrupt jobs: kill their active tasks (left in error) and pause them.",
+        "  tq interrupt 12", "Interrupt this job?", "interrupted", lambda c, j: _ops().interrupt(c, j))
+_job_op("restart", "Restart jobs from the beginning: active tasks are killed, every task starts over.",
+        "  tq restart 12", "Restart this job?", "restarted", lambda c, j: _ops().restart(c, j))
+_job_op("retryallerrs", "Retry all error tasks of jobs.", "  tq retryallerrs 12\n  tq retryallerrs mine error",
+        "Retry all errors of this job?", "retried all errors", lambda c, j: _ops().retry_errors(c, j),
+        sortby=("-priority", "spooltime"))
+_job_op("skipallerrs", "Skip all error tasks of jobs.", "  tq skipallerrs 12", "Skip all errors of this job?",
+        "skipped all errors", lambda c, j: _ops().skip_errors(c, j), sortby=("-priority", "spooltime"))
+_job_op("delete", "Delete jobs: kill their active tasks and take them out of the queue (archived).",
+        "  tq delete 12\n  tq delete --yes \"mine and done\"", "Delete this job?", "deleted",
+        lambda c, j: _ops().delete(c, j))
+_job_op("undelete", "Undelete (restore) archived jobs; restart or retry them to run again.",
+        "  tq undelete 12", "Undelete this job?", "undeleted", lambda c, j: _ops().undelete(c, j), archives=True)
+_job_op("undelay", "Clear the delay of jobs: they may start at once.", "  tq undelay 12",
+        "Undelay this job?", "un-delayed", lambda c, j: _ops().set_aftertime(c, j, None))
+_job_op("unlock", "Unlock jobs.", "  tq unlock 12", "Unlock this job?", "unlocked",
+        lambda c, j: _ops().unlock(c, j))
+
+
+@_op_command("chpri", "Change the priority of jobs.", "  tq chpri -p 200 12\n  tq chpri --priority 50 mine",
+             extra=(click.option("-p", "--priority", type=float, required=True, metavar="FLOAT",
+                                 help="The new priority."),))
+def _chpri(words, priority) -> int:
+    return _operate("job", words, question="Change the priority of this job?", word="priority changed",
+                    sortby=("-priority", "spooltime"), act=lambda c, rows: _ops().set_priority(c, rows[0]["jid"],
+                                                                                               priority))
+
+
+def _parse_when(text: str):
+    import datetime as dt
+
+    from ..errors import BadInput
+    from ..query import parse_time
+    from ..query.errors import ClauseError
+
+    try:
+        return parse_time(text, dt.datetime.now().astimezone())
+    except (ClauseError, ValueError) as exc:
+        raise BadInput(f"bad time {text!r}: {exc}",
+                       hint="forms: 10am, 5pm, 3/25, 3/25|12pm, 3/25|10:30am, +2h") from None
+
+
+@_op_command("delay", "Delay jobs: they do not start before TIME.",
+             "  tq delay -t 10pm 12\n  tq delay --time '3/25|10:30am' mine",
+             extra=(click.option("-t", "--time", "when", required=True, metavar="TIME",
+                                 help="Not before TIME: 10am, 5pm, 3/25, 3/25|12pm, 3/25|10:30am."),))
+def _delay(words, when) -> int:
+    t = _parse_when(when)
+    return _operate("job", words, question="Delay this job?", word="delayed", sortby=("priority", "-spooltime"),
+                    act=lambda c, rows: _ops().set_aftertime(c, rows[0]["jid"], t))
+
+
+@_op_command("lock", "Lock jobs against other users' edits.", "  tq lock -n 'checking frames' 12",
+             extra=(click.option("-n", "--note", default="", metavar="TEXT", help="Why it is locked."),))
+def _lock(words, note) -> int:
+    user = _user()
+    return _operate("job", words, question="Lock this job?", word="locked", sortby=("priority", "-spooltime"),
+                    act=lambda c, rows: _ops().lock(c, rows[0]["jid"], user, note))
+
+
+def _list_arg(values) -> list[str]:
+    return _split(values)
+
+
+@_op_command("chcrews", "Set, add or remove the crews of jobs.",
+             "  tq chcrews -k lighting,fx 12\n  tq chcrews --add fx 12", short_a=False,
+             extra=(click.option("-k", "--crews", "set_", multiple=True, metavar="LIST", help="Set the crews."),
+                    click.option("-a", "--add", multiple=True, metavar="LIST", help="Add crews."),
+                    click.option("-r", "--remove", multiple=True, metavar="LIST", help="Remove crews.")))
+def _chcrews(words, set_, add, remove) -> int:
+    if not (set_ or add or remove):
+        raise click.UsageError("one of -k/--crews, -a/--add, -r/--remove is needed")
+
+    def act(conn, rows):
+        jid = rows[0]["jid"]
+        crews = _list_arg(set_) if set_ else list(_ops().lists(conn, jid)["crews"])
+        crews += [x for x in _list_arg(add) if x not in crews]
+        crews = [x for x in crews if x not in _list_arg(remove)]
+        _ops().set_crews(conn, jid, crews)
+
+    return _operate("job", words, question="Change the crews of this job?", word="crews changed",
+                    sortby=("-priority", "spooltime"), act=act)
+
+
+@_op_command("jattr", "Set a job attribute (title, comment, metadata, maxactive, priority, tags, projects, "
+             "envkey, crews, afterjids).",
+             "  tq jattr -k comment -v 'for review' 12\n  tq jattr -k tags --add hero 12", short_a=False,
+             extra=(click.option("-k", "--key", required=True, metavar="ATTR", help="The attribute."),
+                    click.option("-v", "--value", metavar="VALUE", help="Its new value (lists: comma-separated)."),
+                    click.option("-a", "--add", metavar="LIST", help="Add to a list attribute."),
+                    click.option("-r", "--remove", metavar="LIST", help="Remove from a list attribute.")))
+def _jattr(words, key, value, add, remove) -> int:
+    from ..db.ops import JOB_ATTRS
+    from ..errors import BadInput
+
+    kind = JOB_ATTRS.get(key)
+    if kind is None:
+        raise BadInput(f"jattr cannot set {key!r}", hint=f"settable: {', '.join(JOB_ATTRS)}")
+    if (value is None) == (add is None and remove is None):
+        raise click.UsageError("give -v/--value, or -a/--add and/or -r/--remove")
+    if (add or remove) and kind not in ("list", "ints"):
+        raise click.UsageError(f"-a/-r need a list attribute, and {key} is not one")
+
+    def convert(items):
+        try:
+            return [int(x) for x in items] if kind == "ints" else list(items)
+        except ValueError:
+            raise BadInput(f"{key} takes job ids, not {','.join(items)!r}") from None
+
+    def scalar():
+        try:
+            return {"int": int, "float": float}.get(kind, str)(value)
+        except ValueError:
+            raise BadInput(f"{key} takes a number, not {value!r}") from None
+
+    new = scalar() if value is not None and kind not in ("list", "ints") else None
+
+    def act(conn, rows):
+        jid = rows[0]["jid"]
+        if kind in ("list", "ints"):
+            if value is not None:
+                items = convert(_split([value]))
+            else:
+                items = list(_ops().lists(conn, jid)[key])
+                items += [x for x in convert(_split([add or ""])) if x not in items]
+                gone = convert(_split([remove or ""]))
+                items = [x for x in items if x not in gone]
+            _ops().set_attr(conn, jid, key, items)
+        else:
+            _ops().set_attr(conn, jid, key, new)
+
+    return _operate("job", words, question=f"Change {key} of this job?", word=f"{key} changed",
+                    sortby=("-priority", "spooltime"), act=act)
+
+
+@_op_command("jobdump", "Print the job scripts of jobs as they were spooled.", "  tq jobdump 12")
+def _jobdump(words) -> int:
+    ctx = get_context()
+
+    def act(conn, rows):
+        text = _ops().script(conn, rows[0]["jid"])
+        ctx.out((text or "").rstrip("\n"))
+
+    return _operate("job", words, question="", word="", sortby=("jid",), act=act, force=True, yes=True,
+                    show=False)
+
+
+# blade operations
+def _blade_op(name: str, help: str, example: str, question: str, word: str, fn: Callable, extra=()) -> None:
+    @_op_command(name, help, example, extra=extra)
+    def cmd(words, **kw) -> int:
+        return _operate("blade", words, question=question, word=word, sortby=("name", "ipaddr"),
+                        act=lambda c, rows: fn(c, rows[0]["bladeid"], **kw))
+
+
+_blade_op("nimby", "Close blades to other jobs: only jobs spooled from the blade's host, or with --allow "
+          "only that user's.", "  tq nimby name=b17\n  tq nimby --allow ann name=b17", "Nimby this blade?", "nimbied",
+          lambda c, b, allow=None: _ops().set_nimby(c, b, allow or "1"),
+          extra=(click.option("--allow", metavar="USER", help="Take only USER's jobs."),))
+_blade_op("unnimby", "Open blades to every job again.", "  tq unnimby name=b17", "Unnimby this blade?", "unnimbied",
+          lambda c, b: _ops().set_nimby(c, b, ""))
+_blade_op("eject", "Retry the tasks blades are running now (they run again elsewhere or later).",
+          "  tq eject name=b17", "Eject the tasks of this blade?", "ejected", lambda c, b: _ops().eject(c, b))
+_blade_op("delist", "Remove blades from the list of registered blades (until they register again).",
+          "  tq delist name=b17", "Delist this blade?", "delist", lambda c, b: _ops().delist(c, b))
 
 
 main = make_main(command, PROG)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import dispatch, queries
 
@@ -21,7 +22,7 @@ JOB_ATTRS = {"title": "text", "comment": "text", "metadata": "text", "maxactive"
              "projects": "list", "envkey": "list", "crews": "list", "afterjids": "ints", "priority": "float"}
 
 
-def tids(conn: "psycopg.Connection", jid: int, states: Sequence[str] | None = None) -> list[int]:
+def tids(conn: psycopg.Connection, jid: int, states: Sequence[str] | None = None) -> list[int]:
     return conn.execute(queries.get("tq_job_tasks"), {"jid": jid, "states": list(states) if states else None}
                         ).fetchone()["tids"]
 
@@ -104,6 +105,12 @@ def set_attr(conn, jid: int, key: str, value) -> bool:
     params = {"jid": jid, "key": key, "text": None, "int": None, "list": None, "ints": None}
     params[kind] = value
     return _one(conn, "tq_job_attr", **params)
+
+
+def lists(conn, jid: int) -> dict:
+    """The list attributes of a job (tags, projects, envkey, crews, afterjids); {} if no such job."""
+    row = conn.execute(queries.get("tq_job_lists"), {"jid": jid}).fetchone()
+    return dict(row) if row else {}
 
 
 def script(conn, jid: int) -> str | None:

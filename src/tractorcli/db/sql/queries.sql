@@ -324,3 +324,6 @@ UPDATE jobs SET
     crews     = CASE WHEN %(key)s = 'crews' THEN %(list)s::text[] ELSE crews END,
     afterjids = CASE WHEN %(key)s = 'afterjids' THEN %(ints)s::bigint[] ELSE afterjids END
 WHERE jid = %(jid)s RETURNING jid
+
+-- name: tq_job_lists
+SELECT tags, projects, envkey, crews, afterjids FROM jobs WHERE jid = %(jid)s
