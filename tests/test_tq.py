@@ -330,3 +330,33 @@ def test_nimby_unnimby_eject_delist(site):
     site.tq("--yes", "delist", "name=b1")
     assert site.tq("blades").stderr.strip() == "no blades found"
     assert "b1" in site.tq("-a", "blades").stdout
+
+
+# --- log, ping, help -------------------------------------------------------------------
+
+
+def test_log_lasttry_unique_and_missing(site):
+    jid = site.job(2)
+    d = site.data / "cmd-logs" / "ann" / f"J{jid}"
+    d.mkdir(parents=True)
+    (d / "T1.log").write_text("====[run 1]====\nfirst\n\n====[run 2]====\nsecond\n")
+    assert site.tq("log", str(jid), "1").stdout == "====[run 1]====\nfirst\n\n====[run 2]====\nsecond\n"
+    assert site.tq("log", "-l", str(jid), "1").stdout == "====[run 2]====\nsecond\n"
+    out = site.tq("log", "-u", "-l", str(jid), "1", user="bob").stdout  # logs need no --force
+    assert out.splitlines() == [f"[ann {jid} 1] ====[run 2]====", f"[ann {jid} 1] second"]
+    r = site.tq("log", str(jid), "2", status=7)
+    assert "no log for task" in r.stderr
+    r = site.tq("log", str(jid))  # several tasks: a header before each log
+    assert r.stdout.startswith(f"==== ann {jid} 1 t1 ====\n") and "no log for task" in r.stderr
+    assert site.tq("log", "-f", str(jid), "1").stdout.endswith("second\n")  # not active: returns at once
+
+
+def test_ping_help_aliases_attributes(site):
+    assert "is reachable" in site.tq("ping").stdout
+    assert "regular" in site.tq("help", "queries").stdout
+    assert "Usage: tq retry" in site.tq("help", "retry").stdout
+    assert site.tq("help", "nosuch", status=2).stderr.startswith("tq: ")
+    assert "mine" in site.tq("aliases").stdout
+    out = site.tq("attributes", "tasks").stdout
+    assert out.startswith("Task (tasks):") and "retrycount" in out
+    assert "Blade (blades):" in site.tq("help", "attributes").stdout

@@ -630,6 +630,202 @@ _blade_op("delist", "Remove blades from the list of registered blades (until the
           "  tq delist name=b17", "Delist this blade?", "delist", lambda c, b: _ops().delist(c, b))
 
 
+
+# --- logs, ping, help ------------------------------------------------------------------
+
+
+@_op_command("log", "Print the output logs of tasks (JID TID, or a clause); -f follows an active task's log.",
+             "  tq log 12 4\n  tq log -f 12 4\n  tq log -u \"jid=12 and error\"",
+             extra=(click.option("-l", "--lasttry", is_flag=True, help="Only the output of the last run."),
+                    click.option("-u", "--unique", is_flag=True, help="Prefix each line with [user jid tid]."),
+                    click.option("-n", "--nh", "--noheader", "noheader", is_flag=True,
+                                 help="No header line before each task's log."),
+                    click.option("-f", "--follow", is_flag=True,
+                                 help="Keep printing what an active task writes until it ends.")))
+def _log(words, lasttry, unique, noheader, follow) -> int:
+    from ..blade.profile import default_profile
+    from ..errors import ExitStatus
+
+    ctx = get_context()
+    profile = default_profile(ctx.settings.data_dir)
+    found: list[dict] = []
+
+    def collect(conn, rows):
+        found.extend(rows)
+
+    status = _operate("task", words, question="", word="", sortby=("jid", "tid"), act=collect, per_job=True,
+                      force=True, yes=True, show=False)
+    if status or not found:
+        return status
+    missing = 0
+    for row in found:
+        jid, tid, owner = row["jid"], row["tid"], row["Job.owner"]
+        path = profile.log_path(owner, jid, tid)
+        if not path.is_file():
+            click.echo(f"{PROG}: no log for task {jid} {tid} ({path})", err=True)
+            missing += 1
+            continue
+        if len(found) > 1 and not noheader:
+            ctx.out(f"==== {owner} {jid} {tid} {row.get('title', '')} ====")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if lasttry:
+            start = text.rfind("====[")
+            text = text[start:] if start >= 0 else text
+        for line in text.splitlines():
+            ctx.out(f"[{owner} {jid} {tid}] {line}" if unique else line)
+        if follow and len(found) == 1:
+            _follow(ctx, path, len(text.encode("utf-8", errors="replace")), jid, tid,
+                    (f"[{owner} {jid} {tid}] " if unique else ""))
+    return int(ExitStatus.NOT_FOUND) if missing == len(found) else 0
+
+
+def _follow(ctx, path, offset: int, jid: int, tid: int, prefix: str) -> None:
+    """Print what is appended to `path` while the task is active (and once more after)."""
+    import time
+
+    from ..db import queries
+
+    conn = ctx.connection()
+    with open(path, "rb") as f:
+        f.seek(offset)
+        buf = b""
+        while True:
+            row = conn.execute(queries.get("tq_task_state"), {"jid": jid, "tid": tid}).fetchone()
+            active = row is not None and row["state"] == "active"
+            chunk = f.read()
+            if chunk:
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for ln in lines:
+                    ctx.out(prefix + ln.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+            elif not active:
+                if buf:
+                    ctx.out(prefix + buf.decode("utf-8", errors="replace"))
+                return
+            else:
+                time.sleep(0.25)
+
+
+@command.command("ping", context_settings=CONTEXT_SETTINGS, epilog="\b\nExamples:\n  tq ping")
+def _ping() -> int:
+    """Check that the job database is reachable."""
+    from ..db import queries
+    from ..db.connection import describe
+
+    ctx = get_context()
+    row = ctx.connection().execute(queries.get("tq_ping")).fetchone()
+    ctx.out(f"Job database {describe(ctx.settings)} is reachable as user {row['dbuser']} "
+            f"(database {row['dbname']}); you are {_user()}.")
+    return 0
+
+
+_TOPICS = {
+    "queries": """\
+A search clause selects rows: attribute OP value, joined with and/or/not and
+parentheses.  OP: = == != < <= > >= in like has.  like is a regular
+expression; in takes a list [a b c]; has tests list attributes.  A bare
+attribute is a truth test (tq jobs paused); a bare search alias expands
+(mine, active, error, done, ready, blocked, up, registered ...: tq aliases).
+Times: 10am 5pm 3/15 3/15|4pm -2h -3d.  Sizes and durations: 2GB 90s 3h.
+Qualified names reach related entities: tq tasks "Job.priority > 100".
+Leading numbers are short forms: tq jobs 12 13; tq tasks 12 4 5.""",
+    "sorting": """\
+-s COLS sorts by the columns given (comma-separated); -col sorts descending:
+tq jobs -s -pri,spooled.  --ns leaves the rows unsorted.""",
+    "columns": """\
+-c a,b,c shows those columns; -c +a adds to the defaults, -c -a removes;
+a=W limits a column to W characters, a=W.P prints floats with P decimals.
+tq attributes lists every column of every entity.""",
+    "distinct": """\
+-d COLS prints each distinct combination of those columns once, sorted by
+them: tq jobs -d user; tq tasks -d jid,state error.""",
+    "usage": "tq [GLOBAL OPTIONS] SUBCOMMAND [OPTIONS] [SEARCH CLAUSE ...]",
+}
+
+
+@command.command("help", context_settings=CONTEXT_SETTINGS,
+                 epilog="\b\nExamples:\n  tq help\n  tq help retry\n  tq help queries")
+@click.argument("topic", required=False, metavar="[TOPIC|SUBCOMMAND]")
+def _help(topic: str | None) -> int:
+    """Help on a topic (subcommands, queries, sorting, columns, distinct, aliases, attributes, examples,
+    usage) or a subcommand."""
+    ctx = get_context()
+    clctx = click.get_current_context()
+    group = clctx.parent.command if clctx.parent else command
+    if topic in (None, "subcommands"):
+        ctx.out(clctx.parent.get_help() if clctx.parent else command.get_help(clctx))
+    elif topic in _TOPICS:
+        ctx.out(_TOPICS[topic])
+    elif topic == "examples":
+        ctx.out(EXAMPLES.replace("\b\n", ""))
+    elif topic == "aliases":
+        _aliases_text()
+    elif topic in ("attributes", "fields"):
+        _attributes_text(None)
+    else:
+        sub = group.get_command(clctx, topic)
+        if sub is None:
+            raise click.UsageError(f"no help topic or subcommand {topic!r} "
+                                   f"(topics: subcommands, {', '.join(_TOPICS)}, aliases, attributes, examples)")
+        ctx.out(sub.get_help(click.Context(sub, info_name=topic, parent=clctx.parent)))
+    return 0
+
+
+def _aliases_text() -> None:
+    from ..query import ENTITIES, SEARCH_ALIASES
+
+    ctx = get_context()
+    for key, e in ENTITIES.items():
+        search = SEARCH_ALIASES.get(key, {})
+        if not search and not e.aliases:
+            continue
+        ctx.out(f"{e.name}:")
+        for word, clause in search.items():
+            ctx.out(f"  {word:12} {clause}")
+        for word, attr in e.aliases.items():
+            ctx.out(f"  {word:12} -> {attr}")
+
+
+def _attributes_text(entity: str | None) -> None:
+    from ..query import ENTITIES
+
+    ctx = get_context()
+    for key, e in ENTITIES.items():
+        if entity and key != entity:
+            continue
+        ctx.out(f"{e.name} ({e.plural}):")
+        for a in e.attrs.values():
+            ctx.out(f"  {a.name:16} {a.type:10} {a.doc}".rstrip())
+
+
+@command.command("aliases", context_settings=CONTEXT_SETTINGS, epilog="\b\nExamples:\n  tq aliases")
+def _aliases() -> int:
+    """List the search aliases (mine, active ...) and attribute aliases (user, pri ...)."""
+    _aliases_text()
+    return 0
+
+
+@command.command("attributes", context_settings=CONTEXT_SETTINGS,
+                 epilog="\b\nExamples:\n  tq attributes\n  tq attributes tasks")
+@click.argument("entity", required=False, metavar="[ENTITY]")
+def _attributes(entity: str | None) -> int:
+    """List the attributes (columns) of every entity, or of one (jobs, tasks ...)."""
+    from ..query import entity as entity_of
+
+    key = None
+    if entity:
+        try:
+            key = entity_of(entity).key
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    _attributes_text(key)
+    return 0
+
+
+TqGroup.aliases["fields"] = "attributes"
+
+
 main = make_main(command, PROG)
 
 if __name__ == "__main__":  # pragma: no cover

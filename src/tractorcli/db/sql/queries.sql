@@ -327,3 +327,9 @@ WHERE jid = %(jid)s RETURNING jid
 
 -- name: tq_job_lists
 SELECT tags, projects, envkey, crews, afterjids FROM jobs WHERE jid = %(jid)s
+
+-- name: tq_ping
+SELECT current_user AS dbuser, current_database() AS dbname, version() AS version
+
+-- name: tq_task_state
+SELECT state FROM tasks WHERE jid = %(jid)s AND tid = %(tid)s
