@@ -14,7 +14,7 @@ import json
 import subprocess
 
 import pytest
-from test_blade import Site, clean_env, program
+from test_blade import Site, alive, clean_env, program, sh
 from test_dispatch import Blade
 
 from tractorcli.jobs.model import Command, Task
@@ -360,3 +360,42 @@ def test_ping_help_aliases_attributes(site):
     out = site.tq("attributes", "tasks").stdout
     assert out.startswith("Task (tasks):") and "retrycount" in out
     assert "Blade (blades):" in site.tq("help", "attributes").stdout
+
+
+def test_force_yes_retry_active_kills_and_reruns_on_a_real_blade(site):
+    """The downgrade recipe's `tq --force --yes retry active`: the running process is
+    killed and the task runs again (other users' jobs included)."""
+    jid = site.spool(Task("long", cmds=(sh("echo $$ >> pids.txt; sleep 60 & wait"),)), owner="bob")
+    site.blade("--name", "b1")
+    pids = site.work / "pids.txt"
+
+    def started(n: int) -> list[int]:
+        lines = pids.read_text().split() if pids.exists() else []
+        return [int(x) for x in lines] if len(lines) >= n else []
+
+    first = site.wait(lambda: started(1), msg="the command to start")[0]
+    r = site.tq("--force", "--yes", "retry", "active")
+    assert r.stdout.rstrip().endswith("retried") and f"{jid} 1 bob long active" in r.stdout
+    site.wait(lambda: not alive(first), timeout=10, msg="the first run to be killed")
+    second = site.wait(lambda: started(2), timeout=10, msg="the task to run again")[1]
+    assert second != first and site.states(jid) == ["active"]
+    assert site.one("SELECT retrycount FROM tasks WHERE jid = %s", jid)["retrycount"] == 1
+
+
+def test_plain_format_exactly_and_the_footer(site):
+    a = site.job(1, title="first")
+    b = site.job(1, title="second title", owner="bob")
+    assert (a, b) == (1, 2)  # a fresh database: the job counter starts at 1
+    out = site.tq("jobs", "-c", "jid,user,title,numready,numdone", "-s", "jid").stdout
+    assert out == ("jid user title        redy done\n"
+                   "=== ==== ============ ==== ====\n"
+                   "  1 ann  first           1\n"
+                   "  2 bob  second title    1\n")
+    # a width is an upper bound for text
+    out = site.tq("jobs", "-c", "jid,title=5", "-s", "jid", "--nh").stdout
+    assert out == "1 first\n2 secon\n"
+    for _ in range(38):
+        site.job(1)
+    lines = site.tq("jobs", "-c", "jid", "-s", "jid").stdout.splitlines()
+    assert len(lines) == 2 + 40 + 2 and lines[-2:] == ["===", "jid"]
+    assert site.tq("jobs", "-c", "jid", "--limit", "39").stdout.splitlines()[-1] != "jid"

@@ -271,8 +271,12 @@ def _listing(sub: str, words: tuple[str, ...], cols_opt, sortby, distinct, limit
         sort = [c.name for c in cols]
     else:
         sort = list(default_sort)
-    rows = _select(entity, clause, cols, sort, limit=DEFAULT_LIMIT if limit is None else limit,
-                   distinct=bool(distinct))
+    cap = DEFAULT_LIMIT if limit is None else limit
+    rows = _select(entity, clause, cols, sort, limit=cap + 1 if cap else None, distinct=bool(distinct))
+    if cap and len(rows) > cap:
+        rows = rows[:cap]
+        if limit is None:
+            click.echo(f"{PROG}: showing the first {cap} {noun}; --limit 0 shows all", err=True)
     if not rows:
         click.echo(f"no {noun} found", err=True)
         if form == "json":
