@@ -399,3 +399,52 @@ def test_plain_format_exactly_and_the_footer(site):
     lines = site.tq("jobs", "-c", "jid", "-s", "jid").stdout.splitlines()
     assert len(lines) == 2 + 40 + 2 and lines[-2:] == ["===", "jid"]
     assert site.tq("jobs", "-c", "jid", "--limit", "39").stdout.splitlines()[-1] != "jid"
+
+
+# --- render (no database) -----------------------------------------------------------------
+
+
+def test_column_specs_and_values():
+    import datetime as dt
+
+    from tractorcli.cli import render
+
+    names = lambda cols: [c.name for c in cols]
+    base = ("jid=10", "user", "title")
+    assert names(render.columns(None, base)) == ["jid", "user", "title"]
+    assert names(render.columns("a,b", base)) == ["a", "b"]
+    assert names(render.columns("+numtasks,-user", base)) == ["jid", "title", "numtasks"]
+    cols = render.columns("=jid=3", base)
+    assert cols[0].width == 3
+    spec = render.parse_spec("rss=6.3:red")
+    assert (spec.name, spec.width, spec.precision, spec.color) == ("rss", 6, 3, "red")
+    with pytest.raises(render.SpecError):
+        render.parse_spec("a b")
+    with pytest.raises(render.SpecError):
+        render.columns("-jid,-user,-title", base)
+    style = render.Style()
+    dur = render.ColSpec("elapsedsecs", type="duration", canonical="elapsedsecs")
+    assert render.text_value(3725.0, dur, style) == "1:02:05"
+    assert render.text_value(3725.0, dur, render.Style(raw=True)) == "3725.0"
+    t = dt.datetime(2026, 3, 15, 16, 5, tzinfo=dt.timezone.utc)
+    assert render.text_value(t, render.ColSpec("spooled", type="timestamp"), render.Style(timefmt="%Y")) == "2026"
+    pri = render.parse_spec("pri=4.0")
+    pri.type = "float"
+    assert render.text_value(100.0, pri, style) == "100"
+    assert render.json_value([t]) == ["2026-03-15T16:05:00+00:00"]
+
+
+def test_rich_table_on_a_terminal():
+    from rich.console import Console
+
+    from tractorcli.cli import render
+
+    cols = render.columns(None, ("jid", "state"))
+    cols[0].type, cols[1].canonical = "int", "state"
+    console = Console(record=True, width=80, force_terminal=True)
+    console.print(render.rich_table([{"jid": 1, "state": "error"}], cols, render.Style()))
+    text = console.export_text(styles=True)
+    assert "jid" in text and "error" in text and "\x1b[31m" in text  # errors in red
+    plain = Console(record=True, width=80, force_terminal=True)
+    plain.print(render.rich_table([{"jid": 1, "state": "error"}], cols, render.Style(color=False)))
+    assert "\x1b[31m" not in plain.export_text(styles=True)
