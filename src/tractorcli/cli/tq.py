@@ -635,6 +635,54 @@ _blade_op("delist", "Remove blades from the list of registered blades (until the
 
 
 
+# --- explain ----------------------------------------------------------------------------
+
+
+@command.command("explain", context_settings=CONTEXT_SETTINGS,
+                 epilog="\b\nExamples:\n  tq explain 12 4\n  tq why \"jid=12 and tid=4\"\n"
+                        "  tq explain --json \"jid=12 and not active\"")
+@click.argument("words", nargs=-1, metavar="[CLAUSE...]")
+@global_options
+def _explain(words) -> int:
+    """Say why tasks are not running (also `why`): the subtasks, Instance targets or serial predecessor
+    they wait for; a paused, delayed, deleted job or one at -maxactive; an error; no registered blade
+    matching the service expression (and the keys missing), or every matching blade busy or NIMBY."""
+    from ..db.explain import explain_task
+    from ..errors import ExitStatus
+    from ..query import clause_from_words
+
+    ctx = get_context()
+    clause = clause_from_words("task", words)
+    if not clause.strip():
+        click.echo(click.get_current_context().get_help())
+        return int(ExitStatus.USAGE)
+    rows = _select("task", clause, [], ("jid", "tid"), extra=("jid", "tid"))
+    if not rows:
+        click.echo("no tasks found", err=True)
+        if _opts().get("form") == "json":
+            ctx.out("[]")
+        return 0
+    conn = ctx.connection()
+    found = [w for w in (explain_task(conn, r["jid"], r["tid"]) for r in rows) if w is not None]
+    form = _opts().get("form")
+    if form in ("json", "ndjson"):
+        import json
+
+        if form == "json":
+            ctx.out(json.dumps([w.as_dict() for w in found], indent=2))
+        else:
+            for w in found:
+                ctx.out(json.dumps(w.as_dict()))
+        return 0
+    for w in found:
+        for line in w.lines():
+            ctx.out(line)
+    return 0
+
+
+TqGroup.aliases["why"] = "explain"
+
+
 # --- logs, ping, help ------------------------------------------------------------------
 
 
