@@ -28,6 +28,285 @@ _tq()
             ;;
     esac
     local opts='-y --yes -a --archives --force --nocolor --zeros --raw --tf --timefmt --fulltime --json --ndjson --csv --configdir --config-dir -q --quiet -v --verbose -d --debug --version -h --help'
+    # the subcommand: the first word that is neither an option nor an option's value
+    local i sub=
+    for (( i = 1; i < COMP_CWORD; i++ )); do
+        case ${COMP_WORDS[i]} in
+            =|--tf|--timefmt|--configdir|--config-dir) (( i++ )) ;;
+            -*) ;;
+            *) sub=${COMP_WORDS[i]}; break ;;
+        esac
+    done
+    case $sub in
+        '')
+            if [[ $cur == -* ]]; then
+                COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
+            else
+                COMPREPLY=( $(compgen -W 'jobs tasks commands invocations blades params notes retry resume skip kill pause unpause interrupt restart retryallerrs skipallerrs delete undelete undelay unlock chpri delay lock chcrews jattr jobdump nimby unnimby eject delist explain log ping help aliases attributes cmds fields invos why' -- "$cur") )
+            fi
+            return 0
+            ;;
+        'jobs')
+            case $prev in
+                -c|--cols)
+                    COMPREPLY=( $(compgen -W 'afterjids aftertime assignments avoid comment crews cwd deleted deletetime dirmap editpolicy elapsed elapsedsecs envkey est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata minslots ntasks numactive numblocked numdone numerror numready numtasks owner pausetime phase pil pri priority projects serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username' -- "$cur") )
+                    return 0
+                    ;;
+                -s|--sortby)
+                    COMPREPLY=( $(compgen -W 'afterjids aftertime assignments avoid comment crews cwd deleted deletetime dirmap editpolicy elapsed elapsedsecs envkey est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata minslots ntasks numactive numblocked numdone numerror numready numtasks owner pausetime phase pil pri priority projects serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username' -- "$cur") )
+                    return 0
+                    ;;
+                -d|--distinct|--limit|--delimiter)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            ;;
+        'tasks')
+            case $prev in
+                -c|--cols)
+                    COMPREPLY=( $(compgen -W 'activetime attached chaser cids currcid haslog id jid jobid maxslots metadata minslots preview progress ptids readytime resumeblock resumecount retrycount serialsubtasks service state statetime taskid tid title' -- "$cur") )
+                    return 0
+                    ;;
+                -s|--sortby)
+                    COMPREPLY=( $(compgen -W 'activetime attached chaser cids currcid haslog id jid jobid maxslots metadata minslots preview progress ptids readytime resumeblock resumecount retrycount serialsubtasks service state statetime taskid tid title' -- "$cur") )
+                    return 0
+                    ;;
+                -d|--distinct|--limit|--delimiter)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            ;;
+        'commands')
+            case $prev in
+                -c|--cols)
+                    COMPREPLY=( $(compgen -W 'argv autoretries cid cmdid envkey expand id jid jobid local maxrunsecs maxslots metadata minrunsecs minslots msg refersto resumepin resumewhile retrycodes retryrc retryrcodes runtype samehost service state statetime tags taskid tid' -- "$cur") )
+                    return 0
+                    ;;
+                -s|--sortby)
+                    COMPREPLY=( $(compgen -W 'argv autoretries cid cmdid envkey expand id jid jobid local maxrunsecs maxslots metadata minrunsecs minslots msg refersto resumepin resumewhile retrycodes retryrc retryrcodes runtype samehost service state statetime tags taskid tid' -- "$cur") )
+                    return 0
+                    ;;
+                -d|--distinct|--limit|--delimiter)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            ;;
+        'invocations')
+            case $prev in
+                -c|--cols)
+                    COMPREPLY=( $(compgen -W 'blade bladeid cid cmdid cpu current elapsedapp elapsedreal elapsedsys iid jid jobid limits mem numslots pid rcode recover resumable resumecount retrycount rss starttime stime stoptime taskid tid utime vsz wtime' -- "$cur") )
+                    return 0
+                    ;;
+                -s|--sortby)
+                    COMPREPLY=( $(compgen -W 'blade bladeid cid cmdid cpu current elapsedapp elapsedreal elapsedsys iid jid jobid limits mem numslots pid rcode recover resumable resumecount retrycount rss starttime stime stoptime taskid tid utime vsz wtime' -- "$cur") )
+                    return 0
+                    ;;
+                -d|--distinct|--limit|--delimiter)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            ;;
+        'blades')
+            case $prev in
+                -c|--cols)
+                    COMPREPLY=( $(compgen -W 'availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides slotsinuse starttime status taskcount udi version zone' -- "$cur") )
+                    return 0
+                    ;;
+                -s|--sortby)
+                    COMPREPLY=( $(compgen -W 'availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides slotsinuse starttime status taskcount udi version zone' -- "$cur") )
+                    return 0
+                    ;;
+                -d|--distinct|--limit|--delimiter)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            ;;
+        'params')
+            case $prev in
+                -c|--cols)
+                    COMPREPLY=( $(compgen -W 'name value' -- "$cur") )
+                    return 0
+                    ;;
+                -s|--sortby)
+                    COMPREPLY=( $(compgen -W 'name value' -- "$cur") )
+                    return 0
+                    ;;
+                -d|--distinct|--limit|--delimiter)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            ;;
+        'notes')
+            case $prev in
+                -c|--cols)
+                    COMPREPLY=( $(compgen -W 'itemid itemtype noteid notetext notetime notetype noteuser' -- "$cur") )
+                    return 0
+                    ;;
+                -s|--sortby)
+                    COMPREPLY=( $(compgen -W 'itemid itemtype noteid notetext notetime notetype noteuser' -- "$cur") )
+                    return 0
+                    ;;
+                -d|--distinct|--limit|--delimiter)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            ;;
+        'retry')
+            ;;
+        'resume')
+            ;;
+        'skip')
+            ;;
+        'kill')
+            ;;
+        'pause')
+            ;;
+        'unpause')
+            ;;
+        'interrupt')
+            ;;
+        'restart')
+            ;;
+        'retryallerrs')
+            ;;
+        'skipallerrs')
+            ;;
+        'delete')
+            ;;
+        'undelete')
+            ;;
+        'undelay')
+            ;;
+        'unlock')
+            ;;
+        'chpri')
+            case $prev in
+                -p|--priority)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -p --priority'
+            ;;
+        'delay')
+            case $prev in
+                -t|--time)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -t --time'
+            ;;
+        'lock')
+            case $prev in
+                -n|--note)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -n --note'
+            ;;
+        'chcrews')
+            case $prev in
+                -k|--crews|-a|--add|-r|--remove)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -k --crews -a --add -r --remove --archives'
+            ;;
+        'jattr')
+            case $prev in
+                -k|--key|-v|--value|-a|--add|-r|--remove)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -k --key -v --value -a --add -r --remove --archives'
+            ;;
+        'jobdump')
+            ;;
+        'nimby')
+            case $prev in
+                --allow)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' --allow'
+            ;;
+        'unnimby')
+            ;;
+        'eject')
+            ;;
+        'delist')
+            ;;
+        'explain')
+            ;;
+        'log')
+            opts+=' -l --lasttry -u --unique -n --nh --noheader -f --follow'
+            ;;
+        'ping')
+            ;;
+        'help')
+            ;;
+        'aliases')
+            ;;
+        'attributes')
+            ;;
+        'cmds')
+            case $prev in
+                -c|--cols)
+                    COMPREPLY=( $(compgen -W 'argv autoretries cid cmdid envkey expand id jid jobid local maxrunsecs maxslots metadata minrunsecs minslots msg refersto resumepin resumewhile retrycodes retryrc retryrcodes runtype samehost service state statetime tags taskid tid' -- "$cur") )
+                    return 0
+                    ;;
+                -s|--sortby)
+                    COMPREPLY=( $(compgen -W 'argv autoretries cid cmdid envkey expand id jid jobid local maxrunsecs maxslots metadata minrunsecs minslots msg refersto resumepin resumewhile retrycodes retryrc retryrcodes runtype samehost service state statetime tags taskid tid' -- "$cur") )
+                    return 0
+                    ;;
+                -d|--distinct|--limit|--delimiter)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            ;;
+        'fields')
+            ;;
+        'invos')
+            case $prev in
+                -c|--cols)
+                    COMPREPLY=( $(compgen -W 'blade bladeid cid cmdid cpu current elapsedapp elapsedreal elapsedsys iid jid jobid limits mem numslots pid rcode recover resumable resumecount retrycount rss starttime stime stoptime taskid tid utime vsz wtime' -- "$cur") )
+                    return 0
+                    ;;
+                -s|--sortby)
+                    COMPREPLY=( $(compgen -W 'blade bladeid cid cmdid cpu current elapsedapp elapsedreal elapsedsys iid jid jobid limits mem numslots pid rcode recover resumable resumecount retrycount rss starttime stime stoptime taskid tid utime vsz wtime' -- "$cur") )
+                    return 0
+                    ;;
+                -d|--distinct|--limit|--delimiter)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            ;;
+        'why')
+            ;;
+    esac
     COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
     return 0
 }

@@ -189,7 +189,12 @@ def test_bash_completion_behaviour(prog, tmp_path):
     all_names = {n for o in options for n in names_of(o)}
 
     assert set(bash_complete(script, [prog, "--"], tmp_path)) == {n for n in all_names if n.startswith("--")}
-    assert set(bash_complete(script, [prog, ""], tmp_path)) == all_names
+    command = docgen.load_command(prog)
+    if isinstance(command, click.Group):  # a word that is not an option: the subcommand
+        ctx = click.Context(command, info_name=prog)
+        assert set(command.list_commands(ctx)) <= set(bash_complete(script, [prog, ""], tmp_path))
+    else:
+        assert set(bash_complete(script, [prog, ""], tmp_path)) == all_names
 
     for opt in options:
         if opt.is_flag or opt.count:
@@ -237,6 +242,44 @@ def test_fish_completion_behaviour(prog, tmp_path):
             assert got == ["jobs.tgz"], long
         elif not isinstance(opt.type, click.Choice):
             assert got == [], long
+
+
+def test_group_completion_subcommands_and_attribute_names(tmp_path):
+    """tq: subcommands, their own options, and attribute names after -c/--cols and -s/--sortby."""
+    from tractorcli.query.attributes import attribute_names
+
+    command = docgen.load_command("tq")
+    ctx = click.Context(command, info_name="tq")
+    subcommands = set(command.list_commands(ctx))
+    task_attrs = attribute_names("task", related=False)
+    if shutil.which("bash"):
+        script = file_paths("tq")["bash"]
+        assert set(bash_complete(script, ["tq", ""], tmp_path)) == subcommands | {"cmds", "invos", "why", "fields"}
+        assert bash_complete(script, ["tq", "ta"], tmp_path) == ["tasks"]
+        assert set(bash_complete(script, ["tq", "--json", "--tf", "%c", "tasks", "-c", ""], tmp_path)) == set(task_attrs)
+        assert bash_complete(script, ["tq", "tasks", "--cols", "=", "statet"], tmp_path) == ["statetime"]
+        assert bash_complete(script, ["tq", "jobs", "-s", "numerr"], tmp_path) == ["numerror"]
+        assert bash_complete(script, ["tq", "cmds", "--sortby", "retryrc"], tmp_path) == ["retryrc", "retryrcodes"]
+        longs = set(bash_complete(script, ["tq", "tasks", "jid=1", "--"], tmp_path))
+        assert {"--cols", "--sortby", "--limit", "--yes", "--json"} <= longs
+        assert "--cols" not in bash_complete(script, ["tq", "retry", "--"], tmp_path)
+        assert "--cols" not in bash_complete(script, ["tq", "--"], tmp_path)
+    fish = shutil.which("fish")
+    if fish:
+        script = file_paths("tq")["fish"]
+
+        def complete(line: str) -> list[str]:
+            r = subprocess.run([fish, "--no-config", "-c", f"source {script}; complete -C {_bash_quote(line)}"],
+                               capture_output=True, text=True, cwd=tmp_path, timeout=30)
+            assert r.returncode == 0, r.stderr
+            return [ln.split("\t")[0] for ln in r.stdout.split("\n") if ln]
+
+        assert subcommands <= set(complete("tq "))
+        assert set(complete("tq tasks -c statet")) == {"statetime"}
+        assert "--cols" in complete("tq jobs --")
+        assert "--cols" not in complete("tq --")
+    zsh = file_paths("tq")["zsh"]
+    assert "'tasks')" in read(zsh) and "statetime" in read(zsh)
 
 
 # --- (d) the man page is well formed ----------------------------------------------

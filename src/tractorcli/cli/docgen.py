@@ -89,6 +89,15 @@ class CommandDoc:
     exit_codes: tuple[tuple[int, str], ...]
     notes: tuple[tuple[bool, tuple[str, ...]], ...]
     path_arguments: bool  # a positional argument names files
+    subcommands: tuple[SubcommandDoc, ...] = ()  # a click group's (aliases included), for completion
+
+
+@dataclass(frozen=True)
+class SubcommandDoc:
+    name: str
+    summary: str
+    options: tuple[OptionDoc, ...]  # its own options (not those it shares with the group)
+    path_arguments: bool
 
 
 def load_command(prog: str) -> click.Command:
@@ -164,6 +173,50 @@ def _exit_codes(prog: str, text: str) -> list[tuple[int, str]]:
     return [(int(s), said.get(int(s), GENERIC_EXIT_TEXT[s])) for s in sorted(ExitStatus)]
 
 
+# Options whose value is one of the listed entity's attribute names (tq -c/--cols, -s/--sortby).
+ATTRIBUTE_OPTIONS = frozenset({"--cols", "--sortby"})
+
+
+def _entity_key(name: str) -> str | None:
+    """The query entity a subcommand lists (tq jobs, tasks, cmds, ...), or None."""
+    try:
+        from ..query import attributes
+
+        return attributes.entity(name).key
+    except Exception:  # noqa: BLE001 - not a listing subcommand
+        return None
+
+
+def _subcommands(group: click.Group, ctx: click.Context, shared: set[tuple[str, ...]]) -> tuple[SubcommandDoc, ...]:
+    names = list(group.list_commands(ctx))
+    names += sorted(a for a in getattr(group, "aliases", {}) if a not in names)
+    out = []
+    for name in names:
+        sub = group.get_command(ctx, name)
+        if sub is None or sub.hidden:
+            continue
+        sctx = click.Context(sub, info_name=name, parent=ctx, **sub.context_settings)
+        params = sub.get_params(sctx)
+        entity = _entity_key(name)
+        options = []
+        for p in params:
+            if not isinstance(p, click.Option) or p.hidden:
+                continue
+            doc = _option_doc(p, sctx)
+            if doc.names in shared:
+                continue
+            if entity and ATTRIBUTE_OPTIONS & set(doc.names) and doc.kind == "value":
+                from ..query.attributes import attribute_names
+
+                doc = OptionDoc(doc.names, doc.metavar, doc.help, "choice",
+                                tuple(attribute_names(entity, related=False)), doc.multiple, doc.envvar)
+            options.append(doc)
+        summary = _one_line(sub.short_help or sub.get_short_help_str(limit=80)).rstrip(".")
+        out.append(SubcommandDoc(name, summary, tuple(options), any(
+            isinstance(p, click.Argument) and isinstance(p.type, (click.Path, click.File)) for p in params)))
+    return tuple(out)
+
+
 def describe(prog: str, command: click.Command | None = None) -> CommandDoc:
     command = command if command is not None else load_command(prog)
     ctx = click.Context(command, info_name=prog, **command.context_settings)
@@ -195,6 +248,8 @@ def describe(prog: str, command: click.Command | None = None) -> CommandDoc:
         exit_codes=tuple(_exit_codes(prog, exit_text)),
         notes=tuple(notes),
         path_arguments=path_arguments,
+        subcommands=_subcommands(command, ctx, {o.names for o in options})
+        if isinstance(command, click.Group) else (),
     )
 
 
@@ -308,31 +363,46 @@ def bash_function_name(prog: str) -> str:
     return "_" + re.sub(r"[^A-Za-z0-9_]", "_", prog)
 
 
-def render_bash(doc: CommandDoc) -> str:
-    func = bash_function_name(doc.prog)
+def _bash_cases(options, indent: str = "        ") -> list[str]:
+    """`case $prev in` branches completing the values of `options`."""
     by_kind: dict[str, list[str]] = {"file": [], "dir": [], "value": []}
     choice_cases: list[str] = []
-    for opt in doc.options:
+    for opt in options:
         if opt.kind in by_kind:
             by_kind[opt.kind].extend(opt.names)
         elif opt.kind == "choice":
             words = _sh_single_quote(" ".join(opt.choices))
-            choice_cases += [f"        {'|'.join(opt.names)})",
-                             f'            COMPREPLY=( $(compgen -W {words} -- "$cur") )',
-                             "            return 0", "            ;;"]
+            choice_cases += [f"{indent}{'|'.join(opt.names)})",
+                             f'{indent}    COMPREPLY=( $(compgen -W {words} -- "$cur") )',
+                             f"{indent}    return 0", f"{indent}    ;;"]
     cases: list[str] = []
     for kind, compgen in (("file", "-f"), ("dir", "-d")):
         if by_kind[kind]:
-            cases += [f"        {'|'.join(by_kind[kind])})",
-                      "            local IFS=$'\\n'",
-                      "            compopt -o filenames 2>/dev/null",
-                      f'            COMPREPLY=( $(compgen {compgen} -- "$cur") )',
-                      "            return 0", "            ;;"]
+            cases += [f"{indent}{'|'.join(by_kind[kind])})",
+                      f"{indent}    local IFS=$'\\n'",
+                      f"{indent}    compopt -o filenames 2>/dev/null",
+                      f'{indent}    COMPREPLY=( $(compgen {compgen} -- "$cur") )',
+                      f"{indent}    return 0", f"{indent}    ;;"]
     cases += choice_cases
     if by_kind["value"]:
-        cases += [f"        {'|'.join(by_kind['value'])})",
-                  "            # a value of no particular kind: nothing to offer",
-                  "            return 0", "            ;;"]
+        cases += [f"{indent}{'|'.join(by_kind['value'])})",
+                  f"{indent}    # a value of no particular kind: nothing to offer",
+                  f"{indent}    return 0", f"{indent}    ;;"]
+    return cases
+
+
+def _bash_files(indent: str) -> list[str]:
+    return [f'{indent}if [[ $cur != -* ]]; then',
+            f"{indent}    local IFS=$'\\n'",
+            f"{indent}    compopt -o filenames 2>/dev/null",
+            f'{indent}    COMPREPLY=( $(compgen -f -- "$cur") )',
+            f"{indent}    return 0",
+            f"{indent}fi"]
+
+
+def render_bash(doc: CommandDoc) -> str:
+    func = bash_function_name(doc.prog)
+    cases = _bash_cases(doc.options)
     words = " ".join(n for o in doc.options for n in o.names)
     lines = _header("bash", doc.prog) + [
         "",
@@ -353,15 +423,48 @@ def render_bash(doc: CommandDoc) -> str:
     ]
     if cases:
         lines += ["    case $prev in", *cases, "    esac"]
-    if doc.path_arguments:
-        lines += ['    if [[ $cur != -* ]]; then',
-                  "        local IFS=$'\\n'",
-                  "        compopt -o filenames 2>/dev/null",
-                  '        COMPREPLY=( $(compgen -f -- "$cur") )',
-                  "        return 0",
-                  "    fi"]
+    if doc.subcommands:
+        valued = [n for o in doc.options if o.metavar is not None for n in o.names]
+        skip = "|".join(["=", *valued])
+        lines += [
+            f"    local opts={_sh_single_quote(words)}",
+            "    # the subcommand: the first word that is neither an option nor an option's value",
+            "    local i sub=",
+            "    for (( i = 1; i < COMP_CWORD; i++ )); do",
+            "        case ${COMP_WORDS[i]} in",
+            f"            {skip}) (( i++ )) ;;",
+            "            -*) ;;",
+            "            *) sub=${COMP_WORDS[i]}; break ;;",
+            "        esac",
+            "    done",
+            "    case $sub in",
+            "        '')",
+            '            if [[ $cur == -* ]]; then',
+            '                COMPREPLY=( $(compgen -W "$opts" -- "$cur") )',
+            "            else",
+            "                COMPREPLY=( $(compgen -W "
+            + _sh_single_quote(" ".join(s.name for s in doc.subcommands)) + ' -- "$cur") )',
+            "            fi",
+            "            return 0",
+            "            ;;",
+        ]
+        for sub in doc.subcommands:
+            sub_words = " ".join(n for o in sub.options for n in o.names)
+            sub_cases = _bash_cases(sub.options, " " * 16)
+            lines.append(f"        {_sh_single_quote(sub.name)})")
+            if sub_cases:
+                lines += ["            case $prev in", *sub_cases, "            esac"]
+            if sub.path_arguments:
+                lines += _bash_files(" " * 12)
+            if sub_words:
+                lines.append(f"            opts+={_sh_single_quote(' ' + sub_words)}")
+            lines.append("            ;;")
+        lines += ["    esac"]
+    else:
+        if doc.path_arguments:
+            lines += _bash_files("    ")
+        lines.append(f"    local opts={_sh_single_quote(words)}")
     lines += [
-        f"    local opts={_sh_single_quote(words)}",
         '    COMPREPLY=( $(compgen -W "$opts" -- "$cur") )',
         "    return 0",
         "}",
@@ -376,9 +479,9 @@ def _zsh_escape(text: str) -> str:
     return re.sub(r"([\\\[\]:])", r"\\\1", text)
 
 
-def render_zsh(doc: CommandDoc) -> str:
+def _zsh_specs(options, path_arguments: bool) -> list[str]:
     specs: list[str] = []
-    for opt in doc.options:
+    for opt in options:
         exclusive = "" if opt.multiple or len(opt.names) == 1 else f"({' '.join(opt.names)})"
         repeat = "*" if opt.multiple else ""
         desc = f"[{_zsh_escape(opt.help)}]"
@@ -392,10 +495,40 @@ def render_zsh(doc: CommandDoc) -> str:
         for name in opt.names:
             eq = "=" if opt.metavar is not None and name.startswith("--") else ""
             specs.append(_sh_single_quote(f"{exclusive}{repeat}{name}{eq}{desc}{arg}"))
-    if doc.path_arguments:
+    if path_arguments:
         specs.append(_sh_single_quote("*:file:_files"))
-    lines = [f"#compdef {doc.prog}"] + _header("zsh", doc.prog) + ["", "_arguments -s -S : \\"]
-    lines += [f"  {s} \\" for s in specs[:-1]] + [f"  {specs[-1]}"]
+    return specs
+
+
+def _zsh_arguments(specs: list[str], head: str, indent: str) -> list[str]:
+    if not specs:
+        return [f"{indent}{head}"]
+    return [f"{indent}{head} \\"] + [f"{indent}  {s} \\" for s in specs[:-1]] + [f"{indent}  {specs[-1]}"]
+
+
+def render_zsh(doc: CommandDoc) -> str:
+    specs = _zsh_specs(doc.options, doc.path_arguments and not doc.subcommands)
+    lines = [f"#compdef {doc.prog}"] + _header("zsh", doc.prog) + [""]
+    if not doc.subcommands:
+        lines += _zsh_arguments(specs, "_arguments -s -S :", "")
+        return "\n".join(lines) + "\n"
+    lines += ["local curcontext=$curcontext state line ret=1", "typeset -A opt_args", ""]
+    specs += [_sh_single_quote("1:command:->command"), _sh_single_quote("*::argument:->argument")]
+    # the group's options first, as the tests and readers find them at the top
+    lines += _zsh_arguments(specs, "_arguments -C -s -S :", "")
+    lines[-1] += " && ret=0"
+    lines += ["", "case $state in", "  command)", "    local -a commands", "    commands=("]
+    lines += [f"      {_sh_single_quote(s.name.replace(':', chr(92) + ':') + ':' + s.summary)}" for s in doc.subcommands]
+    lines += ["    )", "    _describe -t commands 'command' commands && ret=0", "    ;;", "  argument)",
+              "    curcontext=${curcontext%:*:*}:" + doc.prog + "-$line[1]:", "    case $line[1] in"]
+    for sub in doc.subcommands:
+        sub_specs = _zsh_specs(sub.options, sub.path_arguments)
+        sub_specs.append(_sh_single_quote("*:argument: "))
+        lines.append(f"      {_sh_single_quote(sub.name)})")
+        lines += _zsh_arguments(sub_specs, "_arguments -s -S :", " " * 8)
+        lines[-1] += " && ret=0"
+        lines.append("        ;;")
+    lines += ["    esac", "    ;;", "esac", "return ret"]
     return "\n".join(lines) + "\n"
 
 
@@ -403,12 +536,12 @@ def _fish_quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def render_fish(doc: CommandDoc) -> str:
-    lines = _header("fish", doc.prog) + [""]
-    if not doc.path_arguments:
-        lines.append(f"complete -c {doc.prog} -f")
-    for opt in doc.options:
-        parts = [f"complete -c {doc.prog}"]
+def _fish_lines(prog: str, options, condition: str | None = None) -> list[str]:
+    lines = []
+    for opt in options:
+        parts = [f"complete -c {prog}"]
+        if condition:
+            parts.append(f"-n {_fish_quote(condition)}")
         for name in opt.names:
             if name.startswith("--"):
                 parts.append(f"-l {name[2:]}")
@@ -426,6 +559,24 @@ def render_fish(doc: CommandDoc) -> str:
             parts.append("-x")
         parts.append("-d " + _fish_quote(opt.help))
         lines.append(" ".join(parts))
+    return lines
+
+
+def render_fish(doc: CommandDoc) -> str:
+    lines = _header("fish", doc.prog) + [""]
+    if not doc.path_arguments or doc.subcommands:
+        lines.append(f"complete -c {doc.prog} -f")
+    lines += _fish_lines(doc.prog, doc.options)
+    if doc.subcommands:
+        lines.append("")
+        for sub in doc.subcommands:
+            lines.append(f"complete -c {doc.prog} -n __fish_use_subcommand -a {_fish_quote(sub.name)} "
+                         f"-d {_fish_quote(sub.summary)}")
+        for sub in doc.subcommands:
+            condition = f"__fish_seen_subcommand_from {sub.name}"
+            if sub.path_arguments:
+                lines.append(f"complete -c {doc.prog} -n {_fish_quote(condition)} -F")
+            lines += _fish_lines(doc.prog, sub.options, condition)
     return "\n".join(lines) + "\n"
 
 
