@@ -1,0 +1,1 @@
+"""Python APIs in the spirit of Tractor's `tractor.api` (query: `tractorcli.api.query`)."""

@@ -1,0 +1,534 @@
+"""Query and operate on the job database from Python, like Tractor's `tractor.api.query`.
+
+    import tractorcli.api.query as tq
+
+    tq.setEngineClientParam(configdir="/farm/config", user="ann")
+    for job in tq.jobs("mine and error", columns=["jid", "title"], sortby=["-priority"]):
+        tq.retryerrors(job)
+    tq.retry("jid=12 and tid=4")
+
+The same search clauses as the `tq` program (`tq help queries`); the same
+function and argument names as Tractor's module.  Listings return lists of
+dicts keyed by the attribute names asked for (joined ones as ``"Job.owner"``);
+``columns=[]`` gives every attribute of the entity.  Operations take a
+clause, a dict (with ``jid``; tasks also ``tid``; blades ``name`` and
+``ipaddr``), or a list of such dicts (the result of a listing), and return the
+targets they acted on.
+
+Where this differs from Tractor (the database is the engine here):
+
+* the connection is the site's job database: `setEngineClientParam` takes
+  ``configdir=`` (else ``$TRACTOR_CONFIGDIR``, else the default site) or
+  ``settings=``; ``hostname``, ``port``, ``password``, ``debug``,
+  ``sessionFilename`` and ``newSession`` are accepted and ignored;
+* ``user`` (default ``$USER``) is who ``mine`` means and who owns what is
+  operated on: operations on another user's job raise `TractorQueryError`
+  and change nothing, unless ``setEngineClientParam(force=True)`` (as
+  ``tq --force``);
+* ``limit=None`` or ``0``: no limit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "InvalidValue",
+    "MissingParameter",
+    "MissingSearchClause",
+    "MissingTargetKey",
+    "PasswordRequired",
+    "SortNotAllowed",
+    "TractorQueryError",
+    "blades",
+    "chcrews",
+    "chpri",
+    "closeEngineClient",
+    "commands",
+    "delay",
+    "delete",
+    "delist",
+    "eject",
+    "interrupt",
+    "invocations",
+    "jattr",
+    "jobdump",
+    "jobs",
+    "kill",
+    "lock",
+    "log",
+    "needsPassword",
+    "nimby",
+    "notes",
+    "params",
+    "pause",
+    "restart",
+    "resume",
+    "retry",
+    "retryactive",
+    "retryerrors",
+    "setEngineClientParam",
+    "skip",
+    "skiperrors",
+    "tasks",
+    "undelay",
+    "undelete",
+    "unlock",
+    "unnimby",
+    "unpause",
+]
+
+
+class TractorQueryError(Exception):
+    """Base of the errors of this module."""
+
+
+class PasswordRequired(TractorQueryError):
+    pass
+
+
+class InvalidValue(TractorQueryError):
+    pass
+
+
+class MissingSearchClause(TractorQueryError):
+    pass
+
+
+class MissingParameter(TractorQueryError):
+    pass
+
+
+class MissingTargetKey(TractorQueryError):
+    pass
+
+
+class SortNotAllowed(TractorQueryError):
+    pass
+
+
+# --- the client ----------------------------------------------------------------------------
+
+_params: dict[str, Any] = {"configdir": None, "settings": None, "user": None, "force": False}
+_conn: Any = None
+
+
+def setEngineClientParam(hostname: str | None = None, port: int | None = None, user: str | None = None,
+                         password: str | None = None, debug: bool | None = None,
+                         sessionFilename: str | None = None, newSession: bool | None = None, *,
+                         configdir: str | None = None, settings: Any = None, force: bool | None = None) -> None:
+    """Choose the job database (`configdir` or `settings`), the user, and whether operations may touch
+    other users' jobs (`force`).  A change of database closes the current connection."""
+    if configdir is not None or settings is not None:
+        closeEngineClient()
+        _params["configdir"] = configdir
+        _params["settings"] = settings
+    if user is not None:
+        _params["user"] = user
+    if force is not None:
+        _params["force"] = bool(force)
+
+
+def closeEngineClient() -> None:
+    global _conn
+    if _conn is not None:
+        try:
+            _conn.close()
+        finally:
+            _conn = None
+
+
+def needsPassword() -> bool:
+    """False: the job database authenticates the account (no engine password)."""
+    return False
+
+
+def _user() -> str:
+    from ..query import default_user
+
+    return _params["user"] or default_user()
+
+
+def _connection():
+    global _conn
+    if _conn is None or _conn.closed:
+        from ..config import load_settings
+        from ..db.connection import connect
+
+        settings = _params["settings"] or load_settings(_params["configdir"])
+        _params["settings"] = settings
+        _conn = connect(settings, autocommit=True)
+    return _conn
+
+
+# --- listings ---------------------------------------------------------------------------
+
+
+def _select(entity: str, search: str, columns: Iterable[str], sortby: Iterable[str], limit: int | None,
+            archive: bool) -> list[dict]:
+    import psycopg
+
+    from ..errors import BadInput
+    from ..query import ENTITIES, build_select, database_error
+
+    if not isinstance(search, str):
+        raise InvalidValue(f"search must be a clause (str), not {type(search).__name__}")
+    if not search.strip():
+        raise MissingSearchClause(f"a search clause is needed to list {ENTITIES[entity].plural}")
+    cols = list(columns) or list(ENTITIES[entity].attrs)
+    try:
+        q = build_select(entity, search, columns=cols, sortby=list(sortby), limit=limit or None,
+                         archives=bool(archive), user=_user())
+    except BadInput as exc:
+        raise InvalidValue(str(exc)) from None
+    try:
+        return [dict(r) for r in _connection().execute(q.sql, q.params).fetchall()]
+    except psycopg.Error as exc:
+        bad = database_error(exc, search)
+        if bad is not None:
+            raise InvalidValue(str(bad)) from None
+        raise
+
+
+def _lister(entity: str, doc: str) -> Callable[..., list[dict]]:
+    def listing(search: str = "", columns: Iterable[str] = (), sortby: Iterable[str] = (),
+                limit: int | None = None, archive: bool = False) -> list[dict]:
+        return _select(entity, search, columns or (), sortby or (), limit, archive)
+
+    listing.__doc__ = doc
+    return listing
+
+
+jobs = _lister("job", "Jobs matching `search`, as dicts of `columns` (all when empty).")
+tasks = _lister("task", "Tasks matching `search`, as dicts of `columns` (all when empty).")
+commands = _lister("command", "Commands matching `search`, as dicts of `columns` (all when empty).")
+invocations = _lister("invocation", "Invocations matching `search`, as dicts of `columns` (all when empty).")
+blades = _lister("blade", "Registered blades (all with archive=True) matching `search`.")
+params = _lister("param", "Site parameters matching `search`.")
+notes = _lister("note", "Notes matching `search`.")
+for _f, _n in ((jobs, "jobs"), (tasks, "tasks"), (commands, "commands"), (invocations, "invocations"),
+               (blades, "blades"), (params, "params"), (notes, "notes")):
+    _f.__name__ = _f.__qualname__ = _n
+
+
+# --- targets of operations ------------------------------------------------------------------
+
+
+def _items(search: Any) -> list[Mapping] | None:
+    """The dicts given as targets, or None when `search` is a clause."""
+    if isinstance(search, str):
+        if not search.strip():
+            raise MissingSearchClause("a search clause (or dicts with the target keys) is needed")
+        return None
+    if isinstance(search, Mapping):
+        return [search]
+    if isinstance(search, Iterable):
+        out = list(search)
+        if not all(isinstance(x, Mapping) for x in out):
+            raise InvalidValue("targets must be a clause, a dict or a list of dicts")
+        return out
+    raise InvalidValue(f"targets must be a clause, a dict or a list of dicts, not {type(search).__name__}")
+
+
+def _keys(items: list[Mapping], keys: tuple[str, ...]) -> list[tuple]:
+    out = []
+    for x in items:
+        missing = [k for k in keys if k not in x]
+        if missing:
+            raise MissingTargetKey(f"target {dict(x)!r} lacks {', '.join(missing)}")
+        try:
+            out.append(tuple(int(x[k]) for k in keys))
+        except (TypeError, ValueError):
+            raise InvalidValue(f"target {dict(x)!r}: {', '.join(keys)} must be integers") from None
+    return out
+
+
+def _targets(entity: str, search: Any, *, archive: bool = False) -> list[dict]:
+    """The rows (jid[, tid], owner) an operation on jobs or tasks acts on, checked for ownership."""
+    owner = "owner" if entity == "job" else "Job.owner"
+    ids = ("jid",) if entity == "job" else ("jid", "tid")
+    cols = [*ids, owner]
+    sort = list(ids)
+    items = _items(search)
+    if items is None:
+        rows = _select(entity, search, cols, sort, None, archive)
+    else:
+        wanted = _keys(items, ids)
+        if not wanted:
+            return []
+        by_job: dict[int, list[int]] = {}
+        for key in wanted:
+            by_job.setdefault(key[0], []).extend(key[1:])
+        if entity == "job":
+            clause = f"jid in [{' '.join(str(j) for j in by_job)}]"
+        else:
+            clause = " or ".join(f"(jid={j} and tid in [{' '.join(str(t) for t in ts)}])"
+                                 for j, ts in by_job.items())
+        rows = _select(entity, clause, cols, sort, None, archive)
+    user = _user()
+    if not _params["force"]:
+        others = sorted({r["jid"] for r in rows if r[owner] != user})
+        if others:
+            raise TractorQueryError(f"not job owner of {', '.join(map(str, others))} (user {user}); "
+                                    "use setEngineClientParam(force=True)")
+    return [{**{k: r[k] for k in ids}, "owner": r[owner]} for r in rows]
+
+
+def _by_job(rows: list[dict]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for r in rows:
+        out.setdefault(r["jid"], []).append(r["tid"])
+    return out
+
+
+# --- task operations ----------------------------------------------------------------------
+
+
+def _task_op(fn: Callable[[Any, int, list[int]], Any], search: Any) -> list[dict]:
+    rows = _targets("task", search)
+    conn = _connection()
+    for jid, tids in _by_job(rows).items():
+        fn(conn, jid, tids)
+    return rows
+
+
+def retry(search: Any) -> list[dict]:
+    """Retry tasks: active ones are killed; they and the tasks depending on them start over."""
+    from ..db import dispatch
+
+    return _task_op(dispatch.retry, search)
+
+
+def resume(search: Any) -> list[dict]:
+    """Resume tasks: as retry, in recover mode (%r = 1)."""
+    from ..db import dispatch
+
+    return _task_op(lambda c, j, t: dispatch.retry(c, j, t, recover=True), search)
+
+
+def skip(search: Any) -> list[dict]:
+    """Mark tasks done without running them."""
+    from ..db import dispatch
+
+    return _task_op(dispatch.skip, search)
+
+
+def kill(search: Any) -> list[dict]:
+    """Kill the running commands of tasks; they are left in error."""
+    from ..db import dispatch
+
+    return _task_op(dispatch.kill, search)
+
+
+def log(search: Any) -> dict[tuple[int, int], str]:
+    """{(jid, tid): the task's output log} ('' when it has none).  Reading logs needs no ownership."""
+    from ..blade.profile import default_profile
+
+    force, _params["force"] = _params["force"], True
+    try:
+        rows = _targets("task", search)
+    finally:
+        _params["force"] = force
+    _connection()
+    profile = default_profile(_params["settings"].data_dir)
+    out = {}
+    for r in rows:
+        path = profile.log_path(r["owner"], r["jid"], r["tid"])
+        out[(r["jid"], r["tid"])] = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    return out
+
+
+# --- job operations ---------------------------------------------------------------------------
+
+
+def _job_op(fn: Callable[[Any, int], Any], search: Any, *, archive: bool = False) -> list[dict]:
+    rows = _targets("job", search, archive=archive)
+    conn = _connection()
+    for r in rows:
+        fn(conn, r["jid"])
+    return rows
+
+
+def _ops():
+    from ..db import ops
+
+    return ops
+
+
+def pause(search: Any) -> list[dict]:
+    return _job_op(lambda c, j: _ops().pause(c, j), search)
+
+
+def unpause(search: Any) -> list[dict]:
+    return _job_op(lambda c, j: _ops().unpause(c, j), search)
+
+
+def interrupt(search: Any) -> list[dict]:
+    """Kill the jobs' active tasks (left in error) and pause the jobs."""
+    return _job_op(lambda c, j: _ops().interrupt(c, j), search)
+
+
+def restart(search: Any) -> list[dict]:
+    return _job_op(lambda c, j: _ops().restart(c, j), search)
+
+
+def retryactive(search: Any) -> list[dict]:
+    from ..db import dispatch
+
+    def act(c, j):
+        active = _ops().tids(c, j, ["active"])
+        if active:
+            dispatch.retry(c, j, active)
+
+    return _job_op(act, search)
+
+
+def retryerrors(search: Any) -> list[dict]:
+    return _job_op(lambda c, j: _ops().retry_errors(c, j), search)
+
+
+def skiperrors(search: Any) -> list[dict]:
+    return _job_op(lambda c, j: _ops().skip_errors(c, j), search)
+
+
+def delete(search: Any) -> list[dict]:
+    return _job_op(lambda c, j: _ops().delete(c, j), search)
+
+
+def undelete(search: Any) -> list[dict]:
+    return _job_op(lambda c, j: _ops().undelete(c, j), search, archive=True)
+
+
+def chpri(search: Any, priority: float | None = None) -> list[dict]:
+    if priority is None:
+        raise MissingParameter("chpri needs priority=")
+    try:
+        p = float(priority)
+    except (TypeError, ValueError):
+        raise InvalidValue(f"priority must be a number, not {priority!r}") from None
+    return _job_op(lambda c, j: _ops().set_priority(c, j, p), search)
+
+
+def _list_value(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [x.strip() for x in value.split(",") if x.strip()]
+    return [str(x) for x in value]
+
+
+def chcrews(search: Any, crews: Iterable[str] | str | None = None) -> list[dict]:
+    if crews is None:
+        raise MissingParameter("chcrews needs crews=")
+    new = _list_value(crews)
+    return _job_op(lambda c, j: _ops().set_crews(c, j, new), search)
+
+
+def jattr(search: Any, key: str | None = None, value: Any = None) -> list[dict]:
+    """Set a job attribute (title, comment, metadata, maxactive, priority, tags, projects, envkey, crews,
+    afterjids); lists as a list or a comma-separated string."""
+    if key is None or value is None:
+        raise MissingParameter("jattr needs key= and value=")
+    kind = _ops().JOB_ATTRS.get(key)
+    if kind is None:
+        raise InvalidValue(f"jattr cannot set {key!r} (settable: {', '.join(_ops().JOB_ATTRS)})")
+    try:
+        if kind == "list":
+            v: Any = _list_value(value)
+        elif kind == "ints":
+            v = [int(x) for x in _list_value(value)]
+        elif kind == "int":
+            v = int(value)
+        elif kind == "float":
+            v = float(value)
+        else:
+            v = str(value)
+    except (TypeError, ValueError):
+        raise InvalidValue(f"{key} cannot be {value!r}") from None
+    return _job_op(lambda c, j: _ops().set_attr(c, j, key, v), search)
+
+
+def lock(search: Any, note: str = "") -> list[dict]:
+    user = _user()
+    return _job_op(lambda c, j: _ops().lock(c, j, user, note or ""), search)
+
+
+def unlock(search: Any) -> list[dict]:
+    return _job_op(lambda c, j: _ops().unlock(c, j), search)
+
+
+def _aftertime(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.astimezone()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    if isinstance(value, str):
+        try:
+            return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S").astimezone()
+        except ValueError:
+            pass
+    raise InvalidValue(f"aftertime must be a datetime, 'YYYY-MM-DD HH:MM:SS' or seconds since the epoch, "
+                       f"not {value!r}")
+
+
+def delay(search: Any, aftertime: Any = None) -> list[dict]:
+    if aftertime is None:
+        raise MissingParameter("delay needs aftertime=")
+    when = _aftertime(aftertime)
+    return _job_op(lambda c, j: _ops().set_aftertime(c, j, when), search)
+
+
+def undelay(search: Any) -> list[dict]:
+    return _job_op(lambda c, j: _ops().set_aftertime(c, j, None), search)
+
+
+def jobdump(search: Any) -> dict[int, str]:
+    """{jid: the job script as spooled}.  Reading needs no ownership."""
+    force, _params["force"] = _params["force"], True
+    try:
+        rows = _targets("job", search)
+    finally:
+        _params["force"] = force
+    conn = _connection()
+    return {r["jid"]: _ops().script(conn, r["jid"]) or "" for r in rows}
+
+
+# --- blade operations -------------------------------------------------------------------------
+
+
+def _blade_targets(search: Any) -> list[dict]:
+    cols = ["name", "ipaddr", "bladeid"]
+    items = _items(search)
+    if items is None:
+        return _select("blade", search, cols, ["name", "ipaddr"], None, False)
+    for x in items:
+        if "name" not in x or "ipaddr" not in x:
+            raise MissingTargetKey(f"blade target {dict(x)!r} needs name and ipaddr")
+    wanted = {(x["name"], x["ipaddr"]) for x in items}
+    every = _select("blade", "bladeid", cols, ["name", "ipaddr"], None, True)
+    return [r for r in every if (r["name"], r["ipaddr"]) in wanted]
+
+
+def _blade_op(fn: Callable[[Any, Any], Any], search: Any) -> list[dict]:
+    rows = _blade_targets(search)
+    conn = _connection()
+    for r in rows:
+        fn(conn, r["bladeid"])
+    return rows
+
+
+def nimby(search: Any, allow: str | None = None) -> list[dict]:
+    """Close blades: to every job not spooled from their host, or with allow= to all but that user's."""
+    return _blade_op(lambda c, b: _ops().set_nimby(c, b, allow or "1"), search)
+
+
+def unnimby(search: Any) -> list[dict]:
+    return _blade_op(lambda c, b: _ops().set_nimby(c, b, ""), search)
+
+
+def eject(search: Any) -> list[dict]:
+    return _blade_op(lambda c, b: _ops().eject(c, b), search)
+
+
+def delist(search: Any) -> list[dict]:
+    return _blade_op(lambda c, b: _ops().delist(c, b), search)
