@@ -38,7 +38,16 @@ import sys
 import time
 from pathlib import Path
 
-from _common import BenchError, Site, clean_env, figure, log, pick_port, summary, time_argv
+from _common import (
+    BenchError,
+    Site,
+    clean_env,
+    figure,
+    log,
+    pick_port,
+    summary,
+    time_argv,
+)
 
 TASKS_PER_JOB = 1000
 ERROR_EVERY = 100  # tid % 100 == 0 is in error: 10 per job
