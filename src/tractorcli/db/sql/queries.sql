@@ -263,7 +263,7 @@ SELECT tractor_task_kill_v1(%(jid)s, %(tids)s::integer[]) AS tids
 
 -- name: tq_job_tasks
 -- The tids of a job's tasks in some states (all states: NULL).
-SELECT coalesce(array_agg(tid ORDER BY tid), '{}') AS tids FROM tasks
+SELECT coalesce(array_agg(tid ORDER BY tid), ARRAY[]::integer[]) AS tids FROM tasks
 WHERE jid = %(jid)s AND (%(states)s::text[] IS NULL OR state = ANY (%(states)s::text[]))
 
 -- name: tq_job_pause
