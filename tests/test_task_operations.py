@@ -21,6 +21,15 @@ def conn(db_settings):
         yield c
 
 
+def settled(conn, jid) -> None:
+    """What an operation left is what a job-wide reschedule computes from scratch."""
+    snap = "SELECT tid, state, pending FROM tasks WHERE jid = %s ORDER BY tid"
+    before = conn.execute(snap, (jid,)).fetchall()
+    conn.execute("SELECT tractor_reschedule_v1(%s)", (jid,))
+    assert conn.execute(snap, (jid,)).fetchall() == before
+    check_counters(conn, jid)
+
+
 def run_all(b: Blade, fail: dict | None = None) -> list[str]:
     """Claim and finish until nothing is ready; titles in the order they ran."""
     fail = fail or {}
@@ -51,6 +60,7 @@ def test_retry_of_an_error_task_runs_it_and_its_dependents_again(conn):
     assert sorted(reset) == sorted(tid_of(conn, jid, t) for t in ("bg", "comp", "user"))
     assert task_states(conn, jid) == {"comp": "blocked", "fg": "done", "bg": "ready", "user": "blocked",
                                       "other": "done"}
+    settled(conn, jid)
     job = check_counters(conn, jid)
     assert job["phase"] == "live" and job["stoptime"] is None  # the ended job lives again
     assert run_all(b) == ["bg", "comp", "user"]
@@ -70,6 +80,7 @@ def test_retry_of_an_active_task_stops_it_and_counts_the_retry(conn):
     assert b.finish(jid, 1, 0) == "stale"
     row = conn.execute("SELECT state, retrycount, recover FROM tasks WHERE jid = %s", (jid,)).fetchone()
     assert row == {"state": "ready", "retrycount": 1, "recover": False}
+    settled(conn, jid)
     assert conn.execute("SELECT slotsinuse FROM blades WHERE bladeid = %s", (b.id,)).fetchone()["slotsinuse"] == 0
     assert b.claim() == [(jid, 1)] and b.running[(jid, 1)].iid == 2
     check_counters(conn, jid)
@@ -101,7 +112,7 @@ def test_retry_under_serial_subtasks_waits_again_for_the_earlier_sibling(conn):
     # "one" runs again first: the gate over two's subtree is back
     assert task_states(conn, jid) == {"s": "blocked", "one": "ready", "two": "blocked", "two-a": "blocked",
                                       "three": "blocked"}
-    check_counters(conn, jid)
+    settled(conn, jid)
     assert run_all(b) == ["one", "two-a", "three"]  # "s" has no commands: done with them
     assert job_row(conn, jid)["phase"] == "finished"
 
@@ -133,3 +144,23 @@ def test_operations_on_nothing_change_nothing(conn):
     assert d.kill(conn, jid, [1]) == []  # not active
     assert task_states(conn, jid) == {"a": "ready"}
     check_counters(conn, jid)
+
+
+def test_retry_of_a_done_task_with_an_empty_parent_and_instances(conn):
+    # "group" has no commands: done as soon as "a" is; retrying "a" puts it back to waiting
+    jid = spool(conn, Job(subtasks=(
+        Task("group", subtasks=(Task("a", cmds=(C("a"),)),)),
+        Task("user", subtasks=(Instance("group"),), cmds=(C("u"),)),
+        Task("serial", serialsubtasks=True, subtasks=(Task("s1", cmds=(C("1"),)), Task("s2", cmds=(C("2"),)))))))
+    b = Blade(conn, slots=1)
+    assert run_all(b) == ["a", "user", "s1", "s2"]
+    d.retry(conn, jid, [tid_of(conn, jid, "a")])
+    settled(conn, jid)
+    assert task_states(conn, jid) == {"group": "blocked", "a": "ready", "user": "blocked", "serial": "done",
+                                      "s1": "done", "s2": "done"}
+    d.retry(conn, jid, [tid_of(conn, jid, "s1")])  # s2 is done: it stays done
+    settled(conn, jid)
+    assert task_states(conn, jid)["s1"] == "ready" and task_states(conn, jid)["serial"] == "blocked"
+    assert run_all(b) == ["a", "user", "s1"]
+    settled(conn, jid)
+    assert job_row(conn, jid)["phase"] == "finished"

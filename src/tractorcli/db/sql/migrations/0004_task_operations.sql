@@ -105,6 +105,104 @@ BEGIN
         END LOOP;
         EXIT WHEN changed = 0;
     END LOOP;
+    PERFORM tractor_recount(p_jid);
+    RETURN (SELECT numready FROM jobs WHERE jid = p_jid);
+END $$;
+
+-- What one task waits for (the same count as tractor_pending_all, for one
+-- task): its attached subtasks and Instance targets not done, and the
+-- serial gates over it, walking up its ancestors.
+CREATE FUNCTION tractor_pending_of(p_jid bigint, p_tid integer) RETURNS integer
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    n integer;
+    a record;
+    serial boolean;
+BEGIN
+    SELECT count(*) INTO n FROM tasks c
+    WHERE c.jid = p_jid AND c.parent_tid = p_tid AND c.attached AND c.state <> 'done';
+    n := n + (SELECT count(*) FROM task_edges e JOIN tasks x ON x.jid = e.jid AND x.tid = e.child_tid
+              WHERE e.jid = p_jid AND e.parent_tid = p_tid AND x.state <> 'done');
+    SELECT tid, parent_tid, position INTO a FROM tasks WHERE jid = p_jid AND tid = p_tid;
+    LOOP
+        IF a.position > 0 THEN
+            IF a.parent_tid IS NULL THEN
+                SELECT j.serialsubtasks INTO serial FROM jobs j WHERE j.jid = p_jid;
+            ELSE
+                SELECT p.serialsubtasks INTO serial FROM tasks p WHERE p.jid = p_jid AND p.tid = a.parent_tid;
+            END IF;
+            IF serial AND EXISTS (SELECT 1 FROM tasks prev
+                                  WHERE prev.jid = p_jid AND prev.parent_tid IS NOT DISTINCT FROM a.parent_tid
+                                    AND prev.position = a.position - 1 AND prev.state <> 'done') THEN
+                n := n + 1;
+            END IF;
+        END IF;
+        EXIT WHEN a.parent_tid IS NULL;
+        SELECT tid, parent_tid, position INTO a FROM tasks WHERE jid = p_jid AND tid = a.parent_tid;
+    END LOOP;
+    RETURN n;
+END $$;
+
+-- Reschedule only the tasks an operation can have changed: p_tids (reset
+-- tasks) and whatever a reset task gates under -serialsubtasks (the next
+-- sibling's subtree).  Their pending counts are recomputed one by one;
+-- those at zero become ready (or, without commands, done, which frees
+-- their waiters the way a finishing task does), the others blocked.  The
+-- job's counters are counted again.  Far cheaper than a job-wide pass when
+-- a few tasks of a big job change (tq retry of error tasks).
+CREATE FUNCTION tractor_reschedule_tasks(p_jid bigint, p_tids integer[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    affected integer[];
+    r record;
+    first_cid integer;
+    released integer[] := '{}';
+BEGIN
+    SELECT array_agg(DISTINCT x ORDER BY x) INTO affected FROM (
+        SELECT unnest(p_tids) AS x
+        UNION ALL
+        SELECT g.tid FROM tasks me
+        JOIN tasks nxt ON nxt.jid = me.jid AND nxt.parent_tid IS NOT DISTINCT FROM me.parent_tid
+                      AND nxt.position = me.position + 1 AND nxt.attached
+        LEFT JOIN tasks par ON par.jid = me.jid AND par.tid = me.parent_tid
+        JOIN tasks g ON g.jid = me.jid AND g.tid BETWEEN nxt.tid AND coalesce(nxt.lasttid, nxt.tid)
+        WHERE me.jid = p_jid AND me.tid = ANY(p_tids)
+          AND coalesce(par.serialsubtasks, (SELECT j.serialsubtasks FROM jobs j WHERE j.jid = p_jid))
+    ) s;
+    FOR r IN SELECT t.tid, t.state, tractor_pending_of(p_jid, t.tid) AS pending FROM tasks t
+             WHERE t.jid = p_jid AND t.tid = ANY(affected) AND t.state IN ('blocked', 'ready') AND t.attached
+             ORDER BY t.tid LOOP
+        UPDATE tasks SET pending = r.pending WHERE jid = p_jid AND tid = r.tid;
+        IF r.pending > 0 THEN
+            IF r.state = 'ready' THEN
+                DELETE FROM ready WHERE jid = p_jid AND tid = r.tid;
+                UPDATE commands SET state = 'blocked', statetime = now()
+                WHERE jid = p_jid AND tid = r.tid AND state = 'ready';
+                UPDATE tasks SET state = 'blocked', statetime = now() WHERE jid = p_jid AND tid = r.tid;
+            END IF;
+        ELSIF r.state = 'blocked' THEN
+            SELECT min(c.cid) INTO first_cid FROM commands c
+            WHERE c.jid = p_jid AND c.tid = r.tid AND c.runtype = 'regular';
+            IF first_cid IS NULL THEN
+                UPDATE tasks SET state = 'done', statetime = now(), progress = 100 WHERE jid = p_jid AND tid = r.tid;
+                released := released || tractor_task_finished(p_jid, r.tid);
+            ELSE
+                UPDATE tasks SET state = 'ready', statetime = now(), readytime = now(), currcid = NULL
+                WHERE jid = p_jid AND tid = r.tid;
+                PERFORM tractor_queue_command(p_jid, first_cid);
+            END IF;
+        END IF;
+    END LOOP;
+    IF cardinality(released) > 0 THEN
+        PERFORM tractor_release(p_jid, released);
+    END IF;
+    PERFORM tractor_recount(p_jid);
+END $$;
+
+-- Count a job's tasks by state into its counters; a finished job with
+-- tasks not done lives again.
+CREATE FUNCTION tractor_recount(p_jid bigint) RETURNS void
+LANGUAGE sql AS $$
     UPDATE jobs j SET
         numblocked = c.blocked, numready = c.ready, numactive = c.active, numerror = c.error, numdone = c.done,
         phase = CASE WHEN j.phase <> 'live' AND c.done < j.numtasks THEN 'live' ELSE j.phase END,
@@ -113,9 +211,8 @@ BEGIN
                  count(*) FILTER (WHERE state = 'active') AS active, count(*) FILTER (WHERE state = 'error') AS error,
                  count(*) FILTER (WHERE state = 'done') AS done
           FROM tasks WHERE jid = p_jid AND attached) c
-    WHERE j.jid = p_jid;
-    RETURN (SELECT numready FROM jobs WHERE jid = p_jid);
-END $$;
+    WHERE j.jid = p_jid
+$$;
 
 -- Stop a task's running command: its invocation is no longer current (the
 -- blade's next heartbeat kills the process group) and its slots are free.
@@ -175,7 +272,7 @@ BEGIN
     -- the next launches of the tasks asked for are a resume (%r = 1) or a fresh start
     UPDATE tasks SET recover = p_recover WHERE jid = p_jid AND tid = ANY(p_tids);
     UPDATE invocations SET current = false WHERE jid = p_jid AND tid = ANY(reset) AND current;
-    PERFORM tractor_reschedule_v1(p_jid);
+    PERFORM tractor_reschedule_tasks(p_jid, reset);
     RETURN reset;
 END $$;
 
