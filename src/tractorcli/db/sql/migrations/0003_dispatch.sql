@@ -160,9 +160,10 @@ BEGIN
         SELECT p.serialsubtasks INTO serial FROM tasks p WHERE p.jid = p_jid AND p.tid = me.parent_tid;
     END IF;
     IF serial THEN
+        -- the next sibling is the first task after my subtree, if it has my parent
         SELECT * INTO nxt FROM tasks
-        WHERE jid = p_jid AND parent_tid IS NOT DISTINCT FROM me.parent_tid AND position = me.position + 1
-          AND attached;
+        WHERE jid = p_jid AND tid = coalesce(me.lasttid, me.tid) + 1
+          AND parent_tid IS NOT DISTINCT FROM me.parent_tid AND attached;
         IF FOUND THEN
             WITH u AS (
                 UPDATE tasks SET pending = pending - 1

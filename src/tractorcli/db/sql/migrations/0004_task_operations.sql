@@ -84,7 +84,8 @@ BEGIN
         WHERE t.jid = p_jid AND t.tid = p.tid AND t.state IN ('blocked', 'ready') AND t.pending <> p.pending;
         -- ready tasks that wait again (a prerequisite was reset): blocked
         FOR r IN SELECT tid FROM tasks WHERE jid = p_jid AND state = 'ready' AND pending > 0 AND attached LOOP
-            DELETE FROM ready WHERE jid = p_jid AND tid = r.tid;
+            DELETE FROM ready WHERE jid = p_jid
+                  AND cid IN (SELECT c.cid FROM commands c WHERE c.jid = p_jid AND c.tid = r.tid);
             UPDATE commands SET state = 'blocked', statetime = now()
             WHERE jid = p_jid AND tid = r.tid AND state = 'ready';
             UPDATE tasks SET state = 'blocked', statetime = now() WHERE jid = p_jid AND tid = r.tid;
@@ -131,10 +132,18 @@ BEGIN
             ELSE
                 SELECT p.serialsubtasks INTO serial FROM tasks p WHERE p.jid = p_jid AND p.tid = a.parent_tid;
             END IF;
-            IF serial AND EXISTS (SELECT 1 FROM tasks prev
-                                  WHERE prev.jid = p_jid AND prev.parent_tid IS NOT DISTINCT FROM a.parent_tid
-                                    AND prev.position = a.position - 1 AND prev.state <> 'done') THEN
-                n := n + 1;
+            IF serial THEN
+                -- the previous sibling (two queries, so each can use tasks_parent_idx)
+                IF a.parent_tid IS NULL THEN
+                    PERFORM 1 FROM tasks prev WHERE prev.jid = p_jid AND prev.parent_tid IS NULL
+                                                AND prev.position = a.position - 1 AND prev.state <> 'done';
+                ELSE
+                    PERFORM 1 FROM tasks prev WHERE prev.jid = p_jid AND prev.parent_tid = a.parent_tid
+                                                AND prev.position = a.position - 1 AND prev.state <> 'done';
+                END IF;
+                IF FOUND THEN
+                    n := n + 1;
+                END IF;
             END IF;
         END IF;
         EXIT WHEN a.parent_tid IS NULL;
@@ -162,8 +171,9 @@ BEGIN
         SELECT unnest(p_tids) AS x
         UNION ALL
         SELECT g.tid FROM tasks me
-        JOIN tasks nxt ON nxt.jid = me.jid AND nxt.parent_tid IS NOT DISTINCT FROM me.parent_tid
-                      AND nxt.position = me.position + 1 AND nxt.attached
+        -- the next sibling is the first task after me's subtree, if it has me's parent
+        JOIN tasks nxt ON nxt.jid = me.jid AND nxt.tid = coalesce(me.lasttid, me.tid) + 1
+                      AND nxt.parent_tid IS NOT DISTINCT FROM me.parent_tid AND nxt.attached
         LEFT JOIN tasks par ON par.jid = me.jid AND par.tid = me.parent_tid
         JOIN tasks g ON g.jid = me.jid AND g.tid BETWEEN nxt.tid AND coalesce(nxt.lasttid, nxt.tid)
         WHERE me.jid = p_jid AND me.tid = ANY(p_tids)
@@ -175,7 +185,8 @@ BEGIN
         UPDATE tasks SET pending = r.pending WHERE jid = p_jid AND tid = r.tid;
         IF r.pending > 0 THEN
             IF r.state = 'ready' THEN
-                DELETE FROM ready WHERE jid = p_jid AND tid = r.tid;
+                DELETE FROM ready WHERE jid = p_jid
+                  AND cid IN (SELECT c.cid FROM commands c WHERE c.jid = p_jid AND c.tid = r.tid);
                 UPDATE commands SET state = 'blocked', statetime = now()
                 WHERE jid = p_jid AND tid = r.tid AND state = 'ready';
                 UPDATE tasks SET state = 'blocked', statetime = now() WHERE jid = p_jid AND tid = r.tid;
@@ -222,8 +233,10 @@ DECLARE
     inv invocations%ROWTYPE;
     stopped boolean := false;
 BEGIN
+    -- by the task's cids: invocations are keyed (jid, cid, iid)
     FOR inv IN UPDATE invocations SET current = false, stoptime = now(), leasetime = NULL
-               WHERE jid = p_jid AND tid = p_tid AND current AND stoptime IS NULL
+               WHERE jid = p_jid AND cid IN (SELECT c.cid FROM commands c WHERE c.jid = p_jid AND c.tid = p_tid)
+                 AND current AND stoptime IS NULL
                RETURNING * LOOP
         UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = inv.bladeid;
         stopped := true;
@@ -258,12 +271,13 @@ BEGIN
     IF reset IS NULL THEN
         RETURN '{}';
     END IF;
-    FOREACH t IN ARRAY reset LOOP
+    FOR t IN SELECT tid FROM tasks WHERE jid = p_jid AND tid = ANY(reset) AND state = 'active' LOOP
         IF tractor_task_stop(p_jid, t) THEN
             UPDATE tasks SET retrycount = retrycount + 1 WHERE jid = p_jid AND tid = t AND NOT p_recover;
         END IF;
     END LOOP;
-    DELETE FROM ready WHERE jid = p_jid AND tid = ANY(reset);
+    DELETE FROM ready WHERE jid = p_jid
+      AND cid IN (SELECT c.cid FROM commands c WHERE c.jid = p_jid AND c.tid = ANY(reset));
     UPDATE commands SET state = 'blocked', statetime = now(), autoretries = 0
     WHERE jid = p_jid AND tid = ANY(reset) AND state <> 'blocked';
     UPDATE tasks SET state = 'blocked', statetime = now(), currcid = NULL, progress = 0,
@@ -271,7 +285,8 @@ BEGIN
     WHERE jid = p_jid AND tid = ANY(reset);
     -- the next launches of the tasks asked for are a resume (%r = 1) or a fresh start
     UPDATE tasks SET recover = p_recover WHERE jid = p_jid AND tid = ANY(p_tids);
-    UPDATE invocations SET current = false WHERE jid = p_jid AND tid = ANY(reset) AND current;
+    UPDATE invocations SET current = false
+    WHERE jid = p_jid AND cid IN (SELECT c.cid FROM commands c WHERE c.jid = p_jid AND c.tid = ANY(reset)) AND current;
     PERFORM tractor_reschedule_tasks(p_jid, reset);
     RETURN reset;
 END $$;
@@ -293,7 +308,8 @@ BEGIN
     FOREACH t IN ARRAY skipped LOOP
         PERFORM tractor_task_stop(p_jid, t);
     END LOOP;
-    DELETE FROM ready WHERE jid = p_jid AND tid = ANY(skipped);
+    DELETE FROM ready WHERE jid = p_jid
+      AND cid IN (SELECT c.cid FROM commands c WHERE c.jid = p_jid AND c.tid = ANY(skipped));
     UPDATE commands SET state = 'skipped', statetime = now()
     WHERE jid = p_jid AND tid = ANY(skipped) AND state IN ('blocked', 'ready', 'active', 'error');
     UPDATE tasks SET state = 'done', statetime = now(), currcid = NULL WHERE jid = p_jid AND tid = ANY(skipped);
