@@ -123,6 +123,19 @@ def _one_line(text: str | None) -> str:
     return " ".join((text or "").replace(_NO_REWRAP, " ").split())
 
 
+def _summary(command: click.Command) -> str:
+    """A command's one-line summary: its short_help, else the first sentence of its help.
+
+    Worked out here rather than by click's get_short_help_str, whose
+    truncation changes between click versions (the generated files must not).
+    """
+    if command.short_help:
+        return _one_line(command.short_help).rstrip(".")
+    text = _one_line((command.help or "").split("\n\n")[0])
+    m = re.search(r"(?<!\.)\.(?!\.)(?=\s|$)", text)  # a full stop, not an ellipsis
+    return (text[:m.start()] if m else text).rstrip(".")
+
+
 def _metavar(param: click.Parameter, ctx: click.Context) -> str:
     try:
         return param.make_metavar(ctx)
@@ -211,7 +224,7 @@ def _subcommands(group: click.Group, ctx: click.Context, shared: set[tuple[str, 
                 doc = OptionDoc(doc.names, doc.metavar, doc.help, "choice",
                                 tuple(attribute_names(entity, related=False)), doc.multiple, doc.envvar)
             options.append(doc)
-        summary = _one_line(sub.short_help or sub.get_short_help_str(limit=80)).rstrip(".")
+        summary = _summary(sub)
         out.append(SubcommandDoc(name, summary, tuple(options), any(
             isinstance(p, click.Argument) and isinstance(p.type, (click.Path, click.File)) for p in params)))
     return tuple(out)
@@ -237,7 +250,7 @@ def describe(prog: str, command: click.Command | None = None) -> CommandDoc:
         else:
             notes.append((verbatim, tuple(lines)))
 
-    summary = _one_line(command.short_help or command.get_short_help_str(limit=80)).rstrip(".")
+    summary = _summary(command)
     return CommandDoc(
         prog=prog,
         summary=summary,
