@@ -85,6 +85,8 @@ def _run(ctx: Context, opts: dict) -> int:
     if opts["wait"] and spooled:
         from ..follow import follow
 
+        gc.enable()  # following may take hours; the job objects are gone
+
         for jid in spooled:
             if follow(settings, jid, say=lambda text: click.echo(text, err=True)) != ExitStatus.OK:
                 status = ExitStatus.JOB_FAILED
