@@ -111,6 +111,8 @@ class CompiledQuery:
 
     def count_sql(self) -> str:
         """``SELECT count(*) FROM ... WHERE ...`` (with `params`)."""
+        # from_sql and where_sql hold only fragments of the fixed attribute
+        # table and %(pN)s placeholders: no value ever enters the text
         return f"SELECT count(*) AS n FROM {self.from_sql} WHERE {self.where_sql}"
 
 
@@ -498,6 +500,8 @@ def build_select(entity: str, clause: str = "", *, columns: Sequence[str], sortb
     if not archives and e.live_sql:
         where = f"({e.live_sql}) AND ({where})"
     select = ", ".join(f'{c.attribute.sql} AS "{c.label}"' for c in cols)
+    # the statement is assembled from the fixed attribute table's fragments
+    # and placeholders only; every value the user gave is in `params`
     sql = f"SELECT {'DISTINCT ' if distinct else ''}{select} FROM {compiled.from_sql} WHERE {where}"
     if order:
         sql += " ORDER BY " + ", ".join(f"{a.sql}{' DESC' if desc else ''}" for a, desc in order)
