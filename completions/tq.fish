@@ -4,7 +4,7 @@
 complete -c tq -f
 complete -c tq -s y -l yes -d 'Answer yes to every confirmation.'
 complete -c tq -s a -l archives -d 'Include deleted (archived) jobs, and blades that are not registered.'
-complete -c tq -l force -d 'Allow operations on other users\' jobs.'
+complete -c tq -l force -d 'Allow operations on other users\' jobs (as the site\'s crews.toml allows, if it has one).'
 complete -c tq -l nocolor -d 'No colors.'
 complete -c tq -l zeros -d 'Print 0 instead of blank in job task counts.'
 complete -c tq -l raw -d 'Stored values: seconds, ISO times.'

@@ -24,7 +24,8 @@ Where this differs from Tractor (the database is the engine here):
 * ``user`` (default ``$USER``) is who ``mine`` means and who owns what is
   operated on: operations on another user's job raise `TractorQueryError`
   and change nothing, unless ``setEngineClientParam(force=True)`` (as
-  ``tq --force``);
+  ``tq --force``) and the site's ``crews.toml``, if it has one, allows it
+  (`tractorcli.crews`);
 * ``limit=None`` or ``0``: no limit.
 """
 
@@ -245,8 +246,9 @@ def _keys(items: list[Mapping], keys: tuple[str, ...]) -> list[tuple]:
     return out
 
 
-def _targets(entity: str, search: Any, *, archive: bool = False) -> list[dict]:
-    """The rows (jid[, tid], owner) an operation on jobs or tasks acts on, checked for ownership."""
+def _targets(entity: str, search: Any, *, archive: bool = False, reading: bool = False) -> list[dict]:
+    """The rows (jid[, tid], owner) an operation on jobs or tasks acts on, checked for ownership
+    (unless `reading`): another user's job needs force=True and crews.toml's leave."""
     owner = "owner" if entity == "job" else "Job.owner"
     ids = ("jid",) if entity == "job" else ("jid", "tid")
     cols = [*ids, owner]
@@ -273,6 +275,16 @@ def _targets(entity: str, search: Any, *, archive: bool = False) -> list[dict]:
         if others:
             raise TractorQueryError(f"not job owner of {', '.join(map(str, others))} (user {user}); "
                                     "use setEngineClientParam(force=True)")
+    elif not reading and any(r[owner] != user for r in rows):
+        from ..crews import load_crews
+
+        crews = load_crews(_params["settings"].config_dir)
+        refused = [r for r in rows if not crews.may_force(user, r[owner])]
+        if refused:
+            jids = ", ".join(str(j) for j in sorted({r["jid"] for r in refused}))
+            whose = ", ".join(sorted({r[owner] for r in refused}))
+            raise TractorQueryError(f"not job owner of {jids} (user {user}); force is not allowed for {user} "
+                                    f"on {whose}'s jobs (crews.toml)")
     return [{**{k: r[k] for k in ids}, "owner": r[owner]} for r in rows]
 
 
@@ -328,7 +340,7 @@ def log(search: Any) -> dict[tuple[int, int], str]:
 
     force, _params["force"] = _params["force"], True
     try:
-        rows = _targets("task", search)
+        rows = _targets("task", search, reading=True)
     finally:
         _params["force"] = force
     _connection()
@@ -486,7 +498,7 @@ def jobdump(search: Any) -> dict[int, str]:
     """{jid: the job script as spooled}.  Reading needs no ownership."""
     force, _params["force"] = _params["force"], True
     try:
-        rows = _targets("job", search)
+        rows = _targets("job", search, reading=True)
     finally:
         _params["force"] = force
     conn = _connection()

@@ -15,7 +15,8 @@ Choices where Tractor's reference is silent:
 * ``--json`` with nothing matched prints ``[]`` (and the "no ... found"
   message on stderr);
 * operations have no row cap; an operation without a clause prints its help
-  and exits 2; a refused target (another user's job without --force) makes
+  and exits 2; a refused target (another user's job without --force, or
+  with a --force that the site's crews.toml does not allow: crews.py) makes
   the exit status 8 once everything else is done;
 * prompts go to stderr and read a line from stdin: an empty line is yes,
   end of input is no.
@@ -66,7 +67,7 @@ ask for confirmation (an empty answer is yes) unless --yes; other users' jobs
 need --force.
 Exit status: 0 success (also when nothing matched); 2 bad command line; 6
 database unreachable; 7 no such job, task or log; 8 not the job owner (use
---force); 11 bad search clause, column or value.
+--force; crews.toml says who may); 11 bad search clause, column or value.
 """
 
 # subcommand -> (entity, default columns, default sort, noun)
@@ -118,7 +119,8 @@ def global_options(f: Callable | None = None, *, short_a: bool = True) -> Callab
             _flag("-y", "--yes", name="yes", help="Answer yes to every confirmation."),
             _flag(*(("-a", "--archives") if short_a else ("--archives",)), name="archives",
                   help="Include deleted (archived) jobs, and blades that are not registered."),
-            _flag("--force", name="force", help="Allow operations on other users' jobs."),
+            _flag("--force", name="force",
+                  help="Allow operations on other users' jobs (as the site's crews.toml allows, if it has one)."),
             _flag("--nocolor", name="nocolor", help="No colors."),
             _flag("--zeros", name="zeros", help="Print 0 instead of blank in job task counts."),
             _flag("--raw", name="raw", help="Stored values: seconds, ISO times."),
@@ -342,6 +344,18 @@ def _ask(question: str) -> bool:
     return line.strip().lower() in ("", "y", "yes")
 
 
+def _may_force(user: str, owner: str) -> bool:
+    """Whether the site's crews.toml lets `user` use --force on `owner`'s jobs (read once per run,
+    when first needed; no crews.toml: yes)."""
+    from ..crews import load_crews
+
+    ctx = get_context()
+    crews = ctx.__dict__.get("crews")
+    if crews is None:
+        crews = ctx.__dict__["crews"] = load_crews(ctx.settings.config_dir)
+    return crews.may_force(user, owner)
+
+
 def _operate(entity: str, words: tuple[str, ...], *, question: str, word: str, sortby: tuple[str, ...],
              act: Callable[[Any, list[dict]], None], per_job: bool = False, force: bool = False,
              yes: bool = False, archives: bool | None = None, show: bool = True) -> int:
@@ -358,6 +372,7 @@ def _operate(entity: str, words: tuple[str, ...], *, question: str, word: str, s
         click.echo(clctx.get_help())
         return int(ExitStatus.USAGE)
     o = _opts()
+    reading = force  # log, jobdump: reading needs no ownership (and no crews.toml rule)
     force = force or bool(o.get("force"))
     yes = yes or bool(o.get("yes"))
     sub = _ENTITY_OF[entity]
@@ -374,11 +389,19 @@ def _operate(entity: str, words: tuple[str, ...], *, question: str, word: str, s
     chosen: list[dict] = []
     for row in rows:
         line = render.row_line(row, cols, style)
-        if owner_key and not force and row[owner_key] != user:
-            ctx.out(line)
-            click.echo(f"{PROG}: not job owner; use tq --force", err=True)
-            refused = True
-            continue
+        owner = row[owner_key] if owner_key else user
+        if owner != user and not reading:
+            if not force:
+                why = "use tq --force"
+            elif not _may_force(user, owner):
+                why = f"tq --force is not allowed for {user} on {owner}'s jobs (crews.toml)"
+            else:
+                why = ""
+            if why:
+                ctx.out(line)
+                click.echo(f"{PROG}: not job owner; {why}", err=True)
+                refused = True
+                continue
         if not yes:
             ctx.out(line)
             if not _ask(question):

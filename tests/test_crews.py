@@ -1,0 +1,281 @@
+"""crews.toml: who may use `tq --force` on whose jobs.
+
+Unit tests of tractorcli.crews (loading, nested crews, cycles, errors,
+may_force) need no database; the CLI tests run the installed `tq` against a
+real job database (test_tq's TqSite), and one test the Python API.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_tq import TqSite, fail_one
+
+from tractorcli.crews import CREWS_FILE, Crews, load_crews
+from tractorcli.errors import ConfigError, ExitStatus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SITE = """\
+[crews]
+Administrators = ["root"]
+Wranglers = ["wendy"]
+Lighting = ["carol", "dave"]
+Lookdev = ["erin", "Lighting"]     # a crew may include other crews
+
+[force]
+Lighting = ["Lighting"]
+dave = ["erin"]
+"""
+
+
+def crews_of(tmp_path: Path, text: str) -> Crews:
+    (tmp_path / CREWS_FILE).write_text(text, encoding="utf-8")
+    return load_crews(tmp_path)
+
+
+def config_error(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        crews_of(tmp_path, text)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(str(tmp_path / CREWS_FILE))
+    assert info.value.status == ExitStatus.CONFIG
+    return msg
+
+
+# --- loading and membership ---------------------------------------------------------------
+
+
+def test_no_file_lets_everyone_force(tmp_path):
+    c = load_crews(tmp_path)
+    assert not c.configured and c.path is None
+    assert c.may_force("ann", "bob")
+    assert c.crews_of("ann") == [] and c.members("Wranglers") == frozenset()
+
+
+def test_nested_crews_are_expanded(tmp_path):
+    c = crews_of(tmp_path, SITE)
+    assert c.configured
+    assert c.members("Lighting") == {"carol", "dave"}
+    assert c.members("Lookdev") == {"erin", "carol", "dave"}
+    assert c.members("Nosuch") == frozenset()
+    assert c.crews_of("dave") == ["Lighting", "Lookdev"]
+    assert c.crews_of("erin") == ["Lookdev"]
+    assert c.is_member("carol", "Lookdev") and not c.is_member("erin", "Lighting")
+    assert c.is_wrangler("wendy") and c.is_wrangler("root") and not c.is_wrangler("dave")
+
+
+def test_deep_nesting_and_shared_subcrews(tmp_path):
+    c = crews_of(tmp_path, '[crews]\nA = ["a", "B", "C"]\nB = ["b", "C"]\nC = ["c"]\nD = "d1, d2"\n')
+    assert c.members("A") == {"a", "b", "c"}
+    assert c.members("B") == {"b", "c"}
+    assert c.members("D") == {"d1", "d2"}  # a comma-separated string, as in Tractor's lists
+
+
+def test_may_force(tmp_path):
+    c = crews_of(tmp_path, SITE)
+    # administrators and wranglers: anyone's jobs
+    assert c.may_force("wendy", "bob") and c.may_force("root", "carol")
+    # one's own jobs never need it
+    assert c.may_force("bob", "bob")
+    # a crew rule: Lighting members on Lighting members' jobs
+    assert c.may_force("carol", "dave") and c.may_force("dave", "carol")
+    assert not c.may_force("carol", "erin")
+    # a user rule: dave on erin's
+    assert c.may_force("dave", "erin")
+    # nobody else, on nobody else's
+    assert not c.may_force("erin", "carol")
+    assert not c.may_force("bob", "carol")
+    assert not c.may_force("carol", "wendy")
+    assert not c.may_force("dave", "bob")
+
+
+def test_anyone_in_force_rules(tmp_path):
+    c = crews_of(tmp_path, '[crews]\nLeads = ["lee"]\nJuniors = ["jo"]\n'
+                           '[force]\nLeads = ["*"]\n"*" = ["Juniors"]\n')
+    assert c.may_force("lee", "whoever")
+    assert c.may_force("anybody", "jo")  # every user on the Juniors' jobs
+    assert not c.may_force("jo", "lee")
+
+
+def test_empty_file_means_only_owners(tmp_path):
+    c = crews_of(tmp_path, "# nothing yet\n")
+    assert c.configured
+    assert not c.may_force("ann", "bob")
+    assert c.may_force("ann", "ann")
+
+
+def test_a_crew_hides_a_user_of_the_same_name(tmp_path):
+    c = crews_of(tmp_path, '[crews]\nfx = ["fred"]\n[force]\nann = ["fx"]\n')
+    assert c.may_force("ann", "fred")
+    assert not c.may_force("ann", "fx")  # "fx" names the crew, not a user called fx
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def test_cycles_are_errors(tmp_path):
+    msg = config_error(tmp_path, '[crews]\nA = ["a", "B"]\nB = ["C"]\nC = ["A"]\n')
+    assert ":2: crew cycle: A -> B -> C -> A" in msg
+    msg = config_error(tmp_path, '[crews]\nok = ["x"]\nSelf = ["Self"]\n')
+    assert ":3: crew cycle: Self -> Self" in msg
+
+
+def test_syntax_errors_name_file_and_line(tmp_path):
+    msg = config_error(tmp_path, '[crews]\nA = ["a"\nB = 1\n')
+    assert "malformed TOML" in msg and f"{CREWS_FILE}:3" in msg
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ('[crews]\nA = ["a"]\n[limits]\nx = 1\n', 3, "unknown section or key 'limits'"),
+    ('Lighting = ["carol"]\n', 1, "unknown section or key 'Lighting'"),
+    ('crews = ["a"]\n', 1, "crews: expected a table"),
+    ('[crews]\nA = ["a"]\nB = 3\n', 3, "crews.B: expected a list of names"),
+    ('[crews]\nA = ["a", 2]\n', 2, "crews.A: expected a list of names"),
+    ('[crews]\nA = ["a", ""]\n', 2, "crews.A: expected a list of names"),
+    ('[crews]\nA = ["*"]\n', 2, "only for [force]"),
+    ('[crews]\nA = ["a"]\n\n[force]\nA = ["A"]\nB = {x = 1}\n', 6, "force.B: expected a list of names"),
+    ('[crews.Lighting]\nx = 1\n', 1, "crews.Lighting: expected a list of names"),
+])
+def test_bad_values_name_file_and_line(tmp_path, text, line, words):
+    msg = config_error(tmp_path, text)
+    assert f"{CREWS_FILE}:{line}: " in msg and words in msg
+
+
+def test_same_key_in_both_sections_finds_the_right_line(tmp_path):
+    msg = config_error(tmp_path, '[crews]\nLighting = ["carol"]\n[force]\nLighting = "ok"\nfoo = 7\n')
+    assert f"{CREWS_FILE}:5: force.foo" in msg
+
+
+# --- tq against a real database ----------------------------------------------------------
+
+
+@pytest.fixture
+def site(db_settings):
+    s = TqSite(db_settings)
+    yield s
+    s.close()
+
+
+def write_crews(site, text: str = SITE) -> None:
+    (site.cfg / CREWS_FILE).write_text(text, encoding="utf-8")
+
+
+def error_job(site, owner: str) -> int:
+    jid = site.job(1, owner=owner)
+    fail_one(site, jid)
+    assert site.states(jid) == ["error"]
+    return jid
+
+
+def test_a_wrangler_forces_a_retry_on_anothers_job(site):
+    write_crews(site)
+    jid = error_job(site, "bob")
+    r = site.tq("--force", "--yes", "retry", str(jid), "1", user="wendy")
+    assert r.stdout.strip().endswith("retried") and r.stderr == ""
+    assert site.states(jid) == ["ready"]
+
+
+def test_an_ordinary_user_with_force_is_refused(site):
+    write_crews(site)
+    jid = error_job(site, "bob")
+    mine = error_job(site, "erin")
+    jid2 = error_job(site, "bob")
+    r = site.tq("--force", "--yes", "retry", f"jid in [{jid} {mine}] and error", user="erin",
+                status=int(ExitStatus.PERMISSION))
+    assert r.stderr.strip() == "tq: not job owner; tq --force is not allowed for erin on bob's jobs (crews.toml)"
+    assert site.states(jid) == ["error"]  # unchanged
+    assert site.states(mine) == ["ready"]  # the other rows still proceed
+    # without --force: the usual refusal, crews.toml is not consulted
+    r = site.tq("--yes", "retry", str(jid2), "1", user="erin", status=8)
+    assert "not job owner; use tq --force" in r.stderr
+    assert site.states(jid2) == ["error"]
+
+
+def test_force_rules_of_crews_and_users_allow_it(site):
+    write_crews(site)
+    dave_job = error_job(site, "dave")
+    erin_job = error_job(site, "erin")
+    site.tq("--force", "--yes", "retry", str(dave_job), "1", user="carol")  # Lighting on Lighting
+    assert site.states(dave_job) == ["ready"]
+    site.tq("--force", "--yes", "retry", str(erin_job), "1", user="carol", status=8)  # not for carol
+    assert site.states(erin_job) == ["error"]
+    site.tq("--force", "--yes", "retry", str(erin_job), "1", user="dave")  # dave = ["erin"]
+    assert site.states(erin_job) == ["ready"]
+    # job operations too
+    site.tq("--force", "--yes", "pause", str(erin_job), user="carol", status=8)
+    assert site.jobrow(erin_job)["pausetime"] is None
+    site.tq("--force", "--yes", "pause", str(erin_job), user="dave")
+    assert site.jobrow(erin_job)["pausetime"] is not None
+
+
+def test_no_crews_file_allows_force(site):
+    assert not (site.cfg / CREWS_FILE).exists()
+    jid = error_job(site, "bob")
+    site.tq("--force", "--yes", "retry", str(jid), "1", user="erin")
+    assert site.states(jid) == ["ready"]
+
+
+def test_reading_logs_and_scripts_needs_no_crews_rule(site):
+    write_crews(site)
+    jid = site.job(1, owner="bob")
+    site.tq("--force", "jobdump", str(jid), user="erin")
+    site.tq("log", str(jid), "1", user="erin", status=int(ExitStatus.NOT_FOUND))  # no log yet, but not refused
+
+
+def test_a_bad_crews_file_is_one_line_and_the_config_status(site):
+    write_crews(site, '[crews]\nA = ["B"]\nB = ["A"]\n')
+    jid = error_job(site, "bob")
+    r = site.tq("--force", "--yes", "retry", str(jid), "1", user="erin", status=int(ExitStatus.CONFIG))
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert f"{CREWS_FILE}:2: crew cycle: A -> B -> A" in r.stderr
+    assert site.states(jid) == ["error"]
+    # read only when needed: one's own jobs, or no --force, do not look at it
+    mine = error_job(site, "erin")
+    site.tq("--yes", "retry", str(mine), "1", user="erin")
+    assert site.states(mine) == ["ready"]
+
+
+# --- the Python API ------------------------------------------------------------------------
+
+
+def test_api_force_follows_crews(site):
+    import tractorcli.api.query as api
+
+    write_crews(site)
+    jid = error_job(site, "bob")
+    api.setEngineClientParam(configdir=str(site.cfg), user="erin", force=True)
+    try:
+        with pytest.raises(api.TractorQueryError, match=r"not allowed for erin on bob's jobs \(crews.toml\)"):
+            api.retry({"jid": jid, "tid": 1})
+        assert site.states(jid) == ["error"]
+        assert list(api.jobdump({"jid": jid})) == [jid]  # reading needs no rule
+        api.setEngineClientParam(user="wendy")
+        api.retry({"jid": jid, "tid": 1})
+        assert site.states(jid) == ["ready"]
+    finally:
+        api.closeEngineClient()
+        api.setEngineClientParam(force=False)
+        api._params["user"] = None
+
+
+# --- the example file ------------------------------------------------------------------------
+
+
+def test_the_example_file_loads(tmp_path):
+    shutil.copy(ROOT / "examples" / CREWS_FILE, tmp_path / CREWS_FILE)
+    c = load_crews(tmp_path)
+    assert c.is_wrangler("wendy")
+    assert c.members("Lookdev") >= c.members("Lighting")
+    assert c.may_force("carol", "dave") and not c.may_force("erin", "carol")
+
+
+def test_tq_help_mentions_crews():
+    from test_blade import program
+
+    out = subprocess.run([program("tq"), "--help"], capture_output=True, text=True, check=True).stdout
+    assert "crews.toml" in " ".join(out.split())
