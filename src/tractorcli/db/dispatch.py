@@ -217,8 +217,19 @@ def housekeep(conn: "psycopg.Connection") -> tuple[int, int]:
 
 def retry(conn: "psycopg.Connection", jid: int, tids: Iterable[int], *, recover: bool = False) -> list[int]:
     """tq retry (resume with recover=True): the tasks and what depends on them start over."""
-    return conn.execute(queries.get("task_retry"), {"jid": jid, "tids": list(tids), "recover": recover}
-                        ).fetchone()["tids"]
+    return [t for _, t in retry_many(conn, [(jid, t) for t in tids], recover=recover)]
+
+
+def retry_many(conn: "psycopg.Connection", tasks: Iterable[tuple[int, int]], *,
+               recover: bool = False) -> list[tuple[int, int]]:
+    """`retry` of (jid, tid) pairs of any jobs in one transaction (one statement):
+    returns the (jid, tid) pairs reset, the given ones and what depends on them."""
+    pairs = sorted(set(tasks))
+    if not pairs:
+        return []
+    rows = conn.execute(queries.get("task_retry"), {"jids": [j for j, _ in pairs], "tids": [t for _, t in pairs],
+                                                    "recover": recover}).fetchall()
+    return [(r["jid"], r["tid"]) for r in rows]
 
 
 def skip(conn: "psycopg.Connection", jid: int, tids: Iterable[int]) -> list[int]:
@@ -239,4 +250,4 @@ def set_params(conn: "psycopg.Connection", values: dict[str, Any]) -> None:
 
 __all__ = ["BladeInfo", "Claim", "ServiceCache", "register", "claim", "launch_info", "finish", "finish_and_claim",
            "progress",
-           "heartbeat", "blade_exit", "housekeep", "set_params", "retry", "skip", "kill"]
+           "heartbeat", "blade_exit", "housekeep", "set_params", "retry", "retry_many", "skip", "kill"]

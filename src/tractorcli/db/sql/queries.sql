@@ -249,7 +249,9 @@ INSERT INTO params (name, value) VALUES (%(name)s, %(value)s)
 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
 
 -- name: task_retry
-SELECT tractor_task_retry_v1(%(jid)s, %(tids)s::integer[], %(recover)s) AS tids
+-- any tasks of any jobs, as (jids[i], tids[i]) pairs; returns the pairs reset
+SELECT jid, tid FROM tractor_tasks_retry_v1(%(jids)s::bigint[], %(tids)s::integer[], %(recover)s)
+ORDER BY jid, tid
 
 -- name: task_skip
 SELECT tractor_task_skip_v1(%(jid)s, %(tids)s::integer[]) AS tids

@@ -1,0 +1,297 @@
+-- Task operations over many jobs in one call (tq retry of every error task
+-- of the farm).  The per-job functions of 0004 cost a few milliseconds a
+-- job, mostly statement overhead in PL/pgSQL repeated for each job and a
+-- count over all of each job's tasks; a thousand jobs took seconds.  These
+-- take (jid, tid) pairs of any number of jobs and do each step once, as one
+-- statement over every pair, and they keep the job counters by difference
+-- (the states the touched tasks had against the states they have now)
+-- instead of counting each job again.  Callers (old and new clients) keep
+-- the _v1 per-job functions; the Python layer calls these.
+
+-- The affected tasks of a reset: the pairs themselves and, under a
+-- -serialsubtasks parent (or job), the subtree of each one's next sibling,
+-- whose serial gate the reset closes again.  Structure only: states are
+-- not read, so this can run before anything changes.
+CREATE FUNCTION tractor_tasks_affected(p_jids bigint[], p_tids integer[])
+RETURNS TABLE (jid bigint, tid integer, given boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT x.jid, x.tid, bool_or(x.given) FROM (
+        SELECT r.jid, r.tid, true AS given FROM unnest(p_jids, p_tids) AS r(jid, tid)
+        UNION ALL
+        SELECT g.jid, g.tid, false
+        FROM unnest(p_jids, p_tids) AS r(jid, tid)
+        JOIN tasks me ON me.jid = r.jid AND me.tid = r.tid
+        -- the next sibling is the first task after me's subtree, if it has me's parent
+        JOIN tasks nxt ON nxt.jid = me.jid AND nxt.tid = coalesce(me.lasttid, me.tid) + 1
+                      AND nxt.parent_tid IS NOT DISTINCT FROM me.parent_tid AND nxt.attached
+        LEFT JOIN tasks par ON par.jid = me.jid AND par.tid = me.parent_tid
+        JOIN tasks g ON g.jid = me.jid AND g.tid BETWEEN nxt.tid AND coalesce(nxt.lasttid, nxt.tid)
+        WHERE coalesce(par.serialsubtasks, (SELECT j.serialsubtasks FROM jobs j WHERE j.jid = me.jid))
+    ) x
+    GROUP BY x.jid, x.tid
+$$;
+
+-- The serial gates over a task (the third part of tractor_pending_of): one
+-- for itself and for each ancestor that has a previous sibling not done
+-- under a -serialsubtasks parent (or job).
+CREATE FUNCTION tractor_serial_gates(p_jid bigint, p_tid integer) RETURNS integer
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    n integer := 0;
+    a record;
+    serial boolean;
+BEGIN
+    SELECT tid, parent_tid, position INTO a FROM tasks WHERE jid = p_jid AND tid = p_tid;
+    LOOP
+        IF a.position > 0 THEN
+            IF a.parent_tid IS NULL THEN
+                SELECT j.serialsubtasks INTO serial FROM jobs j WHERE j.jid = p_jid;
+            ELSE
+                SELECT p.serialsubtasks INTO serial FROM tasks p WHERE p.jid = p_jid AND p.tid = a.parent_tid;
+            END IF;
+            IF serial THEN
+                IF a.parent_tid IS NULL THEN
+                    PERFORM 1 FROM tasks prev WHERE prev.jid = p_jid AND prev.parent_tid IS NULL
+                                                AND prev.position = a.position - 1 AND prev.state <> 'done';
+                ELSE
+                    PERFORM 1 FROM tasks prev WHERE prev.jid = p_jid AND prev.parent_tid = a.parent_tid
+                                                AND prev.position = a.position - 1 AND prev.state <> 'done';
+                END IF;
+                IF FOUND THEN
+                    n := n + 1;
+                END IF;
+            END IF;
+        END IF;
+        EXIT WHEN a.parent_tid IS NULL;
+        SELECT tid, parent_tid, position INTO a FROM tasks WHERE jid = p_jid AND tid = a.parent_tid;
+    END LOOP;
+    RETURN n;
+END $$;
+
+-- tq retry (p_recover false) and tq resume (true) of any tasks of any jobs:
+-- what tractor_task_retry_v1 does for one job, for (p_jids[i], p_tids[i])
+-- pairs.  The tasks and every task depending on them (ancestors and,
+-- transitively, Instance referrers) are reset; active ones are stopped
+-- (their process groups are killed within a heartbeat) and their
+-- retrycount counts the retry.  Then every task whose wait may have
+-- changed (the reset ones, and the subtrees their serial gates close) is
+-- rescheduled: its pending count; at zero ready with its first command
+-- queued (or, without -cmds, done, releasing its waiters), above zero
+-- blocked.  Each task and command row is written once or twice, in one
+-- statement per step for all pairs.  Jobs are locked in jid order, so two
+-- such calls cannot deadlock.  Returns the (jid, tid) pairs reset.
+CREATE FUNCTION tractor_tasks_retry_v1(p_jids bigint[], p_tids integer[], p_recover boolean)
+RETURNS TABLE (jid bigint, tid integer)
+LANGUAGE plpgsql
+-- Every step is driven by the pairs, a few index lookups each: the
+-- planner's estimates for task states are stale by then (the states
+-- changed in this very transaction), and a wrong guess scans a million
+-- tasks or JIT-compiles a plan, so it is told to use the indexes.
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    rj bigint[];
+    rt integer[];
+    r record;
+    waiters integer[];
+    recount bigint[] := ARRAY[]::bigint[];
+BEGIN
+    PERFORM 1 FROM jobs jb WHERE jb.jid IN (SELECT DISTINCT x FROM unnest(p_jids) AS x) ORDER BY jb.jid FOR UPDATE;
+    WITH RECURSIVE dep(jid, tid) AS (
+        SELECT x.jid, x.tid FROM unnest(p_jids, p_tids) AS x(jid, tid)
+        WHERE EXISTS (SELECT 1 FROM tasks tk WHERE tk.jid = x.jid AND tk.tid = x.tid)
+        UNION
+        SELECT x.jid, x.up FROM dep JOIN LATERAL (
+            SELECT tk.jid, tk.parent_tid AS up FROM tasks tk
+            WHERE tk.jid = dep.jid AND tk.tid = dep.tid AND tk.parent_tid IS NOT NULL
+            UNION ALL
+            SELECT e.jid, e.parent_tid FROM task_edges e
+            WHERE e.jid = dep.jid AND e.child_tid = dep.tid AND e.parent_tid > 0
+        ) x ON true
+    )
+    SELECT array_agg(d.jid ORDER BY d.jid, d.tid), array_agg(d.tid ORDER BY d.jid, d.tid) INTO rj, rt FROM dep d;
+    IF rj IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- every task whose state may change, with the state it has now (for
+    -- the job counters) and whether it is reset
+    CREATE TEMP TABLE IF NOT EXISTS tractor_resched (
+        jid bigint, tid integer, oldstate text, reset boolean, pending integer, first_cid integer, newstate text,
+        PRIMARY KEY (jid, tid)
+    ) ON COMMIT DROP;
+    TRUNCATE tractor_resched;
+    INSERT INTO tractor_resched (jid, tid, oldstate, reset, first_cid)
+    SELECT t.jid, t.tid, t.state, a.given,
+           (SELECT min(c.cid) FROM commands c WHERE c.jid = t.jid AND c.tid = t.tid AND c.runtype = 'regular')
+    FROM tractor_tasks_affected(rj, rt) a JOIN tasks t ON t.jid = a.jid AND t.tid = a.tid AND t.attached;
+
+    -- their invocations are no longer current; running ones are stopped
+    -- (the blade's next heartbeat kills the process group), their slots
+    -- freed and, for a retry, the retry counted.  The reset tasks are
+    -- blocked for now.  Every part of the statement sees the rows as they
+    -- were before it.
+    WITH running AS (
+        SELECT i.bladeid, i.numslots, tk.jid, tk.tid
+        FROM unnest(rj, rt) AS r(jid, tid)
+        JOIN tasks tk ON tk.jid = r.jid AND tk.tid = r.tid AND tk.state = 'active'
+        JOIN commands c ON c.jid = tk.jid AND c.tid = tk.tid
+        JOIN invocations i ON i.jid = c.jid AND i.cid = c.cid AND i.current AND i.stoptime IS NULL
+    ), stopped AS (
+        UPDATE invocations i SET current = false, stoptime = coalesce(i.stoptime, now()),
+               leasetime = CASE WHEN i.stoptime IS NULL THEN NULL ELSE i.leasetime END
+        FROM unnest(rj, rt) AS r(jid, tid), commands c
+        WHERE c.jid = r.jid AND c.tid = r.tid AND i.jid = c.jid AND i.cid = c.cid AND i.current
+    ), freed AS (
+        UPDATE blades b SET slotsinuse = greatest(b.slotsinuse - s.n, 0)
+        FROM (SELECT ru.bladeid, sum(ru.numslots) AS n FROM running ru GROUP BY ru.bladeid) s
+        WHERE b.bladeid = s.bladeid
+    )
+    UPDATE tasks tk SET state = 'blocked', statetime = now(), currcid = NULL, progress = 0,
+           resumecount = CASE WHEN p_recover THEN tk.resumecount ELSE 0 END,
+           retrycount = tk.retrycount + CASE WHEN NOT p_recover AND EXISTS (
+               SELECT 1 FROM running ru WHERE ru.jid = tk.jid AND ru.tid = tk.tid) THEN 1 ELSE 0 END,
+           -- the next launches of the tasks asked for are a resume (%r = 1) or a fresh start
+           recover = CASE WHEN EXISTS (SELECT 1 FROM unnest(p_jids, p_tids) AS g(jid, tid)
+                                       WHERE g.jid = tk.jid AND g.tid = tk.tid) THEN p_recover ELSE tk.recover END
+    FROM unnest(rj, rt) AS r(jid, tid)
+    WHERE tk.jid = r.jid AND tk.tid = r.tid;
+
+    -- what each waits for now, and so what it becomes
+    -- (as tractor_pending_of counts: subtasks and Instance targets not
+    -- done, and serial gates, which only a task with a parent or in a
+    -- -serialsubtasks job can have)
+    UPDATE tractor_resched s SET pending =
+        (SELECT count(*) FROM tasks c WHERE c.jid = s.jid AND c.parent_tid = s.tid AND c.attached
+                                        AND c.state <> 'done')
+      + (SELECT count(*) FROM task_edges e JOIN tasks x ON x.jid = e.jid AND x.tid = e.child_tid
+         WHERE e.jid = s.jid AND e.parent_tid = s.tid AND x.state <> 'done')
+      + CASE WHEN t.parent_tid IS NOT NULL OR (t.position > 0 AND j.serialsubtasks)
+             THEN tractor_serial_gates(s.jid, s.tid) ELSE 0 END
+    FROM tasks t, jobs j
+    WHERE t.jid = s.jid AND t.tid = s.tid AND t.state IN ('blocked', 'ready') AND j.jid = s.jid;
+    UPDATE tractor_resched s SET newstate = CASE WHEN s.pending > 0 THEN 'blocked'
+                                                 WHEN s.first_cid IS NULL THEN 'done'
+                                                 ELSE 'ready' END
+    WHERE s.pending IS NOT NULL;
+
+    -- ready rows of commands that are not ready any more
+    DELETE FROM ready q USING tractor_resched s, commands c
+    WHERE (s.reset OR (s.oldstate = 'ready' AND s.newstate = 'blocked'))
+      AND c.jid = s.jid AND c.tid = s.tid AND q.jid = c.jid AND q.cid = c.cid;
+    -- commands: the first one of a task going ready is ready, the others of
+    -- a reset task (or of a ready task blocked again) blocked
+    UPDATE commands c
+    SET state = CASE WHEN s.newstate = 'ready' AND c.cid = s.first_cid THEN 'ready' ELSE 'blocked' END,
+        statetime = now(), autoretries = CASE WHEN s.reset THEN 0 ELSE c.autoretries END
+    FROM tractor_resched s
+    WHERE c.jid = s.jid AND c.tid = s.tid
+      AND ((s.reset AND (c.state <> 'blocked' OR (s.newstate = 'ready' AND c.cid = s.first_cid)))
+           OR (NOT s.reset AND s.oldstate = 'ready' AND s.newstate = 'blocked' AND c.state = 'ready'));
+    -- tasks: pending counts and new states (done ones below)
+    UPDATE tasks t SET pending = s.pending,
+           state = CASE WHEN s.newstate = 'done' THEN t.state ELSE s.newstate END,
+           statetime = CASE WHEN s.newstate = 'done' OR t.state = s.newstate THEN t.statetime ELSE now() END,
+           readytime = CASE WHEN s.newstate = 'ready' AND t.state <> 'ready' THEN now() ELSE t.readytime END
+    FROM tractor_resched s
+    WHERE s.newstate IS NOT NULL AND t.jid = s.jid AND t.tid = s.tid
+      AND (t.pending IS DISTINCT FROM s.pending OR t.state <> s.newstate);
+    INSERT INTO ready (jid, cid, tid, svcid, tierpri, priority, local, spoolhost, pinblade)
+    SELECT c.jid, c.cid, c.tid, c.svcid, j.tierpri, j.priority, c.local, j.spoolhost,
+           CASE WHEN c.resumepin THEN (SELECT i.bladeid FROM invocations i
+                                       WHERE i.jid = c.jid AND i.cid = c.cid ORDER BY i.iid DESC LIMIT 1) END
+    FROM tractor_resched s
+    JOIN commands c ON c.jid = s.jid AND c.cid = s.first_cid
+    JOIN jobs j ON j.jid = s.jid
+    WHERE s.newstate = 'ready' AND s.oldstate IS DISTINCT FROM 'ready' OR s.newstate = 'ready' AND s.reset
+    ON CONFLICT (jid, cid) DO NOTHING;
+    PERFORM pg_notify('tractor_ready', q.jid::text)
+    FROM (SELECT DISTINCT s.jid FROM tractor_resched s WHERE s.newstate = 'ready') q;
+
+    -- free to go without commands: done at once, which frees their waiters
+    -- the way a finishing task does (rare: one at a time; such jobs are
+    -- counted again, since the cascade reaches tasks outside the set)
+    FOR r IN SELECT s.jid, s.tid FROM tractor_resched s WHERE s.newstate = 'done' ORDER BY s.jid, s.tid LOOP
+        UPDATE tasks SET state = 'done', statetime = now(), progress = 100 WHERE jid = r.jid AND tid = r.tid;
+        waiters := tractor_task_finished(r.jid, r.tid);
+        IF cardinality(waiters) > 0 THEN
+            PERFORM tractor_release(r.jid, waiters);
+        END IF;
+        IF NOT r.jid = ANY(recount) THEN
+            recount := recount || r.jid;
+        END IF;
+    END LOOP;
+
+    -- job counters: by difference over the touched tasks (a task keeps its
+    -- state unless it got a new one), or counted again
+    UPDATE jobs jb SET
+        numblocked = jb.numblocked + d.blocked, numready = jb.numready + d.ready,
+        numactive = jb.numactive + d.active, numerror = jb.numerror + d.error, numdone = jb.numdone + d.done
+    FROM (
+        SELECT s.jid,
+               count(*) FILTER (WHERE s.newstate = 'blocked') - count(*) FILTER (WHERE s.oldstate = 'blocked') AS blocked,
+               count(*) FILTER (WHERE s.newstate = 'ready') - count(*) FILTER (WHERE s.oldstate = 'ready') AS ready,
+               - count(*) FILTER (WHERE s.oldstate = 'active') AS active,
+               - count(*) FILTER (WHERE s.oldstate = 'error') AS error,
+               - count(*) FILTER (WHERE s.oldstate = 'done') AS done
+        FROM tractor_resched s
+        WHERE s.newstate IS NOT NULL AND NOT s.jid = ANY(recount)
+        GROUP BY s.jid
+    ) d
+    WHERE jb.jid = d.jid;
+    PERFORM tractor_recount(x) FROM unnest(recount) AS x;
+    -- a finished job with tasks to run again lives again
+    UPDATE jobs jb SET phase = 'live', stoptime = NULL
+    WHERE jb.jid IN (SELECT DISTINCT x FROM unnest(rj) AS x) AND jb.phase <> 'live' AND jb.numdone < jb.numtasks;
+    RETURN QUERY SELECT * FROM unnest(rj, rt);
+END $$;
+
+-- tractor_reschedule_tasks (0004) read every pending count before its loop;
+-- when a task without commands became done in the loop and freed a later
+-- task of the set, that task was then given its stale count (and could be
+-- left ready while still waiting).  Each count is now taken when its task's
+-- turn comes, and tasks the loop already moved on are left alone.
+CREATE OR REPLACE FUNCTION tractor_reschedule_tasks(p_jid bigint, p_tids integer[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    affected integer[];
+    t integer;
+    st text;
+    n integer;
+    first_cid integer;
+    released integer[] := ARRAY[]::integer[];
+BEGIN
+    SELECT array_agg(a.tid ORDER BY a.tid) INTO affected
+    FROM tractor_tasks_affected(array_fill(p_jid, ARRAY[cardinality(p_tids)]), p_tids) a;
+    FOREACH t IN ARRAY coalesce(affected, ARRAY[]::integer[]) LOOP
+        SELECT state INTO st FROM tasks WHERE jid = p_jid AND tid = t AND attached;
+        CONTINUE WHEN st IS NULL OR st NOT IN ('blocked', 'ready');
+        n := tractor_pending_of(p_jid, t);
+        UPDATE tasks SET pending = n WHERE jid = p_jid AND tid = t AND pending <> n;
+        IF n > 0 THEN
+            IF st = 'ready' THEN
+                DELETE FROM ready WHERE jid = p_jid
+                  AND cid IN (SELECT c.cid FROM commands c WHERE c.jid = p_jid AND c.tid = t);
+                UPDATE commands SET state = 'blocked', statetime = now()
+                WHERE jid = p_jid AND tid = t AND state = 'ready';
+                UPDATE tasks SET state = 'blocked', statetime = now() WHERE jid = p_jid AND tid = t;
+            END IF;
+        ELSIF st = 'blocked' THEN
+            SELECT min(c.cid) INTO first_cid FROM commands c
+            WHERE c.jid = p_jid AND c.tid = t AND c.runtype = 'regular';
+            IF first_cid IS NULL THEN
+                UPDATE tasks SET state = 'done', statetime = now(), progress = 100 WHERE jid = p_jid AND tid = t;
+                released := released || tractor_task_finished(p_jid, t);
+            ELSE
+                UPDATE tasks SET state = 'ready', statetime = now(), readytime = now(), currcid = NULL
+                WHERE jid = p_jid AND tid = t;
+                PERFORM tractor_queue_command(p_jid, first_cid);
+            END IF;
+        END IF;
+    END LOOP;
+    IF cardinality(released) > 0 THEN
+        PERFORM tractor_release(p_jid, released);
+    END IF;
+    PERFORM tractor_recount(p_jid);
+END $$;
