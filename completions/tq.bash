@@ -42,7 +42,7 @@ _tq()
             if [[ $cur == -* ]]; then
                 COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
             else
-                COMPREPLY=( $(compgen -W 'jobs tasks commands invocations blades params notes retry resume skip kill pause unpause interrupt restart retryallerrs skipallerrs delete undelete undelay unlock chpri delay lock chcrews jattr jobdump nimby unnimby eject delist explain log ping help aliases attributes cmds fields invos why' -- "$cur") )
+                COMPREPLY=( $(compgen -W 'jobs tasks commands invocations blades params notes retry resume skip kill pause unpause interrupt restart retryallerrs skipallerrs delete undelete undelay unlock chpri delay lock chcrews jattr jobdump nimby unnimby eject delist explain log ping help aliases attributes chkeys cattr cmds fields invos why' -- "$cur") )
             fi
             return 0
             ;;
@@ -267,6 +267,24 @@ _tq()
         'aliases')
             ;;
         'attributes')
+            ;;
+        'chkeys')
+            case $prev in
+                -k|--keystr)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -k --keystr'
+            ;;
+        'cattr')
+            case $prev in
+                -k|--key|-v|--value|-a|--add|-r|--remove)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' -k --key -v --value -a --add -r --remove --archives'
             ;;
         'cmds')
             case $prev in

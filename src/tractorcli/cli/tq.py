@@ -330,9 +330,10 @@ TqGroup.aliases.update(LISTING_ALIASES)
 # owner (unless --force), asks (unless --yes), acts, and prints each target's
 # row with a result word.
 
-_ENTITY_OF = {"job": "jobs", "task": "tasks", "blade": "blades"}
+_ENTITY_OF = {"job": "jobs", "task": "tasks", "blade": "blades", "command": "commands"}
 # hidden keys each target row carries: (id keys, owner key or None)
-_KEYS = {"job": (("jid",), "owner"), "task": (("jid", "tid"), "Job.owner"), "blade": (("bladeid", "name"), None)}
+_KEYS = {"job": (("jid",), "owner"), "task": (("jid", "tid"), "Job.owner"), "blade": (("bladeid", "name"), None),
+         "command": (("jid", "cid"), "Job.owner")}
 
 
 def _ask(question: str) -> bool:
@@ -905,3 +906,4 @@ main = make_main(command, PROG)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+from . import tq_commands  # noqa: E402,F401

@@ -335,3 +335,61 @@ SELECT current_user AS dbuser, current_database() AS dbname, version() AS versio
 
 -- name: tq_task_state
 SELECT state FROM tasks WHERE jid = %(jid)s AND tid = %(tid)s
+
+-- --- tq operations on commands (db/ops.py: chkeys, cattr) ---------------------------
+-- The launch reads these columns at each claim: edits apply to the next launch.
+
+-- name: tq_lock_timeout
+-- Transaction-local: a command edit waits this long for a lock, then gives way.
+SELECT set_config('lock_timeout', %(timeout)s::text, true)
+
+-- name: tq_command_ready_lock
+-- First the command's queue row, if it is ready (a claim takes it first too).
+SELECT cid FROM ready WHERE jid = %(jid)s::bigint AND cid = %(cid)s::integer FOR UPDATE
+
+-- name: tq_command_service_info
+-- Then the command; with what its effective expression is made of.
+SELECT c.service, c.svcid, j.service AS job_service, j.avoid
+FROM commands c JOIN jobs j ON j.jid = c.jid
+WHERE c.jid = %(jid)s::bigint AND c.cid = %(cid)s::integer
+FOR NO KEY UPDATE OF c
+
+-- name: tq_command_service
+-- The command's own expression and the svcid of its effective one; the job
+-- lists the svcid (claims look for jobs by their svcids).
+WITH c AS (
+    UPDATE commands SET service = %(service)s::text, svcid = %(svcid)s::integer
+    WHERE jid = %(jid)s::bigint AND cid = %(cid)s::integer
+    RETURNING jid
+)
+UPDATE jobs SET svcids = ARRAY(SELECT DISTINCT s FROM unnest(svcids || %(svcid)s::integer) AS u(s) ORDER BY s)
+WHERE jid IN (SELECT jid FROM c) AND NOT (%(svcid)s::integer = ANY (svcids))
+
+-- name: tq_command_ready_service
+-- A separate statement (a fresh snapshot): also finds a queue row inserted
+-- by a transaction that held the command while we waited for it.
+UPDATE ready SET svcid = %(svcid)s::integer
+WHERE jid = %(jid)s::bigint AND cid = %(cid)s::integer AND svcid IS DISTINCT FROM %(svcid)s::integer
+RETURNING cid
+
+-- name: tq_command_lists
+SELECT argv, tags, envkey, retryrcodes FROM commands
+WHERE jid = %(jid)s::bigint AND cid = %(cid)s::integer
+FOR NO KEY UPDATE
+
+-- name: tq_command_attr
+-- tq cattr: one of a fixed set of command attributes (%(key)s picks it).
+UPDATE commands SET
+    argv        = CASE WHEN %(key)s::text = 'argv' THEN %(list)s::text[] ELSE argv END,
+    tags        = CASE WHEN %(key)s::text = 'tags' THEN %(list)s::text[] ELSE tags END,
+    envkey      = CASE WHEN %(key)s::text = 'envkey' THEN %(list)s::text[] ELSE envkey END,
+    retryrcodes = CASE WHEN %(key)s::text = 'retryrcodes' THEN %(ints)s::integer[] ELSE retryrcodes END,
+    msg         = CASE WHEN %(key)s::text = 'msg' THEN %(text)s::text ELSE msg END,
+    metadata    = CASE WHEN %(key)s::text = 'metadata' THEN %(text)s::text ELSE metadata END,
+    minrunsecs  = CASE WHEN %(key)s::text = 'minrunsecs' THEN %(secs)s::double precision ELSE minrunsecs END,
+    maxrunsecs  = CASE WHEN %(key)s::text = 'maxrunsecs' THEN %(secs)s::double precision ELSE maxrunsecs END,
+    minslots    = CASE WHEN %(key)s::text = 'minslots' THEN %(slots)s::integer ELSE minslots END,
+    maxslots    = CASE WHEN %(key)s::text = 'maxslots' THEN %(slots)s::integer ELSE maxslots END,
+    resumepin   = CASE WHEN %(key)s::text = 'resumepin' THEN %(bool)s::boolean ELSE resumepin END
+WHERE jid = %(jid)s::bigint AND cid = %(cid)s::integer
+RETURNING cid
