@@ -358,10 +358,11 @@ def _may_force(user: str, owner: str) -> bool:
 
 
 def _operate(entity: str, words: tuple[str, ...], *, question: str, word: str, sortby: tuple[str, ...],
-             act: Callable[[Any, list[dict]], None], per_job: bool = False, force: bool = False,
-             yes: bool = False, archives: bool | None = None, show: bool = True) -> int:
-    """Select the targets of an operation and run `act(conn, rows)` on them: once per
-    job with all its rows when `per_job`, else once per row (a one-row list)."""
+             act: Callable[[Any, list[dict]], None], per_job: bool = False, all_at_once: bool = False,
+             force: bool = False, yes: bool = False, archives: bool | None = None, show: bool = True) -> int:
+    """Select the targets of an operation and run `act(conn, rows)` on them: once with
+    every row when `all_at_once`, once per job with its rows when `per_job`, else once
+    per row (a one-row list)."""
     from ..errors import ExitStatus
     from ..query import clause_from_words
     from . import render
@@ -388,28 +389,33 @@ def _operate(entity: str, words: tuple[str, ...], *, question: str, word: str, s
     user = _user()
     refused = False
     chosen: list[dict] = []
+    verdicts: dict[str, str] = {}  # owner -> why not ("" = allowed), asked once per owner
     for row in rows:
-        line = render.row_line(row, cols, style)
         owner = row[owner_key] if owner_key else user
         if owner != user and not reading:
-            if not force:
-                why = "use tq --force"
-            elif not _may_force(user, owner):
-                why = f"tq --force is not allowed for {user} on {owner}'s jobs (crews.toml)"
-            else:
-                why = ""
+            why = verdicts.get(owner)
+            if why is None:
+                if not force:
+                    why = "use tq --force"
+                elif not _may_force(user, owner):
+                    why = f"tq --force is not allowed for {user} on {owner}'s jobs (crews.toml)"
+                else:
+                    why = ""
+                verdicts[owner] = why
             if why:
-                ctx.out(line)
+                ctx.out(render.row_line(row, cols, style))
                 click.echo(f"{PROG}: not job owner; {why}", err=True)
                 refused = True
                 continue
         if not yes:
-            ctx.out(line)
+            ctx.out(render.row_line(row, cols, style))
             if not _ask(question):
                 continue
         chosen.append(row)
     conn = ctx.connection()
-    if per_job:
+    if all_at_once:
+        batches = [chosen] if chosen else []
+    elif per_job:
         groups: dict[Any, list[dict]] = {}
         for row in chosen:
             groups.setdefault(row["jid"], []).append(row)
@@ -418,9 +424,8 @@ def _operate(entity: str, words: tuple[str, ...], *, question: str, word: str, s
         batches = [[row] for row in chosen]
     for batch in batches:
         act(conn, batch)
-        if show:
-            for row in batch:
-                ctx.out(f"{render.row_line(row, cols, style)} {word}")
+        if show:  # one write per batch: thousands of rows with --yes
+            ctx.out("\n".join(f"{render.row_line(row, cols, style)} {word}" for row in batch))
     return int(ExitStatus.PERMISSION) if refused else 0
 
 
@@ -460,10 +465,13 @@ def _make_task_op(name, help, example, question, word, fn, kw):
         from ..db import dispatch
 
         def act(conn, rows):
-            getattr(dispatch, fn)(conn, rows[0]["jid"], [r["tid"] for r in rows], **kw)
+            if fn == "retry":  # every task of every job in one call (tq retry error: thousands)
+                dispatch.retry_many(conn, [(r["jid"], r["tid"]) for r in rows], **kw)
+            else:
+                getattr(dispatch, fn)(conn, rows[0]["jid"], [r["tid"] for r in rows], **kw)
 
         return _operate("task", words, question=question, word=word, sortby=("-Job.priority", "Job.spooltime"),
-                        act=act, per_job=True)
+                        act=act, per_job=True, all_at_once=fn == "retry")
 
 
 for _t in _TASK_OPS:
@@ -906,4 +914,5 @@ main = make_main(command, PROG)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+from . import tq_admin  # noqa: E402,F401
 from . import tq_commands  # noqa: E402,F401

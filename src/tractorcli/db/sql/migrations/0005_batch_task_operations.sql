@@ -91,72 +91,87 @@ SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SE
 AS $$
 #variable_conflict use_column
 DECLARE
-    rj bigint[];
-    rt integer[];
     r record;
     waiters integer[];
     recount bigint[] := ARRAY[]::bigint[];
 BEGIN
     PERFORM 1 FROM jobs jb WHERE jb.jid IN (SELECT DISTINCT x FROM unnest(p_jids) AS x) ORDER BY jb.jid FOR UPDATE;
-    WITH RECURSIVE dep(jid, tid) AS (
-        SELECT x.jid, x.tid FROM unnest(p_jids, p_tids) AS x(jid, tid)
-        WHERE EXISTS (SELECT 1 FROM tasks tk WHERE tk.jid = x.jid AND tk.tid = x.tid)
+
+    -- Every task whose state may change: the reset ones (the tasks asked
+    -- for and what depends on them) and the subtrees their serial gates
+    -- close; with the state each has now (for the job counters), whether
+    -- it runs now, and its first command.  (Sets are combined by grouping,
+    -- never by joining two of them: joins here are index lookups.)
+    CREATE TEMP TABLE IF NOT EXISTS tractor_resched (
+        jid bigint, tid integer, asked boolean, reset boolean, attached boolean, oldstate text, running boolean,
+        first_cid integer, pending integer, newstate text,
+        PRIMARY KEY (jid, tid)
+    ) ON COMMIT DROP;
+    TRUNCATE tractor_resched;
+    WITH RECURSIVE dep(jid, tid, asked) AS (
+        SELECT x.jid, x.tid, true FROM unnest(p_jids, p_tids) AS x(jid, tid)
         UNION
-        SELECT x.jid, x.up FROM dep JOIN LATERAL (
+        SELECT x.jid, x.up, false FROM dep JOIN LATERAL (
             SELECT tk.jid, tk.parent_tid AS up FROM tasks tk
             WHERE tk.jid = dep.jid AND tk.tid = dep.tid AND tk.parent_tid IS NOT NULL
             UNION ALL
             SELECT e.jid, e.parent_tid FROM task_edges e
             WHERE e.jid = dep.jid AND e.child_tid = dep.tid AND e.parent_tid > 0
         ) x ON true
+    ), resets AS (
+        SELECT d.jid, d.tid, bool_or(d.asked) AS asked FROM dep d GROUP BY d.jid, d.tid
+    ), gated AS (
+        -- the next sibling is the first task after me's subtree, if it has me's parent
+        SELECT g.jid, g.tid
+        FROM resets r
+        JOIN tasks me ON me.jid = r.jid AND me.tid = r.tid
+        JOIN tasks nxt ON nxt.jid = me.jid AND nxt.tid = coalesce(me.lasttid, me.tid) + 1
+                      AND nxt.parent_tid IS NOT DISTINCT FROM me.parent_tid AND nxt.attached
+        LEFT JOIN tasks par ON par.jid = me.jid AND par.tid = me.parent_tid
+        JOIN tasks g ON g.jid = me.jid AND g.tid BETWEEN nxt.tid AND coalesce(nxt.lasttid, nxt.tid)
+        WHERE coalesce(par.serialsubtasks, (SELECT j.serialsubtasks FROM jobs j WHERE j.jid = me.jid))
+    ), touched AS (
+        SELECT u.jid, u.tid, bool_or(u.asked) AS asked, bool_or(u.reset) AS reset FROM (
+            SELECT r.jid, r.tid, r.asked, true AS reset FROM resets r
+            UNION ALL
+            SELECT g.jid, g.tid, false, false FROM gated g
+        ) u GROUP BY u.jid, u.tid
     )
-    SELECT array_agg(d.jid ORDER BY d.jid, d.tid), array_agg(d.tid ORDER BY d.jid, d.tid) INTO rj, rt FROM dep d;
-    IF rj IS NULL THEN
+    INSERT INTO tractor_resched (jid, tid, asked, reset, attached, oldstate, running, first_cid)
+    SELECT t.jid, t.tid, u.asked, u.reset, t.attached, t.state,
+           t.state = 'active' AND EXISTS (
+               SELECT 1 FROM commands c JOIN invocations i ON i.jid = c.jid AND i.cid = c.cid
+               WHERE c.jid = t.jid AND c.tid = t.tid AND i.current AND i.stoptime IS NULL),
+           (SELECT min(c.cid) FROM commands c WHERE c.jid = t.jid AND c.tid = t.tid AND c.runtype = 'regular')
+    FROM touched u JOIN tasks t ON t.jid = u.jid AND t.tid = u.tid
+    WHERE u.reset OR t.attached;
+    IF NOT FOUND THEN
         RETURN;
     END IF;
 
-    -- every task whose state may change, with the state it has now (for
-    -- the job counters) and whether it is reset
-    CREATE TEMP TABLE IF NOT EXISTS tractor_resched (
-        jid bigint, tid integer, oldstate text, reset boolean, pending integer, first_cid integer, newstate text,
-        PRIMARY KEY (jid, tid)
-    ) ON COMMIT DROP;
-    TRUNCATE tractor_resched;
-    INSERT INTO tractor_resched (jid, tid, oldstate, reset, first_cid)
-    SELECT t.jid, t.tid, t.state, a.given,
-           (SELECT min(c.cid) FROM commands c WHERE c.jid = t.jid AND c.tid = t.tid AND c.runtype = 'regular')
-    FROM tractor_tasks_affected(rj, rt) a JOIN tasks t ON t.jid = a.jid AND t.tid = a.tid AND t.attached;
-
-    -- their invocations are no longer current; running ones are stopped
-    -- (the blade's next heartbeat kills the process group), their slots
-    -- freed and, for a retry, the retry counted.  The reset tasks are
-    -- blocked for now.  Every part of the statement sees the rows as they
-    -- were before it.
-    WITH running AS (
-        SELECT i.bladeid, i.numslots, tk.jid, tk.tid
-        FROM unnest(rj, rt) AS r(jid, tid)
-        JOIN tasks tk ON tk.jid = r.jid AND tk.tid = r.tid AND tk.state = 'active'
-        JOIN commands c ON c.jid = tk.jid AND c.tid = tk.tid
-        JOIN invocations i ON i.jid = c.jid AND i.cid = c.cid AND i.current AND i.stoptime IS NULL
-    ), stopped AS (
-        UPDATE invocations i SET current = false, stoptime = coalesce(i.stoptime, now()),
-               leasetime = CASE WHEN i.stoptime IS NULL THEN NULL ELSE i.leasetime END
-        FROM unnest(rj, rt) AS r(jid, tid), commands c
-        WHERE c.jid = r.jid AND c.tid = r.tid AND i.jid = c.jid AND i.cid = c.cid AND i.current
-    ), freed AS (
-        UPDATE blades b SET slotsinuse = greatest(b.slotsinuse - s.n, 0)
-        FROM (SELECT ru.bladeid, sum(ru.numslots) AS n FROM running ru GROUP BY ru.bladeid) s
-        WHERE b.bladeid = s.bladeid
-    )
+    -- The reset tasks' invocations are no longer current; running ones
+    -- are stopped (the blade's next heartbeat kills the process group) and
+    -- their slots freed.  The tasks are blocked for now, a retry of a
+    -- running one counted, and the next launches of the tasks asked for
+    -- are a resume (%r = 1) or a fresh start.
+    UPDATE blades b SET slotsinuse = greatest(b.slotsinuse - x.n, 0)
+    FROM (SELECT i.bladeid, sum(i.numslots) AS n
+          FROM tractor_resched s
+          JOIN commands c ON c.jid = s.jid AND c.tid = s.tid
+          JOIN invocations i ON i.jid = c.jid AND i.cid = c.cid AND i.current AND i.stoptime IS NULL
+          WHERE s.reset AND s.running
+          GROUP BY i.bladeid) x
+    WHERE b.bladeid = x.bladeid;
+    UPDATE invocations i SET current = false, stoptime = coalesce(i.stoptime, now()),
+           leasetime = CASE WHEN i.stoptime IS NULL THEN NULL ELSE i.leasetime END
+    FROM tractor_resched s, commands c
+    WHERE s.reset AND c.jid = s.jid AND c.tid = s.tid AND i.jid = c.jid AND i.cid = c.cid AND i.current;
     UPDATE tasks tk SET state = 'blocked', statetime = now(), currcid = NULL, progress = 0,
            resumecount = CASE WHEN p_recover THEN tk.resumecount ELSE 0 END,
-           retrycount = tk.retrycount + CASE WHEN NOT p_recover AND EXISTS (
-               SELECT 1 FROM running ru WHERE ru.jid = tk.jid AND ru.tid = tk.tid) THEN 1 ELSE 0 END,
-           -- the next launches of the tasks asked for are a resume (%r = 1) or a fresh start
-           recover = CASE WHEN EXISTS (SELECT 1 FROM unnest(p_jids, p_tids) AS g(jid, tid)
-                                       WHERE g.jid = tk.jid AND g.tid = tk.tid) THEN p_recover ELSE tk.recover END
-    FROM unnest(rj, rt) AS r(jid, tid)
-    WHERE tk.jid = r.jid AND tk.tid = r.tid;
+           retrycount = tk.retrycount + CASE WHEN s.running AND NOT p_recover THEN 1 ELSE 0 END,
+           recover = CASE WHEN s.asked THEN p_recover ELSE tk.recover END
+    FROM tractor_resched s
+    WHERE s.reset AND tk.jid = s.jid AND tk.tid = s.tid;
 
     -- what each waits for now, and so what it becomes
     -- (as tractor_pending_of counts: subtasks and Instance targets not
@@ -170,7 +185,7 @@ BEGIN
       + CASE WHEN t.parent_tid IS NOT NULL OR (t.position > 0 AND j.serialsubtasks)
              THEN tractor_serial_gates(s.jid, s.tid) ELSE 0 END
     FROM tasks t, jobs j
-    WHERE t.jid = s.jid AND t.tid = s.tid AND t.state IN ('blocked', 'ready') AND j.jid = s.jid;
+    WHERE s.attached AND t.jid = s.jid AND t.tid = s.tid AND t.state IN ('blocked', 'ready') AND j.jid = s.jid;
     UPDATE tractor_resched s SET newstate = CASE WHEN s.pending > 0 THEN 'blocked'
                                                  WHEN s.first_cid IS NULL THEN 'done'
                                                  ELSE 'ready' END
@@ -236,15 +251,15 @@ BEGIN
                - count(*) FILTER (WHERE s.oldstate = 'error') AS error,
                - count(*) FILTER (WHERE s.oldstate = 'done') AS done
         FROM tractor_resched s
-        WHERE s.newstate IS NOT NULL AND NOT s.jid = ANY(recount)
+        WHERE s.attached AND s.newstate IS NOT NULL AND NOT s.jid = ANY(recount)
         GROUP BY s.jid
     ) d
     WHERE jb.jid = d.jid;
     PERFORM tractor_recount(x) FROM unnest(recount) AS x;
     -- a finished job with tasks to run again lives again
     UPDATE jobs jb SET phase = 'live', stoptime = NULL
-    WHERE jb.jid IN (SELECT DISTINCT x FROM unnest(rj) AS x) AND jb.phase <> 'live' AND jb.numdone < jb.numtasks;
-    RETURN QUERY SELECT * FROM unnest(rj, rt);
+    WHERE jb.jid IN (SELECT DISTINCT s.jid FROM tractor_resched s) AND jb.phase <> 'live' AND jb.numdone < jb.numtasks;
+    RETURN QUERY SELECT s.jid, s.tid FROM tractor_resched s WHERE s.reset ORDER BY s.jid, s.tid;
 END $$;
 
 -- tractor_reschedule_tasks (0004) read every pending count before its loop;
