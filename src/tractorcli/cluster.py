@@ -454,6 +454,10 @@ class Cluster:
             "wal_buffers = '64MB'\n"
             "max_wal_size = '4GB'\n"
             "checkpoint_timeout = '15min'\n"
+            # Queries here are short or index-driven; JIT compiling a plan
+            # whose row estimate is off (states change under the planner's
+            # statistics all the time) cost 100-300 ms a statement.
+            "jit = off\n"
         )
         hba = [
             "# Written by tractor-dbctl at each start; edits are lost.",
