@@ -42,18 +42,26 @@ _tq()
             if [[ $cur == -* ]]; then
                 COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
             else
-                COMPREPLY=( $(compgen -W 'jobs tasks commands invocations blades params notes retry resume skip kill pause unpause interrupt restart retryallerrs skipallerrs delete undelete undelay unlock chpri delay lock chcrews jattr jobdump nimby unnimby eject delist explain log ping help aliases attributes chkeys cattr cmds fields invos why' -- "$cur") )
+                COMPREPLY=( $(compgen -W 'jobs tasks commands invocations blades params notes retry resume skip kill pause unpause interrupt restart retryallerrs skipallerrs delete undelete undelay unlock chpri delay lock chcrews jattr jobdump nimby unnimby eject delist explain log ping help aliases attributes trace queuestats reloadconfig chkeys cattr cmds fields invos why' -- "$cur") )
             fi
             return 0
             ;;
         'jobs')
             case $prev in
                 -c|--cols)
-                    COMPREPLY=( $(compgen -W 'afterjids aftertime assignments avoid comment crews cwd deleted deletetime dirmap editpolicy elapsed elapsedsecs envkey est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata minslots ntasks numactive numblocked numdone numerror numready numtasks owner pausetime phase pil pri priority projects serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'afterjids aftertime assignments avoid comment crews cwd deleted deletetime dirmap editpolicy elapsed elapsedsecs envkey est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata minslots ntasks numactive numblocked numdone numerror numready numtasks owner pausetime phase pil pri priority projects serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -s|--sortby)
-                    COMPREPLY=( $(compgen -W 'afterjids aftertime assignments avoid comment crews cwd deleted deletetime dirmap editpolicy elapsed elapsedsecs envkey est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata minslots ntasks numactive numblocked numdone numerror numready numtasks owner pausetime phase pil pri priority projects serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'afterjids aftertime assignments avoid comment crews cwd deleted deletetime dirmap editpolicy elapsed elapsedsecs envkey est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata minslots ntasks numactive numblocked numdone numerror numready numtasks owner pausetime phase pil pri priority projects serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -d|--distinct|--limit|--delimiter)
@@ -66,11 +74,19 @@ _tq()
         'tasks')
             case $prev in
                 -c|--cols)
-                    COMPREPLY=( $(compgen -W 'activetime attached chaser cids currcid haslog id jid jobid maxslots metadata minslots preview progress ptids readytime resumeblock resumecount retrycount serialsubtasks service state statetime taskid tid title' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'activetime attached chaser cids currcid haslog id jid jobid maxslots metadata minslots preview progress ptids readytime resumeblock resumecount retrycount serialsubtasks service state statetime taskid tid title Job.afterjids Job.aftertime Job.assignments Job.avoid Job.comment Job.crews Job.cwd Job.deleted Job.deletetime Job.dirmap Job.editpolicy Job.elapsed Job.elapsedsecs Job.envkey Job.est Job.esttotalsecs Job.etalevel Job.file Job.jid Job.jobid Job.lastnoteid Job.locked Job.locknote Job.lockowner Job.locktime Job.maxactive Job.maxcid Job.maxslots Job.maxtid Job.metadata Job.minslots Job.ntasks Job.numactive Job.numblocked Job.numdone Job.numerror Job.numready Job.numtasks Job.owner Job.pausetime Job.phase Job.pil Job.pri Job.priority Job.projects Job.serialsubtasks Job.service Job.spooladdr Job.spoolcwd Job.spooled Job.spoolfile Job.spoolhost Job.spooltime Job.starttime Job.stoptime Job.tags Job.tier Job.title Job.user Job.username Invocation.blade Invocation.bladeid Invocation.cid Invocation.cmdid Invocation.cpu Invocation.current Invocation.elapsedapp Invocation.elapsedreal Invocation.elapsedsys Invocation.iid Invocation.jid Invocation.jobid Invocation.limits Invocation.mem Invocation.numslots Invocation.pid Invocation.rcode Invocation.recover Invocation.resumable Invocation.resumecount Invocation.retrycount Invocation.rss Invocation.starttime Invocation.stime Invocation.stoptime Invocation.taskid Invocation.tid Invocation.utime Invocation.vsz Invocation.wtime Blade.availdisk Blade.availmem Blade.availmemory Blade.bid Blade.bladeid Blade.boottime Blade.cleartime Blade.cores Blade.disk Blade.gpulabel Blade.heartbeattime Blade.instanceid Blade.instid Blade.ipaddr Blade.load Blade.loadavg Blade.mem Blade.name Blade.nimby Blade.numcpu Blade.numslots Blade.os Blade.osname Blade.osversion Blade.owners Blade.port Blade.profile Blade.provides Blade.slotsinuse Blade.starttime Blade.status Blade.taskcount Blade.udi Blade.version Blade.zone' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -s|--sortby)
-                    COMPREPLY=( $(compgen -W 'activetime attached chaser cids currcid haslog id jid jobid maxslots metadata minslots preview progress ptids readytime resumeblock resumecount retrycount serialsubtasks service state statetime taskid tid title' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'activetime attached chaser cids currcid haslog id jid jobid maxslots metadata minslots preview progress ptids readytime resumeblock resumecount retrycount serialsubtasks service state statetime taskid tid title Job.afterjids Job.aftertime Job.assignments Job.avoid Job.comment Job.crews Job.cwd Job.deleted Job.deletetime Job.dirmap Job.editpolicy Job.elapsed Job.elapsedsecs Job.envkey Job.est Job.esttotalsecs Job.etalevel Job.file Job.jid Job.jobid Job.lastnoteid Job.locked Job.locknote Job.lockowner Job.locktime Job.maxactive Job.maxcid Job.maxslots Job.maxtid Job.metadata Job.minslots Job.ntasks Job.numactive Job.numblocked Job.numdone Job.numerror Job.numready Job.numtasks Job.owner Job.pausetime Job.phase Job.pil Job.pri Job.priority Job.projects Job.serialsubtasks Job.service Job.spooladdr Job.spoolcwd Job.spooled Job.spoolfile Job.spoolhost Job.spooltime Job.starttime Job.stoptime Job.tags Job.tier Job.title Job.user Job.username Invocation.blade Invocation.bladeid Invocation.cid Invocation.cmdid Invocation.cpu Invocation.current Invocation.elapsedapp Invocation.elapsedreal Invocation.elapsedsys Invocation.iid Invocation.jid Invocation.jobid Invocation.limits Invocation.mem Invocation.numslots Invocation.pid Invocation.rcode Invocation.recover Invocation.resumable Invocation.resumecount Invocation.retrycount Invocation.rss Invocation.starttime Invocation.stime Invocation.stoptime Invocation.taskid Invocation.tid Invocation.utime Invocation.vsz Invocation.wtime Blade.availdisk Blade.availmem Blade.availmemory Blade.bid Blade.bladeid Blade.boottime Blade.cleartime Blade.cores Blade.disk Blade.gpulabel Blade.heartbeattime Blade.instanceid Blade.instid Blade.ipaddr Blade.load Blade.loadavg Blade.mem Blade.name Blade.nimby Blade.numcpu Blade.numslots Blade.os Blade.osname Blade.osversion Blade.owners Blade.port Blade.profile Blade.provides Blade.slotsinuse Blade.starttime Blade.status Blade.taskcount Blade.udi Blade.version Blade.zone' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -d|--distinct|--limit|--delimiter)
@@ -83,11 +99,19 @@ _tq()
         'commands')
             case $prev in
                 -c|--cols)
-                    COMPREPLY=( $(compgen -W 'argv autoretries cid cmdid envkey expand id jid jobid local maxrunsecs maxslots metadata minrunsecs minslots msg refersto resumepin resumewhile retrycodes retryrc retryrcodes runtype samehost service state statetime tags taskid tid' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'argv autoretries cid cmdid envkey expand id jid jobid local maxrunsecs maxslots metadata minrunsecs minslots msg refersto resumepin resumewhile retrycodes retryrc retryrcodes runtype samehost service state statetime tags taskid tid Task.activetime Task.attached Task.chaser Task.cids Task.currcid Task.haslog Task.id Task.jid Task.jobid Task.maxslots Task.metadata Task.minslots Task.preview Task.progress Task.ptids Task.readytime Task.resumeblock Task.resumecount Task.retrycount Task.serialsubtasks Task.service Task.state Task.statetime Task.taskid Task.tid Task.title Job.afterjids Job.aftertime Job.assignments Job.avoid Job.comment Job.crews Job.cwd Job.deleted Job.deletetime Job.dirmap Job.editpolicy Job.elapsed Job.elapsedsecs Job.envkey Job.est Job.esttotalsecs Job.etalevel Job.file Job.jid Job.jobid Job.lastnoteid Job.locked Job.locknote Job.lockowner Job.locktime Job.maxactive Job.maxcid Job.maxslots Job.maxtid Job.metadata Job.minslots Job.ntasks Job.numactive Job.numblocked Job.numdone Job.numerror Job.numready Job.numtasks Job.owner Job.pausetime Job.phase Job.pil Job.pri Job.priority Job.projects Job.serialsubtasks Job.service Job.spooladdr Job.spoolcwd Job.spooled Job.spoolfile Job.spoolhost Job.spooltime Job.starttime Job.stoptime Job.tags Job.tier Job.title Job.user Job.username Invocation.blade Invocation.bladeid Invocation.cid Invocation.cmdid Invocation.cpu Invocation.current Invocation.elapsedapp Invocation.elapsedreal Invocation.elapsedsys Invocation.iid Invocation.jid Invocation.jobid Invocation.limits Invocation.mem Invocation.numslots Invocation.pid Invocation.rcode Invocation.recover Invocation.resumable Invocation.resumecount Invocation.retrycount Invocation.rss Invocation.starttime Invocation.stime Invocation.stoptime Invocation.taskid Invocation.tid Invocation.utime Invocation.vsz Invocation.wtime Blade.availdisk Blade.availmem Blade.availmemory Blade.bid Blade.bladeid Blade.boottime Blade.cleartime Blade.cores Blade.disk Blade.gpulabel Blade.heartbeattime Blade.instanceid Blade.instid Blade.ipaddr Blade.load Blade.loadavg Blade.mem Blade.name Blade.nimby Blade.numcpu Blade.numslots Blade.os Blade.osname Blade.osversion Blade.owners Blade.port Blade.profile Blade.provides Blade.slotsinuse Blade.starttime Blade.status Blade.taskcount Blade.udi Blade.version Blade.zone' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -s|--sortby)
-                    COMPREPLY=( $(compgen -W 'argv autoretries cid cmdid envkey expand id jid jobid local maxrunsecs maxslots metadata minrunsecs minslots msg refersto resumepin resumewhile retrycodes retryrc retryrcodes runtype samehost service state statetime tags taskid tid' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'argv autoretries cid cmdid envkey expand id jid jobid local maxrunsecs maxslots metadata minrunsecs minslots msg refersto resumepin resumewhile retrycodes retryrc retryrcodes runtype samehost service state statetime tags taskid tid Task.activetime Task.attached Task.chaser Task.cids Task.currcid Task.haslog Task.id Task.jid Task.jobid Task.maxslots Task.metadata Task.minslots Task.preview Task.progress Task.ptids Task.readytime Task.resumeblock Task.resumecount Task.retrycount Task.serialsubtasks Task.service Task.state Task.statetime Task.taskid Task.tid Task.title Job.afterjids Job.aftertime Job.assignments Job.avoid Job.comment Job.crews Job.cwd Job.deleted Job.deletetime Job.dirmap Job.editpolicy Job.elapsed Job.elapsedsecs Job.envkey Job.est Job.esttotalsecs Job.etalevel Job.file Job.jid Job.jobid Job.lastnoteid Job.locked Job.locknote Job.lockowner Job.locktime Job.maxactive Job.maxcid Job.maxslots Job.maxtid Job.metadata Job.minslots Job.ntasks Job.numactive Job.numblocked Job.numdone Job.numerror Job.numready Job.numtasks Job.owner Job.pausetime Job.phase Job.pil Job.pri Job.priority Job.projects Job.serialsubtasks Job.service Job.spooladdr Job.spoolcwd Job.spooled Job.spoolfile Job.spoolhost Job.spooltime Job.starttime Job.stoptime Job.tags Job.tier Job.title Job.user Job.username Invocation.blade Invocation.bladeid Invocation.cid Invocation.cmdid Invocation.cpu Invocation.current Invocation.elapsedapp Invocation.elapsedreal Invocation.elapsedsys Invocation.iid Invocation.jid Invocation.jobid Invocation.limits Invocation.mem Invocation.numslots Invocation.pid Invocation.rcode Invocation.recover Invocation.resumable Invocation.resumecount Invocation.retrycount Invocation.rss Invocation.starttime Invocation.stime Invocation.stoptime Invocation.taskid Invocation.tid Invocation.utime Invocation.vsz Invocation.wtime Blade.availdisk Blade.availmem Blade.availmemory Blade.bid Blade.bladeid Blade.boottime Blade.cleartime Blade.cores Blade.disk Blade.gpulabel Blade.heartbeattime Blade.instanceid Blade.instid Blade.ipaddr Blade.load Blade.loadavg Blade.mem Blade.name Blade.nimby Blade.numcpu Blade.numslots Blade.os Blade.osname Blade.osversion Blade.owners Blade.port Blade.profile Blade.provides Blade.slotsinuse Blade.starttime Blade.status Blade.taskcount Blade.udi Blade.version Blade.zone' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -d|--distinct|--limit|--delimiter)
@@ -100,11 +124,19 @@ _tq()
         'invocations')
             case $prev in
                 -c|--cols)
-                    COMPREPLY=( $(compgen -W 'blade bladeid cid cmdid cpu current elapsedapp elapsedreal elapsedsys iid jid jobid limits mem numslots pid rcode recover resumable resumecount retrycount rss starttime stime stoptime taskid tid utime vsz wtime' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'blade bladeid cid cmdid cpu current elapsedapp elapsedreal elapsedsys iid jid jobid limits mem numslots pid rcode recover resumable resumecount retrycount rss starttime stime stoptime taskid tid utime vsz wtime Command.argv Command.autoretries Command.cid Command.cmdid Command.envkey Command.expand Command.id Command.jid Command.jobid Command.local Command.maxrunsecs Command.maxslots Command.metadata Command.minrunsecs Command.minslots Command.msg Command.refersto Command.resumepin Command.resumewhile Command.retrycodes Command.retryrc Command.retryrcodes Command.runtype Command.samehost Command.service Command.state Command.statetime Command.tags Command.taskid Command.tid Task.activetime Task.attached Task.chaser Task.cids Task.currcid Task.haslog Task.id Task.jid Task.jobid Task.maxslots Task.metadata Task.minslots Task.preview Task.progress Task.ptids Task.readytime Task.resumeblock Task.resumecount Task.retrycount Task.serialsubtasks Task.service Task.state Task.statetime Task.taskid Task.tid Task.title Job.afterjids Job.aftertime Job.assignments Job.avoid Job.comment Job.crews Job.cwd Job.deleted Job.deletetime Job.dirmap Job.editpolicy Job.elapsed Job.elapsedsecs Job.envkey Job.est Job.esttotalsecs Job.etalevel Job.file Job.jid Job.jobid Job.lastnoteid Job.locked Job.locknote Job.lockowner Job.locktime Job.maxactive Job.maxcid Job.maxslots Job.maxtid Job.metadata Job.minslots Job.ntasks Job.numactive Job.numblocked Job.numdone Job.numerror Job.numready Job.numtasks Job.owner Job.pausetime Job.phase Job.pil Job.pri Job.priority Job.projects Job.serialsubtasks Job.service Job.spooladdr Job.spoolcwd Job.spooled Job.spoolfile Job.spoolhost Job.spooltime Job.starttime Job.stoptime Job.tags Job.tier Job.title Job.user Job.username Blade.availdisk Blade.availmem Blade.availmemory Blade.bid Blade.bladeid Blade.boottime Blade.cleartime Blade.cores Blade.disk Blade.gpulabel Blade.heartbeattime Blade.instanceid Blade.instid Blade.ipaddr Blade.load Blade.loadavg Blade.mem Blade.name Blade.nimby Blade.numcpu Blade.numslots Blade.os Blade.osname Blade.osversion Blade.owners Blade.port Blade.profile Blade.provides Blade.slotsinuse Blade.starttime Blade.status Blade.taskcount Blade.udi Blade.version Blade.zone' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -s|--sortby)
-                    COMPREPLY=( $(compgen -W 'blade bladeid cid cmdid cpu current elapsedapp elapsedreal elapsedsys iid jid jobid limits mem numslots pid rcode recover resumable resumecount retrycount rss starttime stime stoptime taskid tid utime vsz wtime' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'blade bladeid cid cmdid cpu current elapsedapp elapsedreal elapsedsys iid jid jobid limits mem numslots pid rcode recover resumable resumecount retrycount rss starttime stime stoptime taskid tid utime vsz wtime Command.argv Command.autoretries Command.cid Command.cmdid Command.envkey Command.expand Command.id Command.jid Command.jobid Command.local Command.maxrunsecs Command.maxslots Command.metadata Command.minrunsecs Command.minslots Command.msg Command.refersto Command.resumepin Command.resumewhile Command.retrycodes Command.retryrc Command.retryrcodes Command.runtype Command.samehost Command.service Command.state Command.statetime Command.tags Command.taskid Command.tid Task.activetime Task.attached Task.chaser Task.cids Task.currcid Task.haslog Task.id Task.jid Task.jobid Task.maxslots Task.metadata Task.minslots Task.preview Task.progress Task.ptids Task.readytime Task.resumeblock Task.resumecount Task.retrycount Task.serialsubtasks Task.service Task.state Task.statetime Task.taskid Task.tid Task.title Job.afterjids Job.aftertime Job.assignments Job.avoid Job.comment Job.crews Job.cwd Job.deleted Job.deletetime Job.dirmap Job.editpolicy Job.elapsed Job.elapsedsecs Job.envkey Job.est Job.esttotalsecs Job.etalevel Job.file Job.jid Job.jobid Job.lastnoteid Job.locked Job.locknote Job.lockowner Job.locktime Job.maxactive Job.maxcid Job.maxslots Job.maxtid Job.metadata Job.minslots Job.ntasks Job.numactive Job.numblocked Job.numdone Job.numerror Job.numready Job.numtasks Job.owner Job.pausetime Job.phase Job.pil Job.pri Job.priority Job.projects Job.serialsubtasks Job.service Job.spooladdr Job.spoolcwd Job.spooled Job.spoolfile Job.spoolhost Job.spooltime Job.starttime Job.stoptime Job.tags Job.tier Job.title Job.user Job.username Blade.availdisk Blade.availmem Blade.availmemory Blade.bid Blade.bladeid Blade.boottime Blade.cleartime Blade.cores Blade.disk Blade.gpulabel Blade.heartbeattime Blade.instanceid Blade.instid Blade.ipaddr Blade.load Blade.loadavg Blade.mem Blade.name Blade.nimby Blade.numcpu Blade.numslots Blade.os Blade.osname Blade.osversion Blade.owners Blade.port Blade.profile Blade.provides Blade.slotsinuse Blade.starttime Blade.status Blade.taskcount Blade.udi Blade.version Blade.zone' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -d|--distinct|--limit|--delimiter)
@@ -117,11 +149,19 @@ _tq()
         'blades')
             case $prev in
                 -c|--cols)
-                    COMPREPLY=( $(compgen -W 'availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides slotsinuse starttime status taskcount udi version zone' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides slotsinuse starttime status taskcount udi version zone' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -s|--sortby)
-                    COMPREPLY=( $(compgen -W 'availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides slotsinuse starttime status taskcount udi version zone' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides slotsinuse starttime status taskcount udi version zone' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -d|--distinct|--limit|--delimiter)
@@ -134,11 +174,19 @@ _tq()
         'params')
             case $prev in
                 -c|--cols)
-                    COMPREPLY=( $(compgen -W 'name value' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'name value' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -s|--sortby)
-                    COMPREPLY=( $(compgen -W 'name value' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'name value' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -d|--distinct|--limit|--delimiter)
@@ -151,11 +199,19 @@ _tq()
         'notes')
             case $prev in
                 -c|--cols)
-                    COMPREPLY=( $(compgen -W 'itemid itemtype noteid notetext notetime notetype noteuser' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'itemid itemtype noteid notetext notetime notetype noteuser' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -s|--sortby)
-                    COMPREPLY=( $(compgen -W 'itemid itemtype noteid notetext notetime notetype noteuser' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'itemid itemtype noteid notetext notetime notetype noteuser' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -d|--distinct|--limit|--delimiter)
@@ -268,6 +324,20 @@ _tq()
             ;;
         'attributes')
             ;;
+        'trace')
+            case $prev in
+                --limit)
+                    # a value of no particular kind: nothing to offer
+                    return 0
+                    ;;
+            esac
+            opts+=' --limit -u --unique'
+            ;;
+        'queuestats')
+            ;;
+        'reloadconfig')
+            opts+=' --blade --crews --limits --tractor'
+            ;;
         'chkeys')
             case $prev in
                 -k|--keystr)
@@ -289,11 +359,19 @@ _tq()
         'cmds')
             case $prev in
                 -c|--cols)
-                    COMPREPLY=( $(compgen -W 'argv autoretries cid cmdid envkey expand id jid jobid local maxrunsecs maxslots metadata minrunsecs minslots msg refersto resumepin resumewhile retrycodes retryrc retryrcodes runtype samehost service state statetime tags taskid tid' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'argv autoretries cid cmdid envkey expand id jid jobid local maxrunsecs maxslots metadata minrunsecs minslots msg refersto resumepin resumewhile retrycodes retryrc retryrcodes runtype samehost service state statetime tags taskid tid Task.activetime Task.attached Task.chaser Task.cids Task.currcid Task.haslog Task.id Task.jid Task.jobid Task.maxslots Task.metadata Task.minslots Task.preview Task.progress Task.ptids Task.readytime Task.resumeblock Task.resumecount Task.retrycount Task.serialsubtasks Task.service Task.state Task.statetime Task.taskid Task.tid Task.title Job.afterjids Job.aftertime Job.assignments Job.avoid Job.comment Job.crews Job.cwd Job.deleted Job.deletetime Job.dirmap Job.editpolicy Job.elapsed Job.elapsedsecs Job.envkey Job.est Job.esttotalsecs Job.etalevel Job.file Job.jid Job.jobid Job.lastnoteid Job.locked Job.locknote Job.lockowner Job.locktime Job.maxactive Job.maxcid Job.maxslots Job.maxtid Job.metadata Job.minslots Job.ntasks Job.numactive Job.numblocked Job.numdone Job.numerror Job.numready Job.numtasks Job.owner Job.pausetime Job.phase Job.pil Job.pri Job.priority Job.projects Job.serialsubtasks Job.service Job.spooladdr Job.spoolcwd Job.spooled Job.spoolfile Job.spoolhost Job.spooltime Job.starttime Job.stoptime Job.tags Job.tier Job.title Job.user Job.username Invocation.blade Invocation.bladeid Invocation.cid Invocation.cmdid Invocation.cpu Invocation.current Invocation.elapsedapp Invocation.elapsedreal Invocation.elapsedsys Invocation.iid Invocation.jid Invocation.jobid Invocation.limits Invocation.mem Invocation.numslots Invocation.pid Invocation.rcode Invocation.recover Invocation.resumable Invocation.resumecount Invocation.retrycount Invocation.rss Invocation.starttime Invocation.stime Invocation.stoptime Invocation.taskid Invocation.tid Invocation.utime Invocation.vsz Invocation.wtime Blade.availdisk Blade.availmem Blade.availmemory Blade.bid Blade.bladeid Blade.boottime Blade.cleartime Blade.cores Blade.disk Blade.gpulabel Blade.heartbeattime Blade.instanceid Blade.instid Blade.ipaddr Blade.load Blade.loadavg Blade.mem Blade.name Blade.nimby Blade.numcpu Blade.numslots Blade.os Blade.osname Blade.osversion Blade.owners Blade.port Blade.profile Blade.provides Blade.slotsinuse Blade.starttime Blade.status Blade.taskcount Blade.udi Blade.version Blade.zone' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -s|--sortby)
-                    COMPREPLY=( $(compgen -W 'argv autoretries cid cmdid envkey expand id jid jobid local maxrunsecs maxslots metadata minrunsecs minslots msg refersto resumepin resumewhile retrycodes retryrc retryrcodes runtype samehost service state statetime tags taskid tid' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'argv autoretries cid cmdid envkey expand id jid jobid local maxrunsecs maxslots metadata minrunsecs minslots msg refersto resumepin resumewhile retrycodes retryrc retryrcodes runtype samehost service state statetime tags taskid tid Task.activetime Task.attached Task.chaser Task.cids Task.currcid Task.haslog Task.id Task.jid Task.jobid Task.maxslots Task.metadata Task.minslots Task.preview Task.progress Task.ptids Task.readytime Task.resumeblock Task.resumecount Task.retrycount Task.serialsubtasks Task.service Task.state Task.statetime Task.taskid Task.tid Task.title Job.afterjids Job.aftertime Job.assignments Job.avoid Job.comment Job.crews Job.cwd Job.deleted Job.deletetime Job.dirmap Job.editpolicy Job.elapsed Job.elapsedsecs Job.envkey Job.est Job.esttotalsecs Job.etalevel Job.file Job.jid Job.jobid Job.lastnoteid Job.locked Job.locknote Job.lockowner Job.locktime Job.maxactive Job.maxcid Job.maxslots Job.maxtid Job.metadata Job.minslots Job.ntasks Job.numactive Job.numblocked Job.numdone Job.numerror Job.numready Job.numtasks Job.owner Job.pausetime Job.phase Job.pil Job.pri Job.priority Job.projects Job.serialsubtasks Job.service Job.spooladdr Job.spoolcwd Job.spooled Job.spoolfile Job.spoolhost Job.spooltime Job.starttime Job.stoptime Job.tags Job.tier Job.title Job.user Job.username Invocation.blade Invocation.bladeid Invocation.cid Invocation.cmdid Invocation.cpu Invocation.current Invocation.elapsedapp Invocation.elapsedreal Invocation.elapsedsys Invocation.iid Invocation.jid Invocation.jobid Invocation.limits Invocation.mem Invocation.numslots Invocation.pid Invocation.rcode Invocation.recover Invocation.resumable Invocation.resumecount Invocation.retrycount Invocation.rss Invocation.starttime Invocation.stime Invocation.stoptime Invocation.taskid Invocation.tid Invocation.utime Invocation.vsz Invocation.wtime Blade.availdisk Blade.availmem Blade.availmemory Blade.bid Blade.bladeid Blade.boottime Blade.cleartime Blade.cores Blade.disk Blade.gpulabel Blade.heartbeattime Blade.instanceid Blade.instid Blade.ipaddr Blade.load Blade.loadavg Blade.mem Blade.name Blade.nimby Blade.numcpu Blade.numslots Blade.os Blade.osname Blade.osversion Blade.owners Blade.port Blade.profile Blade.provides Blade.slotsinuse Blade.starttime Blade.status Blade.taskcount Blade.udi Blade.version Blade.zone' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -d|--distinct|--limit|--delimiter)
@@ -308,11 +386,19 @@ _tq()
         'invos')
             case $prev in
                 -c|--cols)
-                    COMPREPLY=( $(compgen -W 'blade bladeid cid cmdid cpu current elapsedapp elapsedreal elapsedsys iid jid jobid limits mem numslots pid rcode recover resumable resumecount retrycount rss starttime stime stoptime taskid tid utime vsz wtime' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'blade bladeid cid cmdid cpu current elapsedapp elapsedreal elapsedsys iid jid jobid limits mem numslots pid rcode recover resumable resumecount retrycount rss starttime stime stoptime taskid tid utime vsz wtime Command.argv Command.autoretries Command.cid Command.cmdid Command.envkey Command.expand Command.id Command.jid Command.jobid Command.local Command.maxrunsecs Command.maxslots Command.metadata Command.minrunsecs Command.minslots Command.msg Command.refersto Command.resumepin Command.resumewhile Command.retrycodes Command.retryrc Command.retryrcodes Command.runtype Command.samehost Command.service Command.state Command.statetime Command.tags Command.taskid Command.tid Task.activetime Task.attached Task.chaser Task.cids Task.currcid Task.haslog Task.id Task.jid Task.jobid Task.maxslots Task.metadata Task.minslots Task.preview Task.progress Task.ptids Task.readytime Task.resumeblock Task.resumecount Task.retrycount Task.serialsubtasks Task.service Task.state Task.statetime Task.taskid Task.tid Task.title Job.afterjids Job.aftertime Job.assignments Job.avoid Job.comment Job.crews Job.cwd Job.deleted Job.deletetime Job.dirmap Job.editpolicy Job.elapsed Job.elapsedsecs Job.envkey Job.est Job.esttotalsecs Job.etalevel Job.file Job.jid Job.jobid Job.lastnoteid Job.locked Job.locknote Job.lockowner Job.locktime Job.maxactive Job.maxcid Job.maxslots Job.maxtid Job.metadata Job.minslots Job.ntasks Job.numactive Job.numblocked Job.numdone Job.numerror Job.numready Job.numtasks Job.owner Job.pausetime Job.phase Job.pil Job.pri Job.priority Job.projects Job.serialsubtasks Job.service Job.spooladdr Job.spoolcwd Job.spooled Job.spoolfile Job.spoolhost Job.spooltime Job.starttime Job.stoptime Job.tags Job.tier Job.title Job.user Job.username Blade.availdisk Blade.availmem Blade.availmemory Blade.bid Blade.bladeid Blade.boottime Blade.cleartime Blade.cores Blade.disk Blade.gpulabel Blade.heartbeattime Blade.instanceid Blade.instid Blade.ipaddr Blade.load Blade.loadavg Blade.mem Blade.name Blade.nimby Blade.numcpu Blade.numslots Blade.os Blade.osname Blade.osversion Blade.owners Blade.port Blade.profile Blade.provides Blade.slotsinuse Blade.starttime Blade.status Blade.taskcount Blade.udi Blade.version Blade.zone' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -s|--sortby)
-                    COMPREPLY=( $(compgen -W 'blade bladeid cid cmdid cpu current elapsedapp elapsedreal elapsedsys iid jid jobid limits mem numslots pid rcode recover resumable resumecount retrycount rss starttime stime stoptime taskid tid utime vsz wtime' -- "$cur") )
+                    local last=${cur##*,}
+                    local pre=${cur%"$last"}
+                    local sign=${last%%[!-+=]*}
+                    COMPREPLY=( $(compgen -P "$pre$sign" -W 'blade bladeid cid cmdid cpu current elapsedapp elapsedreal elapsedsys iid jid jobid limits mem numslots pid rcode recover resumable resumecount retrycount rss starttime stime stoptime taskid tid utime vsz wtime Command.argv Command.autoretries Command.cid Command.cmdid Command.envkey Command.expand Command.id Command.jid Command.jobid Command.local Command.maxrunsecs Command.maxslots Command.metadata Command.minrunsecs Command.minslots Command.msg Command.refersto Command.resumepin Command.resumewhile Command.retrycodes Command.retryrc Command.retryrcodes Command.runtype Command.samehost Command.service Command.state Command.statetime Command.tags Command.taskid Command.tid Task.activetime Task.attached Task.chaser Task.cids Task.currcid Task.haslog Task.id Task.jid Task.jobid Task.maxslots Task.metadata Task.minslots Task.preview Task.progress Task.ptids Task.readytime Task.resumeblock Task.resumecount Task.retrycount Task.serialsubtasks Task.service Task.state Task.statetime Task.taskid Task.tid Task.title Job.afterjids Job.aftertime Job.assignments Job.avoid Job.comment Job.crews Job.cwd Job.deleted Job.deletetime Job.dirmap Job.editpolicy Job.elapsed Job.elapsedsecs Job.envkey Job.est Job.esttotalsecs Job.etalevel Job.file Job.jid Job.jobid Job.lastnoteid Job.locked Job.locknote Job.lockowner Job.locktime Job.maxactive Job.maxcid Job.maxslots Job.maxtid Job.metadata Job.minslots Job.ntasks Job.numactive Job.numblocked Job.numdone Job.numerror Job.numready Job.numtasks Job.owner Job.pausetime Job.phase Job.pil Job.pri Job.priority Job.projects Job.serialsubtasks Job.service Job.spooladdr Job.spoolcwd Job.spooled Job.spoolfile Job.spoolhost Job.spooltime Job.starttime Job.stoptime Job.tags Job.tier Job.title Job.user Job.username Blade.availdisk Blade.availmem Blade.availmemory Blade.bid Blade.bladeid Blade.boottime Blade.cleartime Blade.cores Blade.disk Blade.gpulabel Blade.heartbeattime Blade.instanceid Blade.instid Blade.ipaddr Blade.load Blade.loadavg Blade.mem Blade.name Blade.nimby Blade.numcpu Blade.numslots Blade.os Blade.osname Blade.osversion Blade.owners Blade.port Blade.profile Blade.provides Blade.slotsinuse Blade.starttime Blade.status Blade.taskcount Blade.udi Blade.version Blade.zone' -- "${last#"$sign"}") )
+                    compopt -o nospace 2>/dev/null
                     return 0
                     ;;
                 -d|--distinct|--limit|--delimiter)

@@ -22,7 +22,7 @@ from tractorcli.errors import ExitStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 REGENERATE = "python -m tractorcli.cli.docgen --write"
-KNOWN_MACROS = {".TH", ".SH", ".TP", ".PP", ".nf", ".fi", ".BR", '.\\"'}
+KNOWN_MACROS = {".TH", ".SH", ".TP", ".PP", ".nf", ".fi", ".BR", ".RS", ".RE", '.\\"'}
 
 programs = pytest.mark.parametrize("prog", sorted(PROGRAMS))
 
@@ -256,7 +256,14 @@ def test_group_completion_subcommands_and_attribute_names(tmp_path):
         script = file_paths("tq")["bash"]
         assert set(bash_complete(script, ["tq", ""], tmp_path)) == subcommands | {"cmds", "invos", "why", "fields"}
         assert bash_complete(script, ["tq", "ta"], tmp_path) == ["tasks"]
-        assert set(bash_complete(script, ["tq", "--json", "--tf", "%c", "tasks", "-c", ""], tmp_path)) == set(task_attrs)
+        offered = set(bash_complete(script, ["tq", "--json", "--tf", "%c", "tasks", "-c", ""], tmp_path))
+        assert set(task_attrs) <= offered and {"Job.owner", "Job.priority", "Blade.name"} <= offered
+        assert not {n for n in offered - set(task_attrs) if "." not in n}  # others only qualified
+        # a comma list, items added (+), removed (-) or re-sized (=), qualified names
+        assert bash_complete(script, ["tq", "tasks", "-c", "jid,+statet"], tmp_path) == ["jid,+statetime"]
+        assert bash_complete(script, ["tq", "jobs", "--cols", "-tit"], tmp_path) == ["-title"]
+        assert bash_complete(script, ["tq", "tasks", "-s", "-Job.pri"], tmp_path) == ["-Job.pri", "-Job.priority"]
+        assert bash_complete(script, ["tq", "tasks", "-c", "tid,Blade.na"], tmp_path) == ["tid,Blade.name"]
         assert bash_complete(script, ["tq", "tasks", "--cols", "=", "statet"], tmp_path) == ["statetime"]
         assert bash_complete(script, ["tq", "jobs", "-s", "numerr"], tmp_path) == ["numerror"]
         assert bash_complete(script, ["tq", "cmds", "--sortby", "retryrc"], tmp_path) == ["retryrc", "retryrcodes"]
@@ -276,10 +283,25 @@ def test_group_completion_subcommands_and_attribute_names(tmp_path):
 
         assert subcommands <= set(complete("tq "))
         assert set(complete("tq tasks -c statet")) == {"statetime"}
+        assert set(complete("tq tasks -c jid,+statet")) == {"jid,+statetime"}
+        assert set(complete("tq tasks -s Job.prio")) == {"Job.priority"}
+        # (a separate word starting with - is an option to fish: --sortby=-col form)
+        assert set(complete("tq tasks --sortby=-Job.prio")) == {"--sortby=-Job.priority"}
         assert "--cols" in complete("tq jobs --")
         assert "--cols" not in complete("tq --")
     zsh = file_paths("tq")["zsh"]
-    assert "'tasks')" in read(zsh) and "statetime" in read(zsh)
+    assert "'tasks')" in read(zsh) and "statetime" in read(zsh) and "compset -P" in read(zsh)
+
+
+def test_tq_man_page_lists_every_subcommand_with_its_options():
+    man = read(file_paths("tq")["man"])
+    commands = man.split(".SH COMMANDS", 1)[1].split("\n.SH ", 1)[0]
+    command = docgen.load_command("tq")
+    ctx = click.Context(command, info_name="tq")
+    for name in command.list_commands(ctx):
+        assert f".TP\n\\fB{name}\\fR\n" in commands, name
+    assert "\\fB\\-p\\fR, \\fB\\-\\-priority\\fR" in commands  # tq chpri's own option
+    assert "\\fB\\-\\-lasttry\\fR" in commands or "\\-\\-lasttry" in commands
 
 
 # --- (d) the man page is well formed ----------------------------------------------

@@ -72,7 +72,7 @@ class OptionDoc:
     names: tuple[str, ...]  # short names first, then long ones; secondary (--no-x) last
     metavar: str | None  # None: a flag, takes no value
     help: str
-    kind: str  # "flag", "file", "dir", "choice", "value"
+    kind: str  # "flag", "file", "dir", "choice", "columns" (a comma list of attribute names), "value"
     choices: tuple[str, ...] = ()
     multiple: bool = False
     envvar: str | None = None
@@ -200,6 +200,18 @@ def _entity_key(name: str) -> str | None:
         return None
 
 
+def _column_names(entity: str) -> tuple[str, ...]:
+    """What -c/--cols and -s/--sortby of a listing take: the entity's attributes and
+    attribute aliases, and those of the entities it joins, qualified (Job.owner)."""
+    from ..query.attributes import ENTITIES, attribute_names
+
+    names = list(attribute_names(entity, related=False))
+    for k in ENTITIES[entity].related:
+        other = ENTITIES[k]
+        names += [f"{other.name}.{n}" for n in sorted(set(other.attrs) | set(other.aliases))]
+    return tuple(names)
+
+
 def _subcommands(group: click.Group, ctx: click.Context, shared: set[tuple[str, ...]]) -> tuple[SubcommandDoc, ...]:
     names = list(group.list_commands(ctx))
     names += sorted(a for a in getattr(group, "aliases", {}) if a not in names)
@@ -219,10 +231,8 @@ def _subcommands(group: click.Group, ctx: click.Context, shared: set[tuple[str, 
             if doc.names in shared:
                 continue
             if entity and ATTRIBUTE_OPTIONS & set(doc.names) and doc.kind == "value":
-                from ..query.attributes import attribute_names
-
-                doc = OptionDoc(doc.names, doc.metavar, doc.help, "choice",
-                                tuple(attribute_names(entity, related=False)), doc.multiple, doc.envvar)
+                doc = OptionDoc(doc.names, doc.metavar, doc.help, "columns", _column_names(entity),
+                                doc.multiple, doc.envvar)
             options.append(doc)
         summary = _summary(sub)
         out.append(SubcommandDoc(name, summary, tuple(options), any(
@@ -321,6 +331,23 @@ def render_man(doc: CommandDoc) -> str:
             lines.append(roff_escape(opt.help))
         if opt.envvar:
             lines.append(f"Also set by the environment variable {_bold(opt.envvar)}.")
+    if doc.subcommands:
+        lines.append(".SH COMMANDS")
+        lines.append(roff_escape(f"Each command has its own --help with examples ({prog} COMMAND --help)."))
+        for sub in doc.subcommands:
+            lines += [".TP", _bold(sub.name)]
+            if sub.summary:
+                lines.append(roff_escape(sub.summary))
+            if sub.options:  # its own options, indented under it
+                lines.append(".RS")
+                for opt in sub.options:
+                    tag = ", ".join(_bold(n) for n in opt.names)
+                    if opt.metavar:
+                        tag += " " + _italic(opt.metavar)
+                    lines += [".TP", tag]
+                    if opt.help:
+                        lines.append(roff_escape(opt.help))
+                lines.append(".RE")
     if doc.examples:
         lines += [".SH EXAMPLES", ".nf"] + [roff_escape(ln) for ln in doc.examples] + [".fi"]
     if doc.notes:
@@ -387,6 +414,16 @@ def _bash_cases(options, indent: str = "        ") -> list[str]:
             words = _sh_single_quote(" ".join(opt.choices))
             choice_cases += [f"{indent}{'|'.join(opt.names)})",
                              f'{indent}    COMPREPLY=( $(compgen -W {words} -- "$cur") )',
+                             f"{indent}    return 0", f"{indent}    ;;"]
+        elif opt.kind == "columns":
+            # a comma list whose items may start with + - = (tq -c +cpu,-title)
+            words = _sh_single_quote(" ".join(opt.choices))
+            choice_cases += [f"{indent}{'|'.join(opt.names)})",
+                             f'{indent}    local last=${{cur##*,}}',
+                             f'{indent}    local pre=${{cur%"$last"}}',
+                             f'{indent}    local sign=${{last%%[!-+=]*}}',
+                             f'{indent}    COMPREPLY=( $(compgen -P "$pre$sign" -W {words} -- "${{last#"$sign"}}") )',
+                             f"{indent}    compopt -o nospace 2>/dev/null",
                              f"{indent}    return 0", f"{indent}    ;;"]
     cases: list[str] = []
     for kind, compgen in (("file", "-f"), ("dir", "-d")):
@@ -504,6 +541,8 @@ def _zsh_specs(options, path_arguments: bool) -> list[str]:
             action = {"file": "_files", "dir": "_files -/", "value": " "}.get(opt.kind)
             if opt.kind == "choice":
                 action = "(" + " ".join(re.sub(r"([\\\s()'\"])", r"\\\1", c) for c in opt.choices) + ")"
+            elif opt.kind == "columns":  # a comma list, items may start with + - = (see _columns_zsh)
+                action = "{compset -P '*,'; compset -P '[-+=]'; compadd -S '' -q -- " + " ".join(opt.choices) + "}"
             arg = f":{_zsh_escape(opt.metavar)}:{action}"
         for name in opt.names:
             eq = "=" if opt.metavar is not None and name.startswith("--") else ""
@@ -568,6 +607,8 @@ def _fish_lines(prog: str, options, condition: str | None = None) -> list[str]:
             parts.append("-x -a '(__fish_complete_directories)'")
         elif opt.kind == "choice":
             parts.append("-x -a " + _fish_quote(" ".join(opt.choices)))
+        elif opt.kind == "columns":  # a comma list, items may start with + - = (__PROG_columns)
+            parts.append("-x -a " + _fish_quote(f"(__{prog.replace('-', '_')}_columns " + " ".join(opt.choices) + ")"))
         elif opt.kind == "value":
             parts.append("-x")
         parts.append("-d " + _fish_quote(opt.help))
@@ -575,8 +616,25 @@ def _fish_lines(prog: str, options, condition: str | None = None) -> list[str]:
     return lines
 
 
+_FISH_COLUMNS = """\
+# -c/--cols and -s/--sortby: a comma list of names, each may start with + - =
+function __{func}_columns
+    set -l cur (commandline -ct)
+    # (string replace always prints, an empty string too: an empty list would print nothing below)
+    set -l pre (string replace -r '[^,]*$' '' -- $cur)
+    set -l last (string replace -r '^.*,' '' -- $cur)
+    set -l sign (string replace -r '^([-+=]?).*$' '$1' -- $last)
+    for name in $argv
+        echo $pre$sign$name
+    end
+end
+"""
+
+
 def render_fish(doc: CommandDoc) -> str:
     lines = _header("fish", doc.prog) + [""]
+    if any(o.kind == "columns" for sub in doc.subcommands for o in sub.options):
+        lines += _FISH_COLUMNS.format(func=doc.prog.replace("-", "_")).splitlines() + [""]
     if not doc.path_arguments or doc.subcommands:
         lines.append(f"complete -c {doc.prog} -f")
     lines += _fish_lines(doc.prog, doc.options)
