@@ -5,9 +5,11 @@ small: it brings the job database up (`jobdb.start_for_engine`, upgrading
 the schema unless told not to), writes the site settings the SQL reads
 (retry attempts, the blade lease) into `params`, runs housekeeping every
 few seconds (`tractor_housekeep_v1`: requeue the work of blades whose lease
-ran out, start and end jobs' postscript phases), optionally runs a local
-blade with N slots as a child process, and on exit stops that blade and the
-database (unless DBShutdown is off).
+ran out, start and end jobs' postscript phases; re-read tractor.toml and
+write those settings again when `tq reloadconfig --tractor` asked for it,
+db/reload.py), optionally runs a local blade with N slots as a child
+process, and on exit stops that blade and the database (unless DBShutdown
+is off).
 
 Restarting the engine loses nothing: blades keep their processes running
 and their reports wait until the database answers again; housekeeping is
@@ -46,6 +48,7 @@ class Engine:
         self.stopping = threading.Event()
         self.blade: subprocess.Popen | None = None
         self.passes = 0
+        self.reload_seen: str | None = None  # the tq reloadconfig --tractor generation acted on
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -56,6 +59,7 @@ class Engine:
         for line in rep.lines:
             self.say(line)
         self._write_params()
+        self._reload_baseline()
         if self.options.blades:
             self._start_blade()
 
@@ -95,6 +99,7 @@ class Engine:
                     with translated(self.settings):
                         requeued, finished = dispatch.housekeep(conn)
                     self.passes += 1
+                    self._check_reload(conn)
                     if requeued:
                         self.say(f"{requeued} command(s) of lost blades queued again")
                     if finished:
@@ -118,6 +123,53 @@ class Engine:
         finally:
             if conn is not None:
                 conn.close()
+
+    def _reload_baseline(self) -> None:
+        """The reload generation when the files were read: only later requests count."""
+        from .db import reload
+        from .db.connection import connect, translated
+
+        with connect(self.settings, autocommit=True) as conn, translated(self.settings):
+            self.reload_seen = reload.generation(conn, "tractor")
+
+    def _check_reload(self, conn) -> None:
+        """tq reloadconfig --tractor: a new request generation in params (db/reload.py) -> reload()."""
+        from .db import reload
+        from .db.connection import translated
+
+        with translated(self.settings):
+            gen = reload.generation(conn, "tractor")
+        if self.reload_seen is None:
+            self.reload_seen = gen  # the start read the files: only later requests count
+        elif gen != self.reload_seen:
+            self.reload_seen = gen
+            self.reload()
+
+    def reload(self) -> None:
+        """Re-read tractor.toml and write the settings the SQL reads into params again.
+
+        The database settings (db.toml) are those of the running server: they
+        take effect at the next start.  A file that does not load leaves the
+        current settings in force."""
+        from .config import load_settings
+
+        s = self.settings
+        if not s.config_dir.is_dir():
+            self.say(f"reload requested: no config directory {s.config_dir}; nothing to re-read")
+            return
+        try:
+            new = load_settings(s.config_dir)
+        except TractorError as exc:
+            self.say(f"reload requested, but the configuration does not load: {exc.message}; keeping the "
+                     "current settings")
+            return
+        self.settings = dataclasses.replace(
+            s, engine_owner=new.engine_owner, cmd_auto_retry_attempts=new.cmd_auto_retry_attempts,
+            cmd_retryrc_retry_attempts=new.cmd_retryrc_retry_attempts, blade_lease_secs=new.blade_lease_secs)
+        self._write_params()
+        t = self.settings
+        self.say(f"reloaded {s.config_dir / 'tractor.toml'}: CmdAutoRetryAttempts {t.cmd_auto_retry_attempts}, "
+                 f"CmdRetryrcRetryAttempts {t.cmd_retryrc_retry_attempts}, BladeLeaseSecs {t.blade_lease_secs}")
 
     def stop(self) -> None:
         self.stopping.set()

@@ -11,7 +11,10 @@ One blade process serves one host (or one `--name` on it).  It
      its metrics (load, free memory and disk); whatever it runs that the
      answer does not list any more (retried or killed with tq, or given to
      another blade after a lost lease) is killed at once: SIGTERM to the
-     command's process group, SIGKILL 3 s later, and not reported;
+     command's process group, SIGKILL 3 s later, and not reported; and
+     when `tq reloadconfig --blade` asked for it (db/reload.py), picks its
+     profile from blade.toml again and updates its keys, slots and zone
+     in place (what it runs goes on);
    * when woken by a `tractor_ready` notification (a second connection
      LISTENs), when one of its commands ends, or every `poll` seconds,
      claims ready commands whose service expressions it matches, up to its
@@ -53,6 +56,8 @@ from typing import Any
 
 from .. import __version__
 from ..config import SiteSettings
+from ..db import queries
+from ..db.reload import generation as reload_generation
 from ..errors import ConfigError, DatabaseUnavailable, TractorError
 from .launch import KILL_GRACE, BladeSide, Run, prepare
 from .profile import Profile, default_profile, load_profiles, select_profile
@@ -367,6 +372,7 @@ class Blade:
             zone=ident.profile.dirmap_zone, nimby=ident.nimby(), metrics=_clean(m))
         self.bladeid = self._db(dispatch.register, info)
         self._svc = dispatch.ServiceCache()
+        self._reload_seen = self._db(reload_generation, "blade")
 
     def heartbeat(self) -> None:
         from ..db import dispatch
@@ -381,6 +387,32 @@ class Blade:
                 self.say(f"J{key[0]} C{key[1]}: no longer this blade's (retried, killed or requeued); killing it")
                 run.log_line("the command was retried, killed or given to another blade; stopping it")
                 run.terminate(REVOKED)
+        if self._db(reload_generation, "blade") != self._reload_seen:
+            self.reload()
+
+    # -- tq reloadconfig --blade -------------------------------------------------------
+
+    _reload_seen: str | None = None  # the reload-blade generation acted on (db/reload.py)
+
+    def reload(self) -> None:
+        """Pick the profile again from blade.toml and update the blade's row in place
+        (keys, slots, profile, zone; NIMBY when the profile's changed).  What it runs
+        goes on; a profile that does not load leaves the current one in force."""
+        self._reload_seen = self._db(reload_generation, "blade")
+        try:
+            ident = identify(self.settings, self.options)
+        except TractorError as exc:
+            self.say(f"reload requested, but the blade profile does not load: {exc.message}; keeping "
+                     f"profile {self.ident.profile.name}")
+            return
+        old, self.ident = self.ident, ident
+        nimby = ident.nimby() if ident.nimby() != old.nimby() else None
+        self._db(lambda conn: conn.execute(queries.get("blade_reconfigure"), {
+            "bladeid": self.bladeid, "profile": ident.profile.name, "provides": list(ident.provides),
+            "numslots": ident.slots, "nimby": nimby, "zone": ident.profile.dirmap_zone}))
+        self.notified = True  # new keys or slots: claim again now
+        self.say(f"reloaded blade profile: {ident.profile.name}, {ident.slots} slot(s), "
+                 f"keys {', '.join(ident.provides) or '-'}")
 
     def claim(self) -> int:
         """Claim and launch up to the free slots; the number launched."""

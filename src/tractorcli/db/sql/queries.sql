@@ -393,3 +393,110 @@ UPDATE commands SET
     resumepin   = CASE WHEN %(key)s::text = 'resumepin' THEN %(bool)s::boolean ELSE resumepin END
 WHERE jid = %(jid)s::bigint AND cid = %(cid)s::integer
 RETURNING cid
+
+-- --- tq trace, queuestats, reloadconfig (db/trace.py, db/queuestats.py, db/reload.py) ----
+
+-- name: trace_blades
+-- The blades to trace, with what the claim reads of them.
+SELECT bladeid, name, ipaddr, profile, provides, metrics, nimby, numslots, slotsinuse, availdisk, availmemory,
+       numcpu, loadavg, status, heartbeattime,
+       (status <> 'down' AND heartbeattime > now() - make_interval(secs => %(up)s)) AS up
+FROM blades WHERE bladeid = ANY(%(bladeids)s::uuid[])
+ORDER BY name, ipaddr
+
+-- name: trace_ready
+-- The first N (limit) ready commands in the order tractor_claim_v1 walks
+-- them (tier priority, job priority, jid; in a job by service expression
+-- id, then cid), with the job facts its filters read.
+SELECT q.jid, q.tid, q.cid, q.svcid, coalesce(s.expr, '') AS expr, q.local, q.spoolhost, q.pinblade,
+       pb.name AS pinname, greatest(coalesce(c.minslots, 1), 1) AS minslots,
+       j.owner, j.spoolhost AS jobhost, j.pausetime, j.aftertime, (j.aftertime > now()) AS delayed, j.deletetime,
+       j.phase, j.maxactive, j.numactive, j.tierpri, j.priority,
+       (SELECT coalesce(array_agg(a.jid ORDER BY a.jid), ARRAY[]::bigint[]) FROM jobs a
+        WHERE a.jid = ANY(j.afterjids) AND a.phase <> 'finished' AND a.deletetime IS NULL) AS waitjids
+FROM ready q
+JOIN jobs j ON j.jid = q.jid
+JOIN commands c ON c.jid = q.jid AND c.cid = q.cid
+LEFT JOIN service_exprs s ON s.svcid = q.svcid
+LEFT JOIN blades pb ON pb.bladeid = q.pinblade
+ORDER BY j.tierpri DESC, j.priority DESC, q.jid, q.svcid, q.cid
+LIMIT %(limit)s
+
+-- name: ready_count
+SELECT count(*) AS n FROM ready
+
+-- name: queuestats
+-- The farm in one row.  Jobs are counted once each, in the first of:
+-- deleted, finished, paused, delayed (-after in the future), postscript,
+-- live.  Task figures are the counters of the jobs that are not deleted.
+-- A blade is up when registered, not down and heard from within %(up)s s.
+WITH j AS (
+    SELECT count(*) AS total,
+           count(*) FILTER (WHERE deletetime IS NOT NULL) AS deleted,
+           count(*) FILTER (WHERE deletetime IS NULL AND phase = 'finished') AS finished,
+           count(*) FILTER (WHERE deletetime IS NULL AND phase <> 'finished' AND pausetime IS NOT NULL) AS paused,
+           count(*) FILTER (WHERE deletetime IS NULL AND phase <> 'finished' AND pausetime IS NULL
+                              AND aftertime > now()) AS delayed,
+           count(*) FILTER (WHERE deletetime IS NULL AND phase = 'postscript' AND pausetime IS NULL
+                              AND (aftertime IS NULL OR aftertime <= now())) AS postscript,
+           count(*) FILTER (WHERE deletetime IS NULL AND phase = 'live' AND pausetime IS NULL
+                              AND (aftertime IS NULL OR aftertime <= now())) AS live,
+           coalesce(sum(numblocked) FILTER (WHERE deletetime IS NULL), 0) AS t_blocked,
+           coalesce(sum(numready) FILTER (WHERE deletetime IS NULL), 0) AS t_ready,
+           coalesce(sum(numactive) FILTER (WHERE deletetime IS NULL), 0) AS t_active,
+           coalesce(sum(numerror) FILTER (WHERE deletetime IS NULL), 0) AS t_error,
+           coalesce(sum(numdone) FILTER (WHERE deletetime IS NULL), 0) AS t_done
+    FROM jobs
+), q AS (
+    SELECT count(*) AS commands,
+           count(*) FILTER (WHERE jb.deletetime IS NOT NULL OR jb.pausetime IS NOT NULL
+                              OR jb.aftertime > now()) AS held,
+           coalesce(extract(epoch FROM now() - min(r.readytime)), 0) AS oldest
+    FROM ready r JOIN jobs jb ON jb.jid = r.jid
+), a AS (
+    SELECT count(*) AS commands, coalesce(sum(numslots), 0) AS slots FROM invocations
+    WHERE current AND stoptime IS NULL
+), b AS (
+    SELECT count(*) AS registered,
+           count(*) FILTER (WHERE up) AS up,
+           count(*) FILTER (WHERE nimby <> '') AS nimby,
+           coalesce(sum(numslots) FILTER (WHERE up), 0) AS slots,
+           coalesce(sum(slotsinuse) FILTER (WHERE up), 0) AS inuse
+    FROM (SELECT nimby, numslots, slotsinuse,
+                 (status <> 'down' AND heartbeattime > now() - make_interval(secs => %(up)s)) AS up
+          FROM blades
+          WHERE heartbeattime IS NOT NULL AND (cleartime IS NULL OR heartbeattime > cleartime)) AS x
+)
+SELECT j.*, q.commands AS r_commands, q.held AS r_held, q.oldest::double precision AS r_oldest,
+       a.commands AS a_commands, a.slots AS a_slots,
+       b.registered AS b_registered, b.up AS b_up, b.nimby AS b_nimby, b.slots AS s_total, b.inuse AS s_inuse
+FROM j, q, a, b
+
+-- name: queuestats_services
+-- The ready queue per service expression, longest first.
+SELECT r.svcid, coalesce(s.expr, '') AS expr, count(*) AS commands
+FROM ready r LEFT JOIN service_exprs s ON s.svcid = r.svcid
+GROUP BY r.svcid, s.expr
+ORDER BY count(*) DESC, coalesce(s.expr, '')
+
+-- name: reload_request
+-- tq reloadconfig: one more generation of the request for one part
+-- (%(name)s: reload-tractor, reload-blade).  The engine and the blades
+-- compare it with the generation they saw last.
+INSERT INTO params (name, value) VALUES (%(name)s, '1')
+ON CONFLICT (name) DO UPDATE SET
+    value = (CASE WHEN params.value ~ '^[0-9]+$' THEN params.value::bigint + 1 ELSE 1 END)::text
+RETURNING value
+
+-- name: reload_generation
+SELECT coalesce((SELECT value FROM params WHERE name = %(name)s), '0') AS value
+
+-- name: blade_reconfigure
+-- A running blade re-read its profile: its keys, slots, profile name,
+-- zone and (when the profile's changed; NULL keeps what tq nimby set)
+-- NIMBY change in place: tractor_blade_register_v1 would also hand back
+-- the commands it is running.
+UPDATE blades SET profile = %(profile)s, provides = %(provides)s::text[], numslots = %(numslots)s,
+                  nimby = coalesce(%(nimby)s::text, nimby), zone = %(zone)s
+WHERE bladeid = %(bladeid)s
+RETURNING name
