@@ -1,13 +1,14 @@
 """Task operations over many jobs in one call (migration 0005).
 
-`dispatch.retry_many` (`tractor_tasks_retry_v1`) must leave the database
-exactly as the per-job function of migration 0004 (`tractor_task_retry_v1`)
-followed by a from-scratch reschedule of each job leaves it, and a
-from-scratch reschedule after it must find nothing to change.  Random job shapes (nested, -serialsubtasks, Instances, tasks
-without commands, several commands per task) are run by a simulated blade to
-random points with random failures; then a random set of tasks of several
-jobs is retried both ways, each in a transaction that is rolled back, and
-every row the operation may touch is compared.
+Random job shapes (nested, -serialsubtasks, Instances, tasks without
+commands, several commands per task) are run by a simulated blade to random
+points with random failures; then random sets of tasks of several jobs are
+retried with `dispatch.retry_many` (`tractor_tasks_retry_v1`), each in a
+transaction that is rolled back, and checked against what retry means:
+exactly the tasks and what depends on them (computed here) are reset, with
+their counts, invocations, slots and commands as Tractor's retry leaves
+them; nothing else running or failed moves; every job is settled (a
+from-scratch reschedule changes nothing) and its counters agree.
 """
 
 from __future__ import annotations
@@ -73,67 +74,116 @@ def run_some(b: Blade, rng: random.Random, steps: int) -> None:
                 b.finish(*key, rcode=1 if rng.random() < 0.2 else 0)
 
 
-TASK_COLS = "jid, tid, state, pending, retrycount, resumecount, recover, currcid, progress"
+TASK_COLS = "jid, tid, title, parent_tid, state, pending, retrycount, resumecount, recover, currcid, progress"
 
 
-def snapshot(conn, jids: list[int]) -> dict:
-    q = {
-        "tasks": f"SELECT {TASK_COLS} FROM tasks WHERE jid = ANY(%s) ORDER BY jid, tid",
-        "commands": "SELECT jid, cid, state, autoretries FROM commands WHERE jid = ANY(%s) ORDER BY jid, cid",
-        "ready": "SELECT jid, cid, tid, svcid, tierpri, priority, pinblade FROM ready WHERE jid = ANY(%s) "
-                 "ORDER BY jid, cid",
-        "invocations": "SELECT jid, cid, iid, current, stoptime IS NULL AS running, leasetime IS NULL AS nolease "
-                       "FROM invocations WHERE jid = ANY(%s) ORDER BY jid, cid, iid",
-        "jobs": "SELECT jid, numblocked, numready, numactive, numerror, numdone, phase, stoptime IS NULL AS open "
-                "FROM jobs WHERE jid = ANY(%s) ORDER BY jid",
-        "blades": "SELECT bladeid, slotsinuse FROM blades WHERE %s IS NOT NULL ORDER BY bladeid",
-    }
-    return {k: conn.execute(sql, (jids,)).fetchall() for k, sql in q.items()}
+def rows(conn, sql: str, *args) -> list[dict]:
+    return conn.execute(sql, args).fetchall()
 
 
-def both_ways(conn, pairs: list[tuple[int, int]], recover: bool) -> tuple[dict, dict, list, list]:
+def dependents(conn, pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """The tasks and, transitively, their tree parents and Instance referrers (computed here, in Python)."""
+    up: dict[tuple[int, int], set[tuple[int, int]]] = {}
     jids = sorted({j for j, _ in pairs})
+    for r in rows(conn, "SELECT jid, tid, parent_tid FROM tasks WHERE jid = ANY(%s)", jids):
+        up.setdefault((r["jid"], r["tid"]), set())
+        if r["parent_tid"] is not None:
+            up[(r["jid"], r["tid"])].add((r["jid"], r["parent_tid"]))
+    for r in rows(conn, "SELECT jid, parent_tid, child_tid FROM task_edges WHERE jid = ANY(%s) AND parent_tid > 0",
+                  jids):
+        up[(r["jid"], r["child_tid"])].add((r["jid"], r["parent_tid"]))
+    seen: set[tuple[int, int]] = set()
+    todo = [p for p in pairs if p in up]
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            todo += up[p]
+    return seen
+
+
+def check_retry(conn, pairs: list[tuple[int, int]], recover: bool) -> None:
+    """Retry `pairs` with the batch function (in a transaction rolled back) and check what it did."""
+    jids = sorted({j for j, _ in pairs})
+    key = lambda r: (r["jid"], r["tid"])  # noqa: E731
     with conn.transaction(force_rollback=True):
-        old_reset = []
-        for jid in jids:
-            tids = [t for j, t in pairs if j == jid]
-            got = conn.execute("SELECT tractor_task_retry_v1(%s, %s::integer[], %s) AS tids",
-                               (jid, tids, recover)).fetchone()["tids"]
-            old_reset += [(jid, t) for t in got]
-            # the per-job function may leave what a job-wide pass then corrects
-            # (it did, before 0005, when a task without commands freed another)
-            conn.execute("SELECT tractor_reschedule_v1(%s)", (jid,))
-        old = snapshot(conn, jids)
-    with conn.transaction(force_rollback=True):
-        new_reset = d.retry_many(conn, pairs, recover=recover)
-        new = snapshot(conn, jids)
+        before = {key(r): r for r in rows(conn, f"SELECT {TASK_COLS} FROM tasks WHERE jid = ANY(%s)", jids)}
+        running = {key(r): r["n"] for r in rows(
+            conn, "SELECT c.jid, c.tid, sum(i.numslots) AS n FROM invocations i JOIN commands c "
+                  "ON c.jid = i.jid AND c.cid = i.cid WHERE i.jid = ANY(%s) AND i.current AND i.stoptime IS NULL "
+                  "GROUP BY c.jid, c.tid", jids)}
+        slots = {r["bladeid"]: r["slotsinuse"] for r in rows(conn, "SELECT bladeid, slotsinuse FROM blades")}
+        want = dependents(conn, pairs)
+
+        got = d.retry_many(conn, pairs, recover=recover)
+
+        assert got == sorted(want)
+        after = {key(r): r for r in rows(conn, f"SELECT {TASK_COLS} FROM tasks WHERE jid = ANY(%s)", jids)}
+        for k in want:
+            a, b = after[k], before[k]
+            assert a["state"] in ("blocked", "ready", "done"), (k, a)
+            assert a["progress"] == (100 if a["state"] == "done" else 0), (k, a)
+            assert a["currcid"] is None
+            assert a["recover"] == (recover if k in pairs else b["recover"])
+            assert a["retrycount"] == b["retrycount"] + (1 if k in running and not recover else 0)
+            assert a["resumecount"] == (b["resumecount"] if recover else 0)
+        # nothing of theirs runs or is current any more; the blades got the slots back
+        assert not rows(conn, "SELECT c.jid, c.tid FROM invocations i JOIN commands c ON c.jid = i.jid "
+                              "AND c.cid = i.cid WHERE i.jid = ANY(%s) AND i.current "
+                              "AND (c.jid, c.tid) IN (SELECT * FROM unnest(%s::bigint[], %s::int[]))",
+                        jids, [j for j, _ in want], [t for _, t in want])
+        freed = sum(n for k, n in running.items() if k in want)
+        now_slots = {r["bladeid"]: r["slotsinuse"] for r in rows(conn, "SELECT bladeid, slotsinuse FROM blades")}
+        assert sum(slots.values()) - sum(now_slots.values()) == freed
+        # what runs elsewhere and what was finished elsewhere is as it was, bar the waits it reopens
+        for k, b in before.items():
+            if k not in want and b["state"] in ("active", "error"):
+                assert after[k]["state"] == b["state"], (k, b, after[k])
+        # commands: a reset task's are blocked but for the first of a ready one
+        for c in rows(conn, "SELECT c.jid, c.tid, c.cid, c.state, c.runtype, t.state AS tstate FROM commands c "
+                            "JOIN tasks t ON t.jid = c.jid AND t.tid = c.tid WHERE c.jid = ANY(%s)", jids):
+            if (c["jid"], c["tid"]) in want and c["tstate"] != "done":
+                assert c["state"] in (("ready", "blocked") if c["tstate"] == "ready" else ("blocked",)), c
+        # settled and counted: a job-wide pass from scratch changes nothing
         for jid in jids:
             check_counters(conn, jid)
-            # settled: a job-wide pass from scratch finds nothing to change
+            snap = "SELECT tid, state, pending FROM tasks WHERE jid = %s ORDER BY tid"
+            mine = rows(conn, snap, jid)
             conn.execute("SELECT tractor_reschedule_v1(%s)", (jid,))
-        assert snapshot(conn, jids)["tasks"] == new["tasks"]
-    return old, new, sorted(old_reset), new_reset
+            assert rows(conn, snap, jid) == mine, jid
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_batch_retry_does_what_the_per_job_retry_does(conn, seed):
+@pytest.mark.parametrize("seed", range(12))
+def test_batch_retry_resets_what_depends_and_leaves_the_jobs_settled(conn, seed):
     rng = random.Random(seed)
     jids = [spool_random(conn, rng, rng.choice((6, 12, 25))) for _ in range(4)]
     b = Blade(conn, slots=rng.choice((1, 3, 6)))
     run_some(b, rng, rng.choice((2, 5, 40)))
-    tasks = conn.execute("SELECT jid, tid, state FROM tasks WHERE jid = ANY(%s)", (jids,)).fetchall()
+    tasks = rows(conn, "SELECT jid, tid, state FROM tasks WHERE jid = ANY(%s)", jids)
     for trial in range(8):
         if trial % 4 == 0:
             picked = [(r["jid"], r["tid"]) for r in tasks if r["state"] in ("error", "active")]
         else:
             picked = [(r["jid"], r["tid"]) for r in rng.sample(tasks, rng.randint(1, min(8, len(tasks))))]
-        if not picked:
-            continue
-        recover = trial % 3 == 2
-        old, new, old_reset, new_reset = both_ways(conn, picked, recover)
-        assert new_reset == old_reset
-        for table in old:
-            assert new[table] == old[table], (seed, trial, table, picked)
+        if picked:
+            check_retry(conn, sorted(set(picked)), recover=trial % 3 == 2)
+
+
+def test_the_per_job_function_of_0004_does_what_the_batch_one_does(conn):
+    rng = random.Random(7)
+    jid = spool_random(conn, rng, 25)
+    b = Blade(conn, slots=3)
+    run_some(b, rng, 6)
+    tids = [r["tid"] for r in rows(conn, "SELECT tid FROM tasks WHERE jid = %s AND state IN ('active', 'error', "
+                                         "'done') ORDER BY tid LIMIT 4", jid)]
+    snap = f"SELECT {TASK_COLS} FROM tasks WHERE jid = %s ORDER BY tid"
+    with conn.transaction(force_rollback=True):
+        old = conn.execute("SELECT tractor_task_retry_v1(%s, %s::integer[], false) AS t", (jid, tids)).fetchone()["t"]
+        old_rows = rows(conn, snap, jid)
+    with conn.transaction(force_rollback=True):
+        new = d.retry(conn, jid, tids)
+        assert rows(conn, snap, jid) == old_rows
+    assert old == new and set(tids) <= set(new)
 
 
 def test_batch_retry_of_error_tasks_of_many_jobs_readies_them_all(conn):

@@ -111,13 +111,16 @@ BEGIN
     WITH RECURSIVE dep(jid, tid, asked) AS (
         SELECT x.jid, x.tid, true FROM unnest(p_jids, p_tids) AS x(jid, tid)
         UNION
+        -- (the parent looked up by the primary key; OFFSET 0 keeps the
+        -- planner from pushing "parent_tid IS NOT NULL" down, where it
+        -- would walk the job's entries in tasks_parent_idx instead)
         SELECT x.jid, x.up, false FROM dep JOIN LATERAL (
-            SELECT tk.jid, tk.parent_tid AS up FROM tasks tk
-            WHERE tk.jid = dep.jid AND tk.tid = dep.tid AND tk.parent_tid IS NOT NULL
+            (SELECT tk.jid, tk.parent_tid AS up FROM tasks tk
+             WHERE tk.jid = dep.jid AND tk.tid = dep.tid OFFSET 0)
             UNION ALL
             SELECT e.jid, e.parent_tid FROM task_edges e
             WHERE e.jid = dep.jid AND e.child_tid = dep.tid AND e.parent_tid > 0
-        ) x ON true
+        ) x ON x.up IS NOT NULL
     ), resets AS (
         SELECT d.jid, d.tid, bool_or(d.asked) AS asked FROM dep d GROUP BY d.jid, d.tid
     ), gated AS (
@@ -151,9 +154,7 @@ BEGIN
 
     -- The reset tasks' invocations are no longer current; running ones
     -- are stopped (the blade's next heartbeat kills the process group) and
-    -- their slots freed.  The tasks are blocked for now, a retry of a
-    -- running one counted, and the next launches of the tasks asked for
-    -- are a resume (%r = 1) or a fresh start.
+    -- their slots freed.
     UPDATE blades b SET slotsinuse = greatest(b.slotsinuse - x.n, 0)
     FROM (SELECT i.bladeid, sum(i.numslots) AS n
           FROM tractor_resched s
@@ -166,12 +167,12 @@ BEGIN
            leasetime = CASE WHEN i.stoptime IS NULL THEN NULL ELSE i.leasetime END
     FROM tractor_resched s, commands c
     WHERE s.reset AND c.jid = s.jid AND c.tid = s.tid AND i.jid = c.jid AND i.cid = c.cid AND i.current;
-    UPDATE tasks tk SET state = 'blocked', statetime = now(), currcid = NULL, progress = 0,
-           resumecount = CASE WHEN p_recover THEN tk.resumecount ELSE 0 END,
-           retrycount = tk.retrycount + CASE WHEN s.running AND NOT p_recover THEN 1 ELSE 0 END,
-           recover = CASE WHEN s.asked THEN p_recover ELSE tk.recover END
+    -- Reset tasks that were done wait again: what waits on them counts
+    -- them below.  (The others are not done already; every reset task
+    -- gets its new state, once, further down.)
+    UPDATE tasks tk SET state = 'blocked'
     FROM tractor_resched s
-    WHERE s.reset AND tk.jid = s.jid AND tk.tid = s.tid;
+    WHERE s.reset AND s.oldstate = 'done' AND tk.jid = s.jid AND tk.tid = s.tid;
 
     -- what each waits for now, and so what it becomes
     -- (as tractor_pending_of counts: subtasks and Instance targets not
@@ -185,7 +186,8 @@ BEGIN
       + CASE WHEN t.parent_tid IS NOT NULL OR (t.position > 0 AND j.serialsubtasks)
              THEN tractor_serial_gates(s.jid, s.tid) ELSE 0 END
     FROM tasks t, jobs j
-    WHERE s.attached AND t.jid = s.jid AND t.tid = s.tid AND t.state IN ('blocked', 'ready') AND j.jid = s.jid;
+    WHERE s.attached AND t.jid = s.jid AND t.tid = s.tid AND (s.reset OR t.state IN ('blocked', 'ready'))
+      AND j.jid = s.jid;
     UPDATE tractor_resched s SET newstate = CASE WHEN s.pending > 0 THEN 'blocked'
                                                  WHEN s.first_cid IS NULL THEN 'done'
                                                  ELSE 'ready' END
@@ -204,14 +206,26 @@ BEGIN
     WHERE c.jid = s.jid AND c.tid = s.tid
       AND ((s.reset AND (c.state <> 'blocked' OR (s.newstate = 'ready' AND c.cid = s.first_cid)))
            OR (NOT s.reset AND s.oldstate = 'ready' AND s.newstate = 'blocked' AND c.state = 'ready'));
-    -- tasks: pending counts and new states (done ones below)
-    UPDATE tasks t SET pending = s.pending,
-           state = CASE WHEN s.newstate = 'done' THEN t.state ELSE s.newstate END,
-           statetime = CASE WHEN s.newstate = 'done' OR t.state = s.newstate THEN t.statetime ELSE now() END,
-           readytime = CASE WHEN s.newstate = 'ready' AND t.state <> 'ready' THEN now() ELSE t.readytime END
+    -- tasks: pending counts and new states (the done ones below); a reset
+    -- one starts afresh: no progress, a retry of a running one counted,
+    -- and the next launches of the tasks asked for are a resume (%r = 1)
+    -- or a fresh start
+    UPDATE tasks t SET
+        pending = coalesce(s.pending, t.pending),
+        state = CASE WHEN s.newstate IS NOT NULL AND s.newstate <> 'done' THEN s.newstate
+                     WHEN s.reset THEN 'blocked' ELSE t.state END,
+        statetime = CASE WHEN s.reset OR (s.newstate <> 'done' AND t.state <> s.newstate) THEN now()
+                         ELSE t.statetime END,
+        readytime = CASE WHEN s.newstate = 'ready' AND (s.reset OR t.state <> 'ready') THEN now()
+                         ELSE t.readytime END,
+        currcid = CASE WHEN s.reset OR (s.newstate = 'ready' AND t.state <> 'ready') THEN NULL ELSE t.currcid END,
+        progress = CASE WHEN s.reset THEN 0 ELSE t.progress END,
+        resumecount = CASE WHEN s.reset AND NOT p_recover THEN 0 ELSE t.resumecount END,
+        retrycount = t.retrycount + CASE WHEN s.reset AND s.running AND NOT p_recover THEN 1 ELSE 0 END,
+        recover = CASE WHEN s.asked THEN p_recover ELSE t.recover END
     FROM tractor_resched s
-    WHERE s.newstate IS NOT NULL AND t.jid = s.jid AND t.tid = s.tid
-      AND (t.pending IS DISTINCT FROM s.pending OR t.state <> s.newstate);
+    WHERE t.jid = s.jid AND t.tid = s.tid
+      AND (s.reset OR (s.newstate IS NOT NULL AND (t.pending IS DISTINCT FROM s.pending OR t.state <> s.newstate)));
     INSERT INTO ready (jid, cid, tid, svcid, tierpri, priority, local, spoolhost, pinblade)
     SELECT c.jid, c.cid, c.tid, c.svcid, j.tierpri, j.priority, c.local, j.spoolhost,
            CASE WHEN c.resumepin THEN (SELECT i.bladeid FROM invocations i
@@ -262,51 +276,13 @@ BEGIN
     RETURN QUERY SELECT s.jid, s.tid FROM tractor_resched s WHERE s.reset ORDER BY s.jid, s.tid;
 END $$;
 
--- tractor_reschedule_tasks (0004) read every pending count before its loop;
--- when a task without commands became done in the loop and freed a later
--- task of the set, that task was then given its stale count (and could be
--- left ready while still waiting).  Each count is now taken when its task's
--- turn comes, and tasks the loop already moved on are left alone.
-CREATE OR REPLACE FUNCTION tractor_reschedule_tasks(p_jid bigint, p_tids integer[]) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    affected integer[];
-    t integer;
-    st text;
-    n integer;
-    first_cid integer;
-    released integer[] := ARRAY[]::integer[];
-BEGIN
-    SELECT array_agg(a.tid ORDER BY a.tid) INTO affected
-    FROM tractor_tasks_affected(array_fill(p_jid, ARRAY[cardinality(p_tids)]), p_tids) a;
-    FOREACH t IN ARRAY coalesce(affected, ARRAY[]::integer[]) LOOP
-        SELECT state INTO st FROM tasks WHERE jid = p_jid AND tid = t AND attached;
-        CONTINUE WHEN st IS NULL OR st NOT IN ('blocked', 'ready');
-        n := tractor_pending_of(p_jid, t);
-        UPDATE tasks SET pending = n WHERE jid = p_jid AND tid = t AND pending <> n;
-        IF n > 0 THEN
-            IF st = 'ready' THEN
-                DELETE FROM ready WHERE jid = p_jid
-                  AND cid IN (SELECT c.cid FROM commands c WHERE c.jid = p_jid AND c.tid = t);
-                UPDATE commands SET state = 'blocked', statetime = now()
-                WHERE jid = p_jid AND tid = t AND state = 'ready';
-                UPDATE tasks SET state = 'blocked', statetime = now() WHERE jid = p_jid AND tid = t;
-            END IF;
-        ELSIF st = 'blocked' THEN
-            SELECT min(c.cid) INTO first_cid FROM commands c
-            WHERE c.jid = p_jid AND c.tid = t AND c.runtype = 'regular';
-            IF first_cid IS NULL THEN
-                UPDATE tasks SET state = 'done', statetime = now(), progress = 100 WHERE jid = p_jid AND tid = t;
-                released := released || tractor_task_finished(p_jid, t);
-            ELSE
-                UPDATE tasks SET state = 'ready', statetime = now(), readytime = now(), currcid = NULL
-                WHERE jid = p_jid AND tid = t;
-                PERFORM tractor_queue_command(p_jid, first_cid);
-            END IF;
-        END IF;
-    END LOOP;
-    IF cardinality(released) > 0 THEN
-        PERFORM tractor_release(p_jid, released);
-    END IF;
-    PERFORM tractor_recount(p_jid);
-END $$;
+-- The per-job function of 0004 (kept for clients of that version) now does
+-- what the batch one does.  Its own reschedule read every pending count
+-- before its loop, so a task without commands that became done there could
+-- decrement a count it was about to overwrite (and drive one below zero).
+CREATE OR REPLACE FUNCTION tractor_task_retry_v1(p_jid bigint, p_tids integer[], p_recover boolean)
+RETURNS integer[]
+LANGUAGE sql AS $$
+    SELECT coalesce(array_agg(r.tid ORDER BY r.tid), ARRAY[]::integer[])
+    FROM tractor_tasks_retry_v1(array_fill(p_jid, ARRAY[cardinality(p_tids)]), p_tids, p_recover) r
+$$;
