@@ -601,6 +601,20 @@ def test_no_short_form():
     assert positional_clause("jobs", ["-12"]) == (None, ["-12"])
 
 
+def test_blade_names_short_form():
+    both = 'name in ["rack01" "10.0.0.7"] or ipaddr in ["rack01" "10.0.0.7"]'
+    assert clause_from_words("blades", ["rack01", "10.0.0.7"]) == both
+    assert clause_from_words("blade", ["b-1.studio"]) == 'name in ["b-1.studio"] or ipaddr in ["b-1.studio"]'
+    # attributes, aliases, keywords, numbers and clauses stay a clause
+    assert clause_from_words("blades", ["up"]) == "up"
+    assert clause_from_words("blades", ["name=rack01"]) == "name=rack01"
+    assert clause_from_words("blades", ["rack01", "and", "up"]) == "rack01 and up"
+    assert clause_from_words("blades", ["nimby"]) == "nimby"
+    assert clause_from_words("blades", ["12"]) == "12"
+    assert clause_from_words("jobs", ["rack01"]) == "rack01"  # blades only
+    assert R("blade", both) == '(Blade.name in ["rack01" "10.0.0.7"]) or (Blade.ipaddr in ["rack01" "10.0.0.7"])'
+
+
 def test_clause_from_words():
     assert clause_from_words("jobs", ["owner=ann", "and", "active"]) == "owner=ann and active"
     assert clause_from_words("tasks", ["12", "4", "5"]) == "jid=12 and tid in [4 5]"

@@ -318,6 +318,11 @@ def test_nimby_unnimby_eject_delist(site):
     bl = Blade(site.conn, name="b1", slots=1)
     site.tq("--yes", "nimby", "name=b1")
     assert site.one("SELECT nimby FROM blades WHERE name = 'b1'")["nimby"] == "1"
+    site.tq("--yes", "unnimby", "b1")  # the bare-name form
+    assert site.one("SELECT nimby FROM blades WHERE name = 'b1'")["nimby"] == ""
+    site.tq("--yes", "nimby", "b1")
+    assert site.one("SELECT nimby FROM blades WHERE name = 'b1'")["nimby"] == "1"
+    assert "no blades found" in site.tq("--yes", "nimby", "b2").stderr
     site.tq("--yes", "nimby", "--allow", "ann", "name=b1")
     assert site.one("SELECT nimby FROM blades WHERE name = 'b1'")["nimby"] == "ann"
     r = site.tq("--yes", "unnimby", "name=b1")

@@ -13,25 +13,18 @@ Imported at the end of tq.py; only click at import time.
 
 from __future__ import annotations
 
-import re
 
 import click
 
 from .common import CONTEXT_SETTINGS, get_context
 from .tq import _op_command, _opts, _select, command, global_options
 
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*\Z")
-_WORDS = {"and", "or", "not", "in", "like", "has", "AND", "OR", "NOT", "mine"}
 
 
 def _blade_clause(words: tuple[str, ...]) -> str:
     """The clause of trace's words: bare blade names/addresses, or a clause over blades."""
-    from ..query import SEARCH_ALIASES, attribute_names, clause_from_words
+    from ..query import clause_from_words
 
-    reserved = _WORDS | set(attribute_names("blade")) | set(SEARCH_ALIASES.get("blade", {}))
-    if words and all(_NAME.match(w) and w not in reserved for w in words):
-        items = " ".join(f'"{w}"' for w in words)
-        return f"name in [{items}] or ipaddr in [{items}]"
     return clause_from_words("blade", words)
 
 
