@@ -655,15 +655,15 @@ def _blade_op(name: str, help: str, example: str, question: str, word: str, fn: 
 
 
 _blade_op("nimby", "Close blades to other jobs: only jobs spooled from the blade's host, or with --allow "
-          "only that user's.", "  tq nimby name=b17\n  tq nimby --allow ann name=b17", "Nimby this blade?", "nimbied",
+          "only that user's.", "  tq nimby b17\n  tq nimby --allow ann name=b17\n  tq nimby \"name like ^rack\"", "Nimby this blade?", "nimbied",
           lambda c, b, allow=None: _ops().set_nimby(c, b, allow or "1"),
           extra=(click.option("--allow", metavar="USER", help="Take only USER's jobs."),))
-_blade_op("unnimby", "Open blades to every job again.", "  tq unnimby name=b17", "Unnimby this blade?", "unnimbied",
+_blade_op("unnimby", "Open blades to every job again.", "  tq unnimby b17 b18", "Unnimby this blade?", "unnimbied",
           lambda c, b: _ops().set_nimby(c, b, ""))
 _blade_op("eject", "Retry the tasks blades are running now (they run again elsewhere or later).",
-          "  tq eject name=b17", "Eject the tasks of this blade?", "ejected", lambda c, b: _ops().eject(c, b))
+          "  tq eject b17", "Eject the tasks of this blade?", "ejected", lambda c, b: _ops().eject(c, b))
 _blade_op("delist", "Remove blades from the list of registered blades (until they register again).",
-          "  tq delist name=b17", "Delist this blade?", "delist", lambda c, b: _ops().delist(c, b))
+          "  tq delist b17\n  tq delist \"not up\"", "Delist this blade?", "delist", lambda c, b: _ops().delist(c, b))
 
 
 
