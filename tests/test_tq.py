@@ -114,6 +114,14 @@ def test_columns_sort_limit_distinct(site):
     assert "spooled" not in out[0] and "title" not in out[0] and "jid" in out[0]
     assert len(site.tq("jobs", "--limit", "2", "--nh").stdout.splitlines()) == 2
     assert len(site.tq("jobs", "--limit", "0", "--nh").stdout.splitlines()) == 3
+    # the site's cap when --limit is not given (tractor.toml SiteMaxListReplyCount)
+    toml = site.cfg / "tractor.toml"
+    toml.write_text(toml.read_text() + "SiteMaxListReplyCount = 2\n")
+    r = site.tq("jobs", "--nh")
+    assert len(r.stdout.splitlines()) == 2 and "showing the first 2 jobs; --limit 0 shows all" in r.stderr
+    assert len(site.tq("jobs", "--limit", "3", "--nh").stdout.splitlines()) == 3
+    toml.write_text(toml.read_text().replace("= 2", "= 0"))  # 0: no cap
+    assert len(site.tq("jobs", "--nh").stdout.splitlines()) == 3
     out = site.tq("jobs", "-d", "user", "--nh").stdout.split()
     assert out == ["ann", "bob"]
     out = site.tq("jobs", "--delimiter", "|", "-c", "jid,user,title", "--nh").stdout.splitlines()

@@ -107,6 +107,8 @@ class SiteSettings:
     cmd_retryrc_retry_attempts: int = 1
     # seconds without a heartbeat before a blade's commands go back to the queue
     blade_lease_secs: int = 30
+    # tq listings show at most this many rows without --limit (0: no cap)
+    max_list_rows: int = 1000
     db: DbSettings = field(default_factory=DbSettings)
     files: list[Path] = field(default_factory=list)  # config files actually read
 
@@ -168,6 +170,7 @@ _TRACTOR_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "cmd_auto_retry_attempts": (("CmdAutoRetryAttempts",), _int_range(0, 1000)),
     "cmd_retryrc_retry_attempts": (("CmdRetryrcRetryAttempts",), _int_range(0, 1000)),
     "blade_lease_secs": (("BladeLeaseSecs",), _int_range(1, 3600)),
+    "max_list_rows": (("SiteMaxListReplyCount",), _int_range(0, 1_000_000_000)),
 }
 
 _DB_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {

@@ -41,7 +41,8 @@ from .common import (
 )
 
 PROG = "tq"
-DEFAULT_LIMIT = 1000  # Tractor's EngineDB MaxRows: listings show at most this many rows without --limit
+DEFAULT_LIMIT = 1000  # listings show at most this many rows without --limit, unless tractor.toml's
+# SiteMaxListReplyCount says otherwise (config.SiteSettings.max_list_rows)
 
 EXAMPLES = """\
 \b
@@ -150,7 +151,7 @@ def listing_options(f: Callable) -> Callable:
         click.option("-d", "--distinct", "distinct", metavar="COLS",
                      help="Only the distinct combinations of these columns."),
         click.option("--limit", type=click.IntRange(min=0), metavar="N",
-                     help=f"At most N rows (default {DEFAULT_LIMIT}; 0: all)."),
+                     help=f"At most N rows (default: the site's SiteMaxListReplyCount, {DEFAULT_LIMIT} unless set; 0: all)."),
         click.option("--delimiter", metavar="TEXT", help="Separate columns with TEXT (no padding)."),
         click.option("--nf", "--noformat", "noformat", is_flag=True, help="No padding, no table."),
         click.option("--nh", "--noheader", "noheader", is_flag=True, help="No header line."),
@@ -273,7 +274,7 @@ def _listing(sub: str, words: tuple[str, ...], cols_opt, sortby, distinct, limit
         sort = [c.name for c in cols]
     else:
         sort = list(default_sort)
-    cap = DEFAULT_LIMIT if limit is None else limit
+    cap = ctx.settings.max_list_rows if limit is None else limit
     rows = _select(entity, clause, cols, sort, limit=cap + 1 if cap else None, distinct=bool(distinct))
     if cap and len(rows) > cap:
         rows = rows[:cap]
