@@ -31,6 +31,12 @@ and `envkeys` handlers, the command's `-envkey` or else the job's), the
   left out of the log.
 * `argv[0] == "TractorBuiltIn"` runs a built-in inside the blade (see
   `BUILTINS`).
+* `-expand 1`: stdout (directive lines left out) is kept as task
+  definitions, and also logged; stderr goes to the log only.  With
+  `-expand {file}` the file is read when the command exits.  Files named
+  by `TR_EXPAND_CHUNK "file"` lines are read when announced.  On exit 0
+  they are parsed together (`Run.expansion`: task nodes) and the worker
+  grafts them with the finish (`db/expand.py`).
 
 Exit codes reported for an invocation (`Run.rcode`):
 
@@ -42,6 +48,7 @@ Exit codes reported for an invocation (`Run.rcode`):
 | it could not be started (program not found, not executable, bad directory, bad `-envkey setenv`) | 20000 + errno: 20002 not found, 20013 permission denied, 20008 not an executable, 20022 invalid (also an unknown or malformed TractorBuiltIn) |
 | it ran longer than `-maxrunsecs`: its process group was killed (TERM, KILL 3 s later) | 21001 (`RC_MAXRUNSECS`) |
 | it succeeded sooner than `-minrunsecs` | 21002 (`RC_MINRUNSECS`); a failure keeps its own code |
+| it succeeded, but its `-expand` output (or a `TR_EXPAND_CHUNK` file) does not parse or cannot be read, or cannot be grafted | 21003 (`RC_EXPAND`): nothing is grafted, the log says file:line:col |
 
 The 2100x codes sit above every errno so they cannot be confused with a
 launch failure or an exit status (0-255); they are not signals, so the
@@ -86,6 +93,7 @@ __all__ = [
     "RC_LAUNCH_BASE",
     "RC_MAXRUNSECS",
     "RC_MINRUNSECS",
+    "RC_EXPAND",
     "BladeSide",
     "LaunchSpec",
     "Run",
@@ -96,6 +104,8 @@ __all__ = [
 RC_LAUNCH_BASE = 20000  # + errno: the command could not be started
 RC_MAXRUNSECS = 21001  # killed after running longer than -maxrunsecs
 RC_MINRUNSECS = 21002  # succeeded sooner than -minrunsecs
+RC_EXPAND = 21003  # an expand command's output could not be read or grafted (also db/expand.py)
+EXPAND_MAX_BYTES = 64 << 20  # expand output kept in memory at most
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL to a process group
 EXIT_STATUS_GRACE = 2.0  # seconds a process may live on after TR_EXIT_STATUS
 DRAIN_GRACE = 2.0  # seconds output is read after the main process exited
@@ -145,6 +155,7 @@ class LaunchSpec:
     error: str | None = None  # set: the command cannot start (error text for the log)
     error_code: int = 0  # ... and the code reported
     exit_status_terminate: bool = True
+    expand: str | None = None  # -expand: None no; "" task definitions on stdout; else that file
 
     @property
     def ref(self) -> str:
@@ -194,8 +205,7 @@ def prepare(info: Mapping[str, Any], claim: Any, side: BladeSide) -> LaunchSpec:
     if unknown:
         spec.notes.append("left as written (unknown % sequences): " + " ".join(dict.fromkeys(unknown)))
     if info.get("expand") is not None:
-        spec.notes.append("note: -expand output is not grafted into the job by this version; "
-                          "the command runs as an ordinary one")
+        spec.expand = expand_text(info["expand"], ctx, unknown=unknown) if info["expand"] else ""
     envkeys = list(info.get("cmd_envkey") or ()) or list(info.get("job_envkey") or ())
     unmatched: list[str] = []
     try:
@@ -341,6 +351,11 @@ class Run:
         self.log_error: str | None = None
         self.sent_progress: float | None = None  # worker bookkeeping
         self.sent_progress_at = 0.0
+        # -expand: the task nodes read from the output when the command exits 0 (see _expand)
+        self.expansion: tuple | None = None
+        self._stdout: list[bytes] | None = [] if spec.expand == "" else None  # kept for -expand 1
+        self._stdout_size = 0
+        self._chunks: list[tuple[str, str | None, str | None]] = []  # TR_EXPAND_CHUNK: (file, text, error)
 
     # -- log ---------------------------------------------------------------------
 
@@ -368,6 +383,15 @@ class Run:
     def log_line(self, text: str) -> None:
         """A line of the blade's own (not the command's) in the log."""
         self.write_log(f"[{_stamp()} {text}]\n".encode("utf-8", "replace"))
+
+    def append_log(self, text: str) -> None:
+        """A line of the blade's in the log after the run ended (its log is closed by then)."""
+        if self._log is not None:
+            self.log_line(text)
+            return
+        self._open_log()
+        self.log_line(text)
+        self._close_log()
 
     def _close_log(self) -> None:
         with self._log_lock:
@@ -429,9 +453,12 @@ class Run:
                 return
             exe = [setpriv, "--pdeathsig", "KILL", "--", *argv]
         try:
+            # -expand 1: stdout is task definitions; stderr goes straight to the log
+            err = subprocess.STDOUT if self._stdout is None else (
+                self._log if self._log is not None else subprocess.DEVNULL)
             proc = subprocess.Popen(
                 exe, stdin=subprocess.PIPE if spec.msg is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=spec.cwd, env=spec.env,
+                stdout=subprocess.PIPE, stderr=err, cwd=spec.cwd, env=spec.env,
                 start_new_session=True, close_fds=True, preexec_fn=preexec)
         except OSError as exc:
             what = what_failed.get(exc.errno, exc.strerror or str(exc))
@@ -466,7 +493,13 @@ class Run:
         if d is None or d.log:
             out.append(line)
         if d is None:
+            if self._stdout is not None:
+                self._stdout_size += len(line)
+                if self._stdout_size <= EXPAND_MAX_BYTES:
+                    self._stdout.append(line)
             return
+        if d.kind == "expand_chunk":
+            self._read_chunk(str(d.value))
         if d.kind == "exit_status" and self._override_at is None:
             self._override_at = time.monotonic()
             self.wake.set()
@@ -570,6 +603,68 @@ class Run:
         """Output of a built-in: to the log, through the directive scanner."""
         self._take(text.encode("utf-8", "replace"))
 
+    # -- expand ------------------------------------------------------------------------
+    #
+    # The output of an expand command is read as task definitions when the
+    # command ends with code 0: its stdout (-expand 1) or its file (-expand
+    # {file}, read then), followed by the TR_EXPAND_CHUNK files in the order
+    # announced (each read when its line is seen: the command may replace or
+    # remove it afterwards).  They are grafted together, with the command's
+    # finish, in one transaction (db/expand.py); chunks are not grafted
+    # while the command runs.  Output that does not parse (or a file that
+    # cannot be read) makes the command fail with RC_EXPAND, the log
+    # saying file:line:col.  A command without -expand may announce chunks
+    # too.
+
+    def _path(self, name: str) -> str:
+        return name if os.path.isabs(name) else os.path.join(self.spec.cwd, name)
+
+    def _read_file(self, name: str) -> str:
+        with open(self._path(name), "rb") as f:
+            data = f.read(EXPAND_MAX_BYTES + 1)
+        if len(data) > EXPAND_MAX_BYTES:
+            raise OSError(_errno.EFBIG, f"more than {EXPAND_MAX_BYTES >> 20} MB")
+        return data.decode("utf-8", "replace")
+
+    def _read_chunk(self, name: str) -> None:
+        try:
+            self._chunks.append((name, self._read_file(name), None))
+        except OSError as exc:
+            self._chunks.append((name, None, f"cannot read the TR_EXPAND_CHUNK file {name}: "
+                                             f"{exc.strerror or exc}"))
+
+    def _expand(self) -> str | None:
+        """Read the expand output into self.expansion; the problem, if any."""
+        from ..jobs.expand import check, parse_output
+        from ..jobs.model import JobError
+
+        spec = self.spec
+        pieces: list[tuple[str, str | None, str | None]] = []
+        if self._stdout is not None:
+            if self._stdout_size > EXPAND_MAX_BYTES:
+                return f"expand output on stdout is more than {EXPAND_MAX_BYTES >> 20} MB"
+            pieces.append(("stdout", b"".join(self._stdout).decode("utf-8", "replace"), None))
+        elif spec.expand:
+            try:
+                pieces.append((spec.expand, self._read_file(spec.expand), None))
+            except OSError as exc:
+                return f"cannot read the -expand file {spec.expand}: {exc.strerror or exc}"
+        pieces += self._chunks
+        nodes: list = []
+        try:
+            for name, text, problem in pieces:
+                if problem is not None:
+                    return problem
+                nodes += parse_output(text, name)
+            check(tuple(nodes))
+        except JobError as exc:
+            return f"expand output: {exc}"
+        self.expansion = tuple(nodes)
+        if nodes:
+            self.log_line(f"expand: {len(nodes)} task definition(s) read from "
+                          + ", ".join(name for name, _, _ in pieces))
+        return None
+
     # -- the end -----------------------------------------------------------------------
 
     def _finish(self, code: int) -> None:
@@ -577,6 +672,13 @@ class Run:
             self.elapsed = time.monotonic() - self.started
         spec = self.spec
         override = self.scanner.exit_override
+        succeeded = (code if override is None else override) == 0
+        if self.kill_reason is None and (spec.expand is not None or self._chunks) and succeeded \
+                and not (spec.minrunsecs and self.elapsed < spec.minrunsecs):
+            problem = self._expand()
+            if problem is not None:
+                code, override = RC_EXPAND, None
+                self.note = problem
         if self.kill_reason == "maxrunsecs":
             code, self.note = RC_MAXRUNSECS, f"ran longer than -maxrunsecs {spec.maxrunsecs:g}: killed"
         elif override is not None:

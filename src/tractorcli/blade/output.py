@@ -11,7 +11,7 @@ may follow; a trailing `\\r\\n` does not matter):
 | `42% done`                            | progress (Nuke)               | no |
 | `Frame 37 (7 of 9)`                   | progress 100*7/9, at least 1 (Nuke) | yes |
 | `TR_EXIT_STATUS 3`, `ALF_EXIT_STATUS 3` | exit status override (may be negative) | no |
-| `TR_EXPAND_CHUNK "file" [where]`      | expand the Tcl/JSON task file now (Tractor 2.1+) | no |
+| `TR_EXPAND_CHUNK "file" [where]`      | task definitions (Tcl/JSON) in that file (Tractor 2.1+): read now, grafted when the command exits 0 | no |
 
 Progress is clamped to 0..100.  The last exit status override wins; a
 blade reports it instead of the process's own code and, when the profile's

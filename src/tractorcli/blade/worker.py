@@ -32,7 +32,14 @@ passes the short host name, which is what `tractor-spool` records.
 The profile's capacity thresholds (`max_load` per CPU, `min_ram` and
 `min_disk` GB free) hold back new claims while they are not met.  Not done
 by this version: NIMBY (sent with the registration; the claim does not
-check it yet), `recent_error_throttle`, grafting `-expand` output.
+check it yet), `recent_error_throttle`.
+
+`-expand` commands: the run reads the task definitions the command
+printed (its stdout, its -expand file, the TR_EXPAND_CHUNK files it
+announced; see `launch.py`); when it exits 0, its report is sent on its
+own, grafting them into the job in the same transaction (`db/expand.py`,
+migration 0006).  Output that does not parse
+is reported as a failure (code 21003) with file:line:col in the log.
 
 When the database connection breaks, running commands go on; the blade
 reconnects every few seconds and then sends what it could not (finishes are
@@ -490,6 +497,9 @@ class Blade:
 
         if not self.reports:
             return
+        self.report_expansions()
+        if not self.reports:
+            return
         batch = list(self.reports)
         free = 0
         svcids: list[int] = []
@@ -515,6 +525,25 @@ class Blade:
             self.pending += claims
             self.launch_pending()
             self.notified = True  # a slot may still be free: ask again
+
+    def report_expansions(self) -> None:
+        """Report the expand commands that succeeded, one transaction each,
+        grafting the tasks they printed with the finish (db/expand.py; also
+        when they printed none: what an earlier run of the command grafted
+        is then detached).  Before the other reports of the batch, which
+        they do not depend on."""
+        from ..db.expand import finish_expand
+
+        for c, run in [r for r in self.reports if r[1].expansion is not None]:
+            outcome, problem = self._db(finish_expand, c, self.bladeid, run.rcode, nodes=run.expansion,
+                                        real=run.elapsed, app=run.utime, sys=run.stime)
+            self.reports.remove((c, run))
+            if problem is not None:
+                run.append_log(f"expand output not grafted: {problem}; the command counts as failed")
+            self.say(f"J{c.jid} T{c.tid} C{c.cid}.{c.iid}: exit code {run.rcode}"
+                     + (f" ({problem})" if problem else f" ({len(run.expansion)} task(s) to graft)")
+                     + f" -> {outcome}")
+            self.notified = True  # the grafted tasks may be ready: claim now
 
     # -- signals -----------------------------------------------------------------------
 

@@ -291,6 +291,8 @@ def explain_task(conn: psycopg.Connection, jid: int, tid: int, *, now: dt.dateti
     reasons: list[Reason] = []
     if not t["attached"]:
         reasons.append(Reason("detached", "a task made by an expand command, detached by a job restart", {}))
+        # never dispatched again: what it would otherwise wait for does not matter
+        return TaskWhy(jid, tid, t["title"], state, tuple(reasons))
     if state == "active":
         inv = conn.execute(_LAST_INVOCATION, {"jid": jid, "tid": tid}).fetchone()
         blade = inv["bladename"] if inv else ""

@@ -48,9 +48,10 @@ def interrupt(conn, jid: int) -> list[int]:
 
 
 def restart(conn, jid: int) -> list[int]:
-    """Every task of the job starts over (active ones are stopped first)."""
-    every = tids(conn, jid)
-    return dispatch.retry(conn, jid, every) if every else []
+    """The job starts over: tasks made by expand commands are detached, every
+    other task starts over (active ones are stopped first); the attached tids.
+    One transaction (`tractor_job_restart_v1`, migration 0006)."""
+    return conn.execute(queries.get("job_restart"), {"jid": jid}).fetchone()["tids"]
 
 
 def retry_errors(conn, jid: int) -> list[int]:

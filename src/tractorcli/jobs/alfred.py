@@ -38,7 +38,7 @@ from .model import Command, DirMap, Instance, Job, JobError, Location, Task, res
 from .fastalf import FastBody
 from .tcl import BARE, BRACE, Interp, Source, TclError, Word, split_list
 
-__all__ = ["parse", "AlfredOptions"]
+__all__ = ["parse", "parse_tasks", "AlfredOptions"]
 
 # Plain -subtasks and -cmds bodies take fastalf's path (tests turn it off to
 # compare both paths on the same scripts).
@@ -61,6 +61,20 @@ def parse(text: str, filename: str = "<script>", *, strict: bool = False,
     if check:
         resolve(job)  # raises JobError naming both places on a bad reference or cycle
     return job
+
+
+def parse_tasks(text: str, filename: str = "<expand>", *, strict: bool = False) -> tuple:
+    """Parse task definitions as an expand command prints them (reference §6.4).
+
+    The text is read as the body of a Job's -subtasks: `Task`, `Instance`
+    and `Iterate` at the top level (`Job` and commands there are errors).
+    Returns the nodes in order; a JobError names file:line:col.
+    """
+    p = _Parser(filename, AlfredOptions(strict=strict))
+    bucket: list = []
+    p.context = [("nodes", bucket)]
+    p.interp.eval_source(Source(text, filename))
+    return tuple(bucket)
 
 
 # --- option tables ---------------------------------------------------------------

@@ -500,3 +500,23 @@ UPDATE blades SET profile = %(profile)s, provides = %(provides)s::text[], numslo
                   nimby = coalesce(%(nimby)s::text, nimby), zone = %(zone)s
 WHERE bladeid = %(bladeid)s
 RETURNING name
+
+-- --- expand (db/expand.py; the functions are in migration 0006) --------------------
+
+-- name: expand_begin
+-- Fences an expand command's report and locks its job; no row: stale.
+SELECT * FROM tractor_expand_begin_v1(%(jid)s, %(cid)s, %(iid)s, %(bladeid)s)
+
+-- name: finish_expand
+-- The finish of an expand command, grafting the tasks %(first)s..%(last)s (NULL: none).
+SELECT tractor_finish_v2(%(jid)s, %(cid)s, %(iid)s, %(bladeid)s, %(rcode)s,
+                         %(real)s, %(app)s, %(sys)s, %(first)s::integer, %(last)s::integer) AS outcome
+
+-- name: expand_note
+-- Why an expand command's output was not grafted, as a note on its task.
+INSERT INTO notes (notetype, noteuser, notetext, itemtype, itemid)
+VALUES ('comment', 'tractor-blade', %(text)s, 'task', ARRAY[%(jid)s::text, %(tid)s::text])
+
+-- name: job_restart
+-- tq restart: expanded tasks detached, every attached task starts over (one transaction).
+SELECT tractor_job_restart_v1(%(jid)s) AS tids
