@@ -11,9 +11,12 @@ The same search clauses as the `tq` program (`tq help queries`); the same
 function and argument names as Tractor's module.  Listings return lists of
 dicts keyed by the attribute names asked for (joined ones as ``"Job.owner"``);
 ``columns=[]`` gives every attribute of the entity.  Operations take a
-clause, a dict (with ``jid``; tasks also ``tid``; blades ``name`` and
-``ipaddr``), or a list of such dicts (the result of a listing), and return the
-targets they acted on.
+clause, a dict (with ``jid``; tasks also ``tid``; commands also ``cid``;
+blades ``name`` and ``ipaddr``), or a list of such dicts (the result of a
+listing), and return the targets they acted on (`log`, `jobdump` and `trace`
+return texts).  Command operations: `cattr` (also ``add=``/``remove=`` on
+list attributes, as ``tq cattr -a/-r``) and `chkeys`; `retry`/`resume` reset
+the tasks of all the jobs targeted in one statement.
 
 Where this differs from Tractor (the database is the engine here):
 
@@ -26,7 +29,10 @@ Where this differs from Tractor (the database is the engine here):
   and change nothing, unless ``setEngineClientParam(force=True)`` (as
   ``tq --force``) and the site's ``crews.toml``, if it has one, allows it
   (`tractorcli.crews`);
-* ``limit=None`` or ``0``: no limit.
+* ``limit=None`` or ``0``: no limit;
+* `trace` texts are what ``tq trace`` prints for each blade (``NAME: ...``
+  lines ending in newlines); ``trace(search, limit=N)`` traces the first N
+  ready commands (default 20, ``0`` all).
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ __all__ = [
     "SortNotAllowed",
     "TractorQueryError",
     "blades",
+    "cattr",
     "chcrews",
+    "chkeys",
     "chpri",
     "closeEngineClient",
     "commands",
@@ -74,6 +82,7 @@ __all__ = [
     "skip",
     "skiperrors",
     "tasks",
+    "trace",
     "undelay",
     "undelete",
     "unlock",
@@ -246,11 +255,14 @@ def _keys(items: list[Mapping], keys: tuple[str, ...]) -> list[tuple]:
     return out
 
 
+_IDS = {"job": ("jid",), "task": ("jid", "tid"), "command": ("jid", "cid")}
+
+
 def _targets(entity: str, search: Any, *, archive: bool = False, reading: bool = False) -> list[dict]:
-    """The rows (jid[, tid], owner) an operation on jobs or tasks acts on, checked for ownership
-    (unless `reading`): another user's job needs force=True and crews.toml's leave."""
+    """The rows (jid[, tid | cid], owner) an operation on jobs, tasks or commands acts on, checked for
+    ownership (unless `reading`): another user's job needs force=True and crews.toml's leave."""
     owner = "owner" if entity == "job" else "Job.owner"
-    ids = ("jid",) if entity == "job" else ("jid", "tid")
+    ids = _IDS[entity]
     cols = [*ids, owner]
     sort = list(ids)
     items = _items(search)
@@ -266,7 +278,7 @@ def _targets(entity: str, search: Any, *, archive: bool = False, reading: bool =
         if entity == "job":
             clause = f"jid in [{' '.join(str(j) for j in by_job)}]"
         else:
-            clause = " or ".join(f"(jid={j} and tid in [{' '.join(str(t) for t in ts)}])"
+            clause = " or ".join(f"(jid={j} and {ids[1]} in [{' '.join(str(t) for t in ts)}])"
                                  for j, ts in by_job.items())
         rows = _select(entity, clause, cols, sort, None, archive)
     user = _user()
@@ -306,18 +318,24 @@ def _task_op(fn: Callable[[Any, int, list[int]], Any], search: Any) -> list[dict
     return rows
 
 
-def retry(search: Any) -> list[dict]:
-    """Retry tasks: active ones are killed; they and the tasks depending on them start over."""
+def _retry(search: Any, recover: bool) -> list[dict]:
     from ..db import dispatch
 
-    return _task_op(dispatch.retry, search)
+    rows = _targets("task", search)
+    if rows:  # one statement for the tasks of every job
+        dispatch.retry_many(_connection(), [(r["jid"], r["tid"]) for r in rows], recover=recover)
+    return rows
+
+
+def retry(search: Any) -> list[dict]:
+    """Retry tasks (of any number of jobs, in one transaction): active ones are killed; they and the
+    tasks depending on them start over."""
+    return _retry(search, False)
 
 
 def resume(search: Any) -> list[dict]:
     """Resume tasks: as retry, in recover mode (%r = 1)."""
-    from ..db import dispatch
-
-    return _task_op(lambda c, j, t: dispatch.retry(c, j, t, recover=True), search)
+    return _retry(search, True)
 
 
 def skip(search: Any) -> list[dict]:
@@ -505,6 +523,119 @@ def jobdump(search: Any) -> dict[int, str]:
     return {r["jid"]: _ops().script(conn, r["jid"]) or "" for r in rows}
 
 
+# --- command operations -----------------------------------------------------------------------
+
+
+def _invalid(exc: Exception) -> InvalidValue:
+    """InvalidValue with the one-line message (and hint) of a core BadInput."""
+    hint = getattr(exc, "hint", None)
+    return InvalidValue(f"{exc} ({hint})" if hint else str(exc))
+
+
+def _command_op(fn: Callable[[Any, int, int], Any], search: Any) -> list[dict]:
+    from ..errors import BadInput, TractorError
+
+    rows = _targets("command", search)
+    conn = _connection()
+    try:
+        for r in rows:
+            fn(conn, r["jid"], r["cid"])
+    except BadInput as exc:
+        raise _invalid(exc) from None
+    except TractorError as exc:  # e.g. a command that stays locked
+        raise TractorQueryError(str(exc)) from None
+    return rows
+
+
+def _command_items(name: str, kind: str, value: Any, what: str) -> list:
+    """Items of a list attribute: a str as tq's -a/-r/-v (argv: a Tcl list for value=, else
+    comma-separated), or a list of items."""
+    from ..errors import BadInput
+
+    ops = _ops()
+    if isinstance(value, str):
+        try:
+            return ops.command_value(name, value, what) if what == "value=" else ops.command_items(name, value)
+        except BadInput as exc:
+            raise _invalid(exc) from None
+    if not isinstance(value, Iterable) or isinstance(value, Mapping):
+        raise InvalidValue(f"{name} {what} must be a list or a string, not {type(value).__name__}")
+    items = list(value)
+    if kind == "ints":
+        try:
+            if any(isinstance(x, bool) for x in items):
+                raise ValueError
+            return [int(x) for x in items]
+        except (TypeError, ValueError):
+            raise InvalidValue(f"{name} takes integers, not {value!r}") from None
+    if kind == "argv":
+        out = [str(x) for x in items]
+        if what == "value=" and not out:
+            raise InvalidValue("argv cannot be empty")
+        return out
+    return [str(x).strip() for x in items if str(x).strip()]
+
+
+def cattr(search: Any, key: str | None = None, value: Any = None, *, add: Any = None,
+          remove: Any = None) -> list[dict]:
+    """Set a command attribute for the commands' next launch, as `tq cattr`: argv (a list, or a str
+    split as a Tcl list), tags, envkey, retryrcodes (lists, or comma-separated strs), service (as
+    chkeys), msg, metadata, minrunsecs, maxrunsecs, minslots, maxslots ('' clears these bounds),
+    resumepin.  A list attribute also takes add= and/or remove= instead of value= (argv: add appends;
+    remove drops every occurrence).  Targets: a clause over commands, or dicts with jid and cid."""
+    from ..errors import BadInput
+
+    ops = _ops()
+    if key is None:
+        raise MissingParameter("cattr needs key=")
+    if value is None and add is None and remove is None:
+        raise MissingParameter("cattr needs value= (or add=/remove= for a list attribute)")
+    if value is not None and (add is not None or remove is not None):
+        raise InvalidValue("cattr takes value=, or add= and/or remove=, not both")
+    try:
+        name, kind = ops.command_attr(str(key))
+    except BadInput as exc:
+        raise _invalid(exc) from None
+    if (add is not None or remove is not None) and kind not in ops.LIST_KINDS:
+        raise InvalidValue(f"add=/remove= need a list attribute (argv, tags, envkey, retryrcodes), "
+                           f"and {name} is not one")
+    new: Any = None
+    if value is not None:
+        if kind in ops.LIST_KINDS:
+            new = _command_items(name, kind, value, "value=")
+        else:
+            if isinstance(value, bool):
+                text = "1" if value else "0"
+            elif isinstance(value, (str, int, float)):
+                text = str(value)
+            else:
+                raise InvalidValue(f"{name} value= must be a string or a number, not {type(value).__name__}")
+            try:
+                new = ops.command_value(name, text, "value=")
+            except BadInput as exc:
+                raise _invalid(exc) from None
+    plus = _command_items(name, kind, add, "add=") if add is not None else []
+    minus = _command_items(name, kind, remove, "remove=") if remove is not None else []
+    return _command_op(lambda c, j, cid: ops.set_command_attr(c, j, cid, name, new, add=plus, remove=minus),
+                       search)
+
+
+def chkeys(search: Any, keystr: str | None = None) -> list[dict]:
+    """Change the commands' service key expression (which blades may run them from their next launch;
+    '' any blade), as `tq chkeys`.  A bad expression raises InvalidValue and changes nothing."""
+    from ..errors import BadInput
+
+    if keystr is None:
+        raise MissingParameter("chkeys needs keystr=")
+    if not isinstance(keystr, str):
+        raise InvalidValue(f"keystr must be a str, not {type(keystr).__name__}")
+    try:
+        service = _ops().check_service(keystr, "keystr=")
+    except BadInput as exc:
+        raise _invalid(exc) from None
+    return _command_op(lambda c, j, cid: _ops().set_command_service(c, j, cid, service), search)
+
+
 # --- blade operations -------------------------------------------------------------------------
 
 
@@ -544,3 +675,21 @@ def eject(search: Any) -> list[dict]:
 
 def delist(search: Any) -> list[dict]:
     return _blade_op(lambda c, b: _ops().delist(c, b), search)
+
+
+def trace(search: Any, limit: int | None = None) -> dict[tuple[str, str], str]:
+    """{(name, ipaddr): the dispatch-decision trace of the blade}, the text `tq trace` prints for it
+    (``NAME: ...`` lines, each ending in a newline): what it would be offered now from the first
+    `limit` ready commands (default 20; 0: all), in dispatch order, and why it would take each or not.
+    Read-only: needs no ownership."""
+    from ..db.trace import DEFAULT_LIMIT, trace_blades
+
+    if limit is None:
+        limit = DEFAULT_LIMIT
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidValue(f"limit must be a whole number (0 or more), not {limit!r}")
+    rows = _blade_targets(search)
+    if not rows:
+        return {}
+    traces = trace_blades(_connection(), [r["bladeid"] for r in rows], limit=limit)
+    return {(t.name, t.ipaddr): "".join(f"{line}\n" for line in t.text_lines()) for t in traces}
