@@ -204,3 +204,20 @@ def test_batch_retry_of_error_tasks_of_many_jobs_readies_them_all(conn):
         assert job["phase"] == "live" and job["numready"] == 3
     assert d.retry_many(conn, []) == []
     assert d.retry_many(conn, [(jobs[0], 999), (987654, 1)]) == []  # no such tasks: nothing happens
+
+
+def test_ready_rows_go_with_their_job(conn):
+    """The queue has no foreign key since 0005: its rows go with their job by trigger."""
+    from tractorcli.db import queries
+
+    job = Job(subtasks=(Task("a", cmds=(C("a"),)), Task("b", cmds=(C("b"),))))
+    j1, j2, j3 = (spool(conn, job) for _ in range(3))
+    count = lambda jid: conn.execute("SELECT count(*) AS n FROM ready WHERE jid = %s", (jid,)).fetchone()["n"]  # noqa: E731
+    assert count(j1) == count(j2) == count(j3) == 2
+    conn.execute("UPDATE jobs SET deletetime = '2020-01-01' WHERE jid = %s", (j1,))
+    conn.execute(queries.get("purge_archive_to"), {"before": "2021-01-01"})  # tractor-dbctl's purge
+    assert count(j1) == 0 and count(j2) == 2
+    conn.execute("DELETE FROM jobs WHERE jid = %s", (j2,))
+    assert count(j2) == 0 and count(j3) == 2
+    conn.execute(queries.get("purge_jobs"))
+    assert conn.execute("SELECT count(*) AS n FROM ready").fetchone()["n"] == 0
