@@ -46,7 +46,7 @@ complete -c tq -n __fish_use_subcommand -a 'kill' -d 'Kill the running command o
 complete -c tq -n __fish_use_subcommand -a 'pause' -d 'Pause jobs: no new commands start (running ones go on)'
 complete -c tq -n __fish_use_subcommand -a 'unpause' -d 'Unpause jobs'
 complete -c tq -n __fish_use_subcommand -a 'interrupt' -d 'Interrupt jobs: kill their active tasks (left in error) and pause them'
-complete -c tq -n __fish_use_subcommand -a 'restart' -d 'Restart jobs from the beginning: active tasks are killed, every task starts over'
+complete -c tq -n __fish_use_subcommand -a 'restart' -d 'Restart jobs from the beginning: active tasks are killed, tasks made by expand commands detached, every other task starts over'
 complete -c tq -n __fish_use_subcommand -a 'retryallerrs' -d 'Retry all error tasks of jobs'
 complete -c tq -n __fish_use_subcommand -a 'skipallerrs' -d 'Skip all error tasks of jobs'
 complete -c tq -n __fish_use_subcommand -a 'delete' -d 'Delete jobs: kill their active tasks and take them out of the queue (archived)'

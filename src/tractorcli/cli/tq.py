@@ -501,7 +501,8 @@ _job_op("unpause", "Unpause jobs.", "  tq unpause 12", "Unpause this job?", "unp
         lambda c, j: _ops().unpause(c, j))
 _job_op("interrupt", "Interrupt jobs: kill their active tasks (left in error) and pause them.",
         "  tq interrupt 12", "Interrupt this job?", "interrupted", lambda c, j: _ops().interrupt(c, j))
-_job_op("restart", "Restart jobs from the beginning: active tasks are killed, every task starts over.",
+_job_op("restart", "Restart jobs from the beginning: active tasks are killed, tasks made by expand commands "
+        "detached, every other task starts over.",
         "  tq restart 12", "Restart this job?", "restarted", lambda c, j: _ops().restart(c, j))
 _job_op("retryallerrs", "Retry all error tasks of jobs.", "  tq retryallerrs 12\n  tq retryallerrs mine error",
         "Retry all errors of this job?", "retried all errors", lambda c, j: _ops().retry_errors(c, j),
