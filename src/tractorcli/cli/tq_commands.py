@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import click
 
-from ..db.ops import COMMAND_ATTRS
+from ..db.command_attrs import COMMAND_ATTRS
 from .tq import _op_command, _operate
 
 _SORT = ("jid", "cid")

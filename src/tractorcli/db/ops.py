@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from . import dispatch, queries
+from .command_attrs import COMMAND_ATTR_ALIASES, COMMAND_ATTRS, LIST_KINDS
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -150,11 +151,6 @@ def eject(conn, bladeid: uuid.UUID) -> list[tuple[int, int]]:
 # items, comma-separated; "ints": integers; "service": a service key
 # expression (as chkeys); "secs": seconds (empty: no bound); "slots": a
 # positive integer (empty: the default); "bool"; "text".
-COMMAND_ATTRS = {"argv": "argv", "tags": "list", "envkey": "list", "retryrcodes": "ints", "service": "service",
-                 "msg": "text", "metadata": "text", "minrunsecs": "secs", "maxrunsecs": "secs",
-                 "minslots": "slots", "maxslots": "slots", "resumepin": "bool"}
-COMMAND_ATTR_ALIASES = {"retryrc": "retryrcodes", "retrycodes": "retryrcodes"}
-LIST_KINDS = ("argv", "list", "ints")
 _LOCK_TIMEOUT = "250ms"  # below PostgreSQL's deadlock_timeout (1 s): in a lock cycle we give way first
 _LOCK_ATTEMPTS = 40
 
