@@ -29,7 +29,7 @@ _tq()
     esac
     local opts='-y --yes -a --archives --force --nocolor --zeros --raw --tf --timefmt --fulltime --json --ndjson --csv --configdir --config-dir -q --quiet -v --verbose -d --debug --version -h --help'
     # the subcommand: the first word that is neither an option nor an option's value
-    local i sub=
+    local i sub= clause=
     for (( i = 1; i < COMP_CWORD; i++ )); do
         case ${COMP_WORDS[i]} in
             =|--tf|--timefmt|--configdir|--config-dir) (( i++ )) ;;
@@ -70,6 +70,7 @@ _tq()
                     ;;
             esac
             opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'tasks')
             case $prev in
@@ -95,6 +96,7 @@ _tq()
                     ;;
             esac
             opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            clause='active activetime afterjids aftertime assignments attached availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg locked locknote lockowner locktime maxactive maxcid maxslots maxtid mem metadata mine minslots name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover resumable resumeblock resumecount retrycount rss serialsubtasks service slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'commands')
             case $prev in
@@ -120,6 +122,7 @@ _tq()
                     ;;
             esac
             opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            clause='active activetime afterjids aftertime argv assignments attached autoretries availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel expand file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg local locked locknote lockowner locktime maxactive maxcid maxrunsecs maxslots maxtid mem metadata mine minrunsecs minslots msg name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover refersto resumable resumeblock resumecount resumepin resumewhile retrycodes retrycount retryrc retryrcodes rss runtype samehost serialsubtasks service skipped slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'invocations')
             case $prev in
@@ -145,6 +148,7 @@ _tq()
                     ;;
             esac
             opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            clause='active activetime afterjids aftertime argv assignments attached autoretries availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel expand file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg local locked locknote lockowner locktime maxactive maxcid maxrunsecs maxslots maxtid mem metadata mine minrunsecs minslots msg name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover refersto resumable resumeblock resumecount resumepin resumewhile retrycodes retrycount retryrc retryrcodes rss runtype samehost serialsubtasks service slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'blades')
             case $prev in
@@ -170,6 +174,7 @@ _tq()
                     ;;
             esac
             opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            clause='availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides registered slotsinuse starttime status taskcount udi up version zone'
             ;;
         'params')
             case $prev in
@@ -195,6 +200,7 @@ _tq()
                     ;;
             esac
             opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            clause='name value'
             ;;
         'notes')
             case $prev in
@@ -220,34 +226,49 @@ _tq()
                     ;;
             esac
             opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            clause='itemid itemtype mine noteid notetext notetime notetype noteuser'
             ;;
         'retry')
+            clause='active activetime afterjids aftertime assignments attached availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg locked locknote lockowner locktime maxactive maxcid maxslots maxtid mem metadata mine minslots name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover resumable resumeblock resumecount retrycount rss serialsubtasks service slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'resume')
+            clause='active activetime afterjids aftertime assignments attached availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg locked locknote lockowner locktime maxactive maxcid maxslots maxtid mem metadata mine minslots name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover resumable resumeblock resumecount retrycount rss serialsubtasks service slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'skip')
+            clause='active activetime afterjids aftertime assignments attached availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg locked locknote lockowner locktime maxactive maxcid maxslots maxtid mem metadata mine minslots name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover resumable resumeblock resumecount retrycount rss serialsubtasks service slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'kill')
+            clause='active activetime afterjids aftertime assignments attached availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg locked locknote lockowner locktime maxactive maxcid maxslots maxtid mem metadata mine minslots name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover resumable resumeblock resumecount retrycount rss serialsubtasks service slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'pause')
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'unpause')
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'interrupt')
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'restart')
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'retryallerrs')
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'skipallerrs')
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'delete')
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'undelete')
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'undelay')
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'unlock')
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'chpri')
             case $prev in
@@ -257,6 +278,7 @@ _tq()
                     ;;
             esac
             opts+=' -p --priority'
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'delay')
             case $prev in
@@ -266,6 +288,7 @@ _tq()
                     ;;
             esac
             opts+=' -t --time'
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'lock')
             case $prev in
@@ -275,6 +298,7 @@ _tq()
                     ;;
             esac
             opts+=' -n --note'
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'chcrews')
             case $prev in
@@ -284,6 +308,7 @@ _tq()
                     ;;
             esac
             opts+=' -k --crews -a --add -r --remove --archives'
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'jattr')
             case $prev in
@@ -293,8 +318,10 @@ _tq()
                     ;;
             esac
             opts+=' -k --key -v --value -a --add -r --remove --archives'
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'jobdump')
+            clause='active afterjids aftertime assignments avoid blocked comment crews cwd delayed deleted deletetime dirmap done editpolicy elapsed elapsedsecs envkey error est esttotalsecs etalevel file jid jobid lastnoteid locked locknote lockowner locktime maxactive maxcid maxslots maxtid metadata mine minslots ntasks numactive numblocked numdone numerror numready numtasks owner paused pausetime phase pil pri priority projects ready serialsubtasks service spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime stoptime tags tier title user username'
             ;;
         'nimby')
             case $prev in
@@ -304,17 +331,23 @@ _tq()
                     ;;
             esac
             opts+=' --allow'
+            clause='availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides registered slotsinuse starttime status taskcount udi up version zone'
             ;;
         'unnimby')
+            clause='availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides registered slotsinuse starttime status taskcount udi up version zone'
             ;;
         'eject')
+            clause='availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides registered slotsinuse starttime status taskcount udi up version zone'
             ;;
         'delist')
+            clause='availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides registered slotsinuse starttime status taskcount udi up version zone'
             ;;
         'explain')
+            clause='active activetime afterjids aftertime assignments attached availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg locked locknote lockowner locktime maxactive maxcid maxslots maxtid mem metadata mine minslots name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover resumable resumeblock resumecount retrycount rss serialsubtasks service slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'log')
             opts+=' -l --lasttry -u --unique -n --nh --noheader -f --follow'
+            clause='active activetime afterjids aftertime assignments attached availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg locked locknote lockowner locktime maxactive maxcid maxslots maxtid mem metadata mine minslots name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover resumable resumeblock resumecount retrycount rss serialsubtasks service slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'ping')
             ;;
@@ -332,6 +365,7 @@ _tq()
                     ;;
             esac
             opts+=' --limit -u --unique'
+            clause='availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides registered slotsinuse starttime status taskcount udi up version zone'
             ;;
         'queuestats')
             ;;
@@ -346,6 +380,7 @@ _tq()
                     ;;
             esac
             opts+=' -k --keystr'
+            clause='active activetime afterjids aftertime argv assignments attached autoretries availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel expand file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg local locked locknote lockowner locktime maxactive maxcid maxrunsecs maxslots maxtid mem metadata mine minrunsecs minslots msg name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover refersto resumable resumeblock resumecount resumepin resumewhile retrycodes retrycount retryrc retryrcodes rss runtype samehost serialsubtasks service skipped slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'cattr')
             case $prev in
@@ -355,6 +390,7 @@ _tq()
                     ;;
             esac
             opts+=' -k --key -v --value -a --add -r --remove --archives'
+            clause='active activetime afterjids aftertime argv assignments attached autoretries availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel expand file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg local locked locknote lockowner locktime maxactive maxcid maxrunsecs maxslots maxtid mem metadata mine minrunsecs minslots msg name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover refersto resumable resumeblock resumecount resumepin resumewhile retrycodes retrycount retryrc retryrcodes rss runtype samehost serialsubtasks service skipped slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'cmds')
             case $prev in
@@ -380,6 +416,7 @@ _tq()
                     ;;
             esac
             opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            clause='active activetime afterjids aftertime argv assignments attached autoretries availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel expand file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg local locked locknote lockowner locktime maxactive maxcid maxrunsecs maxslots maxtid mem metadata mine minrunsecs minslots msg name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover refersto resumable resumeblock resumecount resumepin resumewhile retrycodes retrycount retryrc retryrcodes rss runtype samehost serialsubtasks service skipped slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'fields')
             ;;
@@ -407,10 +444,17 @@ _tq()
                     ;;
             esac
             opts+=' -c --cols -s --sortby -d --distinct --limit --delimiter --nf --noformat --nh --noheader --ns --nosort'
+            clause='active activetime afterjids aftertime argv assignments attached autoretries availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel expand file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg local locked locknote lockowner locktime maxactive maxcid maxrunsecs maxslots maxtid mem metadata mine minrunsecs minslots msg name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover refersto resumable resumeblock resumecount resumepin resumewhile retrycodes retrycount retryrc retryrcodes rss runtype samehost serialsubtasks service slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
         'why')
+            clause='active activetime afterjids aftertime assignments attached availdisk availmem availmemory avoid bid blade bladeid blocked boottime chaser cid cids cleartime cmdid comment cores cpu crews currcid current cwd deleted deletetime dirmap disk done editpolicy elapsed elapsedapp elapsedreal elapsedsecs elapsedsys envkey error est esttotalsecs etalevel file gpulabel haslog heartbeattime id iid instanceid instid ipaddr jid jobid lastnoteid limits load loadavg locked locknote lockowner locktime maxactive maxcid maxslots maxtid mem metadata mine minslots name nimby ntasks numactive numblocked numcpu numdone numerror numready numslots numtasks os osname osversion owner owners pausetime phase pid pil port preview pri priority profile progress projects provides ptids rcode ready readytime recover resumable resumeblock resumecount retrycount rss serialsubtasks service slotsinuse spooladdr spoolcwd spooled spoolfile spoolhost spooltime starttime state statetime status stime stoptime tags taskcount taskid tid tier title udi user username utime version vsz wtime zone'
             ;;
     esac
+    # a clause word: attribute names and search aliases
+    if [[ -n $clause && $cur != -* ]]; then
+        COMPREPLY=( $(compgen -W "$clause" -- "$cur") )
+        return 0
+    fi
     COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
     return 0
 }

@@ -264,6 +264,14 @@ def test_group_completion_subcommands_and_attribute_names(tmp_path):
         assert bash_complete(script, ["tq", "jobs", "--cols", "-tit"], tmp_path) == ["-title"]
         assert bash_complete(script, ["tq", "tasks", "-s", "-Job.pri"], tmp_path) == ["-Job.pri", "-Job.priority"]
         assert bash_complete(script, ["tq", "tasks", "-c", "tid,Blade.na"], tmp_path) == ["tid,Blade.name"]
+        # clause words: the entity's attributes (and joined ones, unqualified) and search aliases
+        assert bash_complete(script, ["tq", "jobs", "numerr"], tmp_path) == ["numerror"]
+        assert bash_complete(script, ["tq", "tasks", "jid=1", "and", "Own"], tmp_path) == []
+        assert "owner" in bash_complete(script, ["tq", "tasks", "ow"], tmp_path)  # Job.owner, unqualified
+        assert bash_complete(script, ["tq", "--yes", "retry", "err"], tmp_path) == ["error"]
+        assert bash_complete(script, ["tq", "nimby", "regis"], tmp_path) == ["registered"]
+        assert bash_complete(script, ["tq", "chkeys", "-k", "linux", "retryrc"], tmp_path) == ["retryrc", "retryrcodes"]
+        assert bash_complete(script, ["tq", "ping", "x"], tmp_path) == []
         assert bash_complete(script, ["tq", "tasks", "--cols", "=", "statet"], tmp_path) == ["statetime"]
         assert bash_complete(script, ["tq", "jobs", "-s", "numerr"], tmp_path) == ["numerror"]
         assert bash_complete(script, ["tq", "cmds", "--sortby", "retryrc"], tmp_path) == ["retryrc", "retryrcodes"]
@@ -283,6 +291,8 @@ def test_group_completion_subcommands_and_attribute_names(tmp_path):
 
         assert subcommands <= set(complete("tq "))
         assert set(complete("tq tasks -c statet")) == {"statetime"}
+        assert set(complete("tq jobs numerr")) == {"numerror"}
+        assert "registered" in complete("tq trace regis")
         assert set(complete("tq tasks -c jid,+statet")) == {"jid,+statetime"}
         assert set(complete("tq tasks -s Job.prio")) == {"Job.priority"}
         # (a separate word starting with - is an option to fish: --sortby=-col form)

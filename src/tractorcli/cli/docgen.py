@@ -98,6 +98,7 @@ class SubcommandDoc:
     summary: str
     options: tuple[OptionDoc, ...]  # its own options (not those it shares with the group)
     path_arguments: bool
+    clause_words: tuple[str, ...] = ()  # what its clause words complete to (attributes, search aliases)
 
 
 def load_command(prog: str) -> click.Command:
@@ -212,6 +213,17 @@ def _column_names(entity: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _clause_words(entity: str | None) -> tuple[str, ...]:
+    """The words a clause over `entity` is made of: attribute names (its own and those of
+    the entities it joins, as tq resolves them unqualified) and search aliases."""
+    if not entity:
+        return ()
+    from ..query.aliases import SEARCH_ALIASES
+    from ..query.attributes import attribute_names
+
+    return tuple(sorted(set(attribute_names(entity)) | set(SEARCH_ALIASES.get(entity, {}))))
+
+
 def _subcommands(group: click.Group, ctx: click.Context, shared: set[tuple[str, ...]]) -> tuple[SubcommandDoc, ...]:
     names = list(group.list_commands(ctx))
     names += sorted(a for a in getattr(group, "aliases", {}) if a not in names)
@@ -236,7 +248,8 @@ def _subcommands(group: click.Group, ctx: click.Context, shared: set[tuple[str, 
             options.append(doc)
         summary = _summary(sub)
         out.append(SubcommandDoc(name, summary, tuple(options), any(
-            isinstance(p, click.Argument) and isinstance(p.type, (click.Path, click.File)) for p in params)))
+            isinstance(p, click.Argument) and isinstance(p.type, (click.Path, click.File)) for p in params),
+            _clause_words(getattr(sub, "clause_entity", None) or entity)))
     return tuple(out)
 
 
@@ -479,7 +492,7 @@ def render_bash(doc: CommandDoc) -> str:
         lines += [
             f"    local opts={_sh_single_quote(words)}",
             "    # the subcommand: the first word that is neither an option nor an option's value",
-            "    local i sub=",
+            "    local i sub= clause=",
             "    for (( i = 1; i < COMP_CWORD; i++ )); do",
             "        case ${COMP_WORDS[i]} in",
             f"            {skip}) (( i++ )) ;;",
@@ -508,8 +521,15 @@ def render_bash(doc: CommandDoc) -> str:
                 lines += _bash_files(" " * 12)
             if sub_words:
                 lines.append(f"            opts+={_sh_single_quote(' ' + sub_words)}")
+            if sub.clause_words:
+                lines.append(f"            clause={_sh_single_quote(' '.join(sub.clause_words))}")
             lines.append("            ;;")
-        lines += ["    esac"]
+        lines += ["    esac",
+                  "    # a clause word: attribute names and search aliases",
+                  '    if [[ -n $clause && $cur != -* ]]; then',
+                  '        COMPREPLY=( $(compgen -W "$clause" -- "$cur") )',
+                  "        return 0",
+                  "    fi"]
     else:
         if doc.path_arguments:
             lines += _bash_files("    ")
@@ -575,7 +595,10 @@ def render_zsh(doc: CommandDoc) -> str:
               "    curcontext=${curcontext%:*:*}:" + doc.prog + "-$line[1]:", "    case $line[1] in"]
     for sub in doc.subcommands:
         sub_specs = _zsh_specs(sub.options, sub.path_arguments)
-        sub_specs.append(_sh_single_quote("*:argument: "))
+        if sub.clause_words:
+            sub_specs.append(_sh_single_quote("*:clause word:(" + " ".join(sub.clause_words) + ")"))
+        else:
+            sub_specs.append(_sh_single_quote("*:argument: "))
         lines.append(f"      {_sh_single_quote(sub.name)})")
         lines += _zsh_arguments(sub_specs, "_arguments -s -S :", " " * 8)
         lines[-1] += " && ret=0"
@@ -647,6 +670,9 @@ def render_fish(doc: CommandDoc) -> str:
             condition = f"__fish_seen_subcommand_from {sub.name}"
             if sub.path_arguments:
                 lines.append(f"complete -c {doc.prog} -n {_fish_quote(condition)} -F")
+            if sub.clause_words:
+                lines.append(f"complete -c {doc.prog} -n {_fish_quote(condition)} -a "
+                             f"{_fish_quote(' '.join(sub.clause_words))} -d 'clause word'")
             lines += _fish_lines(doc.prog, sub.options, condition)
     return "\n".join(lines) + "\n"
 

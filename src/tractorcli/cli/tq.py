@@ -304,6 +304,7 @@ def _make_listing(sub: str, help: str, example: str) -> click.Command:
         return _listing(sub, words, cols, sortby, distinct, limit, delimiter, noformat, noheader, nosort,
                         _opts().get("form"))
 
+    cmd.clause_entity = LISTINGS[sub][0]  # docgen: what its words complete to
     return cmd
 
 
@@ -431,8 +432,9 @@ def _operate(entity: str, words: tuple[str, ...], *, question: str, word: str, s
 
 
 def _op_command(name: str, help: str, example: str, *, short_a: bool = True,
-                extra: tuple[Callable, ...] = ()) -> Callable:
-    """A subcommand taking a clause, with the global options and `extra` ones."""
+                extra: tuple[Callable, ...] = (), entity: str | None = None) -> Callable:
+    """A subcommand taking a clause over `entity` (job, task, command, blade), with the global
+    options and `extra` ones."""
 
     def deco(f: Callable) -> click.Command:
         f = global_options(short_a=short_a)(f)
@@ -441,6 +443,7 @@ def _op_command(name: str, help: str, example: str, *, short_a: bool = True,
         f = click.argument("words", nargs=-1, metavar="[CLAUSE...]")(f)
         cmd = click.command(name, context_settings=CONTEXT_SETTINGS, help=help,
                             epilog=f"\b\nExamples:\n{example}")(f)
+        cmd.clause_entity = entity  # docgen: what its words complete to
         command.add_command(cmd)
         return cmd
 
@@ -461,7 +464,7 @@ _TASK_OPS = (
 
 
 def _make_task_op(name, help, example, question, word, fn, kw):
-    @_op_command(name, help, example)
+    @_op_command(name, help, example, entity="task")
     def cmd(words) -> int:
         from ..db import dispatch
 
@@ -483,7 +486,7 @@ def _job_op(name: str, help: str, example: str, question: str, word: str, fn: Ca
             sortby: tuple[str, ...] = ("priority", "-spooltime"), archives: bool | None = None) -> None:
     """A job operation calling `fn(conn, jid)`."""
 
-    @_op_command(name, help, example)
+    @_op_command(name, help, example, entity="job")
     def cmd(words) -> int:
         return _operate("job", words, question=question, word=word, sortby=sortby, archives=archives,
                         act=lambda conn, rows: fn(conn, rows[0]["jid"]))
@@ -522,7 +525,7 @@ _job_op("unlock", "Unlock jobs.", "  tq unlock 12", "Unlock this job?", "unlocke
 
 @_op_command("chpri", "Change the priority of jobs.", "  tq chpri -p 200 12\n  tq chpri --priority 50 mine",
              extra=(click.option("-p", "--priority", type=float, required=True, metavar="FLOAT",
-                                 help="The new priority."),))
+                                 help="The new priority."),), entity="job")
 def _chpri(words, priority) -> int:
     return _operate("job", words, question="Change the priority of this job?", word="priority changed",
                     sortby=("-priority", "spooltime"), act=lambda c, rows: _ops().set_priority(c, rows[0]["jid"],
@@ -546,7 +549,7 @@ def _parse_when(text: str):
 @_op_command("delay", "Delay jobs: they do not start before TIME.",
              "  tq delay -t 10pm 12\n  tq delay --time '3/25|10:30am' mine",
              extra=(click.option("-t", "--time", "when", required=True, metavar="TIME",
-                                 help="Not before TIME: 10am, 5pm, 3/25, 3/25|12pm, 3/25|10:30am."),))
+                                 help="Not before TIME: 10am, 5pm, 3/25, 3/25|12pm, 3/25|10:30am."),), entity="job")
 def _delay(words, when) -> int:
     t = _parse_when(when)
     return _operate("job", words, question="Delay this job?", word="delayed", sortby=("priority", "-spooltime"),
@@ -554,7 +557,7 @@ def _delay(words, when) -> int:
 
 
 @_op_command("lock", "Lock jobs against other users' edits.", "  tq lock -n 'checking frames' 12",
-             extra=(click.option("-n", "--note", default="", metavar="TEXT", help="Why it is locked."),))
+             extra=(click.option("-n", "--note", default="", metavar="TEXT", help="Why it is locked."),), entity="job")
 def _lock(words, note) -> int:
     user = _user()
     return _operate("job", words, question="Lock this job?", word="locked", sortby=("priority", "-spooltime"),
@@ -569,7 +572,7 @@ def _list_arg(values) -> list[str]:
              "  tq chcrews -k lighting,fx 12\n  tq chcrews --add fx 12", short_a=False,
              extra=(click.option("-k", "--crews", "set_", multiple=True, metavar="LIST", help="Set the crews."),
                     click.option("-a", "--add", multiple=True, metavar="LIST", help="Add crews."),
-                    click.option("-r", "--remove", multiple=True, metavar="LIST", help="Remove crews.")))
+                    click.option("-r", "--remove", multiple=True, metavar="LIST", help="Remove crews.")), entity="job")
 def _chcrews(words, set_, add, remove) -> int:
     if not (set_ or add or remove):
         raise click.UsageError("one of -k/--crews, -a/--add, -r/--remove is needed")
@@ -591,7 +594,7 @@ def _chcrews(words, set_, add, remove) -> int:
              extra=(click.option("-k", "--key", required=True, metavar="ATTR", help="The attribute."),
                     click.option("-v", "--value", metavar="VALUE", help="Its new value (lists: comma-separated)."),
                     click.option("-a", "--add", metavar="LIST", help="Add to a list attribute."),
-                    click.option("-r", "--remove", metavar="LIST", help="Remove from a list attribute.")))
+                    click.option("-r", "--remove", metavar="LIST", help="Remove from a list attribute.")), entity="job")
 def _jattr(words, key, value, add, remove) -> int:
     from ..db.ops import JOB_ATTRS
     from ..errors import BadInput
@@ -636,7 +639,7 @@ def _jattr(words, key, value, add, remove) -> int:
                     sortby=("-priority", "spooltime"), act=act)
 
 
-@_op_command("jobdump", "Print the job scripts of jobs as they were spooled.", "  tq jobdump 12")
+@_op_command("jobdump", "Print the job scripts of jobs as they were spooled.", "  tq jobdump 12", entity="job")
 def _jobdump(words) -> int:
     ctx = get_context()
 
@@ -650,7 +653,7 @@ def _jobdump(words) -> int:
 
 # blade operations
 def _blade_op(name: str, help: str, example: str, question: str, word: str, fn: Callable, extra=()) -> None:
-    @_op_command(name, help, example, extra=extra)
+    @_op_command(name, help, example, extra=extra, entity="blade")
     def cmd(words, **kw) -> int:
         return _operate("blade", words, question=question, word=word, sortby=("name", "ipaddr"),
                         act=lambda c, rows: fn(c, rows[0]["bladeid"], **kw))
@@ -714,6 +717,7 @@ def _explain(words) -> int:
     return 0
 
 
+_explain.clause_entity = "task"
 TqGroup.aliases["why"] = "explain"
 
 
@@ -727,7 +731,7 @@ TqGroup.aliases["why"] = "explain"
                     click.option("-n", "--nh", "--noheader", "noheader", is_flag=True,
                                  help="No header line before each task's log."),
                     click.option("-f", "--follow", is_flag=True,
-                                 help="Keep printing what an active task writes until it ends.")))
+                                 help="Keep printing what an active task writes until it ends.")), entity="task")
 def _log(words, lasttry, unique, noheader, follow) -> int:
     from ..blade.profile import default_profile
     from ..errors import ExitStatus

@@ -49,7 +49,7 @@ def _emit_json(value) -> None:
              "which commands are shown, after them how many it would take.",
              extra=(click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N",
                                  help="Trace the first N ready commands (default 20; 0: all)."),
-                    click.option("-u", "--unique", is_flag=True, help="Prefix each line with [BLADE].")))
+                    click.option("-u", "--unique", is_flag=True, help="Prefix each line with [BLADE].")), entity="blade")
 def _trace(words, limit, unique) -> int:
     from ..db.trace import DEFAULT_LIMIT, trace_blades
     from ..errors import ExitStatus

@@ -36,7 +36,7 @@ _SORT = ("jid", "cid")
              "  tq chkeys --keystr linux,bigmem \"jid=12 and service like prman\"\n"
              "  tq --yes chkeys -k '' 12 3 4              any blade",
              extra=(click.option("-k", "--keystr", required=True, metavar="EXPR",
-                                 help="The new service key expression, e.g. 'linux && !slow' ('' any blade)."),))
+                                 help="The new service key expression, e.g. 'linux && !slow' ('' any blade)."),), entity="command")
 def _chkeys(words, keystr) -> int:
     from ..db import ops
 
@@ -61,7 +61,7 @@ def _chkeys(words, keystr) -> int:
                     click.option("-a", "--add", multiple=True, metavar="LIST",
                                  help="Add to a list attribute (argv, tags, envkey, retryrcodes)."),
                     click.option("-r", "--remove", multiple=True, metavar="LIST",
-                                 help="Remove from a list attribute.")))
+                                 help="Remove from a list attribute.")), entity="command")
 def _cattr(words, key, value, add, remove) -> int:
     from ..db import ops
 
