@@ -6,7 +6,7 @@ import math
 import time
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from tractorcli.errors import BadInput
 from tractorcli.service import (
@@ -327,6 +327,7 @@ _PIECES = st.sampled_from(list("ab1_.:-!&|,()\"'*?@<>=+/ \t\n$5é\x00") + ["@.di
 
 @given(st.one_of(st.lists(_PIECES, max_size=20).map("".join), st.text(max_size=30)))
 @settings(max_examples=300, deadline=None)
+@example('a"\n"')  # a quoted newline inside the reason once made the message two lines
 def test_any_string_parses_or_raises_our_error(text):
     try:
         e = parse(text)

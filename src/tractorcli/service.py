@@ -134,6 +134,11 @@ NAN = math.nan
 # --- errors --------------------------------------------------------------------------
 
 
+def _printable(text: str) -> str:
+    """`text` with unprintable characters escaped (\\n, \\t, \\x07)."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _show(expr: str) -> str:
     """The expression in double quotes on one line (quotes, backslashes and
     unprintable characters escaped)."""
@@ -506,7 +511,8 @@ class _Parser:
         self.depth = 0
 
     def fail(self, pos: int, reason: str, hint: str | None = None) -> NoReturn:
-        raise ServiceExprError(self.src, pos + 1, reason, hint=hint)
+        # one line whatever the input: a token quoted in the reason may hold a newline
+        raise ServiceExprError(self.src, pos + 1, _printable(reason), hint=hint and _printable(hint))
 
     def need_bool(self, node: Node, pos: int, what: str) -> None:
         if not node.is_bool:
