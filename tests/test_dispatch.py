@@ -439,3 +439,21 @@ def test_nimby_blades_take_only_local_or_one_users_jobs(conn):
     bobs = Blade(conn, "farm", slots=5)
     conn.execute("UPDATE blades SET nimby = 'bob' WHERE bladeid = %s", (bobs.id,))
     assert bobs.claim() == [(other, 1)]
+
+
+def test_service_cache_reads_an_expression_whose_spool_committed_late(db_settings):
+    """Ids come from a sequence, commits in any order: an id below the highest read may appear later."""
+    with connect(db_settings, autocommit=True) as reader, connect(db_settings) as slow, \
+            connect(db_settings, autocommit=True) as fast:
+        cache = d.ServiceCache()
+        cache.refresh(reader)
+        low = slow.execute("INSERT INTO service_exprs (expr) VALUES ('late') RETURNING svcid").fetchone()["svcid"]
+        high = fast.execute("INSERT INTO service_exprs (expr) VALUES ('early') RETURNING svcid").fetchone()["svcid"]
+        assert low < high
+        cache.refresh(reader)
+        assert high in cache.exprs and low not in cache.exprs and low in cache.holes()
+        slow.commit()
+        assert cache.refresh(reader) == 1
+        facts = BladeFacts(provides=frozenset({"late"}), hostname="b", profile="default")
+        assert low in cache.matching(reader, facts, refresh=False)
+        assert low not in cache.holes()

@@ -99,13 +99,31 @@ class ServiceCache:
         self._static: dict[int, bool] = {}
         self._facts_key: tuple | None = None
 
+    # Ids are handed out by a sequence as spools insert them, but spools commit
+    # in their own order: an id below the highest one read may still appear
+    # (its spool committed later), or never (rolled back).  The latest such
+    # holes are asked for again at each refresh.
+    HOLES_ASKED = 256
+
+    def holes(self) -> list[int]:
+        """Ids below the highest one read that were not there yet (the latest HOLES_ASKED)."""
+        if len(self.exprs) >= self.last:  # ids 1..last all read
+            return []
+        out = []
+        for i in range(self.last - 1, max(0, self.last - 10_000), -1):
+            if i not in self.exprs:
+                out.append(i)
+                if len(out) == self.HOLES_ASKED:
+                    break
+        return out
+
     def refresh(self, conn: "psycopg.Connection") -> int:
         """Read the expressions added since the last call; how many there were."""
         from ..service import ServiceExprError, parse
 
         self._refreshed = time.monotonic()
         new = 0
-        for r in conn.execute(queries.get("service_exprs_since"), {"after": self.last}):
+        for r in conn.execute(queries.get("service_exprs_since"), {"after": self.last, "holes": self.holes()}):
             new += 1
             try:
                 self.exprs[r["svcid"]] = parse(r["expr"])

@@ -210,7 +210,8 @@ SELECT tractor_blade_register_v1(%(name)s, %(ipaddr)s, %(port)s, %(profile)s, %(
                                  %(zone)s, %(nimby)s, %(metrics)s) AS bladeid
 
 -- name: service_exprs_since
-SELECT svcid, expr FROM service_exprs WHERE svcid > %(after)s ORDER BY svcid
+-- (holes: ids below the highest read that a later commit may still fill)
+SELECT svcid, expr FROM service_exprs WHERE svcid > %(after)s OR svcid = ANY(%(holes)s::integer[]) ORDER BY svcid
 
 -- name: claim
 -- The claimed commands with what launching them takes, in one round trip
