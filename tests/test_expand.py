@@ -220,6 +220,11 @@ def test_graft_numbering_settings_and_what_follows(conn):
     assert [(rows[t]["parent_tid"], rows[t]["position"], rows[t]["expandedby"], rows[t]["lasttid"])
             for t in (3, 4, 5, 6)] == [(1, 0, 1, 3), (1, 1, 1, 5), (4, 0, 1, 5), (1, 2, 1, 6)]
     assert rows[1]["pending"] == 2  # g1 and g2 (empty was done at once)
+    # tq's clauses see them (expandedby, expandcid: beyond Tractor)
+    from tractorcli.query import build_select
+    q = build_select("tasks", f"jid={jid} and expandedby=1 and expandcid=1 and attached",
+                     columns=["tid", "expandedby"], sortby=["tid"], user="ann")
+    assert [r["tid"] for r in conn.execute(q.sql, q.params)] == [3, 4, 5, 6]
     cmds = {r["cid"]: r for r in conn.execute(
         "SELECT c.*, s.expr FROM commands c JOIN service_exprs s USING (svcid) WHERE jid = %s", (jid,))}
     assert [(cid, cmds[cid]["tid"], cmds[cid]["argv"][0], cmds[cid]["state"]) for cid in (4, 5, 6)] == [

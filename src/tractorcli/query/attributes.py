@@ -200,6 +200,8 @@ _TASK = _table("task", "task", """
     serialsubtasks bool
     ptids          int[]                    # parents: tree parent (0: top level), then Instance referrers
     attached       bool                     # false: an expand task detached by a restart
+    expandedby     int null                 # made by the expand command of this task (beyond Tractor)
+    expandcid      int null                 # ... that command (beyond Tractor)
     state          text                     # blocked ready active error done
     statetime      timestamp
     readytime      timestamp null
