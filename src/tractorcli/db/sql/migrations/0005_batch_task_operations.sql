@@ -5,8 +5,9 @@
 -- take (jid, tid) pairs of any number of jobs and do each step once, as one
 -- statement over every pair, and they keep the job counters by difference
 -- (the states the touched tasks had against the states they have now)
--- instead of counting each job again.  Callers (old and new clients) keep
--- the _v1 per-job functions; the Python layer calls these.
+-- instead of counting each job again.  The per-job tractor_task_retry_v1
+-- of 0004 keeps its signature for older clients and now calls the batch
+-- function (end of this file).
 
 -- The ready queue is written at every finish and by every retry, a row at
 -- a time or ten thousand at once.  Its foreign key to commands cost a check
@@ -35,32 +36,15 @@ CREATE TRIGGER jobs_ready_deleted AFTER DELETE ON jobs REFERENCING OLD TABLE AS 
 CREATE TRIGGER jobs_ready_truncated AFTER TRUNCATE ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION tractor_ready_jobs_truncated();
 
--- The affected tasks of a reset: the pairs themselves and, under a
--- -serialsubtasks parent (or job), the subtree of each one's next sibling,
--- whose serial gate the reset closes again.  Structure only: states are
--- not read, so this can run before anything changes.
-CREATE FUNCTION tractor_tasks_affected(p_jids bigint[], p_tids integer[])
-RETURNS TABLE (jid bigint, tid integer, given boolean)
-LANGUAGE sql STABLE AS $$
-    SELECT x.jid, x.tid, bool_or(x.given) FROM (
-        SELECT r.jid, r.tid, true AS given FROM unnest(p_jids, p_tids) AS r(jid, tid)
-        UNION ALL
-        SELECT g.jid, g.tid, false
-        FROM unnest(p_jids, p_tids) AS r(jid, tid)
-        JOIN tasks me ON me.jid = r.jid AND me.tid = r.tid
-        -- the next sibling is the first task after me's subtree, if it has me's parent
-        JOIN tasks nxt ON nxt.jid = me.jid AND nxt.tid = coalesce(me.lasttid, me.tid) + 1
-                      AND nxt.parent_tid IS NOT DISTINCT FROM me.parent_tid AND nxt.attached
-        LEFT JOIN tasks par ON par.jid = me.jid AND par.tid = me.parent_tid
-        JOIN tasks g ON g.jid = me.jid AND g.tid BETWEEN nxt.tid AND coalesce(nxt.lasttid, nxt.tid)
-        WHERE coalesce(par.serialsubtasks, (SELECT j.serialsubtasks FROM jobs j WHERE j.jid = me.jid))
-    ) x
-    GROUP BY x.jid, x.tid
-$$;
+-- 0004's incremental reschedule goes: retry was its only caller, and the
+-- batch function below does that work (serial gates: tractor_serial_gates).
+DROP FUNCTION tractor_reschedule_tasks(bigint, integer[]);
+DROP FUNCTION tractor_pending_of(bigint, integer);
 
--- The serial gates over a task (the third part of tractor_pending_of): one
--- for itself and for each ancestor that has a previous sibling not done
--- under a -serialsubtasks parent (or job).
+-- The serial gates over a task (the third part of what a task waits for,
+-- after its subtasks and Instance targets): one for itself and for each
+-- ancestor that has a previous sibling not done under a -serialsubtasks
+-- parent (or job).
 CREATE FUNCTION tractor_serial_gates(p_jid bigint, p_tid integer) RETURNS integer
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -201,10 +185,9 @@ BEGIN
     FROM tractor_resched s
     WHERE s.reset AND s.oldstate = 'done' AND tk.jid = s.jid AND tk.tid = s.tid;
 
-    -- what each waits for now, and so what it becomes
-    -- (as tractor_pending_of counts: subtasks and Instance targets not
-    -- done, and serial gates, which only a task with a parent or in a
-    -- -serialsubtasks job can have)
+    -- what each waits for now, and so what it becomes: its subtasks and
+    -- Instance targets not done, and serial gates (which only a task with
+    -- a parent or in a -serialsubtasks job can have)
     UPDATE tractor_resched s SET (pending, newstate) = (
         SELECT x.n, CASE WHEN x.n > 0 THEN 'blocked' WHEN s.first_cid IS NULL THEN 'done' ELSE 'ready' END
         FROM (SELECT
