@@ -156,7 +156,10 @@ BEGIN
            t.state = 'active' AND EXISTS (
                SELECT 1 FROM commands c JOIN invocations i ON i.jid = c.jid AND i.cid = c.cid
                WHERE c.jid = t.jid AND c.tid = t.tid AND i.current AND i.stoptime IS NULL),
-           (SELECT min(c.cid) FROM commands c WHERE c.jid = t.jid AND c.tid = t.tid AND c.runtype = 'regular')
+           -- (a reset task starts from its first command; another goes on
+           -- with its first one not done, as after an expand)
+           (SELECT min(c.cid) FROM commands c WHERE c.jid = t.jid AND c.tid = t.tid AND c.runtype = 'regular'
+                                                AND (u.reset OR c.state <> 'done'))
     FROM touched u JOIN tasks t ON t.jid = u.jid AND t.tid = u.tid
     WHERE u.reset OR t.attached;
     IF NOT FOUND THEN
