@@ -221,3 +221,76 @@ def test_ready_rows_go_with_their_job(conn):
     assert count(j2) == 0 and count(j3) == 2
     conn.execute(queries.get("purge_jobs"))
     assert conn.execute("SELECT count(*) AS n FROM ready").fetchone()["n"] == 0
+
+
+# --- skip and kill (migration 0007): the batch functions against the per-job ones of 0004 ------
+
+
+FULL_TASK_COLS = TASK_COLS + ", statetime IS NULL AS nostate, readytime IS NULL AS noready"
+
+
+def everything(conn, jids: list[int]) -> dict:
+    q = {
+        "tasks": f"SELECT {FULL_TASK_COLS} FROM tasks WHERE jid = ANY(%s) ORDER BY jid, tid",
+        "commands": "SELECT jid, cid, state FROM commands WHERE jid = ANY(%s) ORDER BY jid, cid",
+        "ready": "SELECT jid, cid, tid, svcid, pinblade FROM ready WHERE jid = ANY(%s) ORDER BY jid, cid",
+        "invocations": "SELECT jid, cid, iid, current, stoptime IS NULL AS running, leasetime IS NULL AS nolease "
+                       "FROM invocations WHERE jid = ANY(%s) ORDER BY jid, cid, iid",
+        "jobs": "SELECT jid, numblocked, numready, numactive, numerror, numdone, phase, stoptime IS NULL AS open "
+                "FROM jobs WHERE jid = ANY(%s) ORDER BY jid",
+        "blades": "SELECT bladeid, slotsinuse FROM blades WHERE %s IS NOT NULL ORDER BY bladeid",
+    }
+    return {k: rows(conn, sql, jids) for k, sql in q.items()}
+
+
+@pytest.mark.parametrize("op", ["skip", "kill"])
+@pytest.mark.parametrize("seed", range(8))
+def test_batch_skip_and_kill_do_what_the_per_job_ones_do(conn, op, seed):
+    rng = random.Random(seed)
+    jids = [spool_random(conn, rng, rng.choice((6, 12, 25))) for _ in range(4)]
+    b = Blade(conn, slots=rng.choice((1, 3, 6)))
+    run_some(b, rng, rng.choice((2, 5, 40)))
+    tasks = rows(conn, "SELECT jid, tid, state FROM tasks WHERE jid = ANY(%s)", jids)
+    for trial in range(6):
+        if trial % 3 == 0:
+            picked = [(r["jid"], r["tid"]) for r in tasks if r["state"] in ("error", "active")]
+        else:
+            picked = [(r["jid"], r["tid"]) for r in rng.sample(tasks, rng.randint(1, min(8, len(tasks))))]
+        picked = sorted(set(picked))
+        if not picked:
+            continue
+        touched = sorted({j for j, _ in picked})
+        with conn.transaction(force_rollback=True):
+            old = []
+            for jid in touched:
+                tids = [t for j, t in picked if j == jid]
+                got = conn.execute(f"SELECT tractor_task_{op}_v1(%s, %s::integer[]) AS t", (jid, tids)).fetchone()
+                old += [(jid, t) for t in got["t"]]
+            want = everything(conn, jids)
+        with conn.transaction(force_rollback=True):
+            new = getattr(d, f"{op}_many")(conn, picked)
+            got = everything(conn, jids)
+            for jid in touched:
+                check_counters(conn, jid)
+        assert new == sorted(old)
+        for table in want:
+            assert got[table] == want[table], (op, seed, trial, table, picked)
+
+
+def test_batch_skip_frees_what_waits_across_jobs(conn):
+    jobs = [spool(conn, Job(subtasks=(Task("comp", cmds=(C("comp"),), subtasks=(
+        Task("a", cmds=(C("a"),)), Task("b", cmds=(C("b"),)))),))) for _ in range(3)]
+    b = Blade(conn, slots=20)
+    b.claim()
+    for key in list(b.running):
+        b.finish(*key, rcode=1)  # a and b fail in every job
+    errors = [(r["jid"], r["tid"]) for r in rows(
+        conn, "SELECT jid, tid FROM tasks WHERE jid = ANY(%s) AND state = 'error' ORDER BY jid, tid", jobs)]
+    assert len(errors) == 6
+    assert d.skip_many(conn, errors) == errors
+    assert rows(conn, "SELECT DISTINCT state FROM tasks WHERE jid = ANY(%s) AND title = 'comp'", jobs) == \
+        [{"state": "ready"}]  # every comp goes on
+    for jid in jobs:
+        assert check_counters(conn, jid)["numready"] == 1
+    assert d.skip_many(conn, errors) == []  # done already: nothing to skip
+    assert d.kill_many(conn, errors) == []  # nothing active

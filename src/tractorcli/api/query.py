@@ -300,21 +300,14 @@ def _targets(entity: str, search: Any, *, archive: bool = False, reading: bool =
     return [{**{k: r[k] for k in ids}, "owner": r[owner]} for r in rows]
 
 
-def _by_job(rows: list[dict]) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for r in rows:
-        out.setdefault(r["jid"], []).append(r["tid"])
-    return out
-
-
 # --- task operations ----------------------------------------------------------------------
 
 
-def _task_op(fn: Callable[[Any, int, list[int]], Any], search: Any) -> list[dict]:
+def _task_op(fn: Callable[[Any, list[tuple[int, int]]], Any], search: Any) -> list[dict]:
+    """`fn(conn, [(jid, tid), ...])` once for the tasks of every job (one statement)."""
     rows = _targets("task", search)
-    conn = _connection()
-    for jid, tids in _by_job(rows).items():
-        fn(conn, jid, tids)
+    if rows:
+        fn(_connection(), [(r["jid"], r["tid"]) for r in rows])
     return rows
 
 
@@ -342,14 +335,14 @@ def skip(search: Any) -> list[dict]:
     """Mark tasks done without running them."""
     from ..db import dispatch
 
-    return _task_op(dispatch.skip, search)
+    return _task_op(dispatch.skip_many, search)
 
 
 def kill(search: Any) -> list[dict]:
     """Kill the running commands of tasks; they are left in error."""
     from ..db import dispatch
 
-    return _task_op(dispatch.kill, search)
+    return _task_op(dispatch.kill_many, search)
 
 
 def log(search: Any) -> dict[tuple[int, int], str]:

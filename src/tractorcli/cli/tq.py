@@ -468,14 +468,11 @@ def _make_task_op(name, help, example, question, word, fn, kw):
     def cmd(words) -> int:
         from ..db import dispatch
 
-        def act(conn, rows):
-            if fn == "retry":  # every task of every job in one call (tq retry error: thousands)
-                dispatch.retry_many(conn, [(r["jid"], r["tid"]) for r in rows], **kw)
-            else:
-                getattr(dispatch, fn)(conn, rows[0]["jid"], [r["tid"] for r in rows], **kw)
+        def act(conn, rows):  # every task of every job in one call (tq retry error: thousands)
+            getattr(dispatch, f"{fn}_many")(conn, [(r["jid"], r["tid"]) for r in rows], **kw)
 
         return _operate("task", words, question=question, word=word, sortby=("-Job.priority", "Job.spooltime"),
-                        act=act, per_job=True, all_at_once=fn == "retry")
+                        act=act, all_at_once=True)
 
 
 for _t in _TASK_OPS:

@@ -238,26 +238,41 @@ def retry(conn: "psycopg.Connection", jid: int, tids: Iterable[int], *, recover:
     return [t for _, t in retry_many(conn, [(jid, t) for t in tids], recover=recover)]
 
 
+def _pairs(conn: "psycopg.Connection", query: str, tasks: Iterable[tuple[int, int]], **params: Any
+           ) -> list[tuple[int, int]]:
+    pairs = sorted(set(tasks))
+    if not pairs:
+        return []
+    rows = conn.execute(queries.get(query), {"jids": [j for j, _ in pairs], "tids": [t for _, t in pairs],
+                                             **params}).fetchall()
+    return [(r["jid"], r["tid"]) for r in rows]
+
+
 def retry_many(conn: "psycopg.Connection", tasks: Iterable[tuple[int, int]], *,
                recover: bool = False) -> list[tuple[int, int]]:
     """`retry` of (jid, tid) pairs of any jobs in one transaction (one statement):
     returns the (jid, tid) pairs reset, the given ones and what depends on them."""
-    pairs = sorted(set(tasks))
-    if not pairs:
-        return []
-    rows = conn.execute(queries.get("task_retry"), {"jids": [j for j, _ in pairs], "tids": [t for _, t in pairs],
-                                                    "recover": recover}).fetchall()
-    return [(r["jid"], r["tid"]) for r in rows]
+    return _pairs(conn, "task_retry", tasks, recover=recover)
 
 
 def skip(conn: "psycopg.Connection", jid: int, tids: Iterable[int]) -> list[int]:
     """tq skip: the tasks count as done; what waits for them goes on."""
-    return conn.execute(queries.get("task_skip"), {"jid": jid, "tids": list(tids)}).fetchone()["tids"]
+    return [t for _, t in skip_many(conn, [(jid, t) for t in tids])]
+
+
+def skip_many(conn: "psycopg.Connection", tasks: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`skip` of (jid, tid) pairs of any jobs in one statement; the pairs skipped (those not done)."""
+    return _pairs(conn, "task_skip", tasks)
 
 
 def kill(conn: "psycopg.Connection", jid: int, tids: Iterable[int]) -> list[int]:
     """tq kill: stop the tasks' running commands; the tasks are left in error."""
-    return conn.execute(queries.get("task_kill"), {"jid": jid, "tids": list(tids)}).fetchone()["tids"]
+    return [t for _, t in kill_many(conn, [(jid, t) for t in tids])]
+
+
+def kill_many(conn: "psycopg.Connection", tasks: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`kill` of (jid, tid) pairs of any jobs in one statement; the pairs that were active."""
+    return _pairs(conn, "task_kill", tasks)
 
 
 def set_params(conn: "psycopg.Connection", values: dict[str, Any]) -> None:
@@ -268,4 +283,5 @@ def set_params(conn: "psycopg.Connection", values: dict[str, Any]) -> None:
 
 __all__ = ["BladeInfo", "Claim", "ServiceCache", "register", "claim", "launch_info", "finish", "finish_and_claim",
            "progress",
-           "heartbeat", "blade_exit", "housekeep", "set_params", "retry", "retry_many", "skip", "kill"]
+           "heartbeat", "blade_exit", "housekeep", "set_params", "retry", "retry_many", "skip", "skip_many", "kill",
+           "kill_many"]

@@ -255,10 +255,12 @@ SELECT jid, tid FROM tractor_tasks_retry_v1(%(jids)s::bigint[], %(tids)s::intege
 ORDER BY jid, tid
 
 -- name: task_skip
-SELECT tractor_task_skip_v1(%(jid)s, %(tids)s::integer[]) AS tids
+-- (jids[i], tids[i]) pairs of any jobs; returns the pairs skipped
+SELECT jid, tid FROM tractor_tasks_skip_v1(%(jids)s::bigint[], %(tids)s::integer[]) ORDER BY jid, tid
 
 -- name: task_kill
-SELECT tractor_task_kill_v1(%(jid)s, %(tids)s::integer[]) AS tids
+-- (jids[i], tids[i]) pairs of any jobs; returns the pairs that were active
+SELECT jid, tid FROM tractor_tasks_kill_v1(%(jids)s::bigint[], %(tids)s::integer[]) ORDER BY jid, tid
 
 -- --- tq operations on jobs and blades (db/ops.py) -------------------------------
 -- Claims read pausetime, aftertime and deletetime of the job, and the blade's
