@@ -23,6 +23,9 @@ Figures:
 * `tq_retry_errors`: `tq --yes --force retry error` of all 10,000 error tasks;
   afterwards every one of them must be ready with its command queued and no
   error left.  Between runs the tasks are put back in error in SQL.
+* `tq_skip_errors`: `tq --yes --force skip error` of the same 10,000 tasks
+  (put back in error first); afterwards every task is done and every job
+  finished.  No target (informational).
 * `tq_help`: `tq --help`, wall time of the process, median.
 
 Targets (issue 5): selective query under 50 ms in the database, `tq jobs`
@@ -245,6 +248,23 @@ def run(quick: bool) -> list[dict]:
             check_counts(site, jobs, "ready")
         out.append(figure("tq_retry_errors", **summary(samples), unit="s", target="< 2",
                           note=f"{jobs * TASKS_PER_JOB // ERROR_EVERY} error tasks retried, then checked ready",
+                          argv=argv[:1] + argv[3:]))
+
+        log(f"tq --yes --force skip error ({jobs * TASKS_PER_JOB // ERROR_EVERY} tasks)")
+        argv = [*base, "--yes", "--force", "skip", "error"]
+        samples = []
+        for _ in range(1 if quick else 3):
+            put_back_in_error(site)
+            check_counts(site, jobs, "error")
+            samples.append(time_argv(argv, timeout=600))
+            with site.connect(autocommit=True) as conn:
+                left = conn.execute("SELECT count(*) FROM tasks WHERE state <> 'done'").fetchone()[0]
+                live = conn.execute("SELECT count(*) FROM jobs WHERE phase <> 'finished' OR numdone <> numtasks"
+                                    ).fetchone()[0]
+            if left or live:
+                raise BenchError(f"after skip: {left} tasks not done, {live} jobs not finished")
+        out.append(figure("tq_skip_errors", **summary(samples), unit="s",
+                          note=f"{jobs * TASKS_PER_JOB // ERROR_EVERY} error tasks skipped; every job then finished",
                           argv=argv[:1] + argv[3:]))
 
         log("tq --help")
