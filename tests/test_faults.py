@@ -91,7 +91,12 @@ def test_stop_escalates_when_a_client_keeps_a_transaction_open(tmp_site):
 
 @pytest.fixture
 def small_mount():
-    """A small tmpfs we can fill or make read-only (needs root)."""
+    """A small tmpfs we can fill or make read-only (needs root).
+
+    Ask for it before tmp_site (`def test(small_mount, tmp_site)`): fixtures
+    are torn down in reverse, so the site's server is stopped before its
+    data directory's mount goes (the other way round the server was left
+    running on a lazily unmounted directory that nothing could stop)."""
     mounts: list[Path] = []
 
     def make(size: str) -> Path:
@@ -109,7 +114,7 @@ def small_mount():
 
 
 @root_only
-def test_a_full_disk_is_refused_before_init(tmp_site, small_mount):
+def test_a_full_disk_is_refused_before_init(small_mount, tmp_site):
     point = small_mount("16m")
     cfg, s = tmp_site(db_toml=f'data_dir = "{point}/psql"\n')
     one_line_error(dbctl(cfg, "--init"), ExitStatus.STORAGE, "MB free", "needs at least")
@@ -117,7 +122,7 @@ def test_a_full_disk_is_refused_before_init(tmp_site, small_mount):
 
 
 @root_only
-def test_a_disk_that_fills_up_keeps_what_was_stored(tmp_site, small_mount):
+def test_a_disk_that_fills_up_keeps_what_was_stored(small_mount, tmp_site):
     point = small_mount("160m")
     cfg, s = tmp_site(db_toml=f'data_dir = "{point}/psql"\n')
     ok(dbctl(cfg, "--start-for-engine"))
@@ -136,7 +141,7 @@ def test_a_disk_that_fills_up_keeps_what_was_stored(tmp_site, small_mount):
 
 
 @root_only
-def test_a_read_only_data_directory_is_explained(tmp_site, small_mount):
+def test_a_read_only_data_directory_is_explained(small_mount, tmp_site):
     point = small_mount("200m")
     cfg, s = tmp_site(db_toml=f'data_dir = "{point}/psql"\n')
     ok(dbctl(cfg, "--start-for-engine"))
