@@ -3,6 +3,42 @@
 -- order, counters by difference.  The per-job _v1 functions of 0004 stay
 -- for older clients.
 
+-- The running commands of the given tasks stop: their invocations are no
+-- longer current (the blade's next heartbeat kills the process groups) and
+-- their slots are free.
+CREATE FUNCTION tractor_tasks_stop(p_jids bigint[], p_tids integer[]) RETURNS void
+LANGUAGE plpgsql
+-- driven by the pairs through the indexes (see tractor_tasks_retry_v1)
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off
+AS $$
+BEGIN
+    UPDATE blades b SET slotsinuse = greatest(b.slotsinuse - x.n, 0)
+    FROM (SELECT i.bladeid, sum(i.numslots) AS n
+          FROM unnest(p_jids, p_tids) AS r(jid, tid)
+          JOIN commands c ON c.jid = r.jid AND c.tid = r.tid
+          JOIN invocations i ON i.jid = c.jid AND i.cid = c.cid AND i.current AND i.stoptime IS NULL
+          GROUP BY i.bladeid) x
+    WHERE b.bladeid = x.bladeid;
+    UPDATE invocations i SET current = false, stoptime = now(), leasetime = NULL
+    FROM unnest(p_jids, p_tids) AS r(jid, tid), commands c
+    WHERE c.jid = r.jid AND c.tid = r.tid AND i.jid = c.jid AND i.cid = c.cid AND i.current AND i.stoptime IS NULL;
+END $$;
+
+-- After an operation on their tasks: a job that had ended (stalled on
+-- errors) and has work again lives again, as tractor_recount has it; then
+-- each may end or run its postscripts (tractor_job_check).
+CREATE FUNCTION tractor_jobs_settle(p_jids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    j bigint;
+BEGIN
+    UPDATE jobs jb SET phase = 'live', stoptime = NULL
+    WHERE jb.jid = ANY(p_jids) AND jb.phase <> 'live' AND jb.numdone < jb.numtasks;
+    FOR j IN SELECT DISTINCT x FROM unnest(p_jids) AS x ORDER BY x LOOP
+        PERFORM tractor_job_check(j);
+    END LOOP;
+END $$;
+
 -- tq skip: the tasks count as done without running (a running one is
 -- stopped: its invocation is no longer current, its process group killed
 -- at the blade's next heartbeat, its slots free), so what waits for them
@@ -21,7 +57,6 @@ DECLARE
     r record;
     waiters integer[];
     freed record;
-    j bigint;
 BEGIN
     PERFORM 1 FROM jobs jb WHERE jb.jid IN (SELECT DISTINCT x FROM unnest(p_jids) AS x) ORDER BY jb.jid FOR UPDATE;
     CREATE TEMP TABLE IF NOT EXISTS tractor_skipped (
@@ -38,18 +73,7 @@ BEGIN
         RETURN;
     END IF;
 
-    UPDATE blades b SET slotsinuse = greatest(b.slotsinuse - x.n, 0)
-    FROM (SELECT i.bladeid, sum(i.numslots) AS n
-          FROM tractor_skipped s
-          JOIN commands c ON c.jid = s.jid AND c.tid = s.tid
-          JOIN invocations i ON i.jid = c.jid AND i.cid = c.cid AND i.current AND i.stoptime IS NULL
-          WHERE s.oldstate = 'active'
-          GROUP BY i.bladeid) x
-    WHERE b.bladeid = x.bladeid;
-    UPDATE invocations i SET current = false, stoptime = now(), leasetime = NULL
-    FROM tractor_skipped s, commands c
-    WHERE s.oldstate = 'active' AND c.jid = s.jid AND c.tid = s.tid AND i.jid = c.jid AND i.cid = c.cid
-      AND i.current AND i.stoptime IS NULL;
+    PERFORM tractor_tasks_stop(array_agg(s.jid), array_agg(s.tid)) FROM tractor_skipped s WHERE s.oldstate = 'active';
     DELETE FROM ready q USING tractor_skipped s, commands c
     WHERE s.oldstate IN ('ready', 'active') AND c.jid = s.jid AND c.tid = s.tid
       AND q.jid = c.jid AND q.cid = c.cid;
@@ -91,13 +115,7 @@ BEGIN
                            numready = jb.numready + freed.o_ready, numdone = jb.numdone + freed.o_done
         WHERE jb.jid = r.jid;
     END LOOP;
-    -- a job that had ended (stalled on errors) and has work again lives
-    -- again, as tractor_recount has it; then it may end or run its postscripts
-    UPDATE jobs jb SET phase = 'live', stoptime = NULL
-    WHERE jb.jid IN (SELECT DISTINCT s.jid FROM tractor_skipped s) AND jb.phase <> 'live' AND jb.numdone < jb.numtasks;
-    FOR j IN SELECT DISTINCT s.jid FROM tractor_skipped s ORDER BY s.jid LOOP
-        PERFORM tractor_job_check(j);
-    END LOOP;
+    PERFORM tractor_jobs_settle(array_agg(DISTINCT s.jid)) FROM tractor_skipped s;
     RETURN QUERY SELECT s.jid, s.tid FROM tractor_skipped s ORDER BY s.jid, s.tid;
 END $$;
 
@@ -111,8 +129,6 @@ LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off
 AS $$
 #variable_conflict use_column
-DECLARE
-    j bigint;
 BEGIN
     PERFORM 1 FROM jobs jb WHERE jb.jid IN (SELECT DISTINCT x FROM unnest(p_jids) AS x) ORDER BY jb.jid FOR UPDATE;
     CREATE TEMP TABLE IF NOT EXISTS tractor_killed (
@@ -128,16 +144,7 @@ BEGIN
         RETURN;
     END IF;
 
-    UPDATE blades b SET slotsinuse = greatest(b.slotsinuse - x.n, 0)
-    FROM (SELECT i.bladeid, sum(i.numslots) AS n
-          FROM tractor_killed k
-          JOIN commands c ON c.jid = k.jid AND c.tid = k.tid
-          JOIN invocations i ON i.jid = c.jid AND i.cid = c.cid AND i.current AND i.stoptime IS NULL
-          GROUP BY i.bladeid) x
-    WHERE b.bladeid = x.bladeid;
-    UPDATE invocations i SET current = false, stoptime = now(), leasetime = NULL
-    FROM tractor_killed k, commands c
-    WHERE c.jid = k.jid AND c.tid = k.tid AND i.jid = c.jid AND i.cid = c.cid AND i.current AND i.stoptime IS NULL;
+    PERFORM tractor_tasks_stop(array_agg(k.jid), array_agg(k.tid)) FROM tractor_killed k;
     UPDATE commands c SET state = 'error', statetime = now()
     FROM tractor_killed k WHERE c.jid = k.jid AND c.tid = k.tid AND c.state = 'active';
     UPDATE tasks t SET state = 'error', statetime = now(), currcid = NULL
@@ -145,10 +152,6 @@ BEGIN
     UPDATE jobs jb SET numactive = jb.numactive - d.n, numerror = jb.numerror + d.n
     FROM (SELECT k.jid, count(*) AS n FROM tractor_killed k WHERE k.attached GROUP BY k.jid) d
     WHERE jb.jid = d.jid;
-    UPDATE jobs jb SET phase = 'live', stoptime = NULL
-    WHERE jb.jid IN (SELECT DISTINCT k.jid FROM tractor_killed k) AND jb.phase <> 'live' AND jb.numdone < jb.numtasks;
-    FOR j IN SELECT DISTINCT k.jid FROM tractor_killed k ORDER BY k.jid LOOP
-        PERFORM tractor_job_check(j);
-    END LOOP;
+    PERFORM tractor_jobs_settle(array_agg(DISTINCT k.jid)) FROM tractor_killed k;
     RETURN QUERY SELECT k.jid, k.tid FROM tractor_killed k ORDER BY k.jid, k.tid;
 END $$;
