@@ -21,13 +21,6 @@ from .tq import _op_command, _opts, _select, command, global_options
 
 
 
-def _blade_clause(words: tuple[str, ...]) -> str:
-    """The clause of trace's words: bare blade names/addresses, or a clause over blades."""
-    from ..query import clause_from_words
-
-    return clause_from_words("blade", words)
-
-
 def _emit_json(value) -> None:
     import json
 
@@ -53,9 +46,10 @@ def _emit_json(value) -> None:
 def _trace(words, limit, unique) -> int:
     from ..db.trace import DEFAULT_LIMIT, trace_blades
     from ..errors import ExitStatus
+    from ..query import clause_from_words
 
     ctx = get_context()
-    clause = _blade_clause(words)
+    clause = clause_from_words("blade", words)  # bare blade names/addresses, or a clause
     if not clause.strip():
         click.echo(click.get_current_context().get_help())
         return int(ExitStatus.USAGE)
