@@ -168,6 +168,16 @@ def empty_db(shared_site):
     yield from _fresh_database(shared_site[1], "e", None)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_engine_client():
+    """The Python APIs' one engine client (tractorcli.api.client) starts each test with its defaults."""
+    from tractorcli.api.client import ModuleEngineClient
+
+    ModuleEngineClient.reset()
+    yield
+    ModuleEngineClient.reset()
+
+
 def pytest_sessionfinish(session, exitstatus):
     for s in _SITES:
         _stop_quietly(s)

@@ -26,6 +26,7 @@ from tractorcli.jobs.author import (
     Job,
     ParentExistsError,
     RequiredValueError,
+    SpoolError,
     Task,
     UnknownAttributeError,
 )
@@ -39,7 +40,7 @@ def round_trip(job: Job) -> model.Job:
     """parse(asTcl()) == to_model(), and the model passes resolve(); returns the model."""
     mj = job.to_model()
     text = job.asTcl()
-    assert text.startswith("##AlfredToDo 3.0\n")
+    assert text.startswith("Job -title ")
     assert alfred.parse(text, "<author>") == mj
     resolve(mj)
     return mj
@@ -48,8 +49,8 @@ def round_trip(job: Job) -> model.Job:
 @pytest.fixture(autouse=True)
 def _no_client_defaults(monkeypatch):
     """Each test starts without setEngineClientParam defaults or TRACTOR_ENGINE."""
-    monkeypatch.setattr(author, "_client", author._ClientParams())
-    monkeypatch.delenv("TRACTOR_ENGINE", raising=False)
+    for name in ("TRACTOR_ENGINE", "TRACTOR_USER", "TRACTOR_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
 
 
 # --- the job using every option -------------------------------------------------------------
@@ -125,7 +126,8 @@ def test_a_job_with_every_option_round_trips():
     assert setup.preview == ("sho", "a b")
     assert c.resumewhile == ("exitcode", "123") and c.envkey == ("setenv X=1",) and c.msg == "y\n"
     render = mj.subtasks[2]
-    assert [n.title for n in render.subtasks] == ["frame 1", "frame 3", "frame 5", "setup", "outside"]
+    # an Instance made by adding a task again names its -id
+    assert [n.title for n in render.subtasks] == ["frame 1", "frame 3", "frame 5", "setup.1", "outside"]
     assert [type(n).__name__ for n in render.subtasks] == ["Task"] * 3 + ["Instance"] * 2
     assert render.subtasks[1].cmds[0].argv == ("prman", "-f", "3", "010")
     assert render.subtasks[1].cmds[0].service == "PixarRender"
@@ -185,7 +187,8 @@ def test_job_new_task_add_child_and_returns():
     b = Task(title="b")
     assert job.addChild(b) is b
     again = job.addChild(b)  # already has a parent: an Instance
-    assert isinstance(again, Instance) and again.title == "b"
+    # named by the task's -id, made up as it had none (titles may repeat)
+    assert isinstance(again, Instance) and again.title == b.id and b.id.startswith("_auto")
     assert [type(n).__name__ for n in job.subtasks] == ["Task", "Task", "Instance"]
     round_trip(job)
 
@@ -205,6 +208,9 @@ def test_job_cleanup_postscript_dirmap_assignment():
         job.to_model()
     job.dirmaps = [DirMap("/c", "/d", "UNC")]
     job.init = [Assign("A", "1"), Assign("B", "2")]
+    with pytest.raises(RequiredValueError, match="subtasks are required"):  # as Tractor's
+        job.asTcl()
+    job.newTask(title="t")
     mj = round_trip(job)
     assert [c.runtype for c in mj.cleanup] == ["cleanup", "cleanup"]
     assert mj.postscript[0].runtype == "post_error"
@@ -217,6 +223,7 @@ def test_after_is_kept_to_the_minute_in_local_time():
     soon = now + dt.timedelta(days=40)
     naive = soon.replace(hour=5, minute=6, second=59, microsecond=7)
     job = Job(title="a", after=naive)
+    job.newTask(title="t")
     assert job.after is naive
     mj = round_trip(job)
     assert mj.after == naive.replace(second=0, microsecond=0).astimezone()
@@ -278,8 +285,8 @@ def test_instance_replaces_a_task_added_twice_and_instances_cannot_move():
     a = job.newTask(title="a")
     b = job.newTask(title="b")
     inst = b.addChild(a)
-    assert isinstance(inst, Instance) and inst.title == "a" and inst._parent is b
-    with pytest.raises(ParentExistsError, match="Instance 'a' already has a parent"):
+    assert isinstance(inst, Instance) and inst.title == a.id and inst._parent is b
+    with pytest.raises(ParentExistsError, match=rf"Instance '{a.id}' already has a parent"):
         job.addChild(inst)
     own = Instance(title="b")
     job.newTask(title="c").addChild(own)
@@ -290,7 +297,7 @@ def test_instance_replaces_a_task_added_twice_and_instances_cannot_move():
     with pytest.raises(RequiredValueError, match="Instance.title"):
         Instance().to_model()
     mj = round_trip(job)
-    assert mj.subtasks[1].subtasks == (M.Instance("a"),)
+    assert mj.subtasks[1].subtasks == (M.Instance(a.id),)
 
 
 def test_a_task_cannot_contain_itself():
@@ -347,7 +354,7 @@ def test_string_argv_is_a_tcl_list_like_the_parser_reads():
         Command().to_model()
     with pytest.raises(RequiredValueError):
         Command(argv="   ").asTcl()
-    with pytest.raises(AttributeValueError, match=r"Command.argv\[1\]: expected a string, got None"):
+    with pytest.raises(AttributeValueError, match=r"Command.argv\[1\]: expected a string \(or a number\), got None"):
         Command(argv=["a", None])
 
 
@@ -407,7 +414,7 @@ def test_when_belongs_to_postscripts_only():
     (Task, "atmost", -2, "a non-negative integer"),
     (Task, "serialsubtasks", "1", "a bool"),
     (Task, "chaser", 3, "a list of strings"),
-    (Task, "preview", [object()], "a string"),
+    (Task, "preview", [None], "a string"),
     (Task, "subtasks", [Command(argv="x")], "Task or Instance or Iterate"),
     (Command, "argv", 5, "a list of strings"),
     (Command, "retryrc", ["1"], "32-bit integer"),
@@ -448,7 +455,7 @@ def test_values_changed_in_place_are_checked_again():
     with pytest.raises(AttributeValueError, match=r"Job.tags\[1\]: expected a string, got 5"):
         job.to_model()
     c = Command(argv=["a"])
-    c.argv.append(object())
+    c.argv.append(None)
     with pytest.raises(AttributeValueError, match=r"Command.argv\[1\]"):
         c.to_model()
 
@@ -643,16 +650,22 @@ def test_spool_errors_are_the_projects_own(shared_site, tmp_path, monkeypatch):
     from conftest import free_port
 
     cfg, settings = shared_site
-    with pytest.raises(DatabaseUnavailable):
+    # a SpoolError (as Tractor's) with the reason, keeping the project's own error and exit status
+    with pytest.raises(SpoolError, match="cannot reach") as info:
         spool_demo().spool(configdir=str(cfg), hostname="127.0.0.1", port=free_port())
+    assert isinstance(info.value.__cause__, DatabaseUnavailable)
+    assert info.value.status == ExitStatus.UNAVAILABLE
     monkeypatch.setenv("TRACTOR_ENGINE", f"127.0.0.1:{free_port()}")
-    with pytest.raises(DatabaseUnavailable):  # TRACTOR_ENGINE is honoured, as by tractor-spool
+    with pytest.raises(SpoolError, match="cannot reach"):  # TRACTOR_ENGINE is honoured, as by tractor-spool
         spool_demo().spool(configdir=str(cfg))
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(SpoolError, match="does not exist") as info:
         spool_demo().spool(configdir=str(tmp_path / "nowhere"))
+    assert isinstance(info.value.__cause__, ConfigError)
     with pytest.raises(AttributeValueError, match="spool.port"):
         spool_demo().spool(settings=settings, hostname="h", port=70000)
-    with pytest.raises(AttributeValueError, match="setEngineClientParam.port"):
+    with pytest.raises(author.InvalidParamError, match="port must be a TCP port"):
         author.setEngineClientParam(port="x")
+    with pytest.raises(author.InvalidParamError, match="unknown parameter hostnme"):
+        author.setEngineClientParam(hostnme="x")
     with pytest.raises(RequiredValueError):  # checked before anything is sent
         Job().spool(settings=settings)

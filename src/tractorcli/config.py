@@ -32,6 +32,10 @@ ENV_CONFIGDIR = "TRACTOR_CONFIGDIR"
 TRACTOR_FILE = "tractor.toml"
 DB_FILE = "db.toml"
 DEFAULT_PORT = 9876
+# Tractor's engine answers HTTP on these ports; an engine address naming one
+# of them names the engine, not the job database (see `at_engine`)
+ENGINE_NAME = "tractor-engine"
+ENGINE_PORTS = (80, 443, 5600, 8080)
 
 
 def is_root() -> bool:
@@ -109,6 +113,10 @@ class SiteSettings:
     blade_lease_secs: int = 30
     # tq listings show at most this many rows without --limit (0: no cap)
     max_list_rows: int = 1000
+    # what pipeline code calls the engine: this name (and these ports) mean
+    # the site's own job database (see `at_engine`)
+    engine_name: str = ENGINE_NAME
+    engine_ports: tuple[int, ...] = ENGINE_PORTS
     db: DbSettings = field(default_factory=DbSettings)
     files: list[Path] = field(default_factory=list)  # config files actually read
 
@@ -164,6 +172,12 @@ def _str_list(v: Any) -> list[str]:
     return list(v)
 
 
+def _port_list(v: Any) -> tuple[int, ...]:
+    if not isinstance(v, list):
+        raise ValueError(f"expected a list of TCP ports, got {v!r}")
+    return tuple(_int_range(1, 65535)(p) for p in v)
+
+
 _TRACTOR_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "data_dir": (("TractorDataDirectory",), _str),
     "engine_owner": (("EngineOwner",), _str),
@@ -171,6 +185,8 @@ _TRACTOR_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "cmd_retryrc_retry_attempts": (("CmdRetryrcRetryAttempts",), _int_range(0, 1000)),
     "blade_lease_secs": (("BladeLeaseSecs",), _int_range(1, 3600)),
     "max_list_rows": (("SiteMaxListReplyCount",), _int_range(0, 1_000_000_000)),
+    "engine_name": (("EngineName",), _str),
+    "engine_ports": (("EnginePorts",), lambda v: _port_list(v)),
 }
 
 _DB_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
@@ -330,3 +346,52 @@ def _validate(s: SiteSettings, dpath: Path) -> None:
             f"{dpath}: listen_addresses {s.db.listen_addresses} reach beyond localhost, "
             "which requires password authentication: set 'password' as well"
         )
+
+
+# --- engine addresses ----------------------------------------------------------
+
+
+def split_engine(address: str, where: str = "engine") -> tuple[str, int | None]:
+    """`HOST`, `HOST:PORT` or `[V6ADDR]:PORT` -> (host, port or None)."""
+    from .errors import UsageError
+
+    text = address.strip()
+    host, port = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or (text[end + 1:] and not text[end + 1:].startswith(":")):
+            raise UsageError(f"{where} {address!r}: expected HOST, HOST:PORT or [ADDR]:PORT")
+        host, port = text[1:end], text[end + 2:]
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not host:
+        raise UsageError(f"{where} {address!r}: no host name")
+    if not port:
+        return host, None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"{where} {address!r}: the port must be a number from 1 to 65535")
+    return host, int(port)
+
+
+def at_engine(settings: SiteSettings, host: str | None, port: int | None = None) -> SiteSettings:
+    """The settings for the job database an engine address names.
+
+    Tractor's clients name the engine (`tractor-engine:80`); here the job
+    database is the engine, and pipeline code must work with no edit:
+
+    * the host is the database server's host, except the site's engine
+      name (`engine_name`, default `tractor-engine`), which means the
+      site's own job database as this machine's configuration says
+      (db.toml `host`; unset: the local server);
+    * the port is the database server's port, except no port or one of
+      Tractor's engine ports (`engine_ports`: 80, 443, 5600, 8080), which
+      mean the port of the site's configuration (db.toml `port`).
+    """
+    import dataclasses
+
+    db = settings.db
+    if host is not None and host != settings.engine_name:
+        db = dataclasses.replace(db, host=host)
+    if port is not None and port not in settings.engine_ports:
+        db = dataclasses.replace(db, port=port)
+    return settings if db is settings.db else dataclasses.replace(settings, db=db)

@@ -120,64 +120,103 @@ class SortNotAllowed(TractorQueryError):
 
 
 # --- the client ----------------------------------------------------------------------------
+# One client for this module, tractorcli.jobs.author and the `tractor` package
+# (tractorcli.api.client): a user or site set through one is what the others use.
 
-_params: dict[str, Any] = {"configdir": None, "settings": None, "user": None, "force": False}
-_conn: Any = None
+
+def _client():
+    from .client import ModuleEngineClient
+
+    return ModuleEngineClient
 
 
 def setEngineClientParam(hostname: str | None = None, port: int | None = None, user: str | None = None,
                          password: str | None = None, debug: bool | None = None,
-                         sessionFilename: str | None = None, newSession: bool | None = None, *,
-                         configdir: str | None = None, settings: Any = None, force: bool | None = None) -> None:
-    """Choose the job database (`configdir` or `settings`), the user, and whether operations may touch
-    other users' jobs (`force`).  A change of database closes the current connection."""
-    if configdir is not None or settings is not None:
-        closeEngineClient()
-        _params["configdir"] = configdir
-        _params["settings"] = settings
-    if user is not None:
-        _params["user"] = user
-    if force is not None:
-        _params["force"] = bool(force)
+                         sessionFilename: str | None = None, newSession: bool | None = None,
+                         **kw: Any) -> None:
+    """Set parameters of the one engine client (tractorcli.api.client): the engine address (`hostname`,
+    `port`), the `user`, the `password`; tractorcli's own `configdir=`, `settings=` and `force=`.  Only
+    those given change; a change of site, address or password closes the current connection.  An unknown
+    parameter raises `InvalidParamError`."""
+    _client().setParam(hostname=hostname, port=port, user=user, password=password, debug=debug,
+                       sessionFilename=sessionFilename, newSession=newSession, **kw)
 
 
 def closeEngineClient() -> None:
-    global _conn
-    if _conn is not None:
-        try:
-            _conn.close()
-        finally:
-            _conn = None
+    """Close the connection to the job database (the next call opens a new one)."""
+    _client().close()
 
 
 def needsPassword() -> bool:
-    """False: the job database authenticates the account (no engine password)."""
-    return False
+    """Whether the job database asks for a password that has not been given."""
+    return _client().needsPassword()
 
 
 def _user() -> str:
-    from ..query import default_user
+    return _client().owner()
 
-    return _params["user"] or default_user()
+
+def _force() -> bool:
+    return _client().force
 
 
 def _connection():
-    global _conn
-    if _conn is None or _conn.closed:
-        from ..config import load_settings
-        from ..db.connection import connect
-
-        settings = _params["settings"] or load_settings(_params["configdir"])
-        _params["settings"] = settings
-        _conn = connect(settings, autocommit=True)
-    return _conn
+    return _client().connection()
 
 
 # --- listings ---------------------------------------------------------------------------
 
 
-def _select(entity: str, search: str, columns: Iterable[str], sortby: Iterable[str], limit: int | None,
-            archive: bool) -> list[dict]:
+def _sort_keys(sortby: Any) -> list[str]:
+    """`["-priority", "spooltime"]`, or Tractor's `[["spooltime", -1]]` pairs (-1 descending)."""
+    if isinstance(sortby, str):
+        return [sortby]
+    out = []
+    for key in sortby or ():
+        if isinstance(key, str):
+            out.append(key)
+        elif (isinstance(key, (list, tuple)) and len(key) == 2 and isinstance(key[0], str)
+              and key[1] in (1, -1) and not isinstance(key[1], bool)):
+            out.append(("-" if key[1] == -1 else "") + key[0])
+        else:
+            raise InvalidValue(f"sortby: {key!r} is neither a name ('-name' descending) nor a [name, 1|-1] pair")
+    return out
+
+
+# Tractor keeps these blade figures in a table of their own (BladeUse): a row
+# of a listing carries them only when asked, keyed "BladeUse.<name>"
+_OTHER_TABLE_VIEWS = ("BladeUse",)
+
+
+def _full_columns(entity: str, columns: Iterable[str]) -> list[str]:
+    """Tractor's row: the entity's own attributes, then the columns asked of other entities (or
+    BladeUse), spelled by their qualified names (the keys of the row)."""
+    from ..errors import BadInput
+    from ..query import ENTITIES, resolve_column
+
+    e = ENTITIES[entity]
+    elsewhere = {a: f"{view}.{name}" for view in _OTHER_TABLE_VIEWS for name, a in e.views.get(view, {}).items()}
+    out = [a for a in e.attrs if a not in elsewhere]
+    own = set(out)
+    for c in columns:
+        if not isinstance(c, str):
+            raise InvalidValue(f"columns: {c!r} is not an attribute name")
+        try:
+            a = resolve_column(entity, c.strip())
+        except BadInput as exc:
+            raise InvalidValue(str(exc)) from None
+        if a.entity == entity:
+            key = elsewhere.get(a.name, a.name)
+        else:
+            key = a.qualified
+        if key not in own:
+            own.add(key)
+            out.append(key)
+    return out
+
+
+def _select(entity: str, search: str, columns: Iterable[str], sortby: Any, limit: int | None,
+            archive: bool, full: bool = False) -> list[dict]:
     import psycopg
 
     from ..errors import BadInput
@@ -187,9 +226,13 @@ def _select(entity: str, search: str, columns: Iterable[str], sortby: Iterable[s
         raise InvalidValue(f"search must be a clause (str), not {type(search).__name__}")
     if not search.strip():
         raise MissingSearchClause(f"a search clause is needed to list {ENTITIES[entity].plural}")
-    cols = list(columns) or list(ENTITIES[entity].attrs)
+    if isinstance(columns, str):
+        columns = [columns]
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidValue(f"limit must be a whole number (0: no limit), not {limit!r}")
+    cols = _full_columns(entity, columns) if full else (list(columns) or list(ENTITIES[entity].attrs))
     try:
-        q = build_select(entity, search, columns=cols, sortby=list(sortby), limit=limit or None,
+        q = build_select(entity, search, columns=cols, sortby=_sort_keys(sortby), limit=limit or None,
                          archives=bool(archive), user=_user())
     except BadInput as exc:
         raise InvalidValue(str(exc)) from None
@@ -203,12 +246,22 @@ def _select(entity: str, search: str, columns: Iterable[str], sortby: Iterable[s
 
 
 def _lister(entity: str, doc: str) -> Callable[..., list[dict]]:
-    def listing(search: str = "", columns: Iterable[str] = (), sortby: Iterable[str] = (),
-                limit: int | None = None, archive: bool = False) -> list[dict]:
-        return _select(entity, search, columns or (), sortby or (), limit, archive)
+    def listing(search: str = "", columns: Iterable[str] = (), sortby: Iterable[Any] = (),
+                limit: int | None = None, archive: bool = False, *, full: bool = False) -> list[dict]:
+        return _select(entity, search, columns or (), sortby or (), limit, archive, full)
 
-    listing.__doc__ = doc
+    listing.__doc__ = doc + FULL_DOC
     return listing
+
+
+FULL_DOC = """
+
+    `columns`: attribute names (aliases, and other entities' as ``"Job.owner"``), each a key of the
+    rows as written; none: every attribute of the entity.  With ``full=True`` a row holds, as
+    Tractor's do, every attribute of the entity and besides the columns asked of other entities
+    keyed by qualified name (``"Job.title"``, ``"BladeUse.slotsinuse"``).  `sortby`: names, ``-name``
+    descending, or ``[name, 1|-1]`` pairs.  `limit`: None or 0, no limit.
+"""
 
 
 jobs = _lister("job", "Jobs matching `search`, as dicts of `columns` (all when empty).")
@@ -282,15 +335,17 @@ def _targets(entity: str, search: Any, *, archive: bool = False, reading: bool =
                                  for j, ts in by_job.items())
         rows = _select(entity, clause, cols, sort, None, archive)
     user = _user()
-    if not _params["force"]:
+    if reading:
+        pass  # reading a log or a script needs no ownership
+    elif not _force():
         others = sorted({r["jid"] for r in rows if r[owner] != user})
         if others:
             raise TractorQueryError(f"not job owner of {', '.join(map(str, others))} (user {user}); "
                                     "use setEngineClientParam(force=True)")
-    elif not reading and any(r[owner] != user for r in rows):
+    elif any(r[owner] != user for r in rows):
         from ..crews import load_crews
 
-        crews = load_crews(_params["settings"].config_dir)
+        crews = load_crews(_client().site().config_dir)
         refused = [r for r in rows if not crews.may_force(user, r[owner])]
         if refused:
             jids = ", ".join(str(j) for j in sorted({r["jid"] for r in refused}))
@@ -349,13 +404,8 @@ def log(search: Any) -> dict[tuple[int, int], str]:
     """{(jid, tid): the task's output log} ('' when it has none).  Reading logs needs no ownership."""
     from ..blade.profile import default_profile
 
-    force, _params["force"] = _params["force"], True
-    try:
-        rows = _targets("task", search, reading=True)
-    finally:
-        _params["force"] = force
-    _connection()
-    profile = default_profile(_params["settings"].data_dir)
+    rows = _targets("task", search, reading=True)
+    profile = default_profile(_client().site().data_dir)
     out = {}
     for r in rows:
         path = profile.log_path(r["owner"], r["jid"], r["tid"])
@@ -507,11 +557,7 @@ def undelay(search: Any) -> list[dict]:
 
 def jobdump(search: Any) -> dict[int, str]:
     """{jid: the job script as spooled}.  Reading needs no ownership."""
-    force, _params["force"] = _params["force"], True
-    try:
-        rows = _targets("job", search, reading=True)
-    finally:
-        _params["force"] = force
+    rows = _targets("job", search, reading=True)
     conn = _connection()
     return {r["jid"]: _ops().script(conn, r["jid"]) or "" for r in rows}
 

@@ -47,7 +47,8 @@ host, bad blade.toml); 6 database unreachable; 9 schema mismatch; 11 bad
 
 @click.command(PROG, context_settings=CONTEXT_SETTINGS, epilog=EXAMPLES, short_help="Run commands on this host.")
 @click.option("--engine", metavar="HOST[:PORT]", envvar="TRACTOR_ENGINE",
-              help="The job database server to use (else the site's own; also TRACTOR_ENGINE).")
+              help="The job database server to use (else the site's own; also TRACTOR_ENGINE). "
+                   "tractor-engine and ports 80, 443, 5600, 8080 mean the site's own host and port.")
 @click.option("--name", metavar="NAME", help="Blade name (default: the host name); also a service key.")
 @click.option("--slots", type=click.IntRange(0, 100_000), metavar="N",
               help="Commands run at once (default: the profile's; 0: one per CPU).")

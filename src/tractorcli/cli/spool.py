@@ -40,7 +40,8 @@ followed with --wait ended with errors.
                short_help="Submit jobs to the queue.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[JOBFILE...|COMMAND ARGS...]")
 @click.option("--engine", metavar="HOST[:PORT]", envvar="TRACTOR_ENGINE",
-              help="The job database server to use (else the site's own; also TRACTOR_ENGINE).")
+              help="The job database server to use (else the site's own; also TRACTOR_ENGINE). "
+                   "tractor-engine and ports 80, 443, 5600, 8080 mean the site's own host and port.")
 @click.option("--user", metavar="LOGIN", help="Job owner (default: your login).")
 @click.option("--hname", metavar="HOST", help="Spooling host name recorded with the job (default: this host).")
 @click.option("--haddr", metavar="ADDR", help="Address of the spooling host (recorded with the job).")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import json
 import os
@@ -15,16 +14,12 @@ from .common import Context
 
 
 def _settings(ctx: Context, engine: str | None):
-    settings = ctx.settings
-    if engine:
-        host, _, port = engine.rpartition(":") if ":" in engine else (engine, "", "")
-        try:
-            port_no = int(port) if port else settings.db.port
-        except ValueError:
-            raise UsageError(f"--engine {engine!r}: expected HOST or HOST:PORT") from None
-        settings = dataclasses.replace(settings, db=dataclasses.replace(settings.db, host=host or engine,
-                                                                         port=port_no))
-    return settings
+    """The site's settings, at the job database `--engine HOST[:PORT]` names (config.at_engine)."""
+    from ..config import at_engine, split_engine
+
+    if not engine:
+        return ctx.settings
+    return at_engine(ctx.settings, *split_engine(engine, "--engine"))
 
 
 def run(ctx: Context, opts: dict) -> int:

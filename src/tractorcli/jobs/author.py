@@ -81,7 +81,8 @@ import datetime as dt
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from . import model as m
@@ -94,10 +95,12 @@ __all__ = [
     "Command",
     "DirMap",
     "Instance",
+    "InvalidParamError",
     "Iterate",
     "Job",
     "ParentExistsError",
     "RequiredValueError",
+    "SpoolError",
     "Task",
     "UnknownAttributeError",
     "closeEngineClient",
@@ -243,9 +246,13 @@ def _envkey(where: str, v: Any) -> tuple[str, ...]:
 
 
 def _word(where: str, x: Any) -> str:
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
-        return str(x)
-    return _text(where, x)
+    """One word of an argv-like list: a string, or anything else written with str() (numbers,
+    booleans, paths), as Tractor's API does; None is refused (it is a mistake, not a word)."""
+    if isinstance(x, str):
+        return _text(where, x)
+    if x is None or isinstance(x, (bytes, dict)):
+        raise _bad(where, "a string (or a number)", x)
+    return _text(where, os.fspath(x) if isinstance(x, os.PathLike) else str(x))
 
 
 def _words(where: str, v: Any) -> tuple[str, ...]:
@@ -339,6 +346,7 @@ class _Element:
     # attributes holding builder objects: name -> the classes allowed
     _OBJECTS: ClassVar[dict[str, tuple[type, ...]]] = {}
     _DEFAULTS: ClassVar[dict[str, Any]] = {}
+    MEMBERS: ClassVar[list[str]] = []  # every attribute name (set below each class)
 
     def __init__(self, **kw: Any) -> None:
         object.__setattr__(self, "_parent", None)
@@ -358,12 +366,29 @@ class _Element:
             object.__setattr__(self, name, list(mv) if conv in _LIST_CONVS else value)
         elif name in cls._OBJECTS:
             self._set_objects(name, value)
-        elif name.startswith("_"):
+        elif name.startswith("_") or name in cls.MEMBERS:
+            # private state, or a member a subclass added to MEMBERS (kept, not in the script)
             object.__setattr__(self, name, value)
         else:
             known = ", ".join(sorted([*cls._ATTRS, *cls._OBJECTS]))
             raise UnknownAttributeError(f"{cls.__name__} has no attribute {name!r}",
                                         hint=f"{cls.__name__} attributes: {known}")
+
+    def __getattr__(self, name: str) -> Any:
+        # Python calls this only for names not set on the instance; Tractor's
+        # code also calls it directly (super().__getattr__("title")).  A member
+        # a subclass added to MEMBERS reads None until it is set.
+        d = object.__getattribute__(self, "__dict__")
+        if name in d:
+            return d[name]
+        if not name.startswith("_") and name in type(self).MEMBERS:
+            return None
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    @property
+    def attributeByName(self) -> dict[str, _Attribute]:
+        """{name: the attribute} for every member (Tractor's view of an element's attributes)."""
+        return {name: _Attribute(self, name) for name in type(self).MEMBERS}
 
     def _set_objects(self, name: str, value: Any) -> None:
         where = f"{type(self).__name__}.{name}"
@@ -406,6 +431,40 @@ class _Element:
             if not (v is None or v is False or v == "" or v == []):
                 shown.append(f"{name}={v!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
+
+
+class _Attribute:
+    """One attribute of an element, as Tractor's `attributeByName` gives it: `.value` (read and set,
+    checked as an assignment is), `addElement(x)` for list attributes, iteration over the list."""
+
+    __slots__ = ("element", "name")
+
+    def __init__(self, element: _Element, name: str) -> None:
+        self.element = element
+        self.name = name
+
+    @property
+    def value(self) -> Any:
+        return getattr(self.element, self.name)
+
+    @value.setter
+    def value(self, v: Any) -> None:
+        setattr(self.element, self.name, v)
+
+    def addElement(self, x: Any) -> Any:
+        el = self.element
+        if self.name in type(el)._OBJECTS:
+            return el._add(self.name, x)
+        items = list(getattr(el, self.name) or [])
+        setattr(el, self.name, [*items, x])  # checked as a whole
+        return x
+
+    def __iter__(self) -> Iterator[Any]:
+        v = self.value
+        return iter(v if isinstance(v, list) else ([] if v is None else [v]))
+
+    def __repr__(self) -> str:
+        return f"<{type(self.element).__name__}.{self.name} = {self.value!r}>"
 
 
 class _Node(_Element):
@@ -538,7 +597,13 @@ class Instance(_Node):
         return self
 
     def _model(self, sub: Callable[[str], str] | None = None) -> m.Instance:
-        title = _required("Instance.title", self.title)
+        target = getattr(self, "_target", None)
+        if target is not None and (target.id or target.title):
+            # made by adding a Task a second time: its -id (unique) when it has
+            # one, else its title, as they are now
+            title = _text("Instance.title", target.id or target.title)
+        else:
+            title = _required("Instance.title", self.title)
         return m.Instance(sub(title) if sub else title)
 
     def to_model(self) -> m.Instance:
@@ -586,6 +651,9 @@ class Task(_Tree, _Node):
     _DEFAULTS = {"serialsubtasks": False, "resumeblock": False}
 
     def __init__(self, argv: Any = None, **kw: Any) -> None:
+        if isinstance(argv, Mapping):  # Task({...}, title=...): attributes given as a dict
+            kw = {**argv, **kw}
+            argv = kw.pop("argv", None)
         if argv is not None:
             # Tractor's shortcut: one RemoteCmd, which takes the task's service
             cmd = Command(argv=argv, service=kw.pop("service", None))
@@ -595,7 +663,12 @@ class Task(_Tree, _Node):
     def _adopted_by(self, parent: _Element, where: str) -> _Node:
         if self._parent is not None:
             # already in the tree: a second parent waits on it through an Instance
-            inst = Instance(self.title)
+            # (Tractor's rule), named by the task's -id, which is made up when
+            # it has none: titles may repeat, ids are unique
+            if not self.id:
+                self.id = f"_auto{next(_auto_ids)}"
+            inst = Instance(self.id)
+            inst._target = self
             inst._parent = parent
             return inst
         self._check_not_above(parent)
@@ -763,6 +836,9 @@ def _convert(pairs: list[tuple[Any, Any]]) -> list:
     return top
 
 
+_auto_ids = itertools.count(1)
+
+
 # --- Job --------------------------------------------------------------------------------
 
 
@@ -825,10 +901,9 @@ class Job(_Tree, _Element):
         return job
 
     def asTcl(self) -> str:
-        """The job as an Alfred script (the canonical layout of `emit.py`)."""
-        from .emit import as_tcl
-
-        return as_tcl(self._raw())
+        """The job as an Alfred script (the canonical layout of `emit.py`), starting with the `Job`
+        command as Tractor's does (no `##AlfredToDo` header line)."""
+        return _job_tcl(self._raw())
 
     def asJSON(self, indent: int | None = None) -> str:
         """The job as Tractor JSON (what tractor-spool -J reads)."""
@@ -858,6 +933,21 @@ class Job(_Tree, _Element):
 Job._OBJECTS = {"subtasks": (Task, Instance, Iterate), "cleanup": (Command,), "postscript": (Command,),
                 "dirmaps": (DirMap,), "init": (Assign,)}
 
+# Tractor's class member lists (subclasses extend them to carry attributes of their own)
+for _cls in (Job, Task, Command, Instance, Iterate, Assign, DirMap):
+    _cls.MEMBERS = [*_cls._ATTRS, *_cls._OBJECTS]
+del _cls
+
+
+def _job_tcl(job: m.Job) -> str:
+    """The script of a job (Tractor's asTcl and spool refuse a job without tasks)."""
+    from .emit import HEADER, as_tcl
+
+    if not job.subtasks:
+        raise RequiredValueError(f"Job {job.title!r}: subtasks are required (a job needs a task: newTask, "
+                                 "addChild)")
+    return as_tcl(job).removeprefix(HEADER)
+
 
 def _assigned(job: m.Job) -> m.Job:
     """Replace Assign variables in launch expressions and -msg, as the parser does."""
@@ -871,35 +961,35 @@ def _assigned(job: m.Job) -> m.Job:
 # --- spooling ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class _ClientParams:
-    hostname: str | None = None
-    port: int | None = None
-    user: str | None = None
-    password: str | None = None
+class SpoolError(AuthorError):
+    """The job could not be spooled: the reason is the message; `__cause__` is the project's own
+    error (DatabaseUnavailable, ConfigError, SchemaError, ...), whose exit status this one keeps."""
+
+    def __init__(self, cause: Exception):
+        super().__init__(f"spool failed: {cause}", hint=getattr(cause, "hint", None))
+        status = getattr(cause, "status", None)
+        if status is not None:
+            self.status = status
 
 
-_client = _ClientParams()
+from ..api.client import InvalidParamError  # noqa: E402 - the one client's error, re-exported
 
 
 def setEngineClientParam(hostname: str | None = None, port: int | None = None, user: str | None = None,
-                         password: str | None = None, debug: bool | None = None) -> None:
-    """Defaults for later `spool()` calls: the job database server, the job owner, its password.
+                         password: str | None = None, debug: bool | None = None, **kw: Any) -> None:
+    """Set parameters of the one engine client that author and query share (tractorcli.api.client):
+    the engine address for later spools, the job owner (`user`), the password.  Only those given
+    change; an unknown parameter raises `InvalidParamError`."""
+    from ..api.client import ModuleEngineClient
 
-    Only the parameters given change.  `debug` is accepted and ignored.
-    """
-    if hostname is not None:
-        _client.hostname = _text("setEngineClientParam.hostname", hostname)
-    if port is not None:
-        _client.port = _port("setEngineClientParam.port", port)
-    if user is not None:
-        _client.user = _text("setEngineClientParam.user", user)
-    if password is not None:
-        _client.password = _text("setEngineClientParam.password", password)
+    ModuleEngineClient.setParam(hostname=hostname, port=port, user=user, password=password, debug=debug, **kw)
 
 
 def closeEngineClient() -> None:
-    """Nothing to close: each spool opens and closes its own connection."""
+    """Close the shared client's connection (spools open and close their own)."""
+    from ..api.client import ModuleEngineClient
+
+    ModuleEngineClient.close()
 
 
 def _port(where: str, v: Any) -> int:
@@ -910,46 +1000,52 @@ def _port(where: str, v: Any) -> int:
     return v
 
 
-def _server(hostname: str | None, port: Any) -> tuple[str | None, int | None]:
-    """(host, port) from the arguments, else setEngineClientParam, else TRACTOR_ENGINE."""
-    if hostname is None and port is None:
-        hostname, port = _client.hostname, _client.port
-    if hostname is None and port is None:
-        hostname = os.environ.get("TRACTOR_ENGINE") or None
+def _site(hostname: Any, port: Any, configdir: Any, settings: Any) -> Any:
+    """The site's settings at the job database this spool goes to (config.at_engine):
+
+    `settings` given: exactly those, at `hostname`/`port` if given; `configdir`
+    given: that site, at `hostname`/`port`, else the client's engine address
+    (or TRACTOR_ENGINE); neither: the client's site and address."""
+    from ..api.client import ModuleEngineClient as client
+    from ..config import at_engine, load_settings, split_engine
+
+    host, port_no = None, None
     if hostname is not None:
-        hostname = _text("spool.hostname", hostname)
-        if ":" in hostname and hostname.count(":") == 1:
-            hostname, _, p = hostname.partition(":")
-            if port is None:
-                port = p
-    return hostname or None, None if port is None else _port("spool.port", port)
+        host, port_no = split_engine(_text("spool.hostname", hostname), "spool.hostname")
+    if port is not None:
+        port_no = _port("spool.port", port)
+    if settings is None and configdir is None:
+        return client.with_address(host, port_no)
+    if settings is None:
+        settings = load_settings(configdir)
+        if host is None and port_no is None:
+            host, port_no = client.address()
+        password = client.password or os.environ.get("TRACTOR_PASSWORD")
+        if password:
+            settings = dataclasses.replace(settings, db=dataclasses.replace(settings.db, password=password))
+    return at_engine(settings, host, port_no)
 
 
 def _spool(raw: m.Job, *, owner: str | None = None, spoolfile: str | None = None, spoolhost: str | None = None,
            hostname: str | None = None, port: Any = None, configdir: Any = None, settings: Any = None,
            spoolcwd: str | None = None, block: bool = False) -> int:
     from .. import submit
+    from ..api.client import ModuleEngineClient as client
     from ..db.spool import SpoolOptions
-    from .emit import as_tcl
+    from ..errors import TractorError
 
-    script = as_tcl(raw)
+    script = _job_tcl(raw)
     resolved = m.resolve(_assigned(raw))
-    if settings is None:
-        from ..config import load_settings
-
-        settings = load_settings(configdir)
-        host, port_no = _server(hostname, port)
-    else:
-        host, port_no = _server(hostname, port) if (hostname, port) != (None, None) else (None, None)
-    if host is not None or port_no is not None:
-        db = dataclasses.replace(settings.db, host=host or settings.db.host, port=port_no or settings.db.port)
-        if _client.password is not None and db.password is None:
-            db.password = _client.password
-        settings = dataclasses.replace(settings, db=db)
     options = SpoolOptions(
-        owner=_optstr("spool.owner", owner) or _client.user or submit.default_owner(),
+        owner=_optstr("spool.owner", owner) or client.owner(),
         spoolhost=_optstr("spool.spoolhost", spoolhost) or submit.default_host(),
         spoolfile=_optstr("spool.spoolfile", spoolfile) or "",
         spoolcwd=(_optstr("spool.spoolcwd", spoolcwd) or os.getcwd()).replace("\\", "/"),
         script=script, scriptformat="alfred")
-    return submit.spool(settings, resolved, options)
+    try:
+        site = _site(hostname, port, configdir, settings)
+        return submit.spool(site, resolved, options)
+    except AuthorError:
+        raise
+    except TractorError as exc:
+        raise SpoolError(exc) from exc

@@ -263,9 +263,9 @@ def resolve(job: Job) -> Resolved:
         for ft in tasks:
             by_title.setdefault(ft.task.title, ft.tid)  # the first task with the title
         for referrer, inst in instances:
-            target = by_title.get(inst.title)
-            if target is None and inst.title in by_id:
-                target = by_id[inst.title][0]
+            # the task with that -id, else the first titled so: pipeline code
+            # points Instances at ids because titles repeat
+            target = by_id[inst.title][0] if inst.title in by_id else by_title.get(inst.title)
             if target is None:
                 raise JobError(f"Instance {inst.title!r} refers to no task with that title or -id", inst.where)
             edges.append((referrer, target, "instance"))

@@ -1,0 +1,1 @@
+"""Tractor's `tractor.api`: `author` and `query` (see the `tractor` package)."""
