@@ -32,13 +32,21 @@ import dataclasses
 import os
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import TractorError, UsageError
 
-__all__ = ["EngineClient", "InvalidParamError", "ModuleEngineClient"]
+__all__ = ["EngineClient", "EngineClientError", "InvalidParamError", "ModuleEngineClient", "TransactionError"]
 
 
 class InvalidParamError(UsageError):
     """setEngineClientParam was given a parameter the client does not have, or a bad value."""
+
+
+class EngineClientError(TractorError):
+    """A request through the client failed (Tractor's name)."""
+
+
+class TransactionError(EngineClientError):
+    """The job database refused or failed a request made through the client (Tractor's name)."""
 
 
 # parameters that choose the database (a change drops the connection)
@@ -176,6 +184,34 @@ class EngineClient:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+    def spool(self, jobtext: str, owner: str | None = None, spoolfile: str | None = None,
+              spoolhost: str | None = None, cwd: str | None = None, format: str = "alfred") -> str:
+        """Spool a job script (Alfred text; Tractor JSON with format='json') and answer as Tractor's
+        engine does: the JSON text {"rc": 0, "msg": "job script accepted, jid: N", "jid": N}.  A
+        script that does not parse, or a database that refuses, raises TransactionError (the
+        project's own error is its `__cause__`)."""
+        import json
+
+        from .. import submit
+        from ..db.spool import SpoolOptions
+        from ..jobs import alfred, jsonjob, model
+
+        if format not in ("alfred", "json"):
+            raise InvalidParamError(f"spool: format must be 'alfred' or 'json', not {format!r}")
+        try:
+            if format == "json":
+                job = jsonjob.from_json(jobtext, spoolfile or "<json>")
+            else:
+                job = alfred.parse(jobtext, spoolfile or "<script>")
+            options = SpoolOptions(
+                owner=owner or self.owner(), spoolhost=spoolhost or submit.default_host(),
+                spoolfile=spoolfile or "", spoolcwd=(cwd or os.getcwd()).replace("\\", "/"),
+                script=jobtext, scriptformat=format)
+            jid = submit.spool(self.site(), model.resolve(job), options)
+        except TractorError as exc:
+            raise TransactionError(str(exc), hint=exc.hint, status=exc.status) from exc
+        return json.dumps({"rc": 0, "msg": f"job script accepted, jid: {jid}", "jid": jid})
 
     def needsPassword(self) -> bool:
         """Whether the database server asks for a password that has not been given."""

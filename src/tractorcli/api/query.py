@@ -222,24 +222,25 @@ def _select(entity: str, search: str, columns: Iterable[str], sortby: Any, limit
     from ..errors import BadInput
     from ..query import ENTITIES, build_select, database_error
 
-    if not isinstance(search, str):
-        raise InvalidValue(f"search must be a clause (str), not {type(search).__name__}")
-    if not search.strip():
+    if search is None or (isinstance(search, str) and not search.strip()):
         raise MissingSearchClause(f"a search clause is needed to list {ENTITIES[entity].plural}")
+    clause = _listing_clause(entity, search)
+    if clause is None:
+        return []
     if isinstance(columns, str):
         columns = [columns]
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise InvalidValue(f"limit must be a whole number (0: no limit), not {limit!r}")
     cols = _full_columns(entity, columns) if full else (list(columns) or list(ENTITIES[entity].attrs))
     try:
-        q = build_select(entity, search, columns=cols, sortby=_sort_keys(sortby), limit=limit or None,
+        q = build_select(entity, clause, columns=cols, sortby=_sort_keys(sortby), limit=limit or None,
                          archives=bool(archive), user=_user())
     except BadInput as exc:
         raise InvalidValue(str(exc)) from None
     try:
         return [dict(r) for r in _connection().execute(q.sql, q.params).fetchall()]
     except psycopg.Error as exc:
-        bad = database_error(exc, search)
+        bad = database_error(exc, clause)
         if bad is not None:
             raise InvalidValue(str(bad)) from None
         raise
@@ -311,6 +312,43 @@ def _keys(items: list[Mapping], keys: tuple[str, ...]) -> list[tuple]:
 _IDS = {"job": ("jid",), "task": ("jid", "tid"), "command": ("jid", "cid")}
 
 
+def _ids_clause(ids: tuple[str, ...], wanted: Iterable[tuple]) -> str:
+    """A clause for the rows keyed (jid,) or (jid, tid|cid): one `in [...]` list per job."""
+    by_job: dict[int, list[int]] = {}
+    for key in wanted:
+        by_job.setdefault(key[0], []).extend(key[1:])
+    if len(ids) == 1:
+        return f"jid in [{' '.join(str(j) for j in by_job)}]"
+    return " or ".join(f"(jid={j} and {ids[1]} in [{' '.join(str(t) for t in ts)}])" for j, ts in by_job.items())
+
+
+def _listing_clause(entity: str, search: Any) -> str | None:
+    """A listing's search given as Tractor's code may give it: a clause, or result dicts (one, or a
+    list) whose ids name the rows (jid; tid or cid when the entity has it); None: no rows."""
+    items = _items(search)
+    if items is None:
+        return search
+    from ..query import ENTITIES
+
+    e = ENTITIES[entity]
+    if "jid" not in e.attrs:
+        raise InvalidValue(f"{e.plural} are searched by a clause, not by dicts")
+    second = next((k for k in ("tid", "cid") if k in e.attrs and k in e.keys), None)
+    whole: list[tuple] = []
+    parts: list[tuple] = []
+    for x in items:
+        if second is not None and second in x:
+            parts.extend(_keys([x], ("jid", second)))
+        else:
+            whole.extend(_keys([x], ("jid",)))
+    clauses = []
+    if whole:
+        clauses.append(_ids_clause(("jid",), whole))
+    if parts:
+        clauses.append(_ids_clause(("jid", second), parts))
+    return " or ".join(f"({c})" for c in clauses) or None
+
+
 def _targets(entity: str, search: Any, *, archive: bool = False, reading: bool = False) -> list[dict]:
     """The rows (jid[, tid | cid], owner) an operation on jobs, tasks or commands acts on, checked for
     ownership (unless `reading`): another user's job needs force=True and crews.toml's leave."""
@@ -325,14 +363,7 @@ def _targets(entity: str, search: Any, *, archive: bool = False, reading: bool =
         wanted = _keys(items, ids)
         if not wanted:
             return []
-        by_job: dict[int, list[int]] = {}
-        for key in wanted:
-            by_job.setdefault(key[0], []).extend(key[1:])
-        if entity == "job":
-            clause = f"jid in [{' '.join(str(j) for j in by_job)}]"
-        else:
-            clause = " or ".join(f"(jid={j} and {ids[1]} in [{' '.join(str(t) for t in ts)}])"
-                                 for j, ts in by_job.items())
+        clause = _ids_clause(ids, wanted)
         rows = _select(entity, clause, cols, sort, None, archive)
     user = _user()
     if reading:

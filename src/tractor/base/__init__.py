@@ -1,0 +1,1 @@
+"""Tractor's `tractor.base`: only `EngineClient`, which some pipeline code uses directly."""
