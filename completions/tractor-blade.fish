@@ -2,7 +2,7 @@
 # Do not edit: run `python -m tractorcli.cli.docgen --write`.
 
 complete -c tractor-blade -f
-complete -c tractor-blade -l engine -x -d 'The job database server to use (else the site\'s own; also TRACTOR_ENGINE).'
+complete -c tractor-blade -l engine -x -d 'The job database server to use (else the site\'s own; also TRACTOR_ENGINE). tractor-engine and ports 80, 443, 5600, 8080 mean the site\'s own host and port.'
 complete -c tractor-blade -l name -x -d 'Blade name (default: the host name); also a service key.'
 complete -c tractor-blade -l slots -x -d 'Commands run at once (default: the profile\'s; 0: one per CPU).'
 complete -c tractor-blade -l profile -x -d 'Use this blade.toml profile instead of the first that matches.'

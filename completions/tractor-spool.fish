@@ -2,7 +2,7 @@
 # Do not edit: run `python -m tractorcli.cli.docgen --write`.
 
 complete -c tractor-spool -f
-complete -c tractor-spool -l engine -x -d 'The job database server to use (else the site\'s own; also TRACTOR_ENGINE).'
+complete -c tractor-spool -l engine -x -d 'The job database server to use (else the site\'s own; also TRACTOR_ENGINE). tractor-engine and ports 80, 443, 5600, 8080 mean the site\'s own host and port.'
 complete -c tractor-spool -l user -x -d 'Job owner (default: your login).'
 complete -c tractor-spool -l hname -x -d 'Spooling host name recorded with the job (default: this host).'
 complete -c tractor-spool -l haddr -x -d 'Address of the spooling host (recorded with the job).'
