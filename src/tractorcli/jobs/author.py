@@ -40,9 +40,7 @@ Choices where Tractor's API is unclear or differs:
   holds for `chaser`, `preview` and `resumewhile`.  `tags`, `projects`,
   `crews` and `avoid` given as one string are split at whitespace;
   `envkey` given as one string is one key (`"setenv A=1 B=2"`).
-* Adding a Task that already has a parent adds an `Instance` of it instead
-  (Tractor's rule), named by the task's title at that moment.  Adding a
-  task under itself or its own subtask is refused.
+* Adding a task under itself or its own subtask is refused.
 * `Iterate` is expanded when the job is converted (`to_model`, `asTcl`,
   `asJSON`, `spool`), as the parser expands it while reading: the script
   holds the generated tasks, not an `Iterate` operator.  For each value,
@@ -67,11 +65,22 @@ Choices where Tractor's API is unclear or differs:
 * `spool()` always waits for the job to be committed (one transaction), so
   `block` is accepted and has no effect; `hostname`/`port` (or
   `hostname="HOST:PORT"`, or `TRACTOR_ENGINE`, as tractor-spool
-  `--engine`) name the job database server instead of Tractor's engine.
-  `setEngineClientParam(hostname, port, user, password)` sets defaults
-  for later spools (`user` is the default job owner); `closeEngineClient()`
-  exists for old scripts and does nothing (each spool opens and closes its
-  own connection).
+  `--engine`) are an engine address, read by `config.at_engine`
+  (`tractor-engine` and ports 80, 443, 5600, 8080 mean the site's own
+  database).  `setEngineClientParam(...)` sets the one engine client that
+  this module and `tractorcli.api.query` share (`tractorcli.api.client`):
+  the engine address, the user (the default job owner, also `TRACTOR_USER`),
+  the password.  A spool that fails raises `SpoolError` with the reason
+  (the project's own error is its `__cause__`).
+* Loose values as Tractor takes them: argv words of any type are written
+  with `str()`; `Task({...}, title=...)` takes attributes as a dict;
+  `retryrc=range(...)`.  Adding a Task that already has a parent adds an
+  `Instance` naming its `-id` (made up as `_autoN` when it has none), as
+  Instances name a task's `-id` before a title.  `MEMBERS` lists each
+  class's attributes (subclasses extend it to carry members of their own,
+  kept out of the script); `attributeByName[name]` gives `.value` and
+  `.addElement()`.  `asTcl()` starts with the `Job` command; a job without
+  tasks raises `RequiredValueError` there and in `spool()`.
 """
 
 from __future__ import annotations
