@@ -11,29 +11,5 @@ objects), sharing one engine client with `tractor.api.query`
 (`base.ModuleEngineClient`).  See `tractor.api.author.base`.
 """
 
-from .base import (
-    Assign,
-    AttributeValueError,
-    AuthorError,
-    Command,
-    DirMap,
-    EngineClient,
-    Instance,
-    InvalidParamError,
-    Iterate,
-    Job,
-    ModuleEngineClient,
-    ParentExistsError,
-    RequiredValueError,
-    SpoolError,
-    Task,
-    UnknownAttributeError,
-    closeEngineClient,
-    setEngineClientParam,
-)
-
-__all__ = [
-    "Assign", "AttributeValueError", "AuthorError", "Command", "DirMap", "EngineClient", "Instance",
-    "InvalidParamError", "Iterate", "Job", "ModuleEngineClient", "ParentExistsError", "RequiredValueError",
-    "SpoolError", "Task", "UnknownAttributeError", "closeEngineClient", "setEngineClientParam",
-]
+from .base import *  # noqa: F401,F403 - the names of tractor.api.author.base
+from .base import __all__  # noqa: F401
