@@ -171,18 +171,19 @@ def jobs(draw, alfred: bool = False, max_depth: int = 4) -> Job:
             if draw(st.integers(0, 5)) == 0:
                 c.refersto = draw(st.sampled_from(pool))
 
-    # Instances: name a task (by title, or by -id when no title matches) whose
-    # edge cannot close a cycle: the target finishes before the referrer in
-    # post-order, as every tree edge does.
+    # Instances: name a task (by -id, or by title when no -id matches: the
+    # first task so titled) whose edge cannot close a cycle: the target
+    # finishes before the referrer in post-order, as every tree edge does.
     first_by_title: dict[str, Task] = {}
     for t in tasks:
         first_by_title.setdefault(t.title, t)
     by_id = {t.id: t for t in tasks if t.id}  # resolve() indexes only non-empty ids
+    target = {**first_by_title, **by_id}  # what each name resolves to
+    refs = sorted(target)
     dropped: set[int] = set()
     for referrer, inst, choice in placeholders:
         limit = post[id(referrer)] if referrer is not None else len(tasks)
-        names_ok = [t.title for t in tasks if post[id(first_by_title[t.title])] < limit]
-        names_ok += [i for i, t in by_id.items() if i not in first_by_title and post[id(t)] < limit]
+        names_ok = [n for n in refs if post[id(target[n])] < limit]
         if names_ok:
             inst.title = names_ok[choice % len(names_ok)]
         else:

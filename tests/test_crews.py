@@ -249,18 +249,13 @@ def test_api_force_follows_crews(site):
     write_crews(site)
     jid = error_job(site, "bob")
     api.setEngineClientParam(configdir=str(site.cfg), user="erin", force=True)
-    try:
-        with pytest.raises(api.TractorQueryError, match=r"not allowed for erin on bob's jobs \(crews.toml\)"):
-            api.retry({"jid": jid, "tid": 1})
-        assert site.states(jid) == ["error"]
-        assert list(api.jobdump({"jid": jid})) == [jid]  # reading needs no rule
-        api.setEngineClientParam(user="wendy")
+    with pytest.raises(api.TractorQueryError, match=r"not allowed for erin on bob's jobs \(crews.toml\)"):
         api.retry({"jid": jid, "tid": 1})
-        assert site.states(jid) == ["ready"]
-    finally:
-        api.closeEngineClient()
-        api.setEngineClientParam(force=False)
-        api._params["user"] = None
+    assert site.states(jid) == ["error"]
+    assert list(api.jobdump({"jid": jid})) == [jid]  # reading needs no rule
+    api.setEngineClientParam(user="wendy")
+    api.retry({"jid": jid, "tid": 1})
+    assert site.states(jid) == ["ready"]
 
 
 # --- the example file ------------------------------------------------------------------------

@@ -369,6 +369,29 @@ def test_listening_beyond_localhost_requires_the_password(tmp_site):
         assert f"schema-version = {LATEST}" in ok(dbctl(remote_cfg, "--show-params")).stdout
         (remote_cfg / "db.toml").write_text(f'host = "127.0.0.1"\nport = {proxy.port}\npassword = "nope"\n')
         one_line_error(dbctl(remote_cfg, "--show-params"), ExitStatus.PERMISSION, "password")
+        # Tractor's Python APIs: PasswordRequired until the password is given (setEngineClientParam or
+        # TRACTOR_PASSWORD); then queries and spools go through
+        import tractor.api.author as author
+        import tractor.api.query as tq
+
+        (remote_cfg / "db.toml").write_text(f'host = "127.0.0.1"\nport = {proxy.port}\n')
+        tq.setEngineClientParam(configdir=str(remote_cfg), user="ann")
+        assert tq.needsPassword() is True
+        with pytest.raises(tq.PasswordRequired, match="password"):
+            tq.jobs("jid > 0")
+        tq.setEngineClientParam(password="s3cret-pw")
+        assert tq.needsPassword() is False and tq.jobs("jid > 0") == []
+        job = author.Job(title="over the network")
+        job.newTask(title="t", argv="true")
+        jid = job.spool()
+        assert [r["title"] for r in tq.jobs(f"jid={jid}")] == ["over the network"]
+        tq.ModuleEngineClient.reset()
+        tq.setEngineClientParam(configdir=str(remote_cfg))
+        os.environ["TRACTOR_PASSWORD"] = "s3cret-pw"
+        try:
+            assert [r["jid"] for r in tq.jobs("jid > 0")] == [jid]
+        finally:
+            del os.environ["TRACTOR_PASSWORD"]
     finally:
         proxy.close()
 

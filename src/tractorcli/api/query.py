@@ -161,7 +161,18 @@ def _force() -> bool:
 
 
 def _connection():
-    return _client().connection()
+    """The client's connection; a database that wants a password raises PasswordRequired, one that
+    cannot be reached TractorQueryError (what Tractor's code catches), with the project's error as cause."""
+    from ..errors import PermissionDenied, TractorError
+
+    try:
+        return _client().connection()
+    except PermissionDenied as exc:
+        if "password" in str(exc):
+            raise PasswordRequired(f"{exc} (setEngineClientParam(password=...) or $TRACTOR_PASSWORD)") from exc
+        raise TractorQueryError(str(exc)) from exc
+    except TractorError as exc:
+        raise TractorQueryError(str(exc)) from exc
 
 
 # --- listings ---------------------------------------------------------------------------
