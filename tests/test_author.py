@@ -68,7 +68,7 @@ def every_option_job() -> Job:
     job.newDirMap("/proj dir", "Z:/proj", "NFS")
 
     setup = job.newTask(title="setup", id="setup.1", service="sharedsrv", atleast=1, atmost=2,
-                        chaser=["it", "/out/$SHOT.exr"], preview="sho {a b}", serialsubtasks=True,
+                        chaser=["it", "/out/$SHOT.exr"], preview=["sho", "a b"], serialsubtasks=True,
                         resumeblock=True, metadata="tm")
     setup.newCommand(argv=["mkdir", "-p", "/out/$SHOT"], service="fileserver", tags=["io"], envkey="setenv X=1",
                      id="mk", retryrc=[1, 2], local=True, msg="y\n", expand=True, atleast=1, atmost=1,
@@ -340,16 +340,18 @@ def test_deep_trees_do_not_hit_the_recursion_limit():
 # --- Command ------------------------------------------------------------------------------
 
 
-def test_string_argv_is_a_tcl_list_like_the_parser_reads():
-    for text in ("a b  c", 'nuke -x "my comp.nk"', "prman {C:\\app path\\x.rib} -p", "a\\ b c"):
+def test_a_string_argv_is_split_at_white_space_as_tractors_api_splits_it():
+    # nothing quotes: braces, quotes and backslashes (Windows paths) stay in the words
+    for text, words in (("a b  c", ["a", "b", "c"]), ('nuke -x "my comp.nk"', ["nuke", "-x", '"my', 'comp.nk"']),
+                        ("C:\\app\\render.exe -f {1}", ["C:\\app\\render.exe", "-f", "{1}"]),
+                        ("a {b", ["a", "{b"]), ("\tx\n y ", ["x", "y"])):
         cmd = Command(argv=text)
-        script = f"Job -title t -subtasks {{ Task t -cmds {{ RemoteCmd {{{text}}} }} }}"
-        parsed = alfred.parse(script).subtasks[0].cmds[0].argv
-        assert cmd.to_model().argv == parsed
-        assert cmd.argv == list(parsed)
-    assert Command(argv="a b").to_model().argv == ("a", "b")  # Tractor's whitespace split
-    with pytest.raises(AttributeValueError, match=r"Command.argv: unmatched open brace"):
-        Command(argv="a {b")
+        assert cmd.argv == words and cmd.to_model().argv == tuple(words)
+        # and the script says the same words
+        job = Job(title="t")
+        job.newTask(title="t").addCommand(cmd)
+        assert alfred.parse(job.asTcl()).subtasks[0].cmds[0].argv == tuple(words)
+    assert Task(title="t", preview="it img1 img2").preview == ["it", "img1", "img2"]
     with pytest.raises(RequiredValueError, match="Command.argv is required"):
         Command().to_model()
     with pytest.raises(RequiredValueError):

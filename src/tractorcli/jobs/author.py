@@ -23,8 +23,9 @@ be changed in place).  A bad value raises `AttributeValueError` (also a
 `RequiredValueError`, re-adding an Instance or Iterate that already has a
 parent `ParentExistsError`; all are `model.JobError`s, hence `BadInput`
 (exit status 11), and each message names the attribute (`Task.atleast:
-expected ...`).  `spool()` raises the project's own errors as tractor-spool
-does (`ConfigError`, `DatabaseUnavailable`, `SchemaError`, ...).
+expected ...`).  `spool()` raises `SpoolError` with the reason; the
+project's own error (`ConfigError`, `DatabaseUnavailable`, `SchemaError`,
+...) is its `__cause__`, and its exit status is kept.
 
 Choices where Tractor's API is unclear or differs:
 
@@ -33,10 +34,10 @@ Choices where Tractor's API is unclear or differs:
   `Assign(varname, value)`, `DirMap(src, dst, zone)`; everything else is
   a keyword.  `Task(argv=...)` (and `newTask(argv=...)`) adds one RemoteCmd
   and moves the task's `service` to that command, as Tractor does.
-* A string argv (`Command(argv="nuke -x 'my comp.nk'")`) is read as a Tcl
-  list, exactly as the parser reads `RemoteCmd {...}`: plain words split at
-  whitespace (Tractor's own split), and `{a b}` or `"a b"` keeps a word with
-  spaces.  Numbers in an argv list are written with `str()`.  The same
+* A string argv (`Command(argv="nuke -x comp.nk")`) is split at white
+  space, as Tractor's API splits it (nothing quotes: backslashes and braces
+  are kept, so `C:\\app\\x.exe` stays whole); a word with spaces needs a
+  list.  Anything in an argv list is written with `str()`.  The same
   holds for `chaser`, `preview` and `resumewhile`.  `tags`, `projects`,
   `crews` and `avoid` given as one string are split at whitespace;
   `envkey` given as one string is one key (`"setenv A=1 B=2"`).
@@ -265,18 +266,12 @@ def _word(where: str, x: Any) -> str:
 
 
 def _words(where: str, v: Any) -> tuple[str, ...]:
-    """argv-like lists: a list of words (numbers allowed), or one string read as a Tcl list."""
+    """argv-like lists: a list of words (of any type, written with str()), or one string split at
+    white space as Tractor's API splits it."""
     if v is None:
         return ()
     if isinstance(v, str):
-        from .tcl import split_list
-
-        try:
-            return tuple(split_list(_text(where, v)))
-        except JobError as exc:
-            raise AttributeValueError(f"{where}: {exc.bare} in {_show(v)}",
-                                      hint="a string argv is a Tcl list: {a b} or \"a b\" keeps a word "
-                                           "with spaces; or give a Python list") from None
+        return tuple(_text(where, v).split())
     return tuple([_word(f"{where}[{i}]", x) for i, x in enumerate(_seq(where, v, "a list of strings"))])
 
 
