@@ -78,7 +78,8 @@ def test_refusals_in_the_wrong_state(tmp_site):
     up = ok(dbctl(cfg, "--upgrade"))
     assert f"up to date (version {LATEST})" in up.stderr
     assert ok(dbctl(cfg, "--check-upgrade")).stdout == ""
-    assert json.loads(ok(dbctl(cfg, "--check-upgrade", "--json")).stdout) == {"current": LATEST, "target": LATEST, "pending": []}
+    assert json.loads(ok(dbctl(cfg, "--check-upgrade", "--json")).stdout) == {"current": LATEST, "target": LATEST, "pending": [],
+                                                                                  "functions": []}
 
 
 def test_start_for_engine_is_idempotent_and_honours_the_switches(tmp_site):

@@ -204,3 +204,55 @@ def test_an_upgrade_keeps_a_job_spooled_under_schema_1_and_it_runs(empty_db):
             "phase": "finished", "numdone": 4}
         # and new jobs continue after it
         assert conn.execute("SELECT nextval('jid_seq') AS n").fetchone()["n"] == 8
+
+
+# --- the state machine's function files ------------------------------------------------------
+
+_CREATE_FUNCTION = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(\w+)\s*\(", re.I)
+
+
+def test_every_function_lives_in_one_function_file_and_no_later_migration(db_settings):
+    """The state machine is readable in one place: each function of the schema is created in exactly
+    one db/sql/functions file (by CREATE OR REPLACE), and migrations after the one that introduced
+    the files hold tables and data only."""
+    defined: dict[str, str] = {}
+    for f in migrate.function_files():
+        for name in _CREATE_FUNCTION.findall(f.sql):
+            assert name not in defined, f"{name} is in {defined[name]} and {f.name}"
+            defined[name] = f.name
+        assert not re.search(r"CREATE\s+FUNCTION", f.sql), f"{f.name}: use CREATE OR REPLACE FUNCTION"
+    for m in migrate.available():
+        if m.version >= 8:
+            assert not _CREATE_FUNCTION.search(m.sql), f"migration {m.version:04d}_{m.name} defines a function"
+    with connect(db_settings, autocommit=True) as conn:
+        in_db = {r["proname"] for r in conn.execute(
+            "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prokind = 'f'")}
+    assert in_db == set(defined)
+
+
+def test_a_database_of_version_7_upgrades_to_the_fresh_schema(empty_db, db_settings):
+    """Upgrading a database built by the migrations alone (version 7) applies migration 8 and the
+    function files, and ends with exactly the schema (and function definitions) of a new one."""
+    with connect(empty_db, autocommit=True) as old, connect(db_settings, autocommit=True) as fresh:
+        migrate.upgrade(old, migrate.available()[:7])
+        assert migrate.plan(old).functions == migrate.function_files()
+        assert [m.version for m in migrate.upgrade(old)] == [8]
+        assert migrate.plan(old).up_to_date
+        assert catalog(old) == catalog(fresh)
+
+
+def test_a_changed_function_file_is_applied_by_the_next_upgrade(db_settings, tmp_path):
+    with connect(db_settings, autocommit=True) as conn:
+        assert migrate.plan(conn).up_to_date
+        # a function file this database has another version of (as after installing a newer tractorcli)
+        conn.execute("UPDATE schema_functions SET checksum = 'old' WHERE file = 'queue.sql'")
+        conn.execute("CREATE OR REPLACE FUNCTION tractor_param_int(p_name text, p_default integer) "
+                     "RETURNS integer LANGUAGE sql STABLE AS $$ SELECT -1 $$")
+        p = migrate.plan(conn)
+        assert [f.name for f in p.functions] == ["queue.sql"] and not p.pending and not p.up_to_date
+        assert conn.execute("SELECT tractor_param_int('nosuch', 5) AS v").fetchone()["v"] == -1
+        assert migrate.upgrade(conn) == []
+        assert conn.execute("SELECT tractor_param_int('nosuch', 5) AS v").fetchone()["v"] == 5
+        assert migrate.plan(conn).up_to_date
+        rows = {r["file"]: r["checksum"] for r in conn.execute(queries.get("applied_function_files"))}
+        assert rows == {f.name: f.checksum for f in migrate.function_files()}

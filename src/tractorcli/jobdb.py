@@ -102,11 +102,16 @@ def start_for_engine(settings: SiteSettings, *, auto_upgrade: bool = True) -> Re
         admin.set_role_password(settings)
     with connect(settings, autocommit=True) as conn, translated(settings):
         p = migrate.plan(conn)
-        if p.pending:
+        if not p.up_to_date:
             if auto_upgrade and db.auto_upgrade or p.current == 0:
                 applied = migrate.upgrade(conn)
-                rep.say(f"schema upgraded from version {p.current} to {applied[-1].version}" if p.current
-                        else f"schema version {applied[-1].version} created")
+                if not applied:
+                    rep.say(f"schema version {p.current}: functions updated "
+                            f"({', '.join(f.name for f in p.functions)})")
+                elif p.current:
+                    rep.say(f"schema upgraded from version {p.current} to {applied[-1].version}")
+                else:
+                    rep.say(f"schema version {applied[-1].version} created")
             else:
                 raise StateError(
                     f"the job database needs a schema upgrade from version {p.current} to {p.target} "

@@ -198,10 +198,12 @@ def op_upgrade(ctx: Context, opts: dict) -> None:
     conn = _db(ctx, check_schema=False)
     before = migrate.plan(conn)
     applied = migrate.upgrade(conn)
-    if not applied:
-        ctx.info(f"the schema is up to date (version {before.current})")
     for m in applied:
         ctx.info(f"applied migration {m.version:04d}_{m.name}")
+    for f in before.functions:
+        ctx.info(f"applied function file {f.name}")
+    if before.up_to_date:
+        ctx.info(f"the schema is up to date (version {before.current})")
 
 
 def op_check_upgrade(ctx: Context, opts: dict) -> int:
@@ -210,12 +212,18 @@ def op_check_upgrade(ctx: Context, opts: dict) -> int:
     p = migrate.plan(_db(ctx, check_schema=False))
     if opts["as_json"]:
         ctx.out(json.dumps({"current": p.current, "target": p.target,
-                            "pending": [f"{m.version:04d}_{m.name}" for m in p.pending]}, indent=2))
+                            "pending": [f"{m.version:04d}_{m.name}" for m in p.pending],
+                            "functions": [f"functions/{f.name}" for f in p.functions]}, indent=2))
     else:
         for m in p.pending:
             ctx.out(f"{m.version:04d}_{m.name}")
-        ctx.info(f"schema version {p.current}; {len(p.pending)} migration(s) pending"
-                 if p.pending else f"schema version {p.current} is up to date")
+        for f in p.functions:
+            ctx.out(f"functions/{f.name}")
+        if p.up_to_date:
+            ctx.info(f"schema version {p.current} is up to date")
+        else:
+            ctx.info(f"schema version {p.current}; {len(p.pending)} migration(s) and "
+                     f"{len(p.functions)} function file(s) pending")
     return ExitStatus.OK
 
 

@@ -1,4 +1,4 @@
-"""Schema migrations: numbered, forward-only, recorded with checksums.
+"""Schema migrations and the state machine's function files.
 
 `db/sql/migrations/NNNN_name.sql` files are applied in order, each in its
 own transaction together with its row in `schema_migrations`, so a failed
@@ -6,6 +6,13 @@ migration leaves the database at the previous version.  An applied
 migration whose file has changed since is an error (the database no longer
 matches what the code expects), and so is a database that has migrations
 this code does not know: it was upgraded by a newer tractorcli.
+
+Migrations hold tables and data changes.  The functions of the state
+machine live in `db/sql/functions/AREA.sql`, each in one file, readable in
+one place: after the migrations, every upgrade applies (CREATE OR REPLACE)
+the files whose checksum differs from the one recorded in
+`schema_functions`, all in one transaction.  A function's signature that
+blades call never changes; a new behaviour gets a `_v2`.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
 MIGRATIONS_DIR = Path(__file__).with_name("sql") / "migrations"
+FUNCTIONS_DIR = Path(__file__).with_name("sql") / "functions"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -38,15 +46,37 @@ class Migration:
         return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
 
 
+@dataclasses.dataclass(frozen=True)
+class FunctionFile:
+    name: str  # the file's name (queue.sql)
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+
 @dataclasses.dataclass
 class Plan:
     current: int  # highest applied version (0: empty database)
     target: int  # highest version this code knows
     pending: list[Migration]
+    functions: list[FunctionFile] = dataclasses.field(default_factory=list)  # files to (re)apply
 
     @property
     def up_to_date(self) -> bool:
-        return not self.pending
+        return not self.pending and not self.functions
+
+
+def function_files(directory: Path = FUNCTIONS_DIR) -> list[FunctionFile]:
+    return [FunctionFile(p.name, p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.sql"))]
+
+
+def applied_function_files(conn: "psycopg.Connection") -> dict[str, str]:
+    """{file: checksum} of the function files applied (none before migration 8)."""
+    if not conn.execute(queries.get("function_files_table_exists")).fetchone()["present"]:
+        return {}
+    return {r["file"]: r["checksum"] for r in conn.execute(queries.get("applied_function_files"))}
 
 
 def available(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -94,11 +124,16 @@ def plan(conn: "psycopg.Connection", migrations: list[Migration] | None = None) 
                 f"but this tractorcli has {m.checksum[:12]}: the database does not match the code",
                 hint="reinstall the tractorcli version that built this database",
             )
-    return Plan(current, target, [m for m in migrations if m.version not in done])
+    functions: list[FunctionFile] = []
+    if target >= _FUNCTION_FILES_SINCE:
+        recorded = applied_function_files(conn)
+        functions = [f for f in function_files() if recorded.get(f.name) != f.checksum]
+    return Plan(current, target, [m for m in migrations if m.version not in done], functions)
 
 
 def upgrade(conn: "psycopg.Connection", migrations: list[Migration] | None = None) -> list[Migration]:
-    """Apply pending migrations, each in its own transaction. Returns those applied."""
+    """Apply pending migrations, each in its own transaction, then the function files that changed
+    (one transaction).  Returns the migrations applied."""
     migrations = available() if migrations is None else migrations
     conn.execute(queries.get("create_migrations_table"))
     conn.commit()
@@ -107,16 +142,30 @@ def upgrade(conn: "psycopg.Connection", migrations: list[Migration] | None = Non
         with conn.transaction():
             # Re-plan under the lock: another upgrader may have gone first.
             conn.execute(queries.get("lock_migrations"))
-            pending = plan(conn, migrations).pending
-            if not pending:
+            p = plan(conn, migrations)
+            if not p.pending:
+                if p.functions and p.current >= _FUNCTION_FILES_SINCE:
+                    _apply_functions(conn, p.functions)
                 return done
-            m = pending[0]
+            m = p.pending[0]
             conn.execute(m.sql)
             conn.execute(
                 queries.get("record_migration"),
                 {"version": m.version, "name": m.name, "checksum": m.checksum, "applied_by": f"tractorcli {__version__}"},
             )
         done.append(m)
+
+
+# the migration that records function files (before it, migrations hold them)
+_FUNCTION_FILES_SINCE = 8
+
+
+def _apply_functions(conn: "psycopg.Connection", files: list[FunctionFile]) -> None:
+    conn.execute(queries.get("function_bodies_unchecked"))
+    for f in files:
+        conn.execute(f.sql)
+        conn.execute(queries.get("record_function_file"),
+                     {"file": f.name, "checksum": f.checksum, "applied_by": f"tractorcli {__version__}"})
 
 
 def check_compatible(conn: "psycopg.Connection") -> Plan:

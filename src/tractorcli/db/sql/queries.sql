@@ -37,6 +37,22 @@ SELECT pg_advisory_xact_lock(7470524175)
 INSERT INTO schema_migrations (version, name, checksum, applied_by)
 VALUES (%(version)s, %(name)s, %(checksum)s, %(applied_by)s)
 
+-- name: applied_function_files
+-- The function files applied, with their checksums (none before migration 8).
+SELECT file, checksum FROM schema_functions ORDER BY file
+
+-- name: function_files_table_exists
+SELECT to_regclass('schema_functions') IS NOT NULL AS present
+
+-- name: function_bodies_unchecked
+-- Function files are applied in any order: bodies are checked when called.
+SET LOCAL check_function_bodies = off
+
+-- name: record_function_file
+INSERT INTO schema_functions (file, checksum, applied_by)
+VALUES (%(file)s, %(checksum)s, %(applied_by)s)
+ON CONFLICT (file) DO UPDATE SET checksum = excluded.checksum, applied_at = now(), applied_by = excluded.applied_by
+
 -- name: job_counter
 -- The last jid handed out (0 before the first job), as Tractor's jidcounter.
 SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS jidcounter FROM jid_seq
@@ -119,6 +135,15 @@ FROM pg_constraint WHERE connamespace = 'public'::regnamespace
 UNION ALL
 SELECT 'sequence', sequencename, data_type::text || ' start ' || start_value
 FROM pg_sequences WHERE schemaname = 'public'
+UNION ALL
+-- functions by signature, with a digest of their whole definition (body,
+-- language, volatility, security, settings)
+SELECT 'function', p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       md5(pg_get_functiondef(p.oid))
+FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.prokind = 'f'
+UNION ALL
+SELECT 'trigger', tgrelid::regclass::text, tgname || ' ' || tgfoid::regproc::text
+FROM pg_trigger WHERE NOT tgisinternal AND tgrelid::regclass::text NOT LIKE 'pg_%'
 ORDER BY 1, 2, 3
 
 -- ---------------------------------------------------------------------------

@@ -1,0 +1,254 @@
+-- What blades call: register, heartbeat, claim, progress, exit; and the engine's housekeeping
+-- (blades whose lease ran out give their commands back).
+--
+-- Applied after the migrations by every upgrade (CREATE OR REPLACE): a function lives here,
+-- in one file, and nowhere else; a signature blades call is never changed (add _v2 instead).
+
+-- Register (or re-register after a restart) a blade; returns its id.  The
+-- invocations a previous run of the same blade left unfinished cannot be
+-- running any more (its processes died with it): they are queued again now
+-- rather than after the lease.
+CREATE OR REPLACE FUNCTION tractor_blade_register_v1(
+    p_name text, p_ipaddr text, p_port integer, p_profile text, p_provides text[], p_numslots integer,
+    p_osname text, p_osversion text, p_version text, p_numcpu integer, p_zone text, p_nimby text,
+    p_metrics jsonb) RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+    b uuid;
+    r record;
+BEGIN
+    INSERT INTO blades (name, ipaddr, port, profile, provides, numslots, osname, osversion, version, numcpu,
+                        zone, nimby, metrics, starttime, heartbeattime, status, cleartime, slotsinuse)
+    VALUES (p_name, p_ipaddr, p_port, p_profile, p_provides, p_numslots, p_osname, p_osversion, p_version,
+            p_numcpu, p_zone, p_nimby, p_metrics, now(), now(), 'up', NULL, 0)
+    ON CONFLICT (name, ipaddr, port) DO UPDATE SET
+        profile = EXCLUDED.profile, provides = EXCLUDED.provides, numslots = EXCLUDED.numslots,
+        osname = EXCLUDED.osname, osversion = EXCLUDED.osversion, version = EXCLUDED.version,
+        numcpu = EXCLUDED.numcpu, zone = EXCLUDED.zone, nimby = EXCLUDED.nimby, metrics = EXCLUDED.metrics,
+        starttime = now(), heartbeattime = now(), status = 'up', cleartime = NULL
+    RETURNING bladeid INTO b;
+    FOR r IN SELECT jid, cid, iid FROM invocations WHERE bladeid = b AND current AND stoptime IS NULL LOOP
+        PERFORM tractor_requeue(r.jid, r.cid, r.iid);
+    END LOOP;
+    UPDATE blades SET slotsinuse = 0 WHERE bladeid = b;
+    RETURN b;
+END $$;
+
+-- A blade is alive: renew the leases of the invocations it runs (p_jids,
+-- p_cids, p_iids: the commands it holds, running or not yet reported) and
+-- record its metrics.  Its other current invocations older than a few
+-- seconds are not running anywhere (a claim whose answer was lost with the
+-- connection, say): they are queued again.  Returns the invocations it
+-- should be running; any other process it has (retried, killed or
+-- requeued meanwhile) it must stop.
+CREATE OR REPLACE FUNCTION tractor_heartbeat_v1(p_blade uuid, p_metrics jsonb, p_loadavg real, p_availmemory real,
+                                     p_availdisk real, p_jids bigint[], p_cids integer[], p_iids integer[])
+RETURNS TABLE (jid bigint, cid integer, iid integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    lease integer := tractor_param_int('BladeLeaseSecs', 30);
+    r record;
+BEGIN
+    UPDATE blades SET heartbeattime = now(), metrics = p_metrics, loadavg = p_loadavg,
+                      availmemory = p_availmemory, availdisk = p_availdisk, status = 'up'
+    WHERE bladeid = p_blade;
+    FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i
+             WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL
+               AND i.starttime < now() - interval '5 seconds'
+               AND (i.jid, i.cid, i.iid) NOT IN (SELECT * FROM unnest(p_jids, p_cids, p_iids)) LOOP
+        PERFORM tractor_requeue(r.jid, r.cid, r.iid);
+    END LOOP;
+    RETURN QUERY
+    UPDATE invocations i SET leasetime = now() + make_interval(secs => lease)
+    WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL
+    RETURNING i.jid, i.cid, i.iid;
+END $$;
+
+-- Claim up to p_slots slots of ready commands for a blade.  p_svcids are
+-- the service expressions the blade matches (it evaluates them itself);
+-- p_host is its host name, for local Cmds of jobs spooled from there.
+-- Order: tier priority, job priority, job id (spool order), then cid.
+-- Paused, delayed (-after), waiting (-afterjids), deleted and finished jobs
+-- are skipped, as are jobs at their -maxactive and, on a NIMBY blade, jobs
+-- from other hosts ('1') or other users (a user name).  FOR UPDATE SKIP LOCKED: two
+-- blades never get one command.  ROWS 4 (a few slots' worth) lets the
+-- planner join the result to tractor_launch_v1 by index, not by a scan of
+-- every command of the job.
+CREATE OR REPLACE FUNCTION tractor_claim_v1(p_blade uuid, p_svcids integer[], p_host text, p_slots integer)
+RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integer)
+LANGUAGE plpgsql ROWS 4 AS $$
+#variable_conflict use_column
+DECLARE
+    j record;
+    s integer;
+    r record;
+    last_cid integer;
+    need integer;
+    lease integer := tractor_param_int('BladeLeaseSecs', 30);
+    free integer := p_slots;
+    used integer := 0;
+    bname text;
+    bnimby text;
+    job_full boolean;
+BEGIN
+    IF free <= 0 OR cardinality(p_svcids) = 0 THEN
+        RETURN;
+    END IF;
+    SELECT b.name, b.nimby INTO bname, bnimby FROM blades b WHERE b.bladeid = p_blade;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no blade %', p_blade USING ERRCODE = 'no_data_found';
+    END IF;
+    FOR j IN
+        SELECT jb.jid, jb.svcids FROM jobs jb
+        WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
+          AND (jb.numready > 0 OR jb.phase = 'postscript')
+          AND jb.pausetime IS NULL
+          AND (jb.aftertime IS NULL OR jb.aftertime <= now())
+          AND (jb.maxactive = 0 OR jb.numactive < jb.maxactive)
+          AND jb.svcids && p_svcids
+          -- NIMBY: '' any job; '1' only jobs spooled from this host; else only that user's
+          AND (bnimby = '' OR (bnimby = '1' AND jb.spoolhost = p_host) OR jb.owner = bnimby)
+          AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
+                SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished'
+                  AND a.deletetime IS NULL))
+        ORDER BY jb.tierpri DESC, jb.priority DESC, jb.jid
+    LOOP
+        job_full := false;
+        FOREACH s IN ARRAY ARRAY(SELECT unnest(j.svcids) INTERSECT SELECT unnest(p_svcids) ORDER BY 1) LOOP
+            last_cid := 0;
+            LOOP
+                SELECT q.cid, q.tid INTO r FROM ready q
+                WHERE q.jid = j.jid AND q.svcid = s AND q.cid > last_cid
+                  AND (NOT q.local OR q.spoolhost = p_host)
+                  AND (q.pinblade IS NULL OR q.pinblade = p_blade)
+                ORDER BY q.cid LIMIT 1
+                FOR UPDATE SKIP LOCKED;
+                EXIT WHEN NOT FOUND;
+                last_cid := r.cid;
+                SELECT greatest(coalesce(c.minslots, 1), 1) INTO need FROM commands c
+                WHERE c.jid = j.jid AND c.cid = r.cid;
+                CONTINUE WHEN need > free;
+                IF r.tid > 0 THEN
+                    UPDATE jobs SET numactive = numactive + 1, numready = numready - 1,
+                                    starttime = coalesce(starttime, now())
+                    WHERE jobs.jid = j.jid AND (maxactive = 0 OR numactive < maxactive);
+                    IF NOT FOUND THEN
+                        job_full := true;
+                        EXIT;
+                    END IF;
+                    UPDATE tasks SET state = 'active', statetime = now(), activetime = now(), currcid = r.cid
+                    WHERE tasks.jid = j.jid AND tasks.tid = r.tid;
+                END IF;
+                DELETE FROM ready WHERE ready.jid = j.jid AND ready.cid = r.cid;
+                UPDATE commands SET state = 'active', statetime = now() WHERE commands.jid = j.jid AND commands.cid = r.cid;
+                jid := j.jid;
+                tid := r.tid;
+                cid := r.cid;
+                numslots := need;
+                INSERT INTO invocations AS i (jid, tid, cid, iid, bladeid, bladename, numslots, leasetime,
+                                              retrycount, resumecount)
+                SELECT j.jid, r.tid, r.cid,
+                       coalesce((SELECT max(x.iid) FROM invocations x WHERE x.jid = j.jid AND x.cid = r.cid), 0) + 1,
+                       p_blade, bname, need, now() + make_interval(secs => lease),
+                       coalesce(t.retrycount, 0), coalesce(t.resumecount, 0)
+                FROM (SELECT 1) AS one LEFT JOIN tasks t ON t.jid = j.jid AND t.tid = r.tid
+                RETURNING i.iid INTO iid;
+                free := free - need;
+                used := used + need;
+                RETURN NEXT;
+                EXIT WHEN free <= 0;
+            END LOOP;
+            EXIT WHEN free <= 0 OR job_full;
+        END LOOP;
+        EXIT WHEN free <= 0;
+    END LOOP;
+    IF used > 0 THEN
+        UPDATE blades SET slotsinuse = slotsinuse + used WHERE bladeid = p_blade;
+    END IF;
+END $$;
+
+-- Progress of a running command's task (TR_PROGRESS); fenced like finish.
+CREATE OR REPLACE FUNCTION tractor_progress_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_progress real)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE tasks t SET progress = least(greatest(p_progress, 0), 100)
+    FROM invocations i
+    WHERE i.jid = p_jid AND i.cid = p_cid AND i.iid = p_iid AND i.current AND i.stoptime IS NULL
+      AND i.bladeid = p_blade AND t.jid = p_jid AND t.tid = i.tid;
+    RETURN FOUND;
+END $$;
+
+-- A blade stops: with p_handback its unfinished invocations are queued
+-- again at once (otherwise they wait for their lease, or for its return).
+CREATE OR REPLACE FUNCTION tractor_blade_exit_v1(p_blade uuid, p_handback boolean) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    IF p_handback THEN
+        FOR r IN SELECT jid, cid, iid FROM invocations WHERE bladeid = p_blade AND current AND stoptime IS NULL LOOP
+            IF tractor_requeue(r.jid, r.cid, r.iid) THEN
+                n := n + 1;
+            END IF;
+        END LOOP;
+    END IF;
+    UPDATE blades SET status = 'down', heartbeattime = now() WHERE bladeid = p_blade;
+    RETURN n;
+END $$;
+
+-- An invocation ends without a result (lost blade, blade handing work back):
+-- its command goes back to the queue; the next launch is a new invocation.
+CREATE OR REPLACE FUNCTION tractor_requeue(p_jid bigint, p_cid integer, p_iid integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    inv invocations%ROWTYPE;
+BEGIN
+    UPDATE invocations SET current = false, stoptime = now(), leasetime = NULL
+    WHERE jid = p_jid AND cid = p_cid AND iid = p_iid AND current AND stoptime IS NULL
+    RETURNING * INTO inv;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = inv.bladeid;
+    PERFORM tractor_queue_command(p_jid, p_cid);
+    IF inv.tid > 0 THEN
+        UPDATE tasks SET state = 'ready', statetime = now(), readytime = now(), currcid = NULL
+        WHERE jid = p_jid AND tid = inv.tid;
+        UPDATE jobs SET numactive = numactive - 1, numready = numready + 1 WHERE jid = p_jid;
+    END IF;
+    RETURN true;
+END $$;
+
+-- Housekeeping: invocations whose lease ran out (their blade stopped
+-- heartbeating) are queued again; jobs with nothing left to run enter or
+-- leave their postscript phase.  Returns (requeued, jobs checked).
+CREATE OR REPLACE FUNCTION tractor_housekeep_v1(OUT requeued integer, OUT finished integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    requeued := 0;
+    finished := 0;
+    FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i
+             WHERE i.current AND i.stoptime IS NULL AND i.leasetime < now()
+             FOR UPDATE SKIP LOCKED LOOP
+        IF tractor_requeue(r.jid, r.cid, r.iid) THEN
+            requeued := requeued + 1;
+        END IF;
+    END LOOP;
+    UPDATE blades b SET status = 'lost'
+    WHERE b.status = 'up' AND b.heartbeattime < now() - make_interval(secs => tractor_param_int('BladeLeaseSecs', 30));
+    FOR r IN SELECT jb.jid FROM jobs jb
+             WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
+               AND ((jb.phase = 'live' AND (jb.numdone = jb.numtasks
+                                             OR (jb.numerror > 0 AND jb.numactive = 0 AND jb.numready = 0)))
+                    OR jb.phase = 'postscript')
+             FOR UPDATE SKIP LOCKED LOOP
+        IF tractor_job_check(r.jid) = 'finished' THEN
+            finished := finished + 1;
+        END IF;
+    END LOOP;
+END $$;

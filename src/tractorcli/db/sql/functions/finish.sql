@@ -1,0 +1,266 @@
+-- A command's end as its blade reports it (fenced by the invocation), and -expand commands'
+-- tasks grafted into their running job.
+--
+-- Applied after the migrations by every upgrade (CREATE OR REPLACE): a function lives here,
+-- in one file, and nowhere else; a signature blades call is never changed (add _v2 instead).
+
+-- A command's process ended with p_rcode (negative: killed by that signal;
+-- 20000+errno: could not launch).  Fenced: only the current invocation of
+-- the blade that claimed it counts; anything else returns 'stale' and
+-- changes nothing.  Returns 'done', 'retry' (queued again automatically),
+-- 'resume' (a -resumewhile checkpoint: the next pass is queued), 'error' or
+-- 'stale'.
+CREATE OR REPLACE FUNCTION tractor_finish_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_rcode integer,
+                                  p_elapsedreal double precision, p_elapsedapp double precision,
+                                  p_elapsedsys double precision) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    inv invocations%ROWTYPE;
+    cmd commands%ROWTYPE;
+    nxt integer;
+    rel record;
+    released integer[];
+    outcome text;
+BEGIN
+    UPDATE invocations SET stoptime = now(), rcode = p_rcode, leasetime = NULL,
+                           elapsedreal = p_elapsedreal, elapsedapp = p_elapsedapp, elapsedsys = p_elapsedsys
+    WHERE jid = p_jid AND cid = p_cid AND iid = p_iid AND current AND stoptime IS NULL
+      AND bladeid IS NOT DISTINCT FROM p_blade
+    RETURNING * INTO inv;
+    IF NOT FOUND THEN
+        RETURN 'stale';
+    END IF;
+    UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = p_blade;
+    SELECT * INTO cmd FROM commands WHERE jid = p_jid AND cid = p_cid FOR UPDATE;
+
+    IF p_rcode = 0 THEN
+        UPDATE commands SET state = 'done', statetime = now() WHERE jid = p_jid AND cid = p_cid;
+        outcome := 'done';
+        IF cmd.tid = 0 THEN
+            PERFORM tractor_job_check(p_jid);
+            RETURN outcome;
+        END IF;
+        SELECT c.cid INTO nxt FROM commands c WHERE c.jid = p_jid AND c.cid = p_cid + 1 AND c.tid = cmd.tid;
+        IF FOUND THEN
+            UPDATE tasks SET state = 'ready', statetime = now(), readytime = now(), currcid = NULL
+            WHERE jid = p_jid AND tid = cmd.tid;
+            PERFORM tractor_queue_command(p_jid, nxt);
+            UPDATE jobs SET numactive = numactive - 1, numready = numready + 1 WHERE jid = p_jid;
+        ELSE
+            UPDATE tasks SET state = 'done', statetime = now(), progress = 100, currcid = NULL
+            WHERE jid = p_jid AND tid = cmd.tid;
+            released := tractor_task_finished(p_jid, cmd.tid);
+            SELECT * INTO rel FROM tractor_release(p_jid, released);
+            UPDATE jobs SET numactive = numactive - 1, numdone = numdone + 1 + rel.o_done,
+                            numready = numready + rel.o_ready,
+                            numblocked = numblocked - rel.o_ready - rel.o_done
+            WHERE jid = p_jid;
+        END IF;
+    ELSIF cardinality(cmd.resumewhile) > 1 AND lower(cmd.resumewhile[1]) = 'exitcode'
+          AND p_rcode::text = ANY(cmd.resumewhile[2:]) THEN
+        -- a checkpoint-resume loop (-resumewhile {exitcode N}): a checkpoint
+        -- was reached; the command runs again as the next pass (%R + 1),
+        -- on the same blade under -resumepin
+        UPDATE commands SET state = 'ready' WHERE jid = p_jid AND cid = p_cid;
+        outcome := 'resume';
+        IF cmd.tid > 0 THEN
+            UPDATE tasks SET state = 'ready', statetime = now(), readytime = now(), currcid = NULL,
+                             resumecount = resumecount + 1
+            WHERE jid = p_jid AND tid = cmd.tid;
+            UPDATE jobs SET numactive = numactive - 1, numready = numready + 1 WHERE jid = p_jid;
+        END IF;
+        PERFORM tractor_queue_command(p_jid, p_cid);
+        RETURN outcome;
+    ELSIF p_rcode NOT IN (-2, -9, -15)
+          AND ((p_rcode = ANY(cmd.retryrcodes)
+                AND cmd.autoretries < tractor_param_int('CmdRetryrcRetryAttempts', 1))
+               OR cmd.autoretries < tractor_param_int('CmdAutoRetryAttempts', 0)) THEN
+        UPDATE commands SET autoretries = autoretries + 1 WHERE jid = p_jid AND cid = p_cid;
+        PERFORM tractor_queue_command(p_jid, p_cid);
+        outcome := 'retry';
+        IF cmd.tid > 0 THEN
+            UPDATE tasks SET state = 'ready', statetime = now(), readytime = now(), currcid = NULL,
+                             retrycount = retrycount + 1
+            WHERE jid = p_jid AND tid = cmd.tid;
+            UPDATE jobs SET numactive = numactive - 1, numready = numready + 1 WHERE jid = p_jid;
+        END IF;
+        RETURN outcome;
+    ELSE
+        UPDATE commands SET state = 'error', statetime = now() WHERE jid = p_jid AND cid = p_cid;
+        outcome := 'error';
+        IF cmd.tid = 0 THEN
+            PERFORM tractor_job_check(p_jid);
+            RETURN outcome;
+        END IF;
+        UPDATE tasks SET state = 'error', statetime = now(), currcid = NULL WHERE jid = p_jid AND tid = cmd.tid;
+        UPDATE jobs SET numactive = numactive - 1, numerror = numerror + 1 WHERE jid = p_jid;
+    END IF;
+    PERFORM tractor_job_check(p_jid);
+    RETURN outcome;
+END $$;
+
+-- Step 1 of a graft (see the top).  Fenced like tractor_finish_v1: only the
+-- current, unfinished invocation of this blade; it and the job row are
+-- locked until the transaction ends, so the numbering cannot race another
+-- graft of the same job.  No row: stale, or a job-level command (tid 0),
+-- which has no task to graft under.
+CREATE OR REPLACE FUNCTION tractor_expand_begin_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid)
+RETURNS TABLE (tid integer, serialsubtasks boolean, nextposition integer, maxtid integer, maxcid integer,
+               service text, avoid text[], envkey text[], tags text[], minslots integer, maxslots integer,
+               tierpri integer, priority double precision, spoolhost text, graftime timestamptz)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    inv invocations%ROWTYPE;
+BEGIN
+    SELECT * INTO inv FROM invocations i
+    WHERE i.jid = p_jid AND i.cid = p_cid AND i.iid = p_iid AND i.current AND i.stoptime IS NULL
+      AND i.bladeid IS NOT DISTINCT FROM p_blade
+    FOR UPDATE;
+    IF NOT FOUND OR inv.tid = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT t.tid, t.serialsubtasks,
+           -- one place left free after the existing subtasks (attached or detached): the
+           -- first new one has no previous sibling to wait for in any -serialsubtasks
+           -- arithmetic (position - 1); the ones it had are done, or detached
+           coalesce((SELECT max(k.position) + 2 FROM tasks k WHERE k.jid = p_jid AND k.parent_tid = t.tid), 0),
+           j.maxtid, j.maxcid, j.service, j.avoid, j.envkey, j.tags, j.minslots, j.maxslots,
+           j.tierpri, j.priority, j.spoolhost, now()
+    FROM jobs j JOIN tasks t ON t.jid = j.jid AND t.tid = inv.tid
+    WHERE j.jid = p_jid
+    FOR UPDATE OF j;
+END $$;
+
+-- Detach tasks (callers pass whole subtrees): their running commands are
+-- stopped (the blades kill them at the next heartbeat), their ready rows
+-- go, an unfinished state becomes 'blocked', and they are no longer
+-- attached: not counted (the caller counts the job again), never
+-- dispatched, kept for the record (tq explain says "detached").  Returns
+-- how many were detached.
+CREATE OR REPLACE FUNCTION tractor_expand_detach(p_jid bigint, p_tids integer[]) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    inv invocations%ROWTYPE;
+    cids integer[];
+    n integer;
+BEGIN
+    SELECT coalesce(array_agg(c.cid), ARRAY[]::integer[]) INTO cids FROM commands c
+    WHERE c.jid = p_jid AND c.tid = ANY(p_tids);
+    FOR inv IN UPDATE invocations SET current = false, stoptime = now(), leasetime = NULL
+               WHERE jid = p_jid AND cid = ANY(cids) AND current AND stoptime IS NULL
+               RETURNING * LOOP
+        UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = inv.bladeid;
+    END LOOP;
+    UPDATE invocations SET current = false WHERE jid = p_jid AND cid = ANY(cids) AND current;
+    DELETE FROM ready WHERE jid = p_jid AND cid = ANY(cids);
+    UPDATE commands SET state = 'blocked', statetime = now()
+    WHERE jid = p_jid AND cid = ANY(cids) AND state IN ('ready', 'active');
+    UPDATE tasks SET attached = false, statetime = now(), currcid = NULL,
+                     state = CASE WHEN state IN ('ready', 'active') THEN 'blocked' ELSE state END
+    WHERE jid = p_jid AND tid = ANY(p_tids) AND attached;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+-- Step 3 of a graft, and the finish of an expand command that exited 0:
+-- as tractor_finish_v1, and
+-- * what the same command grafted before (its task ran it again) is
+--   detached, with everything below it;
+-- * the tasks p_first..p_last (just written by the client, numbered after
+--   the job's maxtid; NULL: the command printed none) are grafted under
+--   the command's task: marked, counted into the job, and the task waits
+--   for them.
+-- Returns 'expanded' when the task now waits for its new subtasks;
+-- otherwise what tractor_finish_v1 returns ('done' when the grafted tasks
+-- were all done at once, having no commands; 'stale' for a report that is
+-- fenced out, which must not come with tasks: that is an error, and the
+-- caller's transaction rolls back).
+CREATE OR REPLACE FUNCTION tractor_finish_v2(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_rcode integer,
+                                  p_elapsedreal double precision, p_elapsedapp double precision,
+                                  p_elapsedsys double precision, p_first integer, p_last integer) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    inv invocations%ROWTYPE;
+    x integer;
+    grafting boolean := p_first IS NOT NULL AND p_last IS NOT NULL AND p_last >= p_first;
+    old integer[];
+    detached integer := 0;
+    n_new integer;
+    n_blocked integer;
+    n_ready integer;
+    n_done integer;
+    new_maxcid integer;
+    new_svcids integer[];
+    waiting integer;
+BEGIN
+    SELECT * INTO inv FROM invocations i
+    WHERE i.jid = p_jid AND i.cid = p_cid AND i.iid = p_iid AND i.current AND i.stoptime IS NULL
+      AND i.bladeid IS NOT DISTINCT FROM p_blade
+    FOR UPDATE;
+    IF NOT FOUND OR p_rcode <> 0 OR inv.tid = 0 THEN
+        IF grafting THEN  -- tractor_expand_begin_v1 checked and locked this in the same transaction
+            RAISE EXCEPTION 'tractor_finish_v2: tasks %..% of job % cannot be grafted by command % (stale '
+                            'report, failed command or job-level command)', p_first, p_last, p_jid, p_cid
+                  USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        RETURN tractor_finish_v1(p_jid, p_cid, p_iid, p_blade, p_rcode, p_elapsedreal, p_elapsedapp, p_elapsedsys);
+    END IF;
+    x := inv.tid;
+    PERFORM 1 FROM jobs WHERE jid = p_jid FOR UPDATE;
+
+    -- the tasks this command grafted before, and everything below them
+    WITH RECURSIVE o(tid) AS (
+        SELECT t.tid FROM tasks t
+        WHERE t.jid = p_jid AND t.parent_tid = x AND t.expandcid = p_cid AND t.attached
+        UNION
+        SELECT k.tid FROM o JOIN tasks k ON k.jid = p_jid AND k.parent_tid = o.tid AND k.attached
+    )
+    SELECT array_agg(o.tid) INTO old FROM o;
+    IF old IS NOT NULL THEN
+        detached := tractor_expand_detach(p_jid, old);
+    END IF;
+
+    IF grafting THEN
+        UPDATE tasks SET expandedby = x, expandcid = p_cid
+        WHERE jid = p_jid AND tid BETWEEN p_first AND p_last AND expandedby IS NULL;
+        SELECT count(*), count(*) FILTER (WHERE state = 'blocked'), count(*) FILTER (WHERE state = 'ready'),
+               count(*) FILTER (WHERE state = 'done')
+        INTO n_new, n_blocked, n_ready, n_done
+        FROM tasks WHERE jid = p_jid AND tid BETWEEN p_first AND p_last;
+        SELECT max(c.cid), coalesce(array_agg(DISTINCT c.svcid) FILTER (WHERE c.svcid IS NOT NULL),
+                                    ARRAY[]::integer[])
+        INTO new_maxcid, new_svcids
+        FROM commands c WHERE c.jid = p_jid AND c.tid BETWEEN p_first AND p_last;
+        UPDATE jobs SET numtasks = numtasks + n_new, numblocked = numblocked + n_blocked,
+                        numready = numready + n_ready, numdone = numdone + n_done,
+                        maxtid = greatest(maxtid, p_last), maxcid = greatest(maxcid, coalesce(new_maxcid, 0)),
+                        svcids = ARRAY(SELECT DISTINCT s FROM unnest(svcids || new_svcids) s ORDER BY s)
+        WHERE jid = p_jid;
+        IF n_ready > 0 THEN
+            PERFORM pg_notify('tractor_ready', p_jid::text);
+        END IF;
+    END IF;
+    IF detached > 0 THEN  -- rare: count the job again
+        UPDATE jobs SET numtasks = (SELECT count(*) FROM tasks WHERE jid = p_jid AND attached) WHERE jid = p_jid;
+        PERFORM tractor_recount(p_jid);
+    END IF;
+
+    SELECT count(*) INTO waiting FROM tasks
+    WHERE grafting AND jid = p_jid AND parent_tid = x AND tid BETWEEN p_first AND p_last AND state <> 'done';
+    IF waiting = 0 THEN
+        -- nothing to wait for (no tasks, or none with commands): go on as usual
+        RETURN tractor_finish_v1(p_jid, p_cid, p_iid, p_blade, p_rcode, p_elapsedreal, p_elapsedapp, p_elapsedsys);
+    END IF;
+    -- the command is done; its task waits for its new subtasks (then runs the rest of its commands)
+    UPDATE invocations SET stoptime = now(), rcode = p_rcode, leasetime = NULL,
+                           elapsedreal = p_elapsedreal, elapsedapp = p_elapsedapp, elapsedsys = p_elapsedsys
+    WHERE jid = p_jid AND cid = p_cid AND iid = p_iid;
+    UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = p_blade;
+    UPDATE commands SET state = 'done', statetime = now() WHERE jid = p_jid AND cid = p_cid;
+    UPDATE tasks SET state = 'blocked', statetime = now(), currcid = NULL, pending = waiting
+    WHERE jid = p_jid AND tid = x;
+    UPDATE jobs SET numactive = numactive - 1, numblocked = numblocked + 1 WHERE jid = p_jid;
+    RETURN 'expanded';
+END $$;
