@@ -128,7 +128,9 @@ def shared_site():
     from tractorcli.db import migrate
     from tractorcli.db.connection import connect
 
-    cfg, settings = make_site(name="shared")
+    # the site role has a password, so tests may also reach the server over TCP (localhost is
+    # not trusted); on the socket the site owner is let in by peer authentication
+    cfg, settings = make_site(db_toml='password = "shared-site-pw"\n', name="shared")
     jobdb.start_for_engine(settings)
     template = dataclasses.replace(settings, db=dataclasses.replace(settings.db, dbname="tractor_template"))
     with connect(settings, dbname="postgres", autocommit=True) as conn:

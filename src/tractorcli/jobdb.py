@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .cluster import Cluster
-from .config import SiteSettings, current_user, is_root
+from .config import SiteSettings, current_user, is_root, login_role
 from .db.probe import Probe, probe
 from .errors import DatabaseUnavailable, PermissionDenied, StateError, TractorError, from_os_error
 
@@ -90,7 +90,7 @@ def start_for_engine(settings: SiteSettings, *, auto_upgrade: bool = True) -> Re
     db = settings.db
     if db.host:
         # not our server: only make sure it answers, then database and schema
-        answer = probe(host=db.host, port=db.port, user=db.user, dbname=db.dbname)
+        answer = probe(host=db.host, port=db.port, user=login_role(settings), dbname=db.dbname)
         if answer is Probe.NO_RESPONSE:
             raise DatabaseUnavailable(f"no PostgreSQL server answers on {db.host}:{db.port} (host in db.toml)")
         rep.say(f"using the database server on {db.host}:{db.port}")
@@ -98,7 +98,7 @@ def start_for_engine(settings: SiteSettings, *, auto_upgrade: bool = True) -> Re
         rep.say(f"using the PostgreSQL server already listening on localhost:{db.port} (DBUseExisting)")
     if admin.ensure_database(settings):
         rep.say(f'created the job database "{db.dbname}"')
-    if db.password and db.listens_beyond_localhost:
+    if db.password:  # the site's role over TCP (localhost too)
         admin.set_role_password(settings)
     with connect(settings, autocommit=True) as conn, translated(settings):
         p = migrate.plan(conn)

@@ -111,7 +111,9 @@ def op_status(ctx: Context, opts: dict) -> int:
             ctx.out("server: not running")
         ctx.out(f"data directory: {st.data_dir}" + ("" if st.initialized else " (no database cluster)"))
         if st.running:
-            local = {Probe.READY: "reachable", Probe.NO_DATABASE: "reachable"}.get(st.tcp_probe, st.tcp_probe.value if st.tcp_probe else "not checked")
+            local = {Probe.READY: "reachable", Probe.NO_DATABASE: "reachable",
+                     Probe.NEEDS_PASSWORD: "reachable, password required"}.get(
+                st.tcp_probe, st.tcp_probe.value if st.tcp_probe else "not checked")
             ctx.out(f"port: {st.port} on localhost ({local})")
             ctx.out(f"socket: {c.socket_path} ({'reachable' if st.reachable else st.probe.value})")
             exists = {Probe.READY: "present", Probe.NO_DATABASE: "missing (create it with --build)"}.get(st.probe, "unknown")
@@ -122,10 +124,12 @@ def op_status(ctx: Context, opts: dict) -> int:
 
 
 def _remote_status(ctx: Context, opts: dict) -> int:
-    from ..db.probe import probe
+    from ..config import login_role
+    from ..db.probe import probe_login
 
     db = ctx.settings.db
-    answer = probe(host=db.host, port=db.port, user=db.user, dbname=db.dbname)
+    answer = probe_login(host=db.host, port=db.port, user=login_role(ctx.settings), dbname=db.dbname,
+                         password=db.password)
     facts = {"running": answer is not Probe.NO_RESPONSE, "host": db.host, "port": db.port,
              "answer": answer.value, "database": db.dbname,
              "database_exists": {Probe.READY: True, Probe.NO_DATABASE: False}.get(answer)}

@@ -1,8 +1,9 @@
 """Connections to the job database, and the one place psycopg errors are translated.
 
-Clients on the server's host connect through the Unix socket in the data
-directory; with `host` set in db.toml they go over TCP to that server
-instead (with the password, when one is configured).
+Clients on the server's host connect through the server's Unix socket
+(`run/` beside the data directory), where the operating system says who
+they are (peer authentication); with `host` set in db.toml they go over TCP
+to that server instead, with the password.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ..config import SiteSettings
+from ..config import SiteSettings, login_role
 from ..errors import (
     BadInput,
     DatabaseUnavailable,
@@ -29,7 +30,7 @@ def conninfo(settings: SiteSettings, dbname: str | None = None) -> dict[str, Any
     db = settings.db
     params: dict[str, Any] = {
         "port": db.port,
-        "user": db.user,
+        "user": login_role(settings),
         "dbname": dbname or db.dbname,
         "application_name": "tractorcli",
         "connect_timeout": 10,
@@ -41,15 +42,17 @@ def conninfo(settings: SiteSettings, dbname: str | None = None) -> dict[str, Any
     elif db.use_existing:
         # our socket if our server runs, else the server already on localhost
         # (libpq tries the hosts in order)
-        params["host"] = f"{settings.db_data_dir},127.0.0.1"
+        params["host"] = f"{settings.db_socket_dir},127.0.0.1"
+        if db.password:
+            params["password"] = db.password
     else:
-        params["host"] = str(settings.db_data_dir)
+        params["host"] = str(settings.db_socket_dir)
     return params
 
 
 def describe(settings: SiteSettings) -> str:
     db = settings.db
-    where = f"{db.host}:{db.port}" if db.host else f"the local server (socket in {settings.db_data_dir}, port {db.port})"
+    where = f"{db.host}:{db.port}" if db.host else f"the local server (socket in {settings.db_socket_dir}, port {db.port})"
     return f'database "{db.dbname}" on {where}'
 
 

@@ -101,3 +101,25 @@ def probe(*, socket_path: str | None = None, host: str = "127.0.0.1", port: int 
         return Probe.NO_RESPONSE
     finally:
         sock.close()
+
+
+def probe_login(*, host: str, port: int, user: str, dbname: str, password: str | None,
+                timeout: float = 5.0) -> Probe:
+    """As `probe`, and where the server asks for a password, log in with `password` (scram needs a
+    real client) to tell a served database from a missing one or a refused password."""
+    answer = probe(host=host, port=port, user=user, dbname=dbname, timeout=timeout)
+    if answer is not Probe.NEEDS_PASSWORD or not password:
+        return answer
+    import psycopg
+
+    try:
+        psycopg.connect(host=host, port=port, user=user, dbname=dbname, password=password,
+                        connect_timeout=max(1, int(timeout))).close()
+    except psycopg.OperationalError as exc:
+        text = str(exc).lower()
+        if "does not exist" in text and "database" in text:
+            return Probe.NO_DATABASE
+        if "password" in text or "authentication" in text:
+            return Probe.NEEDS_PASSWORD
+        return Probe.REJECTED
+    return Probe.READY
