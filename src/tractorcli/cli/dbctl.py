@@ -25,6 +25,8 @@ Examples:
   tractor-dbctl --set-job-counter 5000      next job gets jid 5001
   tractor-dbctl --clear-history 3mo         forget finished and deleted jobs older than 3 months
   tractor-dbctl --configdir /site/config --upgrade
+  tractor-dbctl --add-user ann              ann (a local account) may use tq and tractor-spool here
+  tractor-dbctl --add-user ann --password-file -   ... and from other hosts, with the password on stdin
 
 \b
 Exit status: 0 success; 1 unexpected error; 2 bad command line; 3 bad
@@ -55,6 +57,10 @@ OPERATIONS: list[tuple[str, str, str | None, str]] = [
     ("--purge-jobs", "purge_jobs", None, "Remove all jobs, live and archived."),
     ("--purge-archive-to-year-month", "purge_archive", "YY-MM", "Remove archived (deleted) jobs deleted up to the end of that month (YY-MM or YYYY-MM)."),
     ("--clear-history", "clear_history", "RETENTION", "Remove finished and deleted jobs older than RETENTION (30m, 6h, 3d, 2w, 3mo, 1yr; a bare number is seconds)."),
+    ("--add-user", "add_user", "NAME", "Let the person NAME in: on the server's socket as that local account; with --password-file also over the network. Again: changes the password."),
+    ("--add-blade-login", "add_blade_login", "NAME", "A login for blades (render hosts) named NAME, with --password-file for the network."),
+    ("--remove-user", "remove_user", "NAME", "Take away the person's or blade's login NAME (their jobs stay)."),
+    ("--list-users", "list_users", None, "List the people's and blades' logins."),
     ("--log-filename", "log_filename", None, "Print the name of the current server log file."),
     ("--get-log", "get_log", None, "Print the server log (today's, or --log-day's)."),
     ("--tail-log", "tail_log", None, "Print the end of the server log and follow it (Ctrl-C stops)."),
@@ -69,6 +75,7 @@ MODIFIERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "reset_job_counter": ("--reset-job-counter", ("purge_jobs",)),
     "verify": ("--verify", ("restore",)),
     "log_day": ("--log-day", ("get_log", "tail_log", "log_filename")),
+    "password_file": ("--password-file", ("add_user", "add_blade_login")),
 }
 
 
@@ -93,7 +100,8 @@ def _operation_options(f):
 @click.option("--verify", is_flag=True, help="With --restore: start a private server on the backup and check it before restoring.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (--destroy).")
 @click.option("--log-day", metavar="DAY", help="With --get-log, --tail-log or --log-filename: the log of that weekday (Mon..Sun).")
-@click.option("--json", "as_json", is_flag=True, help="Print --status, --show-params, --check-upgrade and --exec-sql results as JSON.")
+@click.option("--password-file", metavar="FILE", help="With --add-user or --add-blade-login: the password is the first line of FILE ('-': standard input).")
+@click.option("--json", "as_json", is_flag=True, help="Print --status, --show-params, --check-upgrade, --list-users and --exec-sql results as JSON.")
 @site_options
 @version_option(PROG)
 def command(**opts) -> int:

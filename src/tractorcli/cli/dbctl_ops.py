@@ -367,3 +367,64 @@ def op_logs_usage(ctx: Context, opts: dict) -> None:
 def op_purge_logs(ctx: Context, opts: dict) -> None:
     n = _cluster(ctx).purge_logs()
     ctx.info(f"deleted {n} server log file(s)")
+
+
+# --- identities ---------------------------------------------------------------------
+
+
+def _password(opts: dict) -> str | None:
+    """The first line of --password-file ('-': standard input), or None (the socket only)."""
+    from ..errors import from_os_error
+
+    source = opts["password_file"]
+    if source is None:
+        return None
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise from_os_error(exc, "reading --password-file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--password-file {source}: not UTF-8 text") from None
+    password = text.splitlines()[0] if text else ""
+    if not password:
+        raise UsageError(f"--password-file {source}: the first line (the password) is empty")
+    return password
+
+
+def _add_login(ctx: Context, opts: dict, name: str, kind: str) -> None:
+    from ..db import roles
+
+    password = _password(opts)
+    created = roles.add_login(_db(ctx), name, kind, password, ctx.settings.db.user)
+    what = "user" if kind == "person" else "blade login"
+    how = "over the network with its password, and " if password else ""
+    ctx.info(f"{'added' if created else 'updated'} {what} {name}: may log in {how}on the server's socket"
+             + (" as that local account" if kind == "person" else ""))
+
+
+def op_add_user(ctx: Context, opts: dict) -> None:
+    _add_login(ctx, opts, opts["add_user"], "person")
+
+
+def op_add_blade_login(ctx: Context, opts: dict) -> None:
+    _add_login(ctx, opts, opts["add_blade_login"], "blade")
+
+
+def op_remove_user(ctx: Context, opts: dict) -> None:
+    from ..db import roles
+
+    roles.remove_login(_db(ctx), opts["remove_user"])
+    ctx.info(f"removed the login {opts['remove_user']} (its jobs stay)")
+
+
+def op_list_users(ctx: Context, opts: dict) -> None:
+    from ..db import roles
+
+    logins = roles.list_logins(_db(ctx))
+    if opts["as_json"]:
+        ctx.out(json.dumps([{"name": u.name, "kind": u.kind, "password": u.password} for u in logins], indent=2))
+        return
+    width = max([len(u.name) for u in logins] + [4])
+    ctx.out(f"{'name'.ljust(width)} kind   password")
+    for u in logins:
+        ctx.out(f"{u.name.ljust(width)} {u.kind.ljust(6)} {'yes' if u.password else 'no'}")

@@ -53,6 +53,41 @@ INSERT INTO schema_functions (file, checksum, applied_by)
 VALUES (%(file)s, %(checksum)s, %(applied_by)s)
 ON CONFLICT (file) DO UPDATE SET checksum = excluded.checksum, applied_at = now(), applied_by = excluded.applied_by
 
+-- ---------------------------------------------------------------------------
+-- Identities (db/roles.py): people's and blades' login roles.  {role} and
+-- {group} are identifiers, {password} a literal, composed with psycopg.sql.
+
+-- name: login_role
+SELECT r.rolsuper AS superuser,
+       ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+             WHERE m.member = r.oid) AS groups
+FROM pg_roles r WHERE r.rolname = %(name)s
+
+-- name: create_login_role
+CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS IN ROLE {group}
+
+-- name: grant_login_group
+GRANT {group} TO {role}
+
+-- name: set_login_password
+ALTER ROLE {role} PASSWORD {password}
+
+-- name: clear_login_password
+ALTER ROLE {role} PASSWORD NULL
+
+-- name: drop_login_role
+DROP ROLE {role}
+
+-- name: list_logins
+-- Needs the site's role: pg_authid (whether a password is set) is for superusers.
+SELECT r.rolname AS name, g.rolname AS grp, a.rolpassword IS NOT NULL AS has_password
+FROM pg_auth_members m
+JOIN pg_roles g ON g.oid = m.roleid
+JOIN pg_roles r ON r.oid = m.member
+JOIN pg_authid a ON a.oid = r.oid
+WHERE g.rolname IN ('tractor_people', 'tractor_blades')
+ORDER BY g.rolname DESC, r.rolname
+
 -- name: job_counter
 -- The last jid handed out (0 before the first job), as Tractor's jidcounter.
 SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS jidcounter FROM jid_seq
@@ -144,6 +179,17 @@ FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.prokind = 'f'
 UNION ALL
 SELECT 'trigger', tgrelid::regclass::text, tgname || ' ' || tgfoid::regproc::text
 FROM pg_trigger WHERE NOT tgisinternal AND tgrelid::regclass::text NOT LIKE 'pg_%'
+UNION ALL
+-- who may do what: privileges on tables and sequences (the site's role,
+-- which owns them, is written as OWNER), and the defaults for new ones
+SELECT 'privilege', c.relname,
+       coalesce(array_to_string(ARRAY(SELECT replace(x::text, pg_get_userbyid(c.relowner) || '=', 'OWNER=')
+                                      FROM unnest(c.relacl) AS x ORDER BY 1), ' '), 'default')
+FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'S', 'v', 'p')
+UNION ALL
+SELECT 'default privilege', d.defaclobjtype::text,
+       array_to_string(ARRAY(SELECT x::text FROM unnest(d.defaclacl) AS x ORDER BY 1), ' ')
+FROM pg_default_acl d WHERE d.defaclnamespace = 'public'::regnamespace
 ORDER BY 1, 2, 3
 
 -- ---------------------------------------------------------------------------
