@@ -161,7 +161,7 @@ class SpoolOptions:
     None means "as the job says" for the overrides.
     """
 
-    owner: str
+    owner: str | None  # None: the logged-in person (a site-role spool: the login name)
     spoolhost: str = ""
     spoolfile: str = ""
     spoolcwd: str = ""
@@ -400,8 +400,10 @@ def _int4_array(items: Sequence[int]) -> bytes:
         [_INT4_ITEM.pack(4, int(v)) for v in items])
 
 
-def _copy(cur, name: str, types: Sequence[str], rows: Iterable[tuple]) -> None:
-    with cur.copy(queries.get(name)) as copy:
+def _copy(cur, name: str, table: Any, types: Sequence[str], rows: Iterable[tuple]) -> None:
+    from psycopg import sql
+
+    with cur.copy(sql.SQL(queries.get(name)).format(**{table[0]: table[1]})) as copy:
         copy.set_types(types)
         write = copy.write_row
         for row in rows:
@@ -437,6 +439,7 @@ def _once(*groups: Iterable[str]) -> tuple[str, ...]:
 
 
 def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> int:
+    from psycopg import sql
     from psycopg.types.json import Jsonb
     from psycopg.types.string import BytesBinaryDumper
 
@@ -484,39 +487,72 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
         "script": o.script, "scriptformat": o.scriptformat,
     }
 
+    site_tables, staged_tables = _tables()
     with conn.transaction():
-        restore = _fk_checks_off(conn)
+        # the site's role writes the rows; a person's role may not, and stages
+        # them for tractor_spool_staged_v1 (db/sql/functions/spool.sql)
+        staged = not conn.execute(queries.get("spool_may_write")).fetchone()["may"]
+        if staged:
+            restore = None
+            conn.execute(queries.get("spool_staging_tables"))
+            table = staged_tables
+        else:
+            restore = _fk_checks_off(conn)
+            table = site_tables
+            if jobrow["owner"] is None:
+                from ..submit import default_owner
+
+                jobrow["owner"] = default_owner()
         exprs = sorted(set(expr_of.values()))
         svcid_of_expr: dict[str, int] = {}
         if exprs:
-            conn.execute(queries.get("spool_add_service_exprs"), {"exprs": exprs})
-            for r in conn.execute(queries.get("spool_service_ids"), {"exprs": exprs}):
+            if staged:
+                found = conn.execute(queries.get("spool_staged_service_ids"), {"exprs": exprs})
+            else:
+                conn.execute(queries.get("spool_add_service_exprs"), {"exprs": exprs})
+                found = conn.execute(queries.get("spool_service_ids"), {"exprs": exprs})
+            for r in found:
                 svcid_of_expr[r["expr"]] = r["svcid"]
         svcid = {svc: svcid_of_expr[e] for svc, e in expr_of.items()}
         jobrow["tierpri"] = tierpri
         jobrow["svcids"] = sorted(set(svcid.values()))
 
-        r = conn.execute(queries.get("spool_insert_job"), jobrow).fetchone()
-        jid, now = r["jid"], r["spooltime"]
+        r = conn.execute(sql.SQL(queries.get("spool_insert_job")).format(jobs=table["jobs"]), jobrow).fetchone()
+        jid, now = (0 if staged else r["jid"]), r["spooltime"]
 
         cur = conn.cursor()
         # bytea values as they are, by psycopg's C dumper where there is one
         # (by default "bytea" picks a Python one that also takes dbapi Binary)
         cur.adapters.register_dumper(None, BytesBinaryDumper)
         if tasks:
-            _copy(cur, "spool_copy_tasks", _TASK_TYPES, _task_rows(jid, tasks, p, now))
+            _copy(cur, "spool_copy_tasks", ("tasks", table["tasks"]), _TASK_TYPES, _task_rows(jid, tasks, p, now))
             if p.edges:  # Instance edges; the tree itself is tasks.parent_tid
-                _copy(cur, "spool_copy_task_edges", _EDGE_TYPES, ((jid, a, b, k) for a, b, k in p.edges))
+                _copy(cur, "spool_copy_task_edges", ("task_edges", table["task_edges"]), _EDGE_TYPES,
+                      ((jid, a, b, k) for a, b, k in p.edges))
         if commands:
-            _copy(cur, "spool_copy_commands", _COMMAND_TYPES, _command_rows(jid, resolved, p, svcid))
+            _copy(cur, "spool_copy_commands", ("commands", table["commands"]), _COMMAND_TYPES,
+                  _command_rows(jid, resolved, p, svcid))
+        if staged:
+            # the owner, the ready queue, the counters' check: in the database
+            jid = conn.execute(queries.get("spool_commit_staged"), {"owner": jobrow["owner"]}).fetchone()["jid"]
+            return jid
         if p.numready:
-            _copy(cur, "spool_copy_ready", _READY_TYPES,
-                  _ready_rows(jid, resolved, p, svcid, tierpri, priority, o.spoolhost))
+            with cur.copy(queries.get("spool_copy_ready")) as copy:
+                copy.set_types(_READY_TYPES)
+                for row in _ready_rows(jid, resolved, p, svcid, tierpri, priority, o.spoolhost):
+                    copy.write_row(row)
         if p.numready:
             conn.execute(queries.get("spool_notify"), {"jid": jid})
         if restore is not None:  # for a caller's transaction that goes on after ours
             conn.execute(queries.get("spool_set_replication_role"), {"role": restore})
     return jid
+
+
+def _tables() -> tuple[dict, dict]:
+    from psycopg import sql
+
+    names = ("jobs", "tasks", "task_edges", "commands")
+    return ({n: sql.Identifier(n) for n in names}, {n: sql.SQL(f"pg_temp.spool_{n}") for n in names})
 
 
 def _fk_checks_off(conn: "psycopg.Connection") -> str | None:

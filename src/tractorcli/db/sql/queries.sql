@@ -225,7 +225,8 @@ SELECT set_config('session_replication_role', %(role)s, true)
 -- name: spool_insert_job
 -- jid from jid_seq (the column default).  spooltime is now(): the
 -- transaction's start, also used as readytime of the tasks ready at spool.
-INSERT INTO jobs (
+-- {jobs}: the table, or pg_temp.spool_jobs for a staged spool (jid 0).
+INSERT INTO {jobs} (
     owner, spoolhost, spoolfile, spoolcwd, spooladdr, title, assignments,
     tier, priority, crews, projects, tags, service, avoid, envkey, editpolicy,
     minslots, maxslots, etalevel, afterjids, pausetime, aftertime,
@@ -244,21 +245,42 @@ INSERT INTO jobs (
 RETURNING jid, spooltime
 
 -- name: spool_copy_tasks
-COPY tasks (jid, tid, title, id, service, minslots, maxslots, serialsubtasks, resumeblock,
+COPY {tasks} (jid, tid, title, id, service, minslots, maxslots, serialsubtasks, resumeblock,
             state, readytime, preview, chaser, metadata, parent_tid, position, pending, lasttid)
 FROM STDIN (FORMAT BINARY)
 
 -- name: spool_copy_task_edges
-COPY task_edges (jid, parent_tid, child_tid, kind) FROM STDIN (FORMAT BINARY)
+COPY {task_edges} (jid, parent_tid, child_tid, kind) FROM STDIN (FORMAT BINARY)
 
 -- name: spool_copy_commands
-COPY commands (jid, cid, tid, position, argv, local, expand, runtype, msg, service, svcid,
+COPY {commands} (jid, cid, tid, position, argv, local, expand, runtype, msg, service, svcid,
                tags, id, refersto, minslots, maxslots, samehost, envkey, retryrcodes,
                metadata, metrics, resumewhile, resumepin, minrunsecs, maxrunsecs, state)
 FROM STDIN (FORMAT BINARY)
 
 -- name: spool_copy_ready
 COPY ready (jid, cid, tid, svcid, tierpri, priority, local, spoolhost) FROM STDIN (FORMAT BINARY)
+
+-- name: spool_may_write
+-- The site's role writes a job's rows itself; a person's stages them.
+SELECT has_table_privilege('jobs', 'INSERT') AS may
+
+-- name: spool_staging_tables
+-- A person's session stages a job here (jid 0) for tractor_spool_staged_v1;
+-- emptied at every commit.
+CREATE TEMP TABLE IF NOT EXISTS spool_jobs (LIKE jobs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+ALTER TABLE pg_temp.spool_jobs ALTER COLUMN jid SET DEFAULT 0;
+CREATE TEMP TABLE IF NOT EXISTS spool_tasks (LIKE tasks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS spool_task_edges (LIKE task_edges INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS spool_commands (LIKE commands INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+
+-- name: spool_staged_service_ids
+SELECT svcid, expr FROM tractor_service_ids_v1(%(exprs)s::text[])
+
+-- name: spool_commit_staged
+-- The staged job becomes a job of the logged-in person (or of %(owner)s,
+-- if the person may act for them); NULL owner: the person.
+SELECT jid, spooltime FROM tractor_spool_staged_v1(%(owner)s)
 
 -- name: spool_notify
 -- Wakes waiting blades when the spool commits (notifications are transactional).
