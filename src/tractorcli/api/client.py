@@ -151,24 +151,23 @@ class EngineClient:
     def site(self) -> Any:
         """The site's settings at the engine address (with the password, if one is set)."""
         if self._site is None:
-            from ..config import at_engine, load_settings
+            from ..config import load_settings
 
-            base = self.settings or load_settings(self.configdir)
-            site = at_engine(base, *self.address())
-            password = self.password or os.environ.get("TRACTOR_PASSWORD") or None
-            if password is not None:
-                site = dataclasses.replace(site, db=dataclasses.replace(site.db, password=password))
-            self._site = site
+            self._site = self.settings_for(self.settings or load_settings(self.configdir))
         return self._site
 
-    def with_address(self, hostname: Any = None, port: Any = None) -> Any:
-        """The site's settings at another engine address (spool(hostname=, port=))."""
-        if hostname is None and port is None:
-            return self.site()
-        from ..config import at_engine, split_engine
+    def settings_for(self, base: Any, host: str | None = None, port: int | None = None) -> Any:
+        """`base` (a site's settings) at the engine address `host`/`port` (none given: the client's,
+        else TRACTOR_ENGINE), with the client's password."""
+        from ..config import at_engine
 
-        host, p = (split_engine(str(hostname), "hostname") if hostname is not None else (None, None))
-        return at_engine(self.site(), host, _port(port) if port is not None else p)
+        if host is None and port is None:
+            host, port = self.address()
+        site = at_engine(base, host, port)
+        password = self.password or os.environ.get("TRACTOR_PASSWORD") or None
+        if password is not None:
+            site = dataclasses.replace(site, db=dataclasses.replace(site.db, password=password))
+        return site
 
     # -- the connection --
 

@@ -103,7 +103,8 @@ def applied(conn: "psycopg.Connection") -> dict[int, dict]:
     return {r["version"]: r for r in conn.execute(queries.get("applied_migrations"))}
 
 
-def plan(conn: "psycopg.Connection", migrations: list[Migration] | None = None) -> Plan:
+def plan(conn: "psycopg.Connection", migrations: list[Migration] | None = None, *,
+         functions: bool = True) -> Plan:
     """What an upgrade would do; raises SchemaError when it must not happen."""
     migrations = available() if migrations is None else migrations
     done = applied(conn)
@@ -124,11 +125,11 @@ def plan(conn: "psycopg.Connection", migrations: list[Migration] | None = None) 
                 f"but this tractorcli has {m.checksum[:12]}: the database does not match the code",
                 hint="reinstall the tractorcli version that built this database",
             )
-    functions: list[FunctionFile] = []
-    if target >= _FUNCTION_FILES_SINCE:
+    changed: list[FunctionFile] = []
+    if functions and target >= _FUNCTION_FILES_SINCE:
         recorded = applied_function_files(conn)
-        functions = [f for f in function_files() if recorded.get(f.name) != f.checksum]
-    return Plan(current, target, [m for m in migrations if m.version not in done], functions)
+        changed = [f for f in function_files() if recorded.get(f.name) != f.checksum]
+    return Plan(current, target, [m for m in migrations if m.version not in done], changed)
 
 
 def upgrade(conn: "psycopg.Connection", migrations: list[Migration] | None = None) -> list[Migration]:
@@ -169,8 +170,9 @@ def _apply_functions(conn: "psycopg.Connection", files: list[FunctionFile]) -> N
 
 
 def check_compatible(conn: "psycopg.Connection") -> Plan:
-    """Refuse a database newer than the code, or one with no schema yet."""
-    p = plan(conn)
+    """Refuse a database newer than the code, or one with no schema yet.  (Every spool and program
+    start asks: the function files, which only an upgrade applies, are not read here.)"""
+    p = plan(conn, functions=False)
     if p.current == 0:
         raise SchemaError(
             "the job database has no schema yet",

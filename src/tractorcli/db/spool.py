@@ -549,10 +549,14 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
 
 
 def _tables() -> tuple[dict, dict]:
+    """The tables a spool writes: the job's own, or (a person's spool) the session's staging copies
+    (named in queries.sql, spool_staging_tables)."""
     from psycopg import sql
 
-    names = ("jobs", "tasks", "task_edges", "commands")
-    return ({n: sql.Identifier(n) for n in names}, {n: sql.SQL(f"pg_temp.spool_{n}") for n in names})
+    return ({n: sql.Identifier(n) for n in ("jobs", "tasks", "task_edges", "commands")},
+            {"jobs": sql.Identifier("pg_temp", "spool_jobs"), "tasks": sql.Identifier("pg_temp", "spool_tasks"),
+             "task_edges": sql.Identifier("pg_temp", "spool_task_edges"),
+             "commands": sql.Identifier("pg_temp", "spool_commands")})
 
 
 def _fk_checks_off(conn: "psycopg.Connection") -> str | None:

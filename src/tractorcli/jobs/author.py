@@ -1007,9 +1007,9 @@ def _port(where: str, v: Any) -> int:
 def _site(hostname: Any, port: Any, configdir: Any, settings: Any) -> Any:
     """The site's settings at the job database this spool goes to (config.at_engine):
 
-    `settings` given: exactly those, at `hostname`/`port` if given; `configdir`
-    given: that site, at `hostname`/`port`, else the client's engine address
-    (or TRACTOR_ENGINE); neither: the client's site and address."""
+    `settings` given: exactly those, at `hostname`/`port` if given; else the
+    site of `configdir` (or the client's), at `hostname`/`port`, else at the
+    client's engine address (or TRACTOR_ENGINE), with the client's password."""
     from ..api.client import ModuleEngineClient as client
     from ..config import at_engine, load_settings, split_engine
 
@@ -1018,16 +1018,12 @@ def _site(hostname: Any, port: Any, configdir: Any, settings: Any) -> Any:
         host, port_no = split_engine(_text("spool.hostname", hostname), "spool.hostname")
     if port is not None:
         port_no = _port("spool.port", port)
-    if settings is None and configdir is None:
-        return client.with_address(host, port_no)
-    if settings is None:
-        settings = load_settings(configdir)
-        if host is None and port_no is None:
-            host, port_no = client.address()
-        password = client.password or os.environ.get("TRACTOR_PASSWORD")
-        if password:
-            settings = dataclasses.replace(settings, db=dataclasses.replace(settings.db, password=password))
-    return at_engine(settings, host, port_no)
+    if settings is not None:
+        return at_engine(settings, host, port_no)
+    if configdir is None:
+        return client.site() if host is None and port_no is None else client.settings_for(
+            client.settings or load_settings(client.configdir), host, port_no)
+    return client.settings_for(load_settings(configdir), host, port_no)
 
 
 def _spool(raw: m.Job, *, owner: str | None = None, spoolfile: str | None = None, spoolhost: str | None = None,
