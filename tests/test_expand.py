@@ -295,10 +295,10 @@ def test_a_graft_that_fails_half_way_leaves_nothing(conn, monkeypatch):
     c = b.running[(jid, 1)]
     real_copy = spool._copy
 
-    def copy(cur, name, types, rows):
+    def copy(cur, name, types, rows, tables=None):
         if name == "spool_copy_commands":  # the tasks are written: die now
             raise RuntimeError("killed half way")
-        real_copy(cur, name, types, rows)
+        real_copy(cur, name, types, rows, tables)
 
     monkeypatch.setattr(spool, "_copy", copy)
     with pytest.raises(RuntimeError):

@@ -400,10 +400,11 @@ def _int4_array(items: Sequence[int]) -> bytes:
         [_INT4_ITEM.pack(4, int(v)) for v in items])
 
 
-def _copy(cur, name: str, table: Any, types: Sequence[str], rows: Iterable[tuple]) -> None:
+def _copy(cur, name: str, types: Sequence[str], rows: Iterable[tuple], tables: Any = None) -> None:
+    """COPY rows by the named query; its {table} names come from `tables` (the site's by default)."""
     from psycopg import sql
 
-    with cur.copy(sql.SQL(queries.get(name)).format(**{table[0]: table[1]})) as copy:
+    with cur.copy(sql.SQL(queries.get(name)).format(**(tables or _tables()[0]))) as copy:
         copy.set_types(types)
         write = copy.write_row
         for row in rows:
@@ -525,13 +526,11 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
         # (by default "bytea" picks a Python one that also takes dbapi Binary)
         cur.adapters.register_dumper(None, BytesBinaryDumper)
         if tasks:
-            _copy(cur, "spool_copy_tasks", ("tasks", table["tasks"]), _TASK_TYPES, _task_rows(jid, tasks, p, now))
+            _copy(cur, "spool_copy_tasks", _TASK_TYPES, _task_rows(jid, tasks, p, now), table)
             if p.edges:  # Instance edges; the tree itself is tasks.parent_tid
-                _copy(cur, "spool_copy_task_edges", ("task_edges", table["task_edges"]), _EDGE_TYPES,
-                      ((jid, a, b, k) for a, b, k in p.edges))
+                _copy(cur, "spool_copy_task_edges", _EDGE_TYPES, ((jid, a, b, k) for a, b, k in p.edges), table)
         if commands:
-            _copy(cur, "spool_copy_commands", ("commands", table["commands"]), _COMMAND_TYPES,
-                  _command_rows(jid, resolved, p, svcid))
+            _copy(cur, "spool_copy_commands", _COMMAND_TYPES, _command_rows(jid, resolved, p, svcid), table)
         if staged:
             # the owner, the ready queue, the counters' check: in the database
             jid = conn.execute(queries.get("spool_commit_staged"), {"owner": jobrow["owner"]}).fetchone()["jid"]
