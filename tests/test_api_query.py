@@ -164,7 +164,7 @@ def test_chkeys_changes_the_expression_and_refuses_a_bad_one(site):
 def test_command_ops_check_ownership(site):
     mine = site.job(1)
     bobs = site.job(1, owner="bob")
-    with pytest.raises(tq.TractorQueryError, match=f"not job owner of {bobs}"):
+    with pytest.raises(tq.TractorQueryError, match=f"job {bobs} \\(bob's\\), user .*: not job owner"):
         tq.cattr(f"jid in [{mine} {bobs}]", key="tags", value="x")
     with pytest.raises(tq.TractorQueryError, match="not job owner"):
         tq.chkeys({"jid": bobs, "cid": 1}, keystr="linux")
@@ -200,7 +200,7 @@ def test_trace_names_a_matching_ready_command(site):
 
 
 def test_retry_and_resume_tasks_of_two_jobs_in_one_call(site, monkeypatch):
-    from tractorcli.db import dispatch
+    from tractorcli.db import ops
 
     j1 = site.job(2)
     j2 = site.job(2)
@@ -210,14 +210,14 @@ def test_retry_and_resume_tasks_of_two_jobs_in_one_call(site, monkeypatch):
     for j, t in claimed:
         b.finish(j, t, rcode=1)
     calls = []
-    real = dispatch.retry_many
+    real = ops.tasks
 
-    def spy(conn, tasks, *, recover=False):
+    def spy(conn, op, tasks, actor, *, recover=False):
         tasks = list(tasks)
         calls.append((sorted(tasks), recover))
-        return real(conn, tasks, recover=recover)
+        return real(conn, op, tasks, actor, recover=recover)
 
-    monkeypatch.setattr(dispatch, "retry_many", spy)
+    monkeypatch.setattr(ops, "tasks", spy)
     done = tq.retry([{"jid": j1, "tid": 2}, {"jid": j2, "tid": 1}])
     assert sorted((r["jid"], r["tid"]) for r in done) == [(j1, 2), (j2, 1)]
     assert calls == [([(j1, 2), (j2, 1)], False)]

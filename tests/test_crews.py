@@ -161,8 +161,10 @@ def site(db_settings):
     s.close()
 
 
-def write_crews(site, text: str = SITE) -> None:
+def write_crews(site, text: str = SITE, status: int = 0):
+    """The site owner writes crews.toml and loads it into the job database (tq reloadconfig --crews)."""
     (site.cfg / CREWS_FILE).write_text(text, encoding="utf-8")
+    return site.tq("reloadconfig", "--crews", user="root", status=status)
 
 
 def error_job(site, owner: str) -> int:
@@ -213,9 +215,27 @@ def test_force_rules_of_crews_and_users_allow_it(site):
     assert site.jobrow(erin_job)["pausetime"] is not None
 
 
-def test_no_crews_file_allows_force(site):
+def test_no_crews_file_lets_only_the_site_owner_force(site):
+    """Without crews.toml the site's own role may force (tq run by the site owner's accounts, for any
+    user it names); people logging in as themselves may not (tests/test_identities.py)."""
     assert not (site.cfg / CREWS_FILE).exists()
     jid = error_job(site, "bob")
+    site.tq("--force", "--yes", "retry", str(jid), "1", user="erin")
+    assert site.states(jid) == ["ready"]
+    assert site.conn.execute("SELECT count(*) AS n FROM crews_file").fetchone()["n"] == 0
+
+
+def test_crews_live_in_the_database_until_reloaded(site):
+    write_crews(site)
+    rows = {r["crew"]: r["members"] for r in site.conn.execute("SELECT crew, members FROM crews")}
+    assert rows["Lighting"] == ["carol", "dave"] and "carol" in rows["Lookdev"]
+    jid = error_job(site, "bob")
+    # the file changes, the database does not until it is reloaded
+    (site.cfg / CREWS_FILE).write_text('[crews]\nWranglers = ["erin"]\n', encoding="utf-8")
+    site.tq("--force", "--yes", "retry", str(jid), "1", user="erin", status=8)
+    assert site.states(jid) == ["error"]
+    out = site.tq("reloadconfig", "--crews", user="root").stdout
+    assert f"crews: loaded: {site.cfg / CREWS_FILE}: 1 crew(s), 0 [force] rule(s)" in out
     site.tq("--force", "--yes", "retry", str(jid), "1", user="erin")
     assert site.states(jid) == ["ready"]
 
@@ -228,16 +248,14 @@ def test_reading_logs_and_scripts_needs_no_crews_rule(site):
 
 
 def test_a_bad_crews_file_is_one_line_and_the_config_status(site):
-    write_crews(site, '[crews]\nA = ["B"]\nB = ["A"]\n')
-    jid = error_job(site, "bob")
-    r = site.tq("--force", "--yes", "retry", str(jid), "1", user="erin", status=int(ExitStatus.CONFIG))
+    write_crews(site)
+    r = write_crews(site, '[crews]\nA = ["B"]\nB = ["A"]\n', status=int(ExitStatus.CONFIG))
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert f"{CREWS_FILE}:2: crew cycle: A -> B -> A" in r.stderr
-    assert site.states(jid) == ["error"]
-    # read only when needed: one's own jobs, or no --force, do not look at it
-    mine = error_job(site, "erin")
-    site.tq("--yes", "retry", str(mine), "1", user="erin")
-    assert site.states(mine) == ["ready"]
+    # the database keeps the crews it had: wendy is still a wrangler
+    jid = error_job(site, "bob")
+    site.tq("--force", "--yes", "retry", str(jid), "1", user="wendy")
+    assert site.states(jid) == ["ready"]
 
 
 # --- the Python API ------------------------------------------------------------------------

@@ -200,7 +200,7 @@ def test_reloadconfig_records_a_request_per_part(site):
     assert out[0] == "reload requested: tractor, blade"
     assert out[1] == "tractor: tractor-engine re-reads tractor.toml at its next housekeeping pass (request 1)"
     assert out[2] == "blade: every running tractor-blade re-reads blade.toml at its next heartbeat (request 1)"
-    assert out[3].startswith("crews: crews.toml is read by tq itself on every run")
+    assert out[3] == "crews: loaded: no crews.toml: only the site owner may force on others' jobs"
     assert out[4].startswith("limits: there are no limits")
     p = params(site)
     assert (p["reload-tractor"], p["reload-blade"]) == ("1", "1")

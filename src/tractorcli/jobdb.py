@@ -119,6 +119,11 @@ def start_for_engine(settings: SiteSettings, *, auto_upgrade: bool = True) -> Re
                     hint="run tractor-dbctl --upgrade",
                 )
         rep.facts["schema_version"] = migrate.plan(conn).current
+        from .db import crews
+
+        line = crews.load(conn, settings.config_dir)  # who may force is decided in the database
+        if (settings.config_dir / "crews.toml").exists():
+            rep.say(f"crews loaded from {line}")
     return rep
 
 

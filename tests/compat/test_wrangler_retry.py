@@ -72,7 +72,7 @@ def test_wrangler_retries_the_last_days_error_tasks(site):
     assert summary["refused"] == [c]
     assert sorted(map(tuple, summary["retried"])) == [(a, 2), (a, 3), (b, 1)]
     assert lines[0] == f"job {b} (B fx): retried 1 task(s)"
-    assert lines[1].startswith(f"job {c} (C bob's, owner bob): not retried: not job owner of {c} (user {WRANGLER})")
+    assert lines[1].startswith(f"job {c} (C bob's, owner bob): not retried: job {c} (bob's), user {WRANGLER}: not job owner")
     assert lines[2] == f"job {a} (A lighting): retried 2 task(s)"
     assert r.stderr == ""
 

@@ -160,6 +160,12 @@ def _force() -> bool:
     return _client().force
 
 
+def _actor():
+    """For whom operations are: the client's user (the site's role acts for it; a person's role is
+    always itself) and its force setting; the database decides with these (db/ops.py)."""
+    return _ops().Actor(user=_user(), force=_force())
+
+
 def _connection():
     """The client's connection; a database that wants a password raises PasswordRequired, one that
     cannot be reached TractorQueryError (what Tractor's code catches), with the project's error as cause."""
@@ -376,45 +382,42 @@ def _targets(entity: str, search: Any, *, archive: bool = False, reading: bool =
             return []
         clause = _ids_clause(ids, wanted)
         rows = _select(entity, clause, cols, sort, None, archive)
-    user = _user()
-    if reading:
-        pass  # reading a log or a script needs no ownership
-    elif not _force():
-        others = sorted({r["jid"] for r in rows if r[owner] != user})
-        if others:
-            raise TractorQueryError(f"not job owner of {', '.join(map(str, others))} (user {user}); "
-                                    "use setEngineClientParam(force=True)")
-    elif any(r[owner] != user for r in rows):
-        from ..crews import load_crews
-
-        crews = load_crews(_client().site().config_dir)
-        refused = [r for r in rows if not crews.may_force(user, r[owner])]
+    if not reading and rows:  # reading a log or a script needs no ownership
+        refused = _ops().refusals(_connection(), {r["jid"] for r in rows}, _actor())
         if refused:
-            jids = ", ".join(str(j) for j in sorted({r["jid"] for r in refused}))
-            whose = ", ".join(sorted({r[owner] for r in refused}))
-            raise TractorQueryError(f"not job owner of {jids} (user {user}); force is not allowed for {user} "
-                                    f"on {whose}'s jobs (crews.toml)")
+            jid = min(refused)
+            whose = next(r[owner] for r in rows if r["jid"] == jid)
+            raise TractorQueryError(f"job {jid} ({whose}'s), user {_user()}: {refused[jid]}")
     return [{**{k: r[k] for k in ids}, "owner": r[owner]} for r in rows]
 
 
 # --- task operations ----------------------------------------------------------------------
 
 
-def _task_op(fn: Callable[[Any, list[tuple[int, int]]], Any], search: Any) -> list[dict]:
-    """`fn(conn, [(jid, tid), ...])` once for the tasks of every job (one statement)."""
+def _operation(fn: Callable[[], Any]) -> Any:
+    """Run one operation; the database's refusal (a job that changed hands, a blade operation)
+    raises TractorQueryError with its words."""
+    import psycopg.errors as pe
+
+    try:
+        return fn()
+    except pe.InsufficientPrivilege as exc:
+        raise TractorQueryError(exc.diag.message_primary or str(exc)) from None
+    except pe.InvalidParameterValue as exc:  # e.g. an argv edited down to nothing
+        raise InvalidValue(exc.diag.message_primary or str(exc)) from None
+
+
+def _task_op(op: str, search: Any, *, recover: bool = False) -> list[dict]:
+    """tq retry/skip/kill of the tasks of every job, in one statement."""
     rows = _targets("task", search)
     if rows:
-        fn(_connection(), [(r["jid"], r["tid"]) for r in rows])
+        _operation(lambda: _ops().tasks(_connection(), op, [(r["jid"], r["tid"]) for r in rows], _actor(),
+                                        recover=recover))
     return rows
 
 
 def _retry(search: Any, recover: bool) -> list[dict]:
-    from ..db import dispatch
-
-    rows = _targets("task", search)
-    if rows:  # one statement for the tasks of every job
-        dispatch.retry_many(_connection(), [(r["jid"], r["tid"]) for r in rows], recover=recover)
-    return rows
+    return _task_op("retry", search, recover=recover)
 
 
 def retry(search: Any) -> list[dict]:
@@ -430,16 +433,12 @@ def resume(search: Any) -> list[dict]:
 
 def skip(search: Any) -> list[dict]:
     """Mark tasks done without running them."""
-    from ..db import dispatch
-
-    return _task_op(dispatch.skip_many, search)
+    return _task_op("skip", search)
 
 
 def kill(search: Any) -> list[dict]:
     """Kill the running commands of tasks; they are left in error."""
-    from ..db import dispatch
-
-    return _task_op(dispatch.kill_many, search)
+    return _task_op("kill", search)
 
 
 def log(search: Any) -> dict[tuple[int, int], str]:
@@ -462,7 +461,7 @@ def _job_op(fn: Callable[[Any, int], Any], search: Any, *, archive: bool = False
     rows = _targets("job", search, archive=archive)
     conn = _connection()
     for r in rows:
-        fn(conn, r["jid"])
+        _operation(lambda: fn(conn, r["jid"]))
     return rows
 
 
@@ -473,47 +472,40 @@ def _ops():
 
 
 def pause(search: Any) -> list[dict]:
-    return _job_op(lambda c, j: _ops().pause(c, j), search)
+    return _job_op(lambda c, j: _ops().pause(c, j, _actor()), search)
 
 
 def unpause(search: Any) -> list[dict]:
-    return _job_op(lambda c, j: _ops().unpause(c, j), search)
+    return _job_op(lambda c, j: _ops().unpause(c, j, _actor()), search)
 
 
 def interrupt(search: Any) -> list[dict]:
     """Kill the jobs' active tasks (left in error) and pause the jobs."""
-    return _job_op(lambda c, j: _ops().interrupt(c, j), search)
+    return _job_op(lambda c, j: _ops().interrupt(c, j, _actor()), search)
 
 
 def restart(search: Any) -> list[dict]:
-    return _job_op(lambda c, j: _ops().restart(c, j), search)
+    return _job_op(lambda c, j: _ops().restart(c, j, _actor()), search)
 
 
 def retryactive(search: Any) -> list[dict]:
-    from ..db import dispatch
-
-    def act(c, j):
-        active = _ops().tids(c, j, ["active"])
-        if active:
-            dispatch.retry(c, j, active)
-
-    return _job_op(act, search)
+    return _job_op(lambda c, j: _ops().retry_active(c, j, _actor()), search)
 
 
 def retryerrors(search: Any) -> list[dict]:
-    return _job_op(lambda c, j: _ops().retry_errors(c, j), search)
+    return _job_op(lambda c, j: _ops().retry_errors(c, j, _actor()), search)
 
 
 def skiperrors(search: Any) -> list[dict]:
-    return _job_op(lambda c, j: _ops().skip_errors(c, j), search)
+    return _job_op(lambda c, j: _ops().skip_errors(c, j, _actor()), search)
 
 
 def delete(search: Any) -> list[dict]:
-    return _job_op(lambda c, j: _ops().delete(c, j), search)
+    return _job_op(lambda c, j: _ops().delete(c, j, _actor()), search)
 
 
 def undelete(search: Any) -> list[dict]:
-    return _job_op(lambda c, j: _ops().undelete(c, j), search, archive=True)
+    return _job_op(lambda c, j: _ops().undelete(c, j, _actor()), search, archive=True)
 
 
 def chpri(search: Any, priority: float | None = None) -> list[dict]:
@@ -523,7 +515,7 @@ def chpri(search: Any, priority: float | None = None) -> list[dict]:
         p = float(priority)
     except (TypeError, ValueError):
         raise InvalidValue(f"priority must be a number, not {priority!r}") from None
-    return _job_op(lambda c, j: _ops().set_priority(c, j, p), search)
+    return _job_op(lambda c, j: _ops().set_priority(c, j, p, _actor()), search)
 
 
 def _list_value(value: Any) -> list[str]:
@@ -536,7 +528,7 @@ def chcrews(search: Any, crews: Iterable[str] | str | None = None) -> list[dict]
     if crews is None:
         raise MissingParameter("chcrews needs crews=")
     new = _list_value(crews)
-    return _job_op(lambda c, j: _ops().set_crews(c, j, new), search)
+    return _job_op(lambda c, j: _ops().set_crews(c, j, new, _actor()), search)
 
 
 def jattr(search: Any, key: str | None = None, value: Any = None) -> list[dict]:
@@ -560,16 +552,15 @@ def jattr(search: Any, key: str | None = None, value: Any = None) -> list[dict]:
             v = str(value)
     except (TypeError, ValueError):
         raise InvalidValue(f"{key} cannot be {value!r}") from None
-    return _job_op(lambda c, j: _ops().set_attr(c, j, key, v), search)
+    return _job_op(lambda c, j: _ops().set_attr(c, j, key, v, _actor()), search)
 
 
 def lock(search: Any, note: str = "") -> list[dict]:
-    user = _user()
-    return _job_op(lambda c, j: _ops().lock(c, j, user, note or ""), search)
+    return _job_op(lambda c, j: _ops().lock(c, j, note or "", _actor()), search)
 
 
 def unlock(search: Any) -> list[dict]:
-    return _job_op(lambda c, j: _ops().unlock(c, j), search)
+    return _job_op(lambda c, j: _ops().unlock(c, j, _actor()), search)
 
 
 def _aftertime(value: Any) -> dt.datetime:
@@ -590,11 +581,11 @@ def delay(search: Any, aftertime: Any = None) -> list[dict]:
     if aftertime is None:
         raise MissingParameter("delay needs aftertime=")
     when = _aftertime(aftertime)
-    return _job_op(lambda c, j: _ops().set_aftertime(c, j, when), search)
+    return _job_op(lambda c, j: _ops().set_aftertime(c, j, when, _actor()), search)
 
 
 def undelay(search: Any) -> list[dict]:
-    return _job_op(lambda c, j: _ops().set_aftertime(c, j, None), search)
+    return _job_op(lambda c, j: _ops().set_aftertime(c, j, None, _actor()), search)
 
 
 def jobdump(search: Any) -> dict[int, str]:
@@ -620,7 +611,7 @@ def _command_op(fn: Callable[[Any, int, int], Any], search: Any) -> list[dict]:
     conn = _connection()
     try:
         for r in rows:
-            fn(conn, r["jid"], r["cid"])
+            _operation(lambda: fn(conn, r["jid"], r["cid"]))
     except BadInput as exc:
         raise _invalid(exc) from None
     except TractorError as exc:  # e.g. a command that stays locked
@@ -697,7 +688,8 @@ def cattr(search: Any, key: str | None = None, value: Any = None, *, add: Any = 
                 raise _invalid(exc) from None
     plus = _command_items(name, kind, add, "add=") if add is not None else []
     minus = _command_items(name, kind, remove, "remove=") if remove is not None else []
-    return _command_op(lambda c, j, cid: ops.set_command_attr(c, j, cid, name, new, add=plus, remove=minus),
+    return _command_op(lambda c, j, cid: ops.set_command_attr(c, j, cid, name, new, add=plus, remove=minus,
+                                                                          actor=_actor()),
                        search)
 
 
@@ -714,7 +706,7 @@ def chkeys(search: Any, keystr: str | None = None) -> list[dict]:
         service = _ops().check_service(keystr, "keystr=")
     except BadInput as exc:
         raise _invalid(exc) from None
-    return _command_op(lambda c, j, cid: _ops().set_command_service(c, j, cid, service), search)
+    return _command_op(lambda c, j, cid: _ops().set_command_service(c, j, cid, service, _actor()), search)
 
 
 # --- blade operations -------------------------------------------------------------------------
@@ -737,25 +729,25 @@ def _blade_op(fn: Callable[[Any, Any], Any], search: Any) -> list[dict]:
     rows = _blade_targets(search)
     conn = _connection()
     for r in rows:
-        fn(conn, r["bladeid"])
+        _operation(lambda: fn(conn, r["bladeid"]))
     return rows
 
 
 def nimby(search: Any, allow: str | None = None) -> list[dict]:
     """Close blades: to every job not spooled from their host, or with allow= to all but that user's."""
-    return _blade_op(lambda c, b: _ops().set_nimby(c, b, allow or "1"), search)
+    return _blade_op(lambda c, b: _ops().set_nimby(c, b, allow or "1", _actor()), search)
 
 
 def unnimby(search: Any) -> list[dict]:
-    return _blade_op(lambda c, b: _ops().set_nimby(c, b, ""), search)
+    return _blade_op(lambda c, b: _ops().set_nimby(c, b, "", _actor()), search)
 
 
 def eject(search: Any) -> list[dict]:
-    return _blade_op(lambda c, b: _ops().eject(c, b), search)
+    return _blade_op(lambda c, b: _ops().eject(c, b, _actor()), search)
 
 
 def delist(search: Any) -> list[dict]:
-    return _blade_op(lambda c, b: _ops().delist(c, b), search)
+    return _blade_op(lambda c, b: _ops().delist(c, b, _actor()), search)
 
 
 def trace(search: Any, limit: int | None = None) -> dict[tuple[str, str], str]:

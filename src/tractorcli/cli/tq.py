@@ -347,16 +347,12 @@ def _ask(question: str) -> bool:
     return line.strip().lower() in ("", "y", "yes")
 
 
-def _may_force(user: str, owner: str) -> bool:
-    """Whether the site's crews.toml lets `user` use --force on `owner`'s jobs (read once per run,
-    when first needed; no crews.toml: yes)."""
-    from ..crews import load_crews
+def _actor():
+    """For whom tq operates: its user (the site's role acts for it; a person's role is always
+    itself) and --force; the database decides with these (db/ops.py)."""
+    from ..db.ops import Actor
 
-    ctx = get_context()
-    crews = ctx.__dict__.get("crews")
-    if crews is None:
-        crews = ctx.__dict__["crews"] = load_crews(ctx.settings.config_dir)
-    return crews.may_force(user, owner)
+    return Actor(user=_user(), force=bool(_opts().get("force")))
 
 
 def _operate(entity: str, words: tuple[str, ...], *, question: str, word: str, sortby: tuple[str, ...],
@@ -388,33 +384,26 @@ def _operate(entity: str, words: tuple[str, ...], *, question: str, word: str, s
         click.echo(f"no {sub} found", err=True)
         return 0
     style = _style()
-    user = _user()
     refused = False
     chosen: list[dict] = []
-    verdicts: dict[str, str] = {}  # owner -> why not ("" = allowed), asked once per owner
+    conn = ctx.connection()
+    refusals: dict[int, str] = {}
+    if owner_key and not reading:  # the database's verdicts, printed per row before asking
+        from ..db.ops import Actor, refusals as db_refusals
+
+        refusals = db_refusals(conn, {row["jid"] for row in rows}, Actor(user=_user(), force=force))
     for row in rows:
-        owner = row[owner_key] if owner_key else user
-        if owner != user and not reading:
-            why = verdicts.get(owner)
-            if why is None:
-                if not force:
-                    why = "use tq --force"
-                elif not _may_force(user, owner):
-                    why = f"tq --force is not allowed for {user} on {owner}'s jobs (crews.toml)"
-                else:
-                    why = ""
-                verdicts[owner] = why
-            if why:
-                ctx.out(render.row_line(row, cols, style))
-                click.echo(f"{PROG}: not job owner; {why}", err=True)
-                refused = True
-                continue
+        why = refusals.get(row["jid"]) if owner_key else None
+        if why:
+            ctx.out(render.row_line(row, cols, style))
+            click.echo(f"{PROG}: {why}", err=True)
+            refused = True
+            continue
         if not yes:
             ctx.out(render.row_line(row, cols, style))
             if not _ask(question):
                 continue
         chosen.append(row)
-    conn = ctx.connection()
     if all_at_once:
         batches = [chosen] if chosen else []
     elif per_job:
@@ -424,8 +413,16 @@ def _operate(entity: str, words: tuple[str, ...], *, question: str, word: str, s
         batches = list(groups.values())
     else:
         batches = [[row] for row in chosen]
+    import psycopg.errors as pe
+
     for batch in batches:
-        act(conn, batch)
+        try:
+            act(conn, batch)
+        except pe.InsufficientPrivilege as exc:  # the database said no (a blade operation, a changed crew)
+            ctx.out("\n".join(render.row_line(row, cols, style) for row in batch))
+            click.echo(f"{PROG}: {exc.diag.message_primary or exc}", err=True)
+            refused = True
+            continue
         if show:  # one write per batch: thousands of rows with --yes
             ctx.out("\n".join(f"{render.row_line(row, cols, style)} {word}" for row in batch))
     return int(ExitStatus.PERMISSION) if refused else 0
@@ -466,10 +463,8 @@ _TASK_OPS = (
 def _make_task_op(name, help, example, question, word, fn, kw):
     @_op_command(name, help, example, entity="task")
     def cmd(words) -> int:
-        from ..db import dispatch
-
         def act(conn, rows):  # every task of every job in one call (tq retry error: thousands)
-            getattr(dispatch, f"{fn}_many")(conn, [(r["jid"], r["tid"]) for r in rows], **kw)
+            _ops().tasks(conn, fn, [(r["jid"], r["tid"]) for r in rows], _actor(), **kw)
 
         return _operate("task", words, question=question, word=word, sortby=("-Job.priority", "Job.spooltime"),
                         act=act, all_at_once=True)
@@ -496,28 +491,28 @@ def _ops():
 
 
 _job_op("pause", "Pause jobs: no new commands start (running ones go on).", "  tq pause 12\n  tq pause mine",
-        "Pause this job?", "paused", lambda c, j: _ops().pause(c, j))
+        "Pause this job?", "paused", lambda c, j: _ops().pause(c, j, _actor()))
 _job_op("unpause", "Unpause jobs.", "  tq unpause 12", "Unpause this job?", "unpause",
-        lambda c, j: _ops().unpause(c, j))
+        lambda c, j: _ops().unpause(c, j, _actor()))
 _job_op("interrupt", "Interrupt jobs: kill their active tasks (left in error) and pause them.",
-        "  tq interrupt 12", "Interrupt this job?", "interrupted", lambda c, j: _ops().interrupt(c, j))
+        "  tq interrupt 12", "Interrupt this job?", "interrupted", lambda c, j: _ops().interrupt(c, j, _actor()))
 _job_op("restart", "Restart jobs from the beginning: active tasks are killed, tasks made by expand commands "
         "detached, every other task starts over.",
-        "  tq restart 12", "Restart this job?", "restarted", lambda c, j: _ops().restart(c, j))
+        "  tq restart 12", "Restart this job?", "restarted", lambda c, j: _ops().restart(c, j, _actor()))
 _job_op("retryallerrs", "Retry all error tasks of jobs.", "  tq retryallerrs 12\n  tq retryallerrs mine error",
-        "Retry all errors of this job?", "retried all errors", lambda c, j: _ops().retry_errors(c, j),
+        "Retry all errors of this job?", "retried all errors", lambda c, j: _ops().retry_errors(c, j, _actor()),
         sortby=("-priority", "spooltime"))
 _job_op("skipallerrs", "Skip all error tasks of jobs.", "  tq skipallerrs 12", "Skip all errors of this job?",
-        "skipped all errors", lambda c, j: _ops().skip_errors(c, j), sortby=("-priority", "spooltime"))
+        "skipped all errors", lambda c, j: _ops().skip_errors(c, j, _actor()), sortby=("-priority", "spooltime"))
 _job_op("delete", "Delete jobs: kill their active tasks and take them out of the queue (archived).",
         "  tq delete 12\n  tq delete --yes \"mine and done\"", "Delete this job?", "deleted",
-        lambda c, j: _ops().delete(c, j))
+        lambda c, j: _ops().delete(c, j, _actor()))
 _job_op("undelete", "Undelete (restore) archived jobs; restart or retry them to run again.",
-        "  tq undelete 12", "Undelete this job?", "undeleted", lambda c, j: _ops().undelete(c, j), archives=True)
+        "  tq undelete 12", "Undelete this job?", "undeleted", lambda c, j: _ops().undelete(c, j, _actor()), archives=True)
 _job_op("undelay", "Clear the delay of jobs: they may start at once.", "  tq undelay 12",
-        "Undelay this job?", "un-delayed", lambda c, j: _ops().set_aftertime(c, j, None))
+        "Undelay this job?", "un-delayed", lambda c, j: _ops().set_aftertime(c, j, None, _actor()))
 _job_op("unlock", "Unlock jobs.", "  tq unlock 12", "Unlock this job?", "unlocked",
-        lambda c, j: _ops().unlock(c, j))
+        lambda c, j: _ops().unlock(c, j, _actor()))
 
 
 @_op_command("chpri", "Change the priority of jobs.", "  tq chpri -p 200 12\n  tq chpri --priority 50 mine",
@@ -526,7 +521,7 @@ _job_op("unlock", "Unlock jobs.", "  tq unlock 12", "Unlock this job?", "unlocke
 def _chpri(words, priority) -> int:
     return _operate("job", words, question="Change the priority of this job?", word="priority changed",
                     sortby=("-priority", "spooltime"), act=lambda c, rows: _ops().set_priority(c, rows[0]["jid"],
-                                                                                               priority))
+                                                                                               priority, _actor()))
 
 
 def _parse_when(text: str):
@@ -550,15 +545,14 @@ def _parse_when(text: str):
 def _delay(words, when) -> int:
     t = _parse_when(when)
     return _operate("job", words, question="Delay this job?", word="delayed", sortby=("priority", "-spooltime"),
-                    act=lambda c, rows: _ops().set_aftertime(c, rows[0]["jid"], t))
+                    act=lambda c, rows: _ops().set_aftertime(c, rows[0]["jid"], t, _actor()))
 
 
 @_op_command("lock", "Lock jobs against other users' edits.", "  tq lock -n 'checking frames' 12",
              extra=(click.option("-n", "--note", default="", metavar="TEXT", help="Why it is locked."),), entity="job")
 def _lock(words, note) -> int:
-    user = _user()
     return _operate("job", words, question="Lock this job?", word="locked", sortby=("priority", "-spooltime"),
-                    act=lambda c, rows: _ops().lock(c, rows[0]["jid"], user, note))
+                    act=lambda c, rows: _ops().lock(c, rows[0]["jid"], note, _actor()))
 
 
 def _list_arg(values) -> list[str]:
@@ -579,7 +573,7 @@ def _chcrews(words, set_, add, remove) -> int:
         crews = _list_arg(set_) if set_ else list(_ops().lists(conn, jid)["crews"])
         crews += [x for x in _list_arg(add) if x not in crews]
         crews = [x for x in crews if x not in _list_arg(remove)]
-        _ops().set_crews(conn, jid, crews)
+        _ops().set_crews(conn, jid, crews, _actor())
 
     return _operate("job", words, question="Change the crews of this job?", word="crews changed",
                     sortby=("-priority", "spooltime"), act=act)
@@ -628,9 +622,9 @@ def _jattr(words, key, value, add, remove) -> int:
                 items += [x for x in convert(_split([add or ""])) if x not in items]
                 gone = convert(_split([remove or ""]))
                 items = [x for x in items if x not in gone]
-            _ops().set_attr(conn, jid, key, items)
+            _ops().set_attr(conn, jid, key, items, _actor())
         else:
-            _ops().set_attr(conn, jid, key, new)
+            _ops().set_attr(conn, jid, key, new, _actor())
 
     return _operate("job", words, question=f"Change {key} of this job?", word=f"{key} changed",
                     sortby=("-priority", "spooltime"), act=act)
@@ -658,14 +652,14 @@ def _blade_op(name: str, help: str, example: str, question: str, word: str, fn: 
 
 _blade_op("nimby", "Close blades to other jobs: only jobs spooled from the blade's host, or with --allow "
           "only that user's.", "  tq nimby b17\n  tq nimby --allow ann name=b17\n  tq nimby \"name like ^rack\"", "Nimby this blade?", "nimbied",
-          lambda c, b, allow=None: _ops().set_nimby(c, b, allow or "1"),
+          lambda c, b, allow=None: _ops().set_nimby(c, b, allow or "1", _actor()),
           extra=(click.option("--allow", metavar="USER", help="Take only USER's jobs."),))
 _blade_op("unnimby", "Open blades to every job again.", "  tq unnimby b17 b18", "Unnimby this blade?", "unnimbied",
-          lambda c, b: _ops().set_nimby(c, b, ""))
+          lambda c, b: _ops().set_nimby(c, b, "", _actor()))
 _blade_op("eject", "Retry the tasks blades are running now (they run again elsewhere or later).",
-          "  tq eject b17", "Eject the tasks of this blade?", "ejected", lambda c, b: _ops().eject(c, b))
+          "  tq eject b17", "Eject the tasks of this blade?", "ejected", lambda c, b: _ops().eject(c, b, _actor()))
 _blade_op("delist", "Remove blades from the list of registered blades (until they register again).",
-          "  tq delist b17\n  tq delist \"not up\"", "Delist this blade?", "delist", lambda c, b: _ops().delist(c, b))
+          "  tq delist b17\n  tq delist \"not up\"", "Delist this blade?", "delist", lambda c, b: _ops().delist(c, b, _actor()))
 
 
 

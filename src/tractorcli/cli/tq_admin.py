@@ -117,9 +117,10 @@ _RELOAD_WHO = {
                         "\b\nThe request is recorded in the job database (params reload-tractor and\n"
                         "reload-blade count the requests); the engine and the blades notice it within a\n"
                         "housekeeping pass or a heartbeat. A blade keeps running what it runs. crews.toml\n"
-                        "is read by tq on every run, and there are no limits yet: nothing to reload there.")
+                        "is loaded into the job database at once (the site owner's; the database decides\n"
+                        "who may --force), and there are no limits yet.")
 @click.option("--blade", is_flag=True, help="Blades re-read their profile (blade.toml) and register it again.")
-@click.option("--crews", is_flag=True, help="Crews (crews.toml: read by tq on every run already).")
+@click.option("--crews", is_flag=True, help="Load the site's crews.toml into the job database (site owner only).")
 @click.option("--limits", is_flag=True, help="Limits (none in this version).")
 @click.option("--tractor", is_flag=True, help="The engine re-reads tractor.toml (retry attempts, blade lease).")
 @global_options
@@ -131,14 +132,22 @@ def _reloadconfig(blade: bool, crews: bool, limits: bool, tractor: bool) -> int:
     chosen = {"tractor": tractor, "blade": blade, "crews": crews, "limits": limits}
     parts = [p for p in reload.PARTS if chosen[p]] or list(reload.PARTS)
     gens = reload.request(ctx.connection(), parts)
+    loaded = {}
+    if "crews" in parts:
+        from ..db import crews as crews_db
+
+        loaded["crews"] = crews_db.load(ctx.connection(), ctx.settings.config_dir)
     if _opts().get("form") in ("json", "ndjson"):
-        _emit_json({"requested": gens, "notes": {p: reload.NOTES[p] for p in parts if p in reload.NOTES}})
+        _emit_json({"requested": gens, "loaded": loaded,
+                    "notes": {p: reload.NOTES[p] for p in parts if p in reload.NOTES}})
         return 0
     if gens:
         ctx.out("reload requested: " + ", ".join(gens))
     for p in parts:
         if p in gens:
             ctx.out(f"{p}: {_RELOAD_WHO[p]} (request {gens[p]})")
+        elif p in loaded:
+            ctx.out(f"{p}: loaded: {loaded[p]}")
         else:
             ctx.out(f"{p}: {reload.NOTES[p]}")
     return 0

@@ -25,7 +25,7 @@ from __future__ import annotations
 import click
 
 from ..db.command_attrs import COMMAND_ATTRS
-from .tq import _op_command, _operate
+from .tq import _actor, _op_command, _operate
 
 _SORT = ("jid", "cid")
 
@@ -43,7 +43,8 @@ def _chkeys(words, keystr) -> int:
     service = ops.check_service(keystr, "-k/--keystr")
     return _operate("command", words, question="Change the service keys of this command?", word="keys changed",
                     sortby=_SORT,
-                    act=lambda conn, rows: ops.set_command_service(conn, rows[0]["jid"], rows[0]["cid"], service))
+                    act=lambda conn, rows: ops.set_command_service(conn, rows[0]["jid"], rows[0]["cid"], service,
+                                                                   _actor()))
 
 
 @_op_command("cattr", f"Set a command attribute ({', '.join(COMMAND_ATTRS)}) for the commands' next launch.",
@@ -76,4 +77,4 @@ def _cattr(words, key, value, add, remove) -> int:
     return _operate("command", words, question=f"Change {name} of this command?", word=f"{name} changed",
                     sortby=_SORT,
                     act=lambda conn, rows: ops.set_command_attr(conn, rows[0]["jid"], rows[0]["cid"], name, new,
-                                                                add=plus, remove=minus))
+                                                                add=plus, remove=minus, actor=_actor()))

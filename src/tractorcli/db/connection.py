@@ -100,6 +100,8 @@ def translate(exc: Exception, settings: SiteSettings | None = None, dbname: str 
         return StorageError(f"{where}: the disk is full ({text})")
     if isinstance(exc, pe.InsufficientPrivilege):
         return PermissionDenied(f"{where}: {text}")
+    if isinstance(exc, pe.InvalidParameterValue):  # raised by the operations' functions: their words
+        return BadInput(exc.diag.message_primary or text)
     if isinstance(exc, pe.InvalidRegularExpression):
         # a tq `like` pattern the server's regex engine refuses
         return BadInput(f"invalid regular expression: {text}")

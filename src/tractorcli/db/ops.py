@@ -1,18 +1,24 @@
-"""tq's operations on jobs and blades (the task ones are in dispatch.py).
+"""The operations people run on jobs, tasks, commands and blades (tq, tractor.api.query).
 
-Each function is one short transaction on one job (or blade); where task
-states change, the job is rescheduled (`tractor_reschedule_v1`).  No
-permission checks here: tq checks ownership before calling.
+Each is one call of a function of db/sql/functions/operations.sql, which
+checks in the database who may (permissions.sql) and then acts, in one
+transaction.  A refusal is PostgreSQL's error (insufficient_privilege) with
+the words tq and the API print.  `actor` says for whom: the user the site's
+own role acts as (a person's role always acts as itself) and whether force
+(tq --force) was given.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from . import dispatch, queries
+from psycopg.types.json import Jsonb
+
+from . import queries
 from .command_attrs import COMMAND_ATTR_ALIASES, COMMAND_ATTRS, LIST_KINDS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,90 +29,105 @@ JOB_ATTRS = {"title": "text", "comment": "text", "metadata": "text", "maxactive"
              "projects": "list", "envkey": "list", "crews": "list", "afterjids": "ints", "priority": "float"}
 
 
+@dataclass(frozen=True)
+class Actor:
+    """For whom an operation is: `user` (None: the logged-in role) and `force`."""
+
+    user: str | None = None
+    force: bool = True
+
+
+SITE = Actor()  # the library's default: the logged-in role, with force
+
+
+def refusals(conn: psycopg.Connection, jids: Iterable[int], actor: Actor = SITE) -> dict[int, str]:
+    """{jid: why not} for the jobs `actor` may not operate on, as the database decides."""
+    rows = conn.execute(queries.get("op_refusals"), {"jids": sorted(set(jids)), "force": actor.force,
+                                                     "user": actor.user})
+    return {r["jid"]: r["why"] for r in rows}
+
+
 def tids(conn: psycopg.Connection, jid: int, states: Sequence[str] | None = None) -> list[int]:
     return conn.execute(queries.get("tq_job_tasks"), {"jid": jid, "states": list(states) if states else None}
                         ).fetchone()["tids"]
 
 
-def _one(conn, name: str, **params) -> bool:
-    return conn.execute(queries.get(name), params).fetchone() is not None
+def _set(conn, jid: int, key: str, value: Any, actor: Actor) -> bool:
+    return conn.execute(queries.get("op_job_set"), {"jid": jid, "key": key, "value": Jsonb(value),
+                                                   "force": actor.force, "user": actor.user}).fetchone()["found"]
 
 
-def pause(conn, jid: int) -> bool:
-    return _one(conn, "tq_job_pause", jid=jid)
+def _tasks_of(conn, jid: int, op: str, actor: Actor) -> list[int]:
+    return conn.execute(queries.get("op_job_tasks"), {"jid": jid, "op": op, "force": actor.force,
+                                                     "user": actor.user}).fetchone()["tids"]
 
 
-def unpause(conn, jid: int) -> bool:
-    return _one(conn, "tq_job_unpause", jid=jid)
+def pause(conn, jid: int, actor: Actor = SITE) -> bool:
+    return _set(conn, jid, "paused", True, actor)
 
 
-def interrupt(conn, jid: int) -> list[int]:
+def unpause(conn, jid: int, actor: Actor = SITE) -> bool:
+    return _set(conn, jid, "paused", False, actor)
+
+
+def interrupt(conn, jid: int, actor: Actor = SITE) -> list[int]:
     """Kill the job's active tasks (left in error) and pause it."""
-    with conn.transaction():
-        pause(conn, jid)
-        active = tids(conn, jid, ["active"])
-        return dispatch.kill(conn, jid, active) if active else []
+    return _tasks_of(conn, jid, "interrupt", actor)
 
 
-def restart(conn, jid: int) -> list[int]:
+def restart(conn, jid: int, actor: Actor = SITE) -> list[int]:
     """The job starts over: tasks made by expand commands are detached, every
-    other task starts over (active ones are stopped first); the attached tids.
-    One transaction (`tractor_job_restart_v1`, migration 0006)."""
-    return conn.execute(queries.get("job_restart"), {"jid": jid}).fetchone()["tids"]
+    other task starts over (active ones are stopped first); the attached tids."""
+    return _tasks_of(conn, jid, "restart", actor)
 
 
-def retry_errors(conn, jid: int) -> list[int]:
-    errs = tids(conn, jid, ["error"])
-    return dispatch.retry(conn, jid, errs) if errs else []
+def retry_errors(conn, jid: int, actor: Actor = SITE) -> list[int]:
+    return _tasks_of(conn, jid, "retryerrors", actor)
 
 
-def skip_errors(conn, jid: int) -> list[int]:
-    errs = tids(conn, jid, ["error"])
-    return dispatch.skip(conn, jid, errs) if errs else []
+def retry_active(conn, jid: int, actor: Actor = SITE) -> list[int]:
+    return _tasks_of(conn, jid, "retryactive", actor)
 
 
-def delete(conn, jid: int) -> list[int]:
+def skip_errors(conn, jid: int, actor: Actor = SITE) -> list[int]:
+    return _tasks_of(conn, jid, "skiperrors", actor)
+
+
+def delete(conn, jid: int, actor: Actor = SITE) -> list[int]:
     """Archive the job; its active tasks are stopped (left in error)."""
-    with conn.transaction():
-        active = tids(conn, jid, ["active"])
-        killed = dispatch.kill(conn, jid, active) if active else []
-        _one(conn, "tq_job_delete", jid=jid)
-        return killed
+    return _tasks_of(conn, jid, "delete", actor)
 
 
-def undelete(conn, jid: int) -> bool:
-    return _one(conn, "tq_job_undelete", jid=jid)
+def undelete(conn, jid: int, actor: Actor = SITE) -> bool:
+    return _set(conn, jid, "deleted", False, actor)
 
 
-def set_priority(conn, jid: int, priority: float) -> None:
-    conn.execute(queries.get("tq_job_priority"), {"jid": jid, "priority": float(priority)})
+def set_priority(conn, jid: int, priority: float, actor: Actor = SITE) -> bool:
+    return _set(conn, jid, "priority", float(priority), actor)
 
 
-def set_aftertime(conn, jid: int, when: dt.datetime | None) -> bool:
-    return _one(conn, "tq_job_aftertime", jid=jid, aftertime=when)
+def set_aftertime(conn, jid: int, when: dt.datetime | None, actor: Actor = SITE) -> bool:
+    return _set(conn, jid, "aftertime", when.isoformat() if when else None, actor)
 
 
-def lock(conn, jid: int, owner: str, note: str) -> bool:
-    return _one(conn, "tq_job_lock", jid=jid, owner=owner, note=note)
+def lock(conn, jid: int, note: str, actor: Actor = SITE) -> bool:
+    """The lock's owner is the acting user."""
+    return _set(conn, jid, "lock", note, actor)
 
 
-def unlock(conn, jid: int) -> bool:
-    return _one(conn, "tq_job_unlock", jid=jid)
+def unlock(conn, jid: int, actor: Actor = SITE) -> bool:
+    return _set(conn, jid, "unlock", None, actor)
 
 
-def set_crews(conn, jid: int, crews: Sequence[str]) -> bool:
-    return _one(conn, "tq_job_crews", jid=jid, crews=list(crews))
+def set_crews(conn, jid: int, crews: Sequence[str], actor: Actor = SITE) -> bool:
+    return _set(conn, jid, "crews", list(crews), actor)
 
 
-def set_attr(conn, jid: int, key: str, value) -> bool:
+def set_attr(conn, jid: int, key: str, value, actor: Actor = SITE) -> bool:
     """jattr: `value` already of the attribute's kind (JOB_ATTRS)."""
-    kind = JOB_ATTRS[key]
-    if kind == "float":
-        set_priority(conn, jid, value)
-        return True
-    params = {"jid": jid, "key": key, "text": None, "int": None, "list": None, "ints": None}
-    params[kind] = value
-    return _one(conn, "tq_job_attr", **params)
+    if JOB_ATTRS[key] == "float":
+        return set_priority(conn, jid, value, actor)
+    return _set(conn, jid, key, list(value) if JOB_ATTRS[key] in ("list", "ints") else value, actor)
 
 
 def lists(conn, jid: int) -> dict:
@@ -120,24 +141,37 @@ def script(conn, jid: int) -> str | None:
     return row["script"] if row else None
 
 
-def set_nimby(conn, bladeid: uuid.UUID, nimby: str) -> bool:
+def tasks(conn, op: str, pairs: Iterable[tuple[int, int]], actor: Actor = SITE, *,
+          recover: bool = False) -> list[tuple[int, int]]:
+    """tq retry (resume: recover), skip, kill of (jid, tid) pairs of any jobs, in one statement;
+    the pairs acted on (retry: also what depends on them)."""
+    pairs = sorted(set(pairs))
+    if not pairs:
+        return []
+    rows = conn.execute(queries.get("op_tasks"), {"op": op, "jids": [j for j, _ in pairs],
+                                                 "tids": [t for _, t in pairs], "recover": recover,
+                                                 "force": actor.force, "user": actor.user})
+    return [(r["jid"], r["tid"]) for r in rows]
+
+
+def _blade(conn, bladeid: uuid.UUID, key: str, value: str | None, actor: Actor) -> bool:
+    return conn.execute(queries.get("op_blade_set"), {"bladeid": bladeid, "key": key, "value": value,
+                                                     "user": actor.user}).fetchone()["name"] is not None
+
+
+def set_nimby(conn, bladeid: uuid.UUID, nimby: str, actor: Actor = SITE) -> bool:
     """'' open, '1' only local jobs, else the one user whose jobs it takes."""
-    return _one(conn, "tq_blade_nimby", bladeid=bladeid, nimby=nimby)
+    return _blade(conn, bladeid, "nimby", nimby, actor)
 
 
-def delist(conn, bladeid: uuid.UUID) -> bool:
-    return _one(conn, "tq_blade_delist", bladeid=bladeid)
+def delist(conn, bladeid: uuid.UUID, actor: Actor = SITE) -> bool:
+    return _blade(conn, bladeid, "delist", None, actor)
 
 
-def eject(conn, bladeid: uuid.UUID) -> list[tuple[int, int]]:
+def eject(conn, bladeid: uuid.UUID, actor: Actor = SITE) -> list[tuple[int, int]]:
     """Retry the tasks the blade runs now; (jid, tid) of those."""
-    running = [(r["jid"], r["tid"]) for r in conn.execute(queries.get("tq_blade_running"), {"bladeid": bladeid})]
-    by_job: dict[int, list[int]] = {}
-    for jid, tid in running:
-        by_job.setdefault(jid, []).append(tid)
-    for jid, ts in by_job.items():
-        dispatch.retry(conn, jid, ts)
-    return running
+    rows = conn.execute(queries.get("op_blade_eject"), {"bladeid": bladeid, "user": actor.user})
+    return [(r["jid"], r["tid"]) for r in rows]
 
 
 # --- command operations (tq chkeys, tq cattr) ---------------------------------------
@@ -260,36 +294,21 @@ def _with_locks(conn, fn, what: str):
     raise StateError(f"{what} stays locked by other transactions", hint="try again")
 
 
-def set_command_service(conn, jid: int, cid: int, service: str) -> int | None:
+def set_command_service(conn, jid: int, cid: int, service: str, actor: Actor = SITE) -> int | None:
     """chkeys: the command's own service expression (already checked); returns the
     svcid of its new effective expression (command AND job -service AND NOT
-    -avoid, as spooled), None if there is no such command.
-
-    One transaction: the command's queue row (if it is ready) and the command
-    are locked in that order, as a blade's claim takes them; the expression
-    is stored once (service_exprs) and added to the job's svcids (claims pick
-    jobs by them; an svcid no longer used stays listed, which costs a claim
-    one index probe); a queue row is re-pointed, also one queued while we
-    waited for the command's lock; blades are woken.
-    """
+    -avoid, as spooled), None if there is no such command.  The database locks
+    the command's queue row and the command, as a blade's claim does, stores
+    the expression and re-points the queue row (tractor_command_service_v1)."""
     from ..service import combine
 
-    def run():
-        conn.execute(queries.get("tq_command_ready_lock"), {"jid": jid, "cid": cid}).fetchall()
-        info = conn.execute(queries.get("tq_command_service_info"), {"jid": jid, "cid": cid}).fetchone()
-        if info is None:
-            return None
-        expr = combine(service, info["job_service"] or "", tuple(info["avoid"] or ()))
-        conn.execute(queries.get("spool_add_service_exprs"), {"exprs": [expr]})
-        svcid = conn.execute(queries.get("spool_service_ids"), {"exprs": [expr]}).fetchone()["svcid"]
-        conn.execute(queries.get("tq_command_service"), {"jid": jid, "cid": cid, "service": service,
-                                                         "svcid": svcid})
-        if conn.execute(queries.get("tq_command_ready_service"), {"jid": jid, "cid": cid, "svcid": svcid}
-                        ).fetchall():
-            conn.execute(queries.get("spool_notify"), {"jid": jid})
-        return svcid
-
-    return _with_locks(conn, run, f"command {jid} {cid}")
+    job = conn.execute(queries.get("tq_command_job_service"), {"jid": jid, "cid": cid}).fetchone()
+    if job is None:
+        return None
+    expr = combine(service, job["job_service"] or "", tuple(job["avoid"] or ()))
+    return _with_locks(conn, lambda: conn.execute(queries.get("op_command_service"), {
+        "jid": jid, "cid": cid, "service": service, "expr": expr, "force": actor.force, "user": actor.user,
+    }).fetchone()["svcid"], f"command {jid} {cid}")
 
 
 def command_lists(conn, jid: int, cid: int) -> dict:
@@ -298,31 +317,22 @@ def command_lists(conn, jid: int, cid: int) -> dict:
     return dict(row) if row else {}
 
 
-def set_command_attr(conn, jid: int, cid: int, key: str, value=None, *, add=(), remove=()) -> bool:
+def set_command_attr(conn, jid: int, cid: int, key: str, value=None, *, add=(), remove=(),
+                     actor: Actor = SITE) -> bool:
     """cattr: set `key` to `value` (of its kind: command_value), or, for a list
     attribute, add the items of `add` not there yet (argv: appended as given)
-    and remove every occurrence of those of `remove`.  service goes through
-    set_command_service.  One transaction; False if there is no such command."""
-    from ..errors import BadInput
-
+    and remove every occurrence of those of `remove` (in the database, on the
+    locked row).  service goes through set_command_service.  False if there
+    is no such command."""
     name, kind = command_attr(key)
     if kind == "service":
-        return set_command_service(conn, jid, cid, value) is not None
-
-    def run():
-        new = value
-        if kind in LIST_KINDS and (add or remove):
-            cur = command_lists(conn, jid, cid)
-            if not cur:
-                return False
-            new = list(cur[name])
-            new += [x for x in add if kind == "argv" or x not in new]
-            new = [x for x in new if x not in remove]
-            if kind == "argv" and not new:
-                raise BadInput("argv cannot be empty")
-        params = {"jid": jid, "cid": cid, "key": name, "list": None, "ints": None, "text": None, "secs": None,
-                  "slots": None, "bool": None}
-        params["list" if kind == "argv" else kind] = new
-        return conn.execute(queries.get("tq_command_attr"), params).fetchone() is not None
-
-    return _with_locks(conn, run, f"command {jid} {cid}")
+        return set_command_service(conn, jid, cid, value, actor) is not None
+    editing = kind in LIST_KINDS and bool(add or remove)
+    if kind in LIST_KINDS and not editing:
+        value = [str(v) for v in value]
+    params = {"jid": jid, "cid": cid, "key": name, "value": Jsonb(None if editing else value),
+              "add": Jsonb([str(v) for v in add]) if editing else None,
+              "remove": Jsonb([str(v) for v in remove]) if editing else None,
+              "force": actor.force, "user": actor.user}
+    return _with_locks(conn, lambda: conn.execute(queries.get("op_command_set"), params).fetchone()["found"],
+                       f"command {jid} {cid}")

@@ -15,8 +15,8 @@ with `tq params`.  A change is noticed within one housekeeping interval
 Parts: ``tractor`` (tractor.toml: the engine writes CmdAutoRetryAttempts,
 CmdRetryrcRetryAttempts and BladeLeaseSecs into params again), ``blade``
 (blade.toml: each blade picks its profile again and updates its keys, slots,
-NIMBY and zone in place, keeping what it runs), ``crews`` (crews.toml is
-read by tq itself on every run: nothing to reload), ``limits`` (no limits
+NIMBY and zone in place, keeping what it runs), ``crews`` (tq loads the
+site's crews.toml into the database itself: db/crews.py), ``limits`` (no limits
 in this version: nothing to reload).  No click here.
 """
 
@@ -34,7 +34,6 @@ __all__ = ["PARTS", "SIGNALLED", "NOTES", "param_name", "request", "generation"]
 PARTS = ("tractor", "blade", "crews", "limits")  # tq reloadconfig's flags, in output order
 SIGNALLED = ("tractor", "blade")  # the parts a running process reloads
 NOTES = {
-    "crews": "crews.toml is read by tq itself on every run: nothing to reload",
     "limits": "there are no limits in this version (no limits.config): nothing to reload",
 }
 

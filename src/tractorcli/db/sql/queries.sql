@@ -359,69 +359,47 @@ SELECT jid, tid FROM tractor_tasks_kill_v1(%(jids)s::bigint[], %(tids)s::integer
 -- Claims read pausetime, aftertime and deletetime of the job, and the blade's
 -- nimby, at every claim: these edits take effect at the next claim.
 
+-- name: op_refusals
+-- The jobs the caller may not operate on, with why (functions/permissions.sql).
+SELECT jid, owner, why FROM tractor_refusals_v1(%(jids)s::bigint[], %(force)s::boolean, %(user)s::text)
+
+-- name: op_job_set
+SELECT tractor_job_set_v1(%(jid)s::bigint, %(key)s::text, %(value)s::jsonb, %(force)s::boolean, %(user)s::text) AS found
+
+-- name: op_job_tasks
+SELECT tractor_job_tasks_v1(%(jid)s::bigint, %(op)s::text, %(force)s::boolean, %(user)s::text) AS tids
+
+-- name: op_tasks
+-- tq retry/resume/skip/kill of (jids[i], tids[i]) pairs of any jobs; the pairs acted on
+SELECT jid, tid FROM tractor_tasks_v1(%(op)s::text, %(jids)s::bigint[], %(tids)s::integer[], %(recover)s::boolean,
+                                      %(force)s::boolean, %(user)s::text)
+
+-- name: op_command_service
+SELECT tractor_command_service_v1(%(jid)s::bigint, %(cid)s::integer, %(service)s::text, %(expr)s::text, %(force)s::boolean,
+                                  %(user)s::text) AS svcid
+
+-- name: op_command_set
+SELECT tractor_command_set_v1(%(jid)s::bigint, %(cid)s::integer, %(key)s::text, %(value)s::jsonb, %(add)s::jsonb,
+                              %(remove)s::jsonb, %(force)s::boolean, %(user)s::text) AS found
+
+-- name: op_blade_set
+SELECT tractor_blade_set_v1(%(bladeid)s::uuid, %(key)s::text, %(value)s::text, %(user)s::text) AS name
+
+-- name: op_blade_eject
+SELECT jid, tid FROM tractor_blade_eject_v1(%(bladeid)s::uuid, %(user)s::text)
+
+-- name: tq_command_job_service
+-- What a command's effective service expression is made of (chkeys).
+SELECT j.service AS job_service, j.avoid FROM commands c JOIN jobs j ON j.jid = c.jid
+WHERE c.jid = %(jid)s::bigint AND c.cid = %(cid)s::integer
+
 -- name: tq_job_tasks
 -- The tids of a job's tasks in some states (all states: NULL).
 SELECT coalesce(array_agg(tid ORDER BY tid), ARRAY[]::integer[]) AS tids FROM tasks
 WHERE jid = %(jid)s AND (%(states)s::text[] IS NULL OR state = ANY (%(states)s::text[]))
 
--- name: tq_job_pause
-UPDATE jobs SET pausetime = coalesce(pausetime, now()) WHERE jid = %(jid)s RETURNING jid
-
--- name: tq_job_unpause
-UPDATE jobs SET pausetime = NULL WHERE jid = %(jid)s RETURNING jid
-
--- name: tq_job_delete
-UPDATE jobs SET deletetime = coalesce(deletetime, now()) WHERE jid = %(jid)s RETURNING jid
-
--- name: tq_job_undelete
-UPDATE jobs SET deletetime = NULL WHERE jid = %(jid)s RETURNING jid
-
--- name: tq_job_priority
-WITH j AS (UPDATE jobs SET priority = %(priority)s WHERE jid = %(jid)s RETURNING jid)
-UPDATE ready SET priority = %(priority)s WHERE jid IN (SELECT jid FROM j)
-
--- name: tq_job_aftertime
-UPDATE jobs SET aftertime = %(aftertime)s WHERE jid = %(jid)s RETURNING jid
-
--- name: tq_job_lock
-UPDATE jobs SET lockowner = %(owner)s, locktime = now(), locknote = %(note)s WHERE jid = %(jid)s RETURNING jid
-
--- name: tq_job_unlock
-UPDATE jobs SET lockowner = NULL, locktime = NULL, locknote = NULL WHERE jid = %(jid)s RETURNING jid
-
--- name: tq_job_crews
-UPDATE jobs SET crews = %(crews)s::text[] WHERE jid = %(jid)s RETURNING jid
-
 -- name: tq_job_script
 SELECT jid, script FROM jobs WHERE jid = %(jid)s
-
--- name: tq_reschedule
-SELECT tractor_reschedule_v1(%(jid)s) AS ready
-
--- name: tq_blade_nimby
-UPDATE blades SET nimby = %(nimby)s WHERE bladeid = %(bladeid)s RETURNING name
-
--- name: tq_blade_delist
-UPDATE blades SET cleartime = now() WHERE bladeid = %(bladeid)s RETURNING name
-
--- name: tq_blade_running
--- What a blade runs now: (jid, tid) of its current unfinished invocations.
-SELECT DISTINCT jid, tid FROM invocations
-WHERE bladeid = %(bladeid)s AND current AND stoptime IS NULL ORDER BY jid, tid
-
--- name: tq_job_attr
--- tq jattr: one of a fixed set of job attributes (%(key)s picks it).
-UPDATE jobs SET
-    title     = CASE WHEN %(key)s = 'title' THEN %(text)s ELSE title END,
-    comment   = CASE WHEN %(key)s = 'comment' THEN %(text)s ELSE comment END,
-    metadata  = CASE WHEN %(key)s = 'metadata' THEN %(text)s ELSE metadata END,
-    maxactive = CASE WHEN %(key)s = 'maxactive' THEN %(int)s::integer ELSE maxactive END,
-    tags      = CASE WHEN %(key)s = 'tags' THEN %(list)s::text[] ELSE tags END,
-    projects  = CASE WHEN %(key)s = 'projects' THEN %(list)s::text[] ELSE projects END,
-    envkey    = CASE WHEN %(key)s = 'envkey' THEN %(list)s::text[] ELSE envkey END,
-    crews     = CASE WHEN %(key)s = 'crews' THEN %(list)s::text[] ELSE crews END,
-    afterjids = CASE WHEN %(key)s = 'afterjids' THEN %(ints)s::bigint[] ELSE afterjids END
-WHERE jid = %(jid)s RETURNING jid
 
 -- name: tq_job_lists
 SELECT tags, projects, envkey, crews, afterjids FROM jobs WHERE jid = %(jid)s
@@ -439,56 +417,9 @@ SELECT state FROM tasks WHERE jid = %(jid)s AND tid = %(tid)s
 -- Transaction-local: a command edit waits this long for a lock, then gives way.
 SELECT set_config('lock_timeout', %(timeout)s::text, true)
 
--- name: tq_command_ready_lock
--- First the command's queue row, if it is ready (a claim takes it first too).
-SELECT cid FROM ready WHERE jid = %(jid)s::bigint AND cid = %(cid)s::integer FOR UPDATE
-
--- name: tq_command_service_info
--- Then the command; with what its effective expression is made of.
-SELECT c.service, c.svcid, j.service AS job_service, j.avoid
-FROM commands c JOIN jobs j ON j.jid = c.jid
-WHERE c.jid = %(jid)s::bigint AND c.cid = %(cid)s::integer
-FOR NO KEY UPDATE OF c
-
--- name: tq_command_service
--- The command's own expression and the svcid of its effective one; the job
--- lists the svcid (claims look for jobs by their svcids).
-WITH c AS (
-    UPDATE commands SET service = %(service)s::text, svcid = %(svcid)s::integer
-    WHERE jid = %(jid)s::bigint AND cid = %(cid)s::integer
-    RETURNING jid
-)
-UPDATE jobs SET svcids = ARRAY(SELECT DISTINCT s FROM unnest(svcids || %(svcid)s::integer) AS u(s) ORDER BY s)
-WHERE jid IN (SELECT jid FROM c) AND NOT (%(svcid)s::integer = ANY (svcids))
-
--- name: tq_command_ready_service
--- A separate statement (a fresh snapshot): also finds a queue row inserted
--- by a transaction that held the command while we waited for it.
-UPDATE ready SET svcid = %(svcid)s::integer
-WHERE jid = %(jid)s::bigint AND cid = %(cid)s::integer AND svcid IS DISTINCT FROM %(svcid)s::integer
-RETURNING cid
-
 -- name: tq_command_lists
 SELECT argv, tags, envkey, retryrcodes FROM commands
 WHERE jid = %(jid)s::bigint AND cid = %(cid)s::integer
-FOR NO KEY UPDATE
-
--- name: tq_command_attr
--- tq cattr: one of a fixed set of command attributes (%(key)s picks it).
-UPDATE commands SET
-    argv        = CASE WHEN %(key)s::text = 'argv' THEN %(list)s::text[] ELSE argv END,
-    tags        = CASE WHEN %(key)s::text = 'tags' THEN %(list)s::text[] ELSE tags END,
-    envkey      = CASE WHEN %(key)s::text = 'envkey' THEN %(list)s::text[] ELSE envkey END,
-    retryrcodes = CASE WHEN %(key)s::text = 'retryrcodes' THEN %(ints)s::integer[] ELSE retryrcodes END,
-    msg         = CASE WHEN %(key)s::text = 'msg' THEN %(text)s::text ELSE msg END,
-    metadata    = CASE WHEN %(key)s::text = 'metadata' THEN %(text)s::text ELSE metadata END,
-    minrunsecs  = CASE WHEN %(key)s::text = 'minrunsecs' THEN %(secs)s::double precision ELSE minrunsecs END,
-    maxrunsecs  = CASE WHEN %(key)s::text = 'maxrunsecs' THEN %(secs)s::double precision ELSE maxrunsecs END,
-    minslots    = CASE WHEN %(key)s::text = 'minslots' THEN %(slots)s::integer ELSE minslots END,
-    maxslots    = CASE WHEN %(key)s::text = 'maxslots' THEN %(slots)s::integer ELSE maxslots END,
-    resumepin   = CASE WHEN %(key)s::text = 'resumepin' THEN %(bool)s::boolean ELSE resumepin END
-WHERE jid = %(jid)s::bigint AND cid = %(cid)s::integer
-RETURNING cid
 
 -- --- tq trace, queuestats, reloadconfig (db/trace.py, db/queuestats.py, db/reload.py) ----
 
@@ -616,3 +547,23 @@ VALUES ('comment', 'tractor-blade', %(text)s, 'task', ARRAY[%(jid)s::text, %(tid
 -- name: job_restart
 -- tq restart: expanded tasks detached, every attached task starts over (one transaction).
 SELECT tractor_job_restart_v1(%(jid)s) AS tids
+
+-- --- crews.toml in the database (db/crews.py; functions/permissions.sql reads it) ------
+
+-- name: crews_clear
+WITH f AS (DELETE FROM crews_file), c AS (DELETE FROM crews), r AS (DELETE FROM crew_force)
+SELECT 1
+
+-- name: crews_store
+-- crews: a JSON object crew -> users (nested crews expanded); force: who -> targets
+WITH f AS (INSERT INTO crews_file (path) VALUES (%(path)s::text) RETURNING 1),
+     c AS (INSERT INTO crews (crew, members)
+           SELECT e.key, ARRAY(SELECT jsonb_array_elements_text(e.value) ORDER BY 1)
+           FROM jsonb_each(%(crews)s::jsonb) e RETURNING 1),
+     r AS (INSERT INTO crew_force (who, targets)
+           SELECT e.key, ARRAY(SELECT jsonb_array_elements_text(e.value))
+           FROM jsonb_each(%(force)s::jsonb) e RETURNING 1)
+SELECT (SELECT count(*) FROM c) AS crews, (SELECT count(*) FROM r) AS rules
+
+-- name: crews_loaded
+SELECT path, loadtime, (SELECT count(*) FROM crews) AS crews FROM crews_file

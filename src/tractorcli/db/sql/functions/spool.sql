@@ -9,21 +9,14 @@
 --
 -- Applied after the migrations by every upgrade (CREATE OR REPLACE): a function lives here,
 -- in one file, and nowhere else; a signature blades call is never changed (add _v2 instead).
--- SECURITY DEFINER functions have a fixed search_path (temporary tables are named pg_temp.*).
-
--- May `p_who` (a logged-in role) act for `p_owner` (spool as them, operate on
--- their jobs)?  The site's role (a superuser) may; everyone may act for
--- themselves.
-CREATE OR REPLACE FUNCTION tractor_may_act_for(p_who text, p_owner text) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
-    SELECT p_who = p_owner OR coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = p_who), false)
-$$;
+-- SECURITY DEFINER functions have a fixed search_path, pg_temp last (temporary tables are named pg_temp.*).
 
 -- The ids of service expressions a spool needs, storing the new ones (the
 -- table is the site's; people may only add expressions, through here).
 CREATE OR REPLACE FUNCTION tractor_service_ids_v1(p_exprs text[])
 RETURNS TABLE (svcid integer, expr text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+#variable_conflict use_column
 BEGIN
     INSERT INTO service_exprs (expr)
     SELECT DISTINCT u.e FROM unnest(p_exprs) AS u(e)
@@ -38,7 +31,7 @@ END $$;
 -- the owner.  Returns the new jid and the spool time.
 CREATE OR REPLACE FUNCTION tractor_spool_staged_v1(p_owner text)
 RETURNS TABLE (jid bigint, spooltime timestamptz)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_owner text := coalesce(nullif(p_owner, ''), session_user);
     v_jid bigint;
@@ -46,10 +39,15 @@ DECLARE
     j record;
     n_jobs integer;
 BEGIN
-    IF NOT tractor_may_act_for(session_user, v_owner) THEN
-        RAISE EXCEPTION '% may not spool jobs as %', session_user, v_owner
+    IF tractor_is_blade() THEN
+        RAISE EXCEPTION '% is a blade login: blades may not spool jobs', session_user
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    IF NOT tractor_may_act_for(session_user, v_owner) THEN
+        RAISE EXCEPTION '% may not spool jobs as % (crews.toml)', session_user, v_owner
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    PERFORM tractor_check_temp_tables(true);
     SELECT count(*) INTO n_jobs FROM pg_temp.spool_jobs;
     IF n_jobs <> 1 THEN
         RAISE EXCEPTION 'a staged spool holds one job row, not %', n_jobs USING ERRCODE = 'invalid_parameter_value';
