@@ -135,7 +135,7 @@ def test_jdelete(shared_site, tmp_path):
     cfg, s = shared_site
     jid = jid_of(spool(cfg, "--user", "bob", write(tmp_path, "d.alf", SIMPLE)))
     wrong = spool(cfg, "--user", "carol", "--jdelete", str(jid))
-    assert wrong.returncode == ExitStatus.BAD_INPUT and "belongs to bob" in wrong.stderr
+    assert wrong.returncode == ExitStatus.PERMISSION and "belongs to bob: not job owner" in wrong.stderr
     done = spool(cfg, "--user", "bob", "--jdelete", str(jid))
     assert done.returncode == 0 and done.stdout.strip() == f"OK J{jid} delete OK"
     assert row(s, "SELECT deletetime FROM jobs WHERE jid = %s", jid)["deletetime"] is not None

@@ -110,20 +110,26 @@ def spool(settings: SiteSettings, resolved: Resolved, options) -> int:
         return spool_job(conn, resolved, options)
 
 
-def retire(settings: SiteSettings, jid: int, owner: str) -> None:
-    """tractor-spool --jdelete: move a job out of the queue (to the archive)."""
-    from .db import queries
+def retire(settings: SiteSettings, jid: int, owner: str | None) -> None:
+    """tractor-spool --jdelete: move a job out of the queue (to the archive), as `owner` (None: the
+    logged-in user; the database decides who may: db/ops.py)."""
+    import psycopg.errors as pe
+
+    from .db import ops, queries
     from .db.connection import connect, translated
+    from .errors import PermissionDenied
 
     with connect(settings, autocommit=True) as conn, translated(settings):
-        row = conn.execute(queries.get("retire_job"), {"jid": jid, "owner": owner}).fetchone()
-        if row is None:
-            found = conn.execute(queries.get("job_owner"), {"jid": jid}).fetchone()
-            if found is None:
-                raise NotFound(f"no job {jid}")
-            if found["deletetime"] is not None:
-                raise BadInput(f"job {jid} was already deleted")
-            raise BadInput(f"job {jid} belongs to {found['owner']}, not {owner} (use --user)")
+        found = conn.execute(queries.get("job_owner"), {"jid": jid}).fetchone()
+        if found is None:
+            raise NotFound(f"no job {jid}")
+        if found["deletetime"] is not None:
+            raise BadInput(f"job {jid} was already deleted")
+        try:
+            ops.delete(conn, jid, ops.Actor(user=owner or default_owner(), force=False))
+        except pe.InsufficientPrivilege as exc:
+            raise PermissionDenied(f"job {jid} belongs to {found['owner']}: {exc.diag.message_primary}",
+                                   hint="the owner, or tq --force where crews.toml allows") from None
 
 
 def default_owner() -> str:

@@ -127,14 +127,14 @@ class EngineClient:
 
     def owner(self) -> str:
         """The user: the `user` parameter, else $TRACTOR_USER, else the login name."""
-        if self.user:
-            return self.user
-        env = os.environ.get("TRACTOR_USER")
-        if env:
-            return env
         from ..query import default_user
 
-        return default_user()
+        return self.named_user() or default_user()
+
+    def named_user(self) -> str | None:
+        """The user if one was named (the `user` parameter, $TRACTOR_USER); None: whoever is logged
+        in (a spool's owner is then the logged-in person, as the database decides)."""
+        return self.user or os.environ.get("TRACTOR_USER") or None
 
     def address(self) -> tuple[str | None, int | None]:
         """The engine address: the parameters, else $TRACTOR_ENGINE, else none (the site's own)."""
@@ -204,7 +204,7 @@ class EngineClient:
             else:
                 job = alfred.parse(jobtext, spoolfile or "<script>")
             options = SpoolOptions(
-                owner=owner or self.owner(), spoolhost=spoolhost or submit.default_host(),
+                owner=owner or self.named_user(), spoolhost=spoolhost or submit.default_host(),
                 spoolfile=spoolfile or "", spoolcwd=(cwd or os.getcwd()).replace("\\", "/"),
                 script=jobtext, scriptformat=format)
             jid = submit.spool(self.site(), model.resolve(job), options)

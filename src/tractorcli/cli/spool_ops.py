@@ -38,7 +38,7 @@ def run(ctx: Context, opts: dict) -> int:
 
 def _run(ctx: Context, opts: dict) -> int:
     args = list(opts["args"])
-    owner = opts["user"] or submit.default_owner()
+    owner = opts["user"]  # None: the logged-in user (the database decides who may name another)
     if opts["jdelete"] is not None:
         submit.retire(_settings(ctx, opts["engine"]), opts["jdelete"], owner)
         _ok(ctx, opts, f"J{opts['jdelete']} delete OK", None)

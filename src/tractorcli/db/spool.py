@@ -497,6 +497,8 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
             restore = None
             conn.execute(queries.get("spool_staging_tables"))
             table = staged_tables
+            if jobrow["owner"] is None:
+                jobrow["owner"] = ""  # staged rows need one; '' is the logged-in person (tractor_spool_staged_v1)
         else:
             restore = _fk_checks_off(conn)
             table = site_tables

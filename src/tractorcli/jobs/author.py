@@ -1037,7 +1037,7 @@ def _spool(raw: m.Job, *, owner: str | None = None, spoolfile: str | None = None
     script = _job_tcl(raw)
     resolved = m.resolve(_assigned(raw))
     options = SpoolOptions(
-        owner=_optstr("spool.owner", owner) or client.owner(),
+        owner=_optstr("spool.owner", owner) or client.named_user(),
         spoolhost=_optstr("spool.spoolhost", spoolhost) or submit.default_host(),
         spoolfile=_optstr("spool.spoolfile", spoolfile) or "",
         spoolcwd=(_optstr("spool.spoolcwd", spoolcwd) or os.getcwd()).replace("\\", "/"),

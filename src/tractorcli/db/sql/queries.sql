@@ -286,12 +286,6 @@ SELECT jid, spooltime FROM tractor_spool_staged_v1(%(owner)s)
 -- Wakes waiting blades when the spool commits (notifications are transactional).
 SELECT pg_notify('tractor_ready', %(jid)s::text)
 
--- name: retire_job
--- tractor-spool --jdelete: take a live job out of the queue (kept as archived).
-UPDATE jobs SET deletetime = now()
-WHERE jid = %(jid)s AND owner = %(owner)s AND deletetime IS NULL
-RETURNING jid
-
 -- name: job_owner
 SELECT owner, deletetime FROM jobs WHERE jid = %(jid)s
 
