@@ -40,12 +40,14 @@ def farm(tmp_path_factory):
     ok(dbctl(cfg, "--start-for-engine"))
     for name, pw in PASSWORDS.items():
         ok(dbctl(cfg, "--add-user", name, "--password-file", "-", input=pw + "\n"))
-    ok(dbctl(cfg, "--add-blade-login", "rack01", "--password-file", "-", input="rack pw\n"))
+    for blade in ("rack01", "rack02"):
+        ok(dbctl(cfg, "--add-blade-login", blade, "--password-file", "-", input=f"{blade} pw\n"))
     base = tmp_path_factory.mktemp("people")
     people = {}
-    for name, pw in {**PASSWORDS, "rack01": "rack pw"}.items():
+    for name, pw in {**PASSWORDS, "rack01": "rack01 pw", "rack02": "rack02 pw"}.items():
         d = base / name
         d.mkdir()
+        (d / "tractor.toml").write_text(f'data_dir = "{d / "data"}"\n')
         (d / "db.toml").write_text(f'host = "127.0.0.1"\nport = {s.db.port}\ndbname = "{s.db.dbname}"\n'
                                    f'login = "{name}"\npassword = "{pw}"\n')
         people[name] = d
@@ -181,7 +183,7 @@ def test_crews_in_the_database_let_a_wrangler_force_and_spool_for_others(farm, t
 def test_a_blade_login_cannot_operate_on_jobs(farm, tmp_path):
     cfg, s, people = farm
     bobs = jid_of(spool(people["bob"], "bob-b", tmp_path))
-    with as_role(s, "rack01", "rack pw") as conn:
+    with as_role(s, "rack01", "rack01 pw") as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="rack01 is a blade login"):
             conn.execute(f"SELECT tractor_job_set_v1({bobs}, 'paused', 'true', true, NULL)")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -201,3 +203,61 @@ def test_the_api_shows_the_databases_refusal(farm, tmp_path):
     finally:
         tq.closeEngineClient()
     assert job(s, bobs)["pausetime"] is None
+
+
+EXPAND = """Job -title {grows} -subtasks {
+  Task {gen} -cmds { RemoteCmd {/bin/echo {Task {grafted} -cmds { RemoteCmd {/bin/true} }}} -expand 1 }
+  Task {plain} -cmds { RemoteCmd {/bin/true} }
+}
+"""
+
+
+def test_a_blade_login_runs_a_job_grafts_and_reports(farm, tmp_path):
+    """A real tractor-blade logged in as a blade login (db.toml login, password, over TCP) registers,
+    claims, runs, grafts an expand command's tasks and reports, all through the functions."""
+    cfg, s, people = farm
+    path = tmp_path / "grows.alf"
+    path.write_text(EXPAND)
+    jid = jid_of(run("tractor-spool", people["bob"], str(path)))
+    blade = run("tractor-blade", people["rack01"], "--heartbeat", "0.2", "--exit-when-idle", "--name", "rackblade",
+                "--slots", "2")
+    assert blade.returncode == 0, blade.stderr
+    with connect(s) as conn:
+        tasks = conn.execute("SELECT title, state FROM tasks WHERE jid = %s AND attached ORDER BY tid", (jid,)
+                             ).fetchall()
+        assert [(t["title"], t["state"]) for t in tasks] == [("gen", "done"), ("plain", "done"), ("grafted", "done")]
+        assert conn.execute("SELECT login FROM blades WHERE name = 'rackblade'").fetchone()["login"] == "rack01"
+
+
+def _claim_as(conn, name: str, ip: str):
+    b = conn.execute("SELECT tractor_blade_register_v1(%s, %s, 9005, 'default', '{PixarRender}', 1, 'linux', '', "
+                     "'x', 1, '', '', '{}')", (name, ip)).fetchone()[0]
+    svcids = [r[0] for r in conn.execute("SELECT svcid FROM service_exprs")]
+    return b, conn.execute("SELECT jid, cid, iid FROM tractor_claim_v1(%s, %s, 'fakehost', 1)", (b, svcids)
+                           ).fetchall()
+
+
+def test_a_blade_login_cannot_act_for_another_blade(farm, tmp_path):
+    cfg, s, people = farm
+    bobs = jid_of(spool(people["bob"], "bob-fence", tmp_path))
+    with as_role(s, "rack01", "rack01 pw") as r1, as_role(s, "rack02", "rack02 pw") as r2, \
+            as_role(s, "ann", PASSWORDS["ann"]) as ann:
+        b1, claimed = _claim_as(r1, "fence1", "10.9.0.1")
+        mine = [c for c in claimed if c[0] == bobs]
+        assert mine, claimed
+        jid, cid, iid = mine[0]
+        b2, _ = _claim_as(r2, "fence2", "10.9.0.2")
+        finish = "SELECT tractor_finish_v1(%s, %s, %s, %s, 0, 0, 0, 0)"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="was not registered by rack02"):
+            r2.execute(finish, (jid, cid, iid, b1))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="was not registered by rack02"):
+            r2.execute("SELECT * FROM tractor_heartbeat_v1(%s, '{}', 0, 0, 0, '{}', '{}', '{}')", (b1,))
+        assert r2.execute(finish, (jid, cid, iid, b2)).fetchone()[0] == "stale"  # not leased to it
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="registered by the login rack01"):
+            r2.execute("SELECT tractor_blade_register_v1('fence1', '10.9.0.1', 9005, 'default', '{}', 1, "
+                       "'linux', '', 'x', 1, '', '', '{}')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="ann is not a blade login"):
+            ann.execute("SELECT * FROM tractor_claim_v1(%s, '{1}', 'h', 1)", (b1,))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            r2.execute("UPDATE invocations SET bladeid = %s WHERE jid = %s", (b2, jid))
+        assert r1.execute(finish, (jid, cid, iid, b1)).fetchone()[0] == "done"

@@ -68,7 +68,7 @@ def finish_expand(conn: "psycopg.Connection", c: Any, bladeid: "uuid.UUID", rcod
             row = conn.execute(queries.get("expand_begin"), base).fetchone()
             if row is None:  # stale: nothing grafted; the finish says so
                 return _finish(conn, base, rcode, None, None), None
-            first, last = _graft(conn, c.jid, row, nodes)
+            first, last = _graft(conn, c.jid, row, nodes, base)
             return _finish(conn, base, rcode, first, last), None
     except _Refused as exc:
         problem = exc.message
@@ -76,8 +76,7 @@ def finish_expand(conn: "psycopg.Connection", c: Any, bladeid: "uuid.UUID", rcod
     with conn.transaction():
         outcome = _finish(conn, base, RC_EXPAND, None, None)
         if outcome != "stale":
-            conn.execute(queries.get("expand_note"), {"jid": c.jid, "tid": c.tid,
-                                                      "text": f"expand output not grafted: {problem}"})
+            conn.execute(queries.get("expand_note"), {**base, "text": f"expand output not grafted: {problem}"})
     return outcome, problem
 
 
@@ -86,8 +85,14 @@ def _finish(conn, base: dict, rcode: int, first: int | None, last: int | None) -
                         ).fetchone()["outcome"]
 
 
-def _graft(conn: "psycopg.Connection", jid: int, row: dict, nodes: Sequence) -> tuple[int, int] | tuple[None, None]:
-    """Write the fragment's rows (step 2); (first tid, last tid), or (None, None) for no tasks."""
+def _graft(conn: "psycopg.Connection", jid: int, row: dict, nodes: Sequence, base: dict
+           ) -> tuple[int, int] | tuple[None, None]:
+    """Write the fragment's rows (step 2); (first tid, last tid), or (None, None) for no tasks.
+
+    The site's role writes them into the job's tables; a blade login may
+    not, and stages them as a person's spool does (pg_temp.spool_*) for
+    tractor_graft_staged_v1, which checks they are a graft of this
+    invocation's task and moves them in."""
     from psycopg.types.string import BytesBinaryDumper
 
     from ..jobs.model import Job, JobError, resolve
@@ -112,10 +117,19 @@ def _graft(conn: "psycopg.Connection", jid: int, row: dict, nodes: Sequence) -> 
             expr_of[cmd.service] = spool.effective_service(cmd.service, (row["service"], ""), tuple(row["avoid"]))
     svcid: dict[str, int] = {}
     exprs = sorted(set(expr_of.values()))
+    staged = not conn.execute(queries.get("spool_may_write")).fetchone()["may"]
     if exprs:
-        conn.execute(queries.get("spool_add_service_exprs"), {"exprs": exprs})
-        ids = {r["expr"]: r["svcid"] for r in conn.execute(queries.get("spool_service_ids"), {"exprs": exprs})}
+        if staged:
+            found = conn.execute(queries.get("spool_staged_service_ids"), {"exprs": exprs})
+        else:
+            conn.execute(queries.get("spool_add_service_exprs"), {"exprs": exprs})
+            found = conn.execute(queries.get("spool_service_ids"), {"exprs": exprs})
+        ids = {r["expr"]: r["svcid"] for r in found}
         svcid = {svc: ids[e] for svc, e in expr_of.items()}
+    tables = None
+    if staged:
+        conn.execute(queries.get("spool_staging_tables"))
+        tables = spool._tables()[1]
 
     def task_row(t: tuple) -> tuple:
         # (jid, tid, ..., parent_tid [14], position [15], pending [16], lasttid [17])
@@ -130,13 +144,16 @@ def _graft(conn: "psycopg.Connection", jid: int, row: dict, nodes: Sequence) -> 
     cur.adapters.register_dumper(None, BytesBinaryDumper)  # the spool's binary arrays (see db/spool.py)
     copy = spool._copy  # looked up here: the tests replace it
     tasks = spool._task_rows(jid, resolved.tasks, p, row["graftime"])
-    copy(cur, "spool_copy_tasks", spool._TASK_TYPES, (task_row(t) for t in tasks))
+    copy(cur, "spool_copy_tasks", spool._TASK_TYPES, (task_row(t) for t in tasks), tables)
     if p.edges:
-        copy(cur, "spool_copy_task_edges", spool._EDGE_TYPES, ((jid, a + toff, b + toff, k) for a, b, k in p.edges))
+        copy(cur, "spool_copy_task_edges", spool._EDGE_TYPES, ((jid, a + toff, b + toff, k) for a, b, k in p.edges),
+             tables)
     if resolved.commands:
         commands = spool._command_rows(jid, resolved, p, svcid)
-        copy(cur, "spool_copy_commands", spool._COMMAND_TYPES, (shift_cmd(r) for r in commands))
-    if p.numready:
+        copy(cur, "spool_copy_commands", spool._COMMAND_TYPES, (shift_cmd(r) for r in commands), tables)
+    if staged:  # the ready queue is made in the database from the staged commands
+        conn.execute(queries.get("graft_staged"), base)
+    elif p.numready:
         ready = spool._ready_rows(jid, resolved, p, svcid, row["tierpri"], row["priority"], row["spoolhost"])
         copy(cur, "spool_copy_ready", spool._READY_TYPES, (shift_cmd(r) for r in ready))
     return toff + 1, toff + len(resolved.tasks)

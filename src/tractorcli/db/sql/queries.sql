@@ -513,14 +513,9 @@ RETURNING value
 SELECT coalesce((SELECT value FROM params WHERE name = %(name)s), '0') AS value
 
 -- name: blade_reconfigure
--- A running blade re-read its profile: its keys, slots, profile name,
--- zone and (when the profile's changed; NULL keeps what tq nimby set)
--- NIMBY change in place: tractor_blade_register_v1 would also hand back
--- the commands it is running.
-UPDATE blades SET profile = %(profile)s, provides = %(provides)s::text[], numslots = %(numslots)s,
-                  nimby = coalesce(%(nimby)s::text, nimby), zone = %(zone)s
-WHERE bladeid = %(bladeid)s
-RETURNING name
+-- A running blade re-read its profile (functions/blades.sql).
+SELECT tractor_blade_reconfigure_v1(%(bladeid)s::uuid, %(profile)s::text, %(provides)s::text[],
+                                    %(numslots)s::integer, %(nimby)s::text, %(zone)s::text) AS name
 
 -- --- expand (db/expand.py; the functions are in migration 0006) --------------------
 
@@ -535,8 +530,12 @@ SELECT tractor_finish_v2(%(jid)s, %(cid)s, %(iid)s, %(bladeid)s, %(rcode)s,
 
 -- name: expand_note
 -- Why an expand command's output was not grafted, as a note on its task.
-INSERT INTO notes (notetype, noteuser, notetext, itemtype, itemid)
-VALUES ('comment', 'tractor-blade', %(text)s, 'task', ARRAY[%(jid)s::text, %(tid)s::text])
+SELECT tractor_expand_note_v1(%(jid)s::bigint, %(cid)s::integer, %(iid)s::integer, %(bladeid)s::uuid,
+                              %(text)s::text)
+
+-- name: graft_staged
+-- A blade login's graft: the staged rows (pg_temp.spool_*) into the job (functions/finish.sql).
+SELECT tractor_graft_staged_v1(%(jid)s::bigint, %(cid)s::integer, %(iid)s::integer, %(bladeid)s::uuid)
 
 -- name: job_restart
 -- tq restart: expanded tasks detached, every attached task starts over (one transaction).

@@ -1,5 +1,7 @@
 -- What blades call: register, heartbeat, claim, progress, exit; and the engine's housekeeping
--- (blades whose lease ran out give their commands back).
+-- (blades whose lease ran out give their commands back).  What blades call runs as the site's
+-- role (SECURITY DEFINER, fixed search_path) after tractor_guard_blade: a blade login acts only
+-- for the blades it registered (permissions.sql); people may not call them.
 --
 -- Applied after the migrations by every upgrade (CREATE OR REPLACE): a function lives here,
 -- in one file, and nowhere else; a signature blades call is never changed (add _v2 instead).
@@ -12,20 +14,24 @@ CREATE OR REPLACE FUNCTION tractor_blade_register_v1(
     p_name text, p_ipaddr text, p_port integer, p_profile text, p_provides text[], p_numslots integer,
     p_osname text, p_osversion text, p_version text, p_numcpu integer, p_zone text, p_nimby text,
     p_metrics jsonb) RETURNS uuid
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     b uuid;
     r record;
 BEGIN
+    IF session_user <> current_user THEN
+        PERFORM tractor_guard_blade_name(p_name, p_ipaddr, p_port);
+    END IF;
     INSERT INTO blades (name, ipaddr, port, profile, provides, numslots, osname, osversion, version, numcpu,
-                        zone, nimby, metrics, starttime, heartbeattime, status, cleartime, slotsinuse)
+                        zone, nimby, metrics, starttime, heartbeattime, status, cleartime, slotsinuse, login)
     VALUES (p_name, p_ipaddr, p_port, p_profile, p_provides, p_numslots, p_osname, p_osversion, p_version,
-            p_numcpu, p_zone, p_nimby, p_metrics, now(), now(), 'up', NULL, 0)
+            p_numcpu, p_zone, p_nimby, p_metrics, now(), now(), 'up', NULL, 0, session_user)
     ON CONFLICT (name, ipaddr, port) DO UPDATE SET
         profile = EXCLUDED.profile, provides = EXCLUDED.provides, numslots = EXCLUDED.numslots,
         osname = EXCLUDED.osname, osversion = EXCLUDED.osversion, version = EXCLUDED.version,
         numcpu = EXCLUDED.numcpu, zone = EXCLUDED.zone, nimby = EXCLUDED.nimby, metrics = EXCLUDED.metrics,
-        starttime = now(), heartbeattime = now(), status = 'up', cleartime = NULL
+        starttime = now(), heartbeattime = now(), status = 'up', cleartime = NULL,
+        login = EXCLUDED.login
     RETURNING bladeid INTO b;
     FOR r IN SELECT jid, cid, iid FROM invocations WHERE bladeid = b AND current AND stoptime IS NULL LOOP
         PERFORM tractor_requeue(r.jid, r.cid, r.iid);
@@ -44,12 +50,15 @@ END $$;
 CREATE OR REPLACE FUNCTION tractor_heartbeat_v1(p_blade uuid, p_metrics jsonb, p_loadavg real, p_availmemory real,
                                      p_availdisk real, p_jids bigint[], p_cids integer[], p_iids integer[])
 RETURNS TABLE (jid bigint, cid integer, iid integer)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     lease integer := tractor_param_int('BladeLeaseSecs', 30);
     r record;
 BEGIN
+    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
     UPDATE blades SET heartbeattime = now(), metrics = p_metrics, loadavg = p_loadavg,
                       availmemory = p_availmemory, availdisk = p_availdisk, status = 'up'
     WHERE bladeid = p_blade;
@@ -77,7 +86,7 @@ END $$;
 -- every command of the job.
 CREATE OR REPLACE FUNCTION tractor_claim_v1(p_blade uuid, p_svcids integer[], p_host text, p_slots integer)
 RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integer)
-LANGUAGE plpgsql ROWS 4 AS $$
+LANGUAGE plpgsql ROWS 4 SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     j record;
@@ -92,6 +101,9 @@ DECLARE
     bnimby text;
     job_full boolean;
 BEGIN
+    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
     IF free <= 0 OR cardinality(p_svcids) = 0 THEN
         RETURN;
     END IF;
@@ -171,8 +183,11 @@ END $$;
 -- Progress of a running command's task (TR_PROGRESS); fenced like finish.
 CREATE OR REPLACE FUNCTION tractor_progress_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_progress real)
 RETURNS boolean
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
+    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
     UPDATE tasks t SET progress = least(greatest(p_progress, 0), 100)
     FROM invocations i
     WHERE i.jid = p_jid AND i.cid = p_cid AND i.iid = p_iid AND i.current AND i.stoptime IS NULL
@@ -183,11 +198,14 @@ END $$;
 -- A blade stops: with p_handback its unfinished invocations are queued
 -- again at once (otherwise they wait for their lease, or for its return).
 CREATE OR REPLACE FUNCTION tractor_blade_exit_v1(p_blade uuid, p_handback boolean) RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     r record;
     n integer := 0;
 BEGIN
+    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
     IF p_handback THEN
         FOR r IN SELECT jid, cid, iid FROM invocations WHERE bladeid = p_blade AND current AND stoptime IS NULL LOOP
             IF tractor_requeue(r.jid, r.cid, r.iid) THEN
@@ -251,4 +269,25 @@ BEGIN
             finished := finished + 1;
         END IF;
     END LOOP;
+END $$;
+
+-- A running blade re-read its profile: its keys, slots, profile name, zone
+-- and (when the profile's changed; NULL keeps what tq nimby set) NIMBY
+-- change in place (tractor_blade_register_v1 would also hand back the
+-- commands it is running).  Returns its name (NULL: no such blade).
+CREATE OR REPLACE FUNCTION tractor_blade_reconfigure_v1(p_blade uuid, p_profile text, p_provides text[],
+                                                        p_numslots integer, p_nimby text, p_zone text)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    v_name text;
+BEGIN
+    IF session_user <> current_user THEN
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
+    UPDATE blades SET profile = p_profile, provides = p_provides, numslots = p_numslots,
+                      nimby = coalesce(p_nimby, nimby), zone = p_zone
+    WHERE bladeid = p_blade
+    RETURNING name INTO v_name;
+    RETURN v_name;
 END $$;

@@ -13,7 +13,7 @@
 CREATE OR REPLACE FUNCTION tractor_finish_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_rcode integer,
                                   p_elapsedreal double precision, p_elapsedapp double precision,
                                   p_elapsedsys double precision) RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     inv invocations%ROWTYPE;
     cmd commands%ROWTYPE;
@@ -22,6 +22,9 @@ DECLARE
     released integer[];
     outcome text;
 BEGIN
+    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
     UPDATE invocations SET stoptime = now(), rcode = p_rcode, leasetime = NULL,
                            elapsedreal = p_elapsedreal, elapsedapp = p_elapsedapp, elapsedsys = p_elapsedsys
     WHERE jid = p_jid AND cid = p_cid AND iid = p_iid AND current AND stoptime IS NULL
@@ -108,11 +111,14 @@ CREATE OR REPLACE FUNCTION tractor_expand_begin_v1(p_jid bigint, p_cid integer, 
 RETURNS TABLE (tid integer, serialsubtasks boolean, nextposition integer, maxtid integer, maxcid integer,
                service text, avoid text[], envkey text[], tags text[], minslots integer, maxslots integer,
                tierpri integer, priority double precision, spoolhost text, graftime timestamptz)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     inv invocations%ROWTYPE;
 BEGIN
+    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
     SELECT * INTO inv FROM invocations i
     WHERE i.jid = p_jid AND i.cid = p_cid AND i.iid = p_iid AND i.current AND i.stoptime IS NULL
       AND i.bladeid IS NOT DISTINCT FROM p_blade
@@ -180,7 +186,7 @@ END $$;
 CREATE OR REPLACE FUNCTION tractor_finish_v2(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_rcode integer,
                                   p_elapsedreal double precision, p_elapsedapp double precision,
                                   p_elapsedsys double precision, p_first integer, p_last integer) RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     inv invocations%ROWTYPE;
     x integer;
@@ -195,6 +201,9 @@ DECLARE
     new_svcids integer[];
     waiting integer;
 BEGIN
+    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
     SELECT * INTO inv FROM invocations i
     WHERE i.jid = p_jid AND i.cid = p_cid AND i.iid = p_iid AND i.current AND i.stoptime IS NULL
       AND i.bladeid IS NOT DISTINCT FROM p_blade
@@ -263,4 +272,84 @@ BEGIN
     WHERE jid = p_jid AND tid = x;
     UPDATE jobs SET numactive = numactive - 1, numblocked = numblocked + 1 WHERE jid = p_jid;
     RETURN 'expanded';
+END $$;
+
+-- Why an expand command's output was not grafted, as a note on its task
+-- (the invocation must be this blade's).
+CREATE OR REPLACE FUNCTION tractor_expand_note_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid,
+                                                  p_text text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF session_user <> current_user THEN
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
+    INSERT INTO notes (notetype, noteuser, notetext, itemtype, itemid)
+    SELECT 'comment', 'tractor-blade', p_text, 'task', ARRAY[i.jid::text, i.tid::text]
+    FROM invocations i
+    WHERE i.jid = p_jid AND i.cid = p_cid AND i.iid = p_iid AND i.bladeid IS NOT DISTINCT FROM p_blade;
+END $$;
+
+-- Step 2 of a graft by a blade login, which may write no table: the rows
+-- it staged (pg_temp.spool_tasks, spool_task_edges, spool_commands, built by
+-- db/expand.py as for the site's role) move into the job.  Checked first:
+-- the invocation is current and this blade's (tractor_expand_begin_v1 has
+-- locked it and the job), every row is this job's, the tids and cids are
+-- new ones above the job's maxtid and maxcid, the new top-level tasks hang
+-- under the expanding task, states are initial ones.  The ready queue is
+-- made here from the job's row.  tractor_finish_v2 then counts them in.
+CREATE OR REPLACE FUNCTION tractor_graft_staged_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    inv invocations%ROWTYPE;
+    j jobs%ROWTYPE;
+BEGIN
+    IF session_user <> current_user THEN
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
+    SELECT * INTO inv FROM invocations i
+    WHERE i.jid = p_jid AND i.cid = p_cid AND i.iid = p_iid AND i.current AND i.stoptime IS NULL
+      AND i.bladeid IS NOT DISTINCT FROM p_blade AND i.tid <> 0;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no running expand command %/% (invocation %) of this blade', p_jid, p_cid, p_iid
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO j FROM jobs WHERE jid = p_jid;
+    IF EXISTS (SELECT 1 FROM pg_temp.spool_tasks t
+               WHERE t.jid <> p_jid OR t.tid <= j.maxtid
+                  OR (t.parent_tid <> inv.tid AND t.parent_tid <= j.maxtid)
+                  OR t.state NOT IN ('blocked', 'ready', 'done'))
+       OR EXISTS (SELECT 1 FROM pg_temp.spool_task_edges e
+                  WHERE e.jid <> p_jid OR e.parent_tid <= j.maxtid OR e.child_tid <= j.maxtid)
+       OR EXISTS (SELECT 1 FROM pg_temp.spool_commands c
+                  WHERE c.jid <> p_jid OR c.cid <= j.maxcid OR c.tid <= j.maxtid
+                     OR c.state NOT IN ('blocked', 'ready')
+                     OR NOT EXISTS (SELECT 1 FROM pg_temp.spool_tasks t WHERE t.tid = c.tid))
+       OR EXISTS (SELECT 1 FROM pg_temp.spool_commands c
+                  WHERE c.svcid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM service_exprs s WHERE s.svcid = c.svcid))
+    THEN
+        RAISE EXCEPTION 'the staged graft is not one of job % under task %', p_jid, inv.tid
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO tasks (jid, tid, title, id, service, minslots, maxslots, serialsubtasks, resumeblock,
+                       state, readytime, preview, chaser, metadata, parent_tid, position, pending, lasttid)
+    SELECT t.jid, t.tid, t.title, t.id, t.service, t.minslots, t.maxslots, t.serialsubtasks, t.resumeblock,
+           t.state, t.readytime, t.preview, t.chaser, t.metadata, t.parent_tid, t.position, t.pending, t.lasttid
+    FROM pg_temp.spool_tasks t;
+    INSERT INTO task_edges (jid, parent_tid, child_tid, kind)
+    SELECT e.jid, e.parent_tid, e.child_tid, e.kind FROM pg_temp.spool_task_edges e;
+    INSERT INTO commands (jid, cid, tid, position, argv, local, expand, runtype, msg, service, svcid,
+                          tags, id, refersto, minslots, maxslots, samehost, envkey, retryrcodes,
+                          metadata, metrics, resumewhile, resumepin, minrunsecs, maxrunsecs, state)
+    SELECT c.jid, c.cid, c.tid, c.position, c.argv, c.local, c.expand, c.runtype, c.msg, c.service, c.svcid,
+           c.tags, c.id, c.refersto, c.minslots, c.maxslots, c.samehost, c.envkey, c.retryrcodes,
+           c.metadata, c.metrics, c.resumewhile, c.resumepin, c.minrunsecs, c.maxrunsecs, c.state
+    FROM pg_temp.spool_commands c;
+    INSERT INTO ready (jid, cid, tid, svcid, tierpri, priority, local, spoolhost)
+    SELECT c.jid, c.cid, c.tid, c.svcid, j.tierpri, j.priority, c.local, j.spoolhost
+    FROM pg_temp.spool_commands c WHERE c.state = 'ready';
+    DELETE FROM pg_temp.spool_tasks;
+    DELETE FROM pg_temp.spool_task_edges;
+    DELETE FROM pg_temp.spool_commands;
 END $$;

@@ -143,3 +143,47 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege';
     END IF;
 END $$;
+
+-- Raise unless the caller may report for blade `p_blade`: the site's role,
+-- or the blade login that registered it (blades.login).  Everything a blade
+-- does (heartbeat, claim, progress, finish, graft, exit) starts here.
+CREATE OR REPLACE FUNCTION tractor_guard_blade(p_blade uuid) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF tractor_is_site() THEN
+        RETURN;
+    END IF;
+    PERFORM tractor_check_temp_tables(true);
+    IF NOT tractor_is_blade() THEN
+        RAISE EXCEPTION '% is not a blade login: only blades report work', session_user
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM blades b WHERE b.bladeid = p_blade AND b.login = session_user) THEN
+        RAISE EXCEPTION 'blade % was not registered by %', p_blade, session_user
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END $$;
+
+-- Raise unless the caller may register the blade (name, address, port):
+-- the site's role; a blade login for a new blade, or one it (or the site's
+-- role) registered before.
+CREATE OR REPLACE FUNCTION tractor_guard_blade_name(p_name text, p_ipaddr text, p_port integer) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    v_login text;
+BEGIN
+    IF tractor_is_site() THEN
+        RETURN;
+    END IF;
+    PERFORM tractor_check_temp_tables(true);
+    IF NOT tractor_is_blade() THEN
+        RAISE EXCEPTION '% is not a blade login: only blades register', session_user
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT b.login INTO v_login FROM blades b WHERE b.name = p_name AND b.ipaddr = p_ipaddr AND b.port = p_port;
+    IF FOUND AND v_login IS DISTINCT FROM session_user AND v_login IS DISTINCT FROM current_user
+       AND v_login IS NOT NULL THEN
+        RAISE EXCEPTION 'blade % (%) is registered by the login %, not %', p_name, p_ipaddr, v_login, session_user
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END $$;
