@@ -38,6 +38,7 @@ from .config import SiteSettings, current_user, is_root, site_owner_accounts
 from .db.probe import Probe, probe
 from .errors import (
     BadInput,
+    ConfigError,
     NotFound,
     PermissionDenied,
     ServerNotRunning,
@@ -558,22 +559,43 @@ class Cluster:
             # statistics all the time) cost 100-300 ms a statement.
             "jit = off\n"
         )
+        if self.db.tls:
+            # the certificate and key as the server wants them: in its data directory, the key
+            # readable by the server's account alone
+            conf += "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+            for key, src, name in (("tls_cert", self.db.tls_cert, "server.crt"),
+                                   ("tls_key", self.db.tls_key, "server.key")):
+                try:
+                    text = Path(src).read_text(encoding="ascii")
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ConfigError(f"db.toml: {key} {src}: {getattr(exc, 'strerror', None) or exc}") from None
+                self._write_owned(self.data_dir / name, text)
+        else:
+            conf += "ssl = off\n"
+        host = "hostssl" if self.db.tls else "host"
+        remote = f"{self.db.auth} {self.db.auth_options}".strip()
         hba = [
             "# Written by tractor-dbctl at each start; edits are lost.",
             "# On the socket the operating system says who connects (peer): each local",
             "# account as the role of its name, the site owner also as the site's role",
-            "# (pg_ident.conf, map tractor).  Over TCP, localhost included, a password.",
+            "# (pg_ident.conf, map tractor).  Over TCP, localhost included, a password;",
+            "# from other hosts the method db.toml names (auth); with a certificate",
+            "# (tls_cert, tls_key) only TLS connections over TCP.",
             "local   all          all                  peer map=tractor",
             "local   replication  all                  peer map=tractor",
-            "host    all          all    127.0.0.1/32  scram-sha-256",
-            "host    all          all    ::1/128       scram-sha-256",
-            "host    replication  all    127.0.0.1/32  scram-sha-256",
-            "host    replication  all    ::1/128       scram-sha-256",
+        ]
+        if self.db.tls:
+            hba += ["hostnossl  all  all  0.0.0.0/0  reject", "hostnossl  all  all  ::/0  reject"]
+        hba += [
+            f"{host}    all          all    127.0.0.1/32  scram-sha-256",
+            f"{host}    all          all    ::1/128       scram-sha-256",
+            f"{host}    replication  all    127.0.0.1/32  scram-sha-256",
+            f"{host}    replication  all    ::1/128       scram-sha-256",
         ]
         if self.db.listens_beyond_localhost:
             hba += [
-                "host    all          all    0.0.0.0/0     scram-sha-256",
-                "host    all          all    ::/0          scram-sha-256",
+                f"{host}    all          all    0.0.0.0/0     {remote}",
+                f"{host}    all          all    ::/0          {remote}",
             ]
         # the site owner: root, the server's account, EngineOwner, and the
         # account running this (tractor-dbctl, tractor-engine)

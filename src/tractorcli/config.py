@@ -94,6 +94,19 @@ class DbSettings:
     login: str | None = None  # the role this machine's programs connect as (see login_role)
     host: str | None = None  # a remote server to use instead of the local one
     start_timeout: int = 60  # seconds pg_ctl waits for start/stop
+    # the server's TLS certificate and key (PEM): with both, TCP connections must use TLS
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # how people and blades on other hosts authenticate: scram-sha-256 (passwords), ldap, gss
+    auth: str = "scram-sha-256"
+    auth_options: str = ""  # written after the method in pg_hba.conf (ldapserver=..., include_realm=0, ...)
+    # the client's side: libpq's sslmode (verify-full checks the certificate and the host name)
+    sslmode: str | None = None
+    sslrootcert: Path | None = None  # the CA that signed the server's certificate
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
 
     @property
     def listens_beyond_localhost(self) -> bool:
@@ -197,6 +210,25 @@ _TRACTOR_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "engine_ports": (("EnginePorts",), lambda v: _port_list(v)),
 }
 
+AUTH_METHODS = ("scram-sha-256", "ldap", "gss")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _choice(v: Any, allowed: tuple[str, ...]) -> str:
+    text = _str(v)
+    if text not in allowed:
+        raise ValueError(f"expected one of {', '.join(allowed)}, not {text!r}")
+    return text
+
+
+def _hba_options(v: Any) -> str:
+    """pg_hba.conf options (name=value ...): one line, no comment."""
+    text = _str(v)
+    if "\n" in text or "#" in text:
+        raise ValueError("one line of name=value options, without '#'")
+    return text
+
+
 _DB_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "port": (("DBPort",), _int_range(1, 65535)),
     "data_dir": (("DBDataDir",), _str),
@@ -215,7 +247,14 @@ _DB_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "login": (("DBLogin",), _str),
     "host": (("DBHost",), _str),
     "start_timeout": (("DBStartTimeout",), _int_range(1, 3600)),
+    "tls_cert": (("DBTlsCert",), _str),
+    "tls_key": (("DBTlsKey",), _str),
+    "auth": (("DBAuth",), lambda v: _choice(v, AUTH_METHODS)),
+    "auth_options": (("DBAuthOptions",), _hba_options),
+    "sslmode": (("DBSslMode",), lambda v: _choice(v, SSL_MODES)),
+    "sslrootcert": (("DBSslRootCert",), _str),
 }
+
 
 
 def _key_line(text: str, key: str) -> int | None:
@@ -339,7 +378,7 @@ def load_settings(config_dir: str | os.PathLike | None = None) -> SiteSettings:
 
     data_dir = _path(tractor.pop("data_dir"), cdir) if "data_dir" in tractor else default_data_dir()
     dbs = DbSettings()
-    for key in ("data_dir", "bindir"):
+    for key in ("data_dir", "bindir", "tls_cert", "tls_key", "sslrootcert"):
         if key in db:
             setattr(dbs, key, _path(db.pop(key), cdir, data_dir))
     for key, value in db.items():
@@ -350,6 +389,8 @@ def load_settings(config_dir: str | os.PathLike | None = None) -> SiteSettings:
 
 
 def _validate(s: SiteSettings, dpath: Path) -> None:
+    if (s.db.tls_cert is None) != (s.db.tls_key is None):
+        raise ConfigError(f"{dpath}: tls_cert and tls_key go together (the server's certificate and its key)")
     if s.db.listens_beyond_localhost and not s.db.password:
         raise ConfigError(
             f"{dpath}: listen_addresses {s.db.listen_addresses} reach beyond localhost, "

@@ -47,6 +47,10 @@ def conninfo(settings: SiteSettings, dbname: str | None = None) -> dict[str, Any
             params["password"] = db.password
     else:
         params["host"] = str(settings.db_socket_dir)
+    if db.sslmode:
+        params["sslmode"] = db.sslmode
+    if db.sslrootcert:
+        params["sslrootcert"] = str(db.sslrootcert)
     return params
 
 
