@@ -86,6 +86,10 @@ def translate(exc: Exception, settings: SiteSettings | None = None, dbname: str 
                 f'the job database "{name}" does not exist on {where.split(" on ", 1)[-1]}',
                 hint="create it with tractor-dbctl --build (or --start-for-engine)",
             )
+        if "password authentication failed" in low:
+            who = settings and login_role(settings)
+            return PermissionDenied(f"{where}: password authentication failed for {who or 'the login'}",
+                                    hint="check login and password in db.toml")
         if "password" in low:
             return PermissionDenied(f"{where} requires a password: set password in db.toml")
         if "no such file or directory" in low or "connection refused" in low:
