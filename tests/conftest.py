@@ -59,7 +59,8 @@ def make_site(tractor_toml: str = "", db_toml: str = "", *, port: int | None = N
     cfg.mkdir(parents=True)
     os.chmod(root, 0o755)
     port = port or free_port()
-    (cfg / "tractor.toml").write_text(f'data_dir = "{root / "data"}"\n{tractor_toml}')
+    # the suite runs as root with made-up job owners: its blades run commands as themselves
+    (cfg / "tractor.toml").write_text(f'data_dir = "{root / "data"}"\nblade_run_as = "blade"\n{tractor_toml}')
     (cfg / "db.toml").write_text(f"port = {port}\nstart_timeout = 60\n{db_toml}")
     settings = load_settings(cfg)
     _SITES.append(settings)

@@ -36,7 +36,7 @@ class Site:
         self.work = self.root / "work"
         for p in (self.cfg, self.data, self.work):
             p.mkdir(parents=True)
-        (self.cfg / "tractor.toml").write_text(f'data_dir = "{self.data}"\n')
+        (self.cfg / "tractor.toml").write_text(f'data_dir = "{self.data}"\nblade_run_as = "blade"\n')
         (self.cfg / "db.toml").write_text(f'port = {settings.db.port}\ndata_dir = "{settings.db_data_dir}"\n'
                                           f'dbname = "{settings.db.dbname}"\n')
         if blade_toml:

@@ -83,7 +83,7 @@ def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 def remote_config(base: Path, name: str, engine_addr: str, port: int, login: str, password: str) -> Path:
     d = base / name
     d.mkdir()
-    (d / "tractor.toml").write_text(f'data_dir = "{d / "data"}"\n')
+    (d / "tractor.toml").write_text(f'data_dir = "{d / "data"}"\nblade_run_as = "blade"\n')
     (d / "db.toml").write_text(f'host = "{engine_addr}"\nport = {port}\nlogin = "{login}"\n'
                                f'password = "{password}"\n')
     return d

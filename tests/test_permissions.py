@@ -47,7 +47,7 @@ def farm(tmp_path_factory):
     for name, pw in {**PASSWORDS, "rack01": "rack01 pw", "rack02": "rack02 pw"}.items():
         d = base / name
         d.mkdir()
-        (d / "tractor.toml").write_text(f'data_dir = "{d / "data"}"\n')
+        (d / "tractor.toml").write_text(f'data_dir = "{d / "data"}"\nblade_run_as = "blade"\n')
         (d / "db.toml").write_text(f'host = "127.0.0.1"\nport = {s.db.port}\ndbname = "{s.db.dbname}"\n'
                                    f'login = "{name}"\npassword = "{pw}"\n')
         people[name] = d

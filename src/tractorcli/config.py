@@ -131,6 +131,9 @@ class SiteSettings:
     # the site's own job database (see `at_engine`)
     engine_name: str = ENGINE_NAME
     engine_ports: tuple[int, ...] = ENGINE_PORTS
+    # whose account a blade running as root runs commands as, where its profile does not say:
+    # "owner" (the job's owner; never root for someone else's job), "blade", or an account name
+    blade_run_as: str = "owner"
     db: DbSettings = field(default_factory=DbSettings)
     files: list[Path] = field(default_factory=list)  # config files actually read
 
@@ -208,6 +211,7 @@ _TRACTOR_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "max_list_rows": (("SiteMaxListReplyCount",), _int_range(0, 1_000_000_000)),
     "engine_name": (("EngineName",), _str),
     "engine_ports": (("EnginePorts",), lambda v: _port_list(v)),
+    "blade_run_as": (("BladeRunAs",), _str),
 }
 
 AUTH_METHODS = ("scram-sha-256", "ldap", "gss")

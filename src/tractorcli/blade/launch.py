@@ -132,6 +132,45 @@ class BladeSide:
     data_dir: Path | None = None
     base_env: Mapping[str, str] | None = None  # default: os.environ
     exit_status_terminate: bool = True
+    run_as: str = "blade"  # "owner", "blade" or an account name (see run_account)
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """The operating-system account a command runs as, when not the blade's own."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+def run_account(run_as: str, owner: str) -> tuple[Account | None, str | None]:
+    """Whose account a command runs as: (the account to switch to, or None for the blade's own;
+    why it cannot run, or None).
+
+    `run_as` "owner": the job's owner's account, "blade": the blade's own, else that account.
+    Only a blade running as root can switch; one that runs as someone else runs as itself the
+    commands of that account and refuses the others (it never runs them as the wrong person).
+    A missing account is an error for the task's log, never a fallback to the blade's account."""
+    import pwd
+
+    if run_as == "blade":
+        return None, None
+    want = owner if run_as == "owner" else run_as
+    if not want:
+        return None, "the job has no owner to run the command as (blade profile run_as = owner)"
+    try:
+        pw = pwd.getpwnam(want)
+    except KeyError:
+        return None, f"no account {want!r} on this host to run the command as (blade profile run_as = {run_as})"
+    me = os.geteuid()
+    if pw.pw_uid == me:
+        return None, None
+    if me != 0:
+        return None, (f"this blade runs as uid {me} and cannot run commands as {want} (only a blade running as "
+                      f"root can switch; run_as = \"blade\" runs every command as the blade's account)")
+    return Account(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir), None
 
 
 @dataclasses.dataclass
@@ -156,6 +195,7 @@ class LaunchSpec:
     error_code: int = 0  # ... and the code reported
     exit_status_terminate: bool = True
     expand: str | None = None  # -expand: None no; "" task definitions on stdout; else that file
+    account: Account | None = None  # run as this account (the blade runs as root), else as the blade
 
     @property
     def ref(self) -> str:
@@ -218,6 +258,13 @@ def prepare(info: Mapping[str, Any], claim: Any, side: BladeSide) -> LaunchSpec:
         spec.notes.append("no environment handler for envkey " + ", ".join(unmatched))
     if not argv or not argv[0]:
         spec.error, spec.error_code = "empty command line", launch_failure_code(_errno.EINVAL)
+        return spec
+    spec.account, why = run_account(side.run_as, info.get("owner") or "")
+    if why is not None:
+        spec.error, spec.error_code = why, launch_failure_code(_errno.EPERM)
+    elif spec.account is not None:
+        a = spec.account
+        spec.env.update(USER=a.name, LOGNAME=a.name, HOME=a.home)
     return spec
 
 
@@ -435,6 +482,11 @@ class Run:
                 argv = ["/bin/sh", "-c", " ".join(argv[2:])]
             else:
                 problem = _check_builtin(argv)
+                if problem is None and kind == "file" and spec.account is not None:
+                    # File works in the blade's own process, as the blade's account
+                    problem = (f"{BUILTIN} File runs as the blade's account, not as {spec.account.name}: use "
+                               "rm, mkdir, cp, mv or ls in a command, or run_as = \"blade\" in the blade profile",
+                               launch_failure_code(_errno.EPERM))
                 if problem is not None:
                     self._fail(problem[0], problem[1])
                     return
@@ -446,12 +498,19 @@ class Run:
                        _errno.ENOEXEC: "not an executable"}
         exe = argv
         setpriv, preexec = _launcher()
+        who: dict[str, Any] = {}
+        a = spec.account
         if setpriv:
             err = _launch_error(argv[0], spec.env, spec.cwd)
             if err is not None:
                 self._fail(f"cannot launch {argv[0]}: {what_failed[err]} (errno {err})", launch_failure_code(err))
                 return
-            exe = [setpriv, "--pdeathsig", "KILL", "--", *argv]
+            # as the owner: setpriv changes the ids first and sets the parent-death signal after
+            # (a change of ids clears it)
+            ids = ["--reuid", str(a.uid), "--regid", str(a.gid), "--init-groups"] if a else []
+            exe = [setpriv, *ids, "--pdeathsig", "KILL", "--", *argv]
+        elif a is not None:  # subprocess changes the ids before the preexec function runs
+            who = {"user": a.uid, "group": a.gid, "extra_groups": os.getgrouplist(a.name, a.gid)}
         try:
             # -expand 1: stdout is task definitions; stderr goes straight to the log
             err = subprocess.STDOUT if self._stdout is None else (
@@ -459,7 +518,7 @@ class Run:
             proc = subprocess.Popen(
                 exe, stdin=subprocess.PIPE if spec.msg is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=err, cwd=spec.cwd, env=spec.env,
-                start_new_session=True, close_fds=True, preexec_fn=preexec)
+                start_new_session=True, close_fds=True, preexec_fn=preexec, **who)
         except OSError as exc:
             what = what_failed.get(exc.errno, exc.strerror or str(exc))
             self._fail(f"cannot launch {argv[0]}: {what} (errno {exc.errno})", launch_failure_code(exc.errno))
@@ -620,8 +679,12 @@ class Run:
         return name if os.path.isabs(name) else os.path.join(self.spec.cwd, name)
 
     def _read_file(self, name: str) -> str:
-        with open(self._path(name), "rb") as f:
-            data = f.read(EXPAND_MAX_BYTES + 1)
+        a = self.spec.account
+        if a is not None:  # read as the command's account, not as the blade (root)
+            data = _read_as(a, self._path(name), EXPAND_MAX_BYTES + 1)
+        else:
+            with open(self._path(name), "rb") as f:
+                data = f.read(EXPAND_MAX_BYTES + 1)
         if len(data) > EXPAND_MAX_BYTES:
             raise OSError(_errno.EFBIG, f"more than {EXPAND_MAX_BYTES >> 20} MB")
         return data.decode("utf-8", "replace")
@@ -773,6 +836,25 @@ def _feed_stdin(pipe, data: bytes) -> None:
 
 
 # --- TractorBuiltIn ------------------------------------------------------------------
+
+def _read_as(a: Account, path: str, limit: int) -> bytes:
+    """At most `limit` bytes of a file, read by a child running as account `a` (OSError as open)."""
+    setpriv = _launcher()[0]
+    ids = ["--reuid", str(a.uid), "--regid", str(a.gid), "--init-groups"]
+    argv = [setpriv, *ids, "--", "cat", "--", path] if setpriv else ["cat", "--", path]
+    extra = {} if setpriv else {"user": a.uid, "group": a.gid, "extra_groups": os.getgrouplist(a.name, a.gid)}
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            close_fds=True, **extra)
+    data = proc.stdout.read(limit)
+    if len(data) >= limit:
+        proc.kill()
+    err = proc.stderr.read().decode("utf-8", "replace").strip()
+    proc.stdout.close()
+    proc.stderr.close()
+    if proc.wait() != 0 and len(data) < limit:
+        raise OSError(_errno.EACCES, err.rsplit(": ", 1)[-1] or "cannot read", path)
+    return data
+
 
 def _check_builtin(argv: list[str]) -> tuple[str, int] | None:
     """(error, code) when a TractorBuiltIn line cannot run at all."""

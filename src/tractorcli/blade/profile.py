@@ -50,6 +50,7 @@ Every key of a profile (Tractor's names are accepted too, in any case):
 | `exit_status_terminate` | `TR_EXIT_STATUS_terminate` | `true` | kill a command that printed `TR_EXIT_STATUS` and did not exit |
 | `udi` | `UDI` | `1.0` | desirability rating |
 | `recent_error_throttle` | `RecentErrorThrottle` | off | `[errors, seconds, pause seconds]` |
+| `run_as` | - | tractor.toml `blade_run_as` (`"owner"`) | whose account commands run as: `"owner"` (the job's owner), `"blade"` (the blade's own), or an account name |
 
 Tractor's nested `Hosts = {...}` and `Capacity = {...}` tables are accepted
 as well.  A profile's key replaces the default's value as a whole (`env`
@@ -136,6 +137,7 @@ class Profile:
     exit_status_terminate: bool = True
     udi: float = 1.0
     recent_error_throttle: tuple[int, int, int] | None = None
+    run_as: str | None = None  # None: the site's blade_run_as (tractor.toml); see blade/launch.py
     source: Path | None = None  # the blade.toml it came from
 
     # -- matching -------------------------------------------------------------
@@ -415,6 +417,7 @@ _KEYS: dict[str, tuple[tuple[str, ...], _Conv]] = {
     "exit_status_terminate": (("TR_EXIT_STATUS_terminate",), _bool),
     "udi": (("UDI",), _float),
     "recent_error_throttle": (("RecentErrorThrottle",), _throttle),
+    "run_as": (("RunAs",), _str),
 }
 _HOSTS_SUBKEYS = ("hosts", "platform", "min_ncpu", "ncpu", "min_phys_ram", "phys_ram", "path_exists")
 _CAPACITY_SUBKEYS = ("slots", "max_load", "min_ram", "min_disk")

@@ -461,7 +461,8 @@ class Blade:
         side = BladeSide(name=self.ident.name, hostname=self.ident.hostname, zone=p.dirmap_zone,
                          base_env=self._base_env,
                          env_handlers=p.env_handlers(), log_path=p.log_path, data_dir=self.settings.data_dir,
-                         exit_status_terminate=p.exit_status_terminate)
+                         exit_status_terminate=p.exit_status_terminate,
+                         run_as=p.run_as or self.settings.blade_run_as)
         spec = prepare(info or {"argv": []}, c, side)
         run = Run(spec, numslots=c.numslots, wake=self.wake, claim=c)
         self.runs[c.key] = run
