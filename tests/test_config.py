@@ -138,3 +138,25 @@ def test_the_loaded_settings_do_not_depend_on_cwd(cfgdir, monkeypatch, tmp_path)
     monkeypatch.chdir(tmp_path)
     a = load_settings(os.path.relpath(cfgdir, tmp_path))
     assert a.data_dir == cfgdir / "d"
+
+
+def test_an_account_without_configuration_joins_the_hosts_site(tmp_path, monkeypatch):
+    """On the engine's host an ordinary account with no config of its own reaches the system-wide
+    site through its socket, as itself; one with a site of its own keeps it."""
+    from tractorcli import config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".s.PGSQL.5999").write_text("")
+    (run / ".s.PGSQL.5999.lock").write_text("")
+    monkeypatch.setattr(config, "SHARED_RUN_DIR", run)
+    monkeypatch.setattr(config, "is_root", lambda: False)
+    monkeypatch.delenv("TRACTOR_CONFIGDIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "conf"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    s = config.load_settings()
+    assert (s.db.host, s.db.port) == (str(run), 5999)
+    assert config.login_role(s) == config.current_user()
+    (tmp_path / "data" / "tractor" / "psql").mkdir(parents=True)  # a site of one's own
+    s = config.load_settings()
+    assert s.db.host is None and s.db.port == config.DEFAULT_PORT

@@ -5,8 +5,11 @@ people's and blades' login roles (tractor-dbctl --add-user, --add-blade-login, -
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import dbctl, root_only
@@ -116,3 +119,87 @@ def test_local_accounts_are_themselves_and_may_only_read(tmp_site, os_account):
     r = psql_as(os_account, s, "SELECT 1")
     assert r.returncode != 0 and "does not exist" in r.stderr
     assert [u["name"] for u in json.loads(ok(dbctl(cfg, "--list-users", "--json")).stdout)] == ["rack01"]
+
+
+# --- the programs, run by an ordinary local account on the engine's host -------------------
+
+
+def _reachable_by_all(path: Path) -> bool:
+    """Whether every directory on the way to `path` may be entered by any account."""
+    return all(os.stat(p).st_mode & 0o001 for p in [*reversed(path.parents)] if p != path)
+
+
+@pytest.fixture(scope="module")
+def programs_for_anyone(tmp_path_factory):
+    """A Python and copies of tractorcli and its dependencies that any account can run (the
+    installed ones may sit in root's home, which others cannot enter)."""
+    import importlib.util
+
+    exe = Path(sys.executable)
+    if not _reachable_by_all(exe):
+        exe = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+        if not exe.exists():
+            pytest.skip("no Python that other accounts can run")
+    lib = tmp_path_factory.mktemp("anyone-lib")
+    for name in ("tractorcli", "tractor", "click", "psycopg", "psycopg_binary", "rich", "markdown_it", "mdurl",
+                 "pygments", "typing_extensions"):
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            continue
+        if spec.submodule_search_locations:
+            src = Path(list(spec.submodule_search_locations)[0])
+            shutil.copytree(src, lib / name, ignore=shutil.ignore_patterns("__pycache__"))
+            libs = src.parent / f"{name}.libs"  # a binary wheel's shared libraries
+            if libs.is_dir():
+                shutil.copytree(libs, lib / libs.name)
+        else:
+            shutil.copy2(spec.origin, lib / Path(spec.origin).name)
+    for p in [lib, *lib.rglob("*")]:
+        p.chmod(p.stat().st_mode | 0o005 | (0o050 if p.is_dir() else 0o040))
+    p = lib.parent
+    while p != Path("/"):
+        p.chmod(p.stat().st_mode | 0o001)
+        p = p.parent
+    return exe, lib
+
+
+def run_as(account: str, programs, module: str, cfg: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    exe, lib = programs
+    code = f"import sys; from tractorcli.cli.{module} import main; sys.exit(main())"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(lib), "TRACTOR_CONFIGDIR": str(cfg), "HOME": str(cwd),
+           "LANG": "C.UTF-8", "COLUMNS": "200"}
+    return subprocess.run([RUNUSER, "-u", account, "--", str(exe), "-c", code, *args], capture_output=True,
+                          text=True, env=env, timeout=60, cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+@root_only
+def test_a_local_account_spools_and_operates_as_itself_through_the_socket(tmp_site, os_account,
+                                                                          programs_for_anyone):
+    import tempfile
+
+    cfg, s = tmp_site()
+    ok(dbctl(cfg, "--start-for-engine"))
+    ok(dbctl(cfg, "--add-user", os_account))  # no password: the socket only
+    home = Path(tempfile.mkdtemp(prefix="trtest-home-"))  # pytest's own are root's alone
+    (home / "cfg").mkdir(parents=True)
+    # all the account needs: where the site's socket is (no password: the OS says who it is)
+    (home / "cfg" / "db.toml").write_text(f'host = "{s.db_socket_dir}"\nport = {s.db.port}\n')
+    (home / "job.alf").write_text("Job -title {mine} -subtasks { Task {a} -cmds { RemoteCmd {/bin/true} } }\n")
+    for p in (home, home / "cfg", home / "cfg" / "db.toml", home / "job.alf"):
+        shutil.chown(p, os_account)
+    r = run_as(os_account, programs_for_anyone, "spool", home / "cfg", str(home / "job.alf"), cwd=home)
+    assert r.returncode == 0, r.stderr
+    jid = int(r.stdout.strip().rsplit(" ", 1)[1])
+    r = run_as(os_account, programs_for_anyone, "spool", home / "cfg", "--user", "root", str(home / "job.alf"),
+               cwd=home)
+    assert r.returncode == 8 and f"{os_account} may not spool jobs as root" in r.stderr
+    with connect(s, autocommit=True) as conn:
+        assert conn.execute("SELECT owner FROM jobs WHERE jid = %s", (jid,)).fetchone()["owner"] == os_account
+        roots = conn.execute("INSERT INTO jobs (owner, title) VALUES ('root', 'r') RETURNING jid").fetchone()["jid"]
+    ok(run_as(os_account, programs_for_anyone, "tq", home / "cfg", "--yes", "pause", str(jid), cwd=home))
+    r = run_as(os_account, programs_for_anyone, "tq", home / "cfg", "--yes", "--force", "pause", str(roots), cwd=home)
+    assert r.returncode == 8 and f"not allowed for {os_account} on root's jobs" in r.stderr
+    with connect(s, autocommit=True) as conn:
+        paused = {r["jid"]: r["p"] for r in conn.execute("SELECT jid, pausetime IS NOT NULL AS p FROM jobs")}
+    assert paused == {jid: True, roots: False}
+    shutil.rmtree(home, ignore_errors=True)

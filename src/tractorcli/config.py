@@ -388,8 +388,30 @@ def load_settings(config_dir: str | os.PathLike | None = None) -> SiteSettings:
     for key, value in db.items():
         setattr(dbs, key, value)
     settings = SiteSettings(config_dir=cdir, data_dir=data_dir, db=dbs, files=files, **tractor)
+    if not explicit and not files:
+        _join_the_hosts_site(settings)
     _validate(settings, dpath)
     return settings
+
+
+# The system-wide site (root's, in Tractor's own place) keeps its server's socket here.
+SHARED_RUN_DIR = Path("/var/spool/tractor/run")
+
+
+def _join_the_hosts_site(settings: SiteSettings) -> None:
+    """An account with no configuration of its own, on a host whose system-wide site runs, uses
+    that site through its socket as itself (peer authentication: the OS account is the person).
+    An account that has a site of its own (a cluster in its data directory) keeps it."""
+    if is_root() or settings.db_data_dir.exists():
+        return
+    try:
+        sockets = sorted(p.name for p in SHARED_RUN_DIR.iterdir() if p.name.startswith(".s.PGSQL."))
+    except OSError:
+        return
+    ports = [int(n.rsplit(".", 1)[1]) for n in sockets if n.rsplit(".", 1)[1].isdigit()]
+    if ports:
+        settings.db.host = str(SHARED_RUN_DIR)
+        settings.db.port = DEFAULT_PORT if DEFAULT_PORT in ports else ports[0]
 
 
 def _validate(s: SiteSettings, dpath: Path) -> None:
