@@ -357,8 +357,9 @@ def _path(value: str, base: Path, data_dir: Path | None = None) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
-def load_settings(config_dir: str | os.PathLike | None = None) -> SiteSettings:
-    """Build the site settings from defaults and the config directory's files."""
+def load_settings(config_dir: str | os.PathLike | None = None, *, join_host_site: bool = True) -> SiteSettings:
+    """Build the site settings from defaults and the config directory's files.  With no
+    configuration at all, a client (`join_host_site`) uses the host's system-wide site."""
     cdir, explicit = resolve_config_dir(config_dir)
     if explicit and not cdir.is_dir():
         origin = "--configdir" if config_dir else ENV_CONFIGDIR
@@ -388,7 +389,7 @@ def load_settings(config_dir: str | os.PathLike | None = None) -> SiteSettings:
     for key, value in db.items():
         setattr(dbs, key, value)
     settings = SiteSettings(config_dir=cdir, data_dir=data_dir, db=dbs, files=files, **tractor)
-    if not explicit and not files:
+    if join_host_site and not explicit and not files:
         _join_the_hosts_site(settings)
     _validate(settings, dpath)
     return settings

@@ -51,7 +51,9 @@ class Context:
         if self._settings is None:
             from ..config import load_settings
 
-            self._settings = load_settings(self.configdir)
+            # the programs that run a site (dbctl, the engine) never join another's
+            self._settings = load_settings(self.configdir,
+                                           join_host_site=self.prog not in ("tractor-dbctl", "tractor-engine"))
         return self._settings
 
     def connection(self):
