@@ -1,8 +1,9 @@
 """crews.toml: who may use `tq --force` on whose jobs.
 
-Unit tests of tractorcli.crews (loading, nested crews, cycles, errors,
-may_force) need no database; the CLI tests run the installed `tq` against a
-real job database (test_tq's TqSite), and one test the Python API.
+Loading (nested crews, cycles, errors) needs no database; the rules are the
+database's (tractor_may_force, functions/permissions.sql), tested on crews
+stored there; the CLI tests run the installed `tq` against a real job
+database (test_tq's TqSite), and one test the Python API.
 """
 
 from __future__ import annotations
@@ -37,6 +38,27 @@ def crews_of(tmp_path: Path, text: str) -> Crews:
     return load_crews(tmp_path)
 
 
+@pytest.fixture
+def rules(db_settings, tmp_path):
+    """may(text, user, owner): whether the database lets `user` force on `owner`'s jobs with
+    crews.toml `text` loaded (None: no crews.toml)."""
+    from tractorcli.db import crews as crews_db
+    from tractorcli.db.connection import connect
+
+    conn = connect(db_settings, autocommit=True)
+    loaded: dict = {}
+
+    def may(text: str | None, user: str, owner: str) -> bool:
+        if loaded.get("text", 0) != text:
+            (tmp_path / CREWS_FILE).unlink(missing_ok=True)
+            crews_db.store(conn, Crews() if text is None else crews_of(tmp_path, text))
+            loaded["text"] = text
+        return conn.execute("SELECT tractor_may_force(%s, %s) AS may", (user, owner)).fetchone()["may"]
+
+    yield may
+    conn.close()
+
+
 def config_error(tmp_path: Path, text: str) -> str:
     with pytest.raises(ConfigError) as info:
         crews_of(tmp_path, text)
@@ -50,11 +72,12 @@ def config_error(tmp_path: Path, text: str) -> str:
 # --- loading and membership ---------------------------------------------------------------
 
 
-def test_no_file_lets_everyone_force(tmp_path):
+def test_no_file_lets_only_the_site_role_force(tmp_path, rules):
     c = load_crews(tmp_path)
     assert not c.configured and c.path is None
-    assert c.may_force("ann", "bob")
     assert c.crews_of("ann") == [] and c.members("Wranglers") == frozenset()
+    # the tests log in as the site's role: it may force for any user it names when there are no crews
+    assert rules(None, "ann", "bob")
 
 
 def test_nested_crews_are_expanded(tmp_path):
@@ -66,7 +89,6 @@ def test_nested_crews_are_expanded(tmp_path):
     assert c.crews_of("dave") == ["Lighting", "Lookdev"]
     assert c.crews_of("erin") == ["Lookdev"]
     assert c.is_member("carol", "Lookdev") and not c.is_member("erin", "Lighting")
-    assert c.is_wrangler("wendy") and c.is_wrangler("root") and not c.is_wrangler("dave")
 
 
 def test_deep_nesting_and_shared_subcrews(tmp_path):
@@ -76,43 +98,46 @@ def test_deep_nesting_and_shared_subcrews(tmp_path):
     assert c.members("D") == {"d1", "d2"}  # a comma-separated string, as in Tractor's lists
 
 
-def test_may_force(tmp_path):
-    c = crews_of(tmp_path, SITE)
+def test_may_force(rules):
+    def may(user, owner):
+        return rules(SITE, user, owner)
+
     # administrators and wranglers: anyone's jobs
-    assert c.may_force("wendy", "bob") and c.may_force("root", "carol")
+    assert may("wendy", "bob") and may("root", "carol")
     # one's own jobs never need it
-    assert c.may_force("bob", "bob")
+    assert may("bob", "bob")
     # a crew rule: Lighting members on Lighting members' jobs
-    assert c.may_force("carol", "dave") and c.may_force("dave", "carol")
-    assert not c.may_force("carol", "erin")
+    assert may("carol", "dave") and may("dave", "carol")
+    assert not may("carol", "erin")
     # a user rule: dave on erin's
-    assert c.may_force("dave", "erin")
+    assert may("dave", "erin")
     # nobody else, on nobody else's
-    assert not c.may_force("erin", "carol")
-    assert not c.may_force("bob", "carol")
-    assert not c.may_force("carol", "wendy")
-    assert not c.may_force("dave", "bob")
+    assert not may("erin", "carol")
+    assert not may("bob", "carol")
+    assert not may("carol", "wendy")
+    assert not may("dave", "bob")
 
 
-def test_anyone_in_force_rules(tmp_path):
-    c = crews_of(tmp_path, '[crews]\nLeads = ["lee"]\nJuniors = ["jo"]\n'
-                           '[force]\nLeads = ["*"]\n"*" = ["Juniors"]\n')
-    assert c.may_force("lee", "whoever")
-    assert c.may_force("anybody", "jo")  # every user on the Juniors' jobs
-    assert not c.may_force("jo", "lee")
+def test_anyone_in_force_rules(rules):
+    text = '[crews]\nLeads = ["lee"]\nJuniors = ["jo"]\n[force]\nLeads = ["*"]\n"*" = ["Juniors"]\n'
+    assert rules(text, "lee", "whoever")
+    assert rules(text, "anybody", "jo")  # every user on the Juniors' jobs
+    assert not rules(text, "jo", "lee")
 
 
-def test_empty_file_means_only_owners(tmp_path):
+def test_empty_file_means_only_owners(tmp_path, rules):
     c = crews_of(tmp_path, "# nothing yet\n")
     assert c.configured
-    assert not c.may_force("ann", "bob")
-    assert c.may_force("ann", "ann")
+    assert not rules("# nothing yet\n", "ann", "bob")
+    assert rules("# nothing yet\n", "ann", "ann")
 
 
-def test_a_crew_hides_a_user_of_the_same_name(tmp_path):
-    c = crews_of(tmp_path, '[crews]\nfx = ["fred"]\n[force]\nann = ["fx"]\n')
-    assert c.may_force("ann", "fred")
-    assert not c.may_force("ann", "fx")  # "fx" names the crew, not a user called fx
+def test_a_crew_hides_a_user_of_the_same_name(rules):
+    text = '[crews]\nfx = ["fred"]\n[force]\nann = ["fx"]\n'
+    assert rules(text, "ann", "fred")
+    assert not rules(text, "ann", "fx")  # "fx" names the crew, not a user called fx
+    text = '[crews]\nfx = []\n[force]\nann = ["fx"]\n'
+    assert not rules(text, "ann", "fx")  # an empty crew still hides the user
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -279,12 +304,14 @@ def test_api_force_follows_crews(site):
 # --- the example file ------------------------------------------------------------------------
 
 
-def test_the_example_file_loads(tmp_path):
+def test_the_example_file_loads(tmp_path, rules):
+    text = (ROOT / "examples" / CREWS_FILE).read_text(encoding="utf-8")
     shutil.copy(ROOT / "examples" / CREWS_FILE, tmp_path / CREWS_FILE)
     c = load_crews(tmp_path)
-    assert c.is_wrangler("wendy")
+    assert c.is_member("wendy", "Wranglers")
     assert c.members("Lookdev") >= c.members("Lighting")
-    assert c.may_force("carol", "dave") and not c.may_force("erin", "carol")
+    assert rules(text, "wendy", "bob")
+    assert rules(text, "carol", "dave") and not rules(text, "erin", "carol")
 
 
 def test_tq_help_mentions_crews():

@@ -261,3 +261,15 @@ def test_a_changed_function_file_is_applied_by_the_next_upgrade(db_settings, tmp
         assert migrate.plan(conn).up_to_date
         rows = {r["file"]: r["checksum"] for r in conn.execute(queries.get("applied_function_files"))}
         assert rows == {f.name: f.checksum for f in migrate.function_files()}
+
+
+def test_every_security_definer_function_has_a_fixed_search_path(db_settings):
+    """A SECURITY DEFINER function runs as the site's role: its search_path is fixed, with the
+    caller's temporary objects last, so nothing a person makes can stand in for a table."""
+    with connect(db_settings, autocommit=True) as conn:
+        rows = conn.execute("SELECT p.proname AS name, p.proconfig AS config FROM pg_proc p "
+                            "JOIN pg_namespace n ON n.oid = p.pronamespace "
+                            "WHERE n.nspname = 'public' AND p.prosecdef ORDER BY 1").fetchall()
+    assert len(rows) >= 25
+    wrong = [r["name"] for r in rows if "search_path=pg_catalog, public, pg_temp" not in (r["config"] or [])]
+    assert wrong == []

@@ -261,3 +261,31 @@ def test_a_blade_login_cannot_act_for_another_blade(farm, tmp_path):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             r2.execute("UPDATE invocations SET bladeid = %s WHERE jid = %s", (b2, jid))
         assert r1.execute(finish, (jid, cid, iid, b1)).fetchone()[0] == "done"
+
+
+def test_no_table_or_sequence_can_be_written_by_a_person_or_a_blade(farm):
+    cfg, s, people = farm
+    with connect(s) as conn:
+        tables = [r["t"] for r in conn.execute(
+            "SELECT c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1")]
+        first = {r["t"]: r["c"] for r in conn.execute(
+            "SELECT table_name AS t, column_name AS c FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND ordinal_position = 1")}
+        sequences = [r["s"] for r in conn.execute(
+            "SELECT c.relname AS s FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind = 'S'")]
+    assert {"jobs", "tasks", "commands", "invocations", "blades", "ready", "crews", "params"} <= set(tables)
+    for role, pw in (("ann", PASSWORDS["ann"]), ("rack01", "rack01 pw")):
+        with as_role(s, role, pw) as conn:
+            for t in tables:
+                assert conn.execute(f'SELECT count(*) FROM "{t}"').fetchone() is not None  # reading is open
+                for sql in (f'INSERT INTO "{t}" DEFAULT VALUES', f'UPDATE "{t}" SET "{first[t]}" = "{first[t]}"',
+                            f'DELETE FROM "{t}"', f'TRUNCATE "{t}"'):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        conn.execute(sql)
+            for q in sequences:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(f"SELECT nextval('{q}')")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("CREATE FUNCTION public.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'")

@@ -1,4 +1,7 @@
-"""Crews (`crews.toml`): who may use `tq --force` on whose jobs.
+"""Crews (`crews.toml`): who may use `tq --force` on whose jobs: the file read and checked.
+
+The rules themselves are the database's: the site loads the file into it
+(db/crews.py) and functions/permissions.sql decides.
 
 Tractor keeps its crews in `crews.config` (JSON): named crews of users, the
 reserved crews Administrators and Wranglers, crews that name other crews.
@@ -17,7 +20,7 @@ Ours is a TOML file in the site's config directory:
 
 Rules (our choices where Tractor's reference is silent):
 
-* no `crews.toml` at all: anyone may use --force (a one-person farm);
+* no `crews.toml` at all: only the site owner (the site's role) may use --force;
 * with one: members of Administrators and Wranglers may force on anyone's
   jobs; everyone else only as `[force]` allows; one's own jobs never need
   --force;
@@ -29,7 +32,7 @@ Rules (our choices where Tractor's reference is silent):
   as are unknown sections, values that are not lists of names, and TOML
   syntax errors: a `ConfigError` naming the file and line.
 
-No click, no rich: the CLI and `tractorcli.api.query` both call `may_force`.
+No click, no rich, no database here.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ _SECTIONS = ("crews", "force")
 class Crews:
     """The site's crews, nested crews expanded, and its `[force]` rules.
 
-    `path` is None when the site has no crews.toml: then everyone may force.
+    `path` is None when the site has no crews.toml.
     """
 
     path: Path | None = None
@@ -79,29 +82,6 @@ class Crews:
 
     def is_member(self, user: str, crew: str) -> bool:
         return user in self.members(crew)
-
-    def is_wrangler(self, user: str) -> bool:
-        """Member of Administrators or Wranglers: may force on anyone's jobs."""
-        return self.is_member(user, ADMINISTRATORS) or self.is_member(user, WRANGLERS)
-
-    def _names(self, name: str, user: str) -> bool:
-        """Whether the `[force]` name (crew, user or "*") covers `user`."""
-        if name == ANYONE:
-            return True
-        if name in self.crews:
-            return user in self.crews[name]
-        return name == user
-
-    def may_force(self, user: str, owner: str) -> bool:
-        """Whether `user` may operate on `owner`'s jobs (with --force where the owner is not the user)."""
-        if user == owner or not self.configured or self.is_wrangler(user):
-            return True
-        return any(
-            self._names(target, owner)
-            for who, targets in self.force.items()
-            if self._names(who, user)
-            for target in targets
-        )
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -178,7 +158,7 @@ def _expand(path: Path, lines: _Lines, raw: dict[str, tuple[str, ...]]) -> dict[
 def load_crews(config_dir: str | os.PathLike) -> Crews:
     """The crews of the site whose config directory is `config_dir`.
 
-    No crews.toml there: `Crews()` (not configured; everyone may force).
+    No crews.toml there: `Crews()` (not configured).
     Raises `ConfigError` naming `file:line` for anything malformed.
     """
     path = Path(config_dir) / CREWS_FILE

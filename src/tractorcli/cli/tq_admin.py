@@ -17,7 +17,7 @@ from __future__ import annotations
 import click
 
 from .common import CONTEXT_SETTINGS, get_context
-from .tq import _op_command, _opts, _select, command, global_options
+from .tq_core import _op_command, _opts, _select, command, global_options
 
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import click
 
 from ..db.command_attrs import COMMAND_ATTRS
-from .tq import _actor, _op_command, _operate
+from .tq_core import _actor, _op_command, _operate
 
 _SORT = ("jid", "cid")
 

@@ -35,6 +35,11 @@ import datetime as dt
 import re
 
 from .model import Command, DirMap, Instance, Job, JobError, Location, Task, resolve
+from .alf_options import CMD_OPTS as _CMD_OPTS
+from .alf_options import JOB_ALIASES as _JOB_ALIASES
+from .alf_options import JOB_OPTS as _JOB_OPTS
+from .alf_options import TASK_OPTS as _TASK_OPTS
+from .alf_options import WHEN as _WHEN
 from .fastalf import FastBody
 from .tcl import BARE, BRACE, Interp, Source, TclError, Word, split_list
 
@@ -77,44 +82,7 @@ def parse_tasks(text: str, filename: str = "<expand>", *, strict: bool = False) 
     return tuple(bucket)
 
 
-# --- option tables ---------------------------------------------------------------
-
-# kind names: str, int, float, bool, list, intlist, argv, nodes, cmds, assigns,
-# dirmaps, after, expand, when, id, samehost
-_JOB_OPTS = {
-    "-title": ("title", "str"), "-after": ("after", "after"), "-afterjids": ("afterjids", "intlist"),
-    "-subtasks": ("subtasks", "nodes"), "-cleanup": ("cleanup", "cmds"), "-postscript": ("postscript", "cmds"),
-    "-atleast": ("atleast", "int"), "-atmost": ("atmost", "int"), "-maxactive": ("maxactive", "int"),
-    "-tags": ("tags", "list"), "-projects": ("projects", "list"), "-tier": ("tier", "str"),
-    "-service": ("service", "str"), "-avoid": ("avoid", "list"), "-envkey": ("envkey", "envkey"),
-    "-priority": ("priority", "float"), "-pbias": ("priority", "float"), "-crews": ("crews", "list"),
-    "-etalevel": ("etalevel", "int"), "-comment": ("comment", "str"), "-metadata": ("metadata", "str"),
-    "-editpolicy": ("editpolicy", "str"), "-dirmaps": ("dirmaps", "dirmaps"), "-init": ("assignments", "assigns"),
-    "-serialsubtasks": ("serialsubtasks", "bool"), "-paused": ("paused", "bool"), "-spoolcwd": ("spoolcwd", "str"),
-    "-whendone": ("post_done", "legacy_post"), "-whenerror": ("post_error", "legacy_post"),
-}
-_JOB_ALIASES = {"-project": "-projects", "-pause": "-paused"}
-
-_TASK_OPTS = {
-    "-title": ("title", "str"), "-subtasks": ("subtasks", "nodes"), "-cmds": ("cmds", "cmds"),
-    "-cleanup": ("cleanup", "cmds"), "-chaser": ("chaser", "argv"), "-preview": ("preview", "argv"),
-    "-service": ("service", "str"), "-id": ("id", "id"), "-serialsubtasks": ("serialsubtasks", "bool"),
-    "-resumeblock": ("resumeblock", "bool"), "-atleast": ("atleast", "int"), "-atmost": ("atmost", "int"),
-    "-metadata": ("metadata", "str"),
-}
-
-_CMD_OPTS = {
-    "-service": ("service", "str"), "-tags": ("tags", "list"), "-atleast": ("atleast", "int"),
-    "-atmost": ("atmost", "int"), "-samehost": ("samehost", "samehost"), "-envkey": ("envkey", "envkey"),
-    "-id": ("id", "id"), "-refersto": ("refersto", "id"), "-expand": ("expand", "expand"),
-    "-msg": ("msg", "str"), "-retryrc": ("retryrc", "intlist"), "-minrunsecs": ("minrunsecs", "float"),
-    "-maxrunsecs": ("maxrunsecs", "float"), "-resumewhile": ("resumewhile", "list"),
-    "-resumepin": ("resumepin", "bool"), "-when": ("runtype", "when"), "-metrics": ("metrics", "str"),
-    "-metadata": ("metadata", "str"),
-}
-
-_WHEN = {"done": "post_done", "error": "post_error", "always": "post_always"}
-
+# --- option tables: jobs/alf_options.py (the fast path reads them too) ----------
 
 class _Parser:
     def __init__(self, filename: str, opts: AlfredOptions):

@@ -86,7 +86,6 @@ Choices where Tractor's API is unclear or differs:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 import os

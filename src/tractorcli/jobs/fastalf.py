@@ -28,6 +28,7 @@ import re
 from sys import intern
 from typing import TYPE_CHECKING
 
+from .alf_options import CMD_OPTS, TASK_OPTS
 from .model import Command, Instance, JobError, Task
 from .tcl import BARE, BRACE, MAX_DEPTH, Source, SourcePos, TclError, Word, split_list
 
@@ -72,13 +73,11 @@ class FastBody:
     """Evaluates one -subtasks or -cmds body, command by command."""
 
     def __init__(self, parser: "_Parser", src: Source):
-        from .alfred import _CMD_OPTS, _TASK_OPTS
-
         self.p = parser
         self.src = src
         self.text = src.text
-        self.task_opts = _TASK_OPTS
-        self.cmd_opts = _CMD_OPTS
+        self.task_opts = TASK_OPTS
+        self.cmd_opts = CMD_OPTS
 
     def run(self, kind: str, word: Word, bucket: list) -> None:
         """Fill `bucket` (the parser's current context) with the body's nodes or commands."""
