@@ -134,6 +134,10 @@ class SiteSettings:
     # whose account a blade running as root runs commands as, where its profile does not say:
     # "owner" (the job's owner; never root for someone else's job), "blade", or an account name
     blade_run_as: str = "owner"
+    # the order of jobs of equal tier and priority (P+FIFO, P+RR, P+ATCL, P+ATCL+RR)
+    scheduling_mode: str = "P+FIFO"
+    # dispatch tiers: name -> priority (a job's tier orders the queue before its priority)
+    tiers: dict[str, int] = field(default_factory=lambda: dict(STOCK_TIERS))
     db: DbSettings = field(default_factory=DbSettings)
     files: list[Path] = field(default_factory=list)  # config files actually read
 
@@ -202,6 +206,31 @@ def _port_list(v: Any) -> tuple[int, ...]:
     return tuple(_int_range(1, 65535)(p) for p in v)
 
 
+SCHEDULING_MODES = ("P+FIFO", "P+RR", "P+ATCL", "P+ATCL+RR")
+STOCK_TIERS = {"admin": 111, "rush": 99, "default": 50, "batch": 10}
+
+
+def _scheduling_mode(v: Any) -> str:
+    for mode in SCHEDULING_MODES:
+        if isinstance(v, str) and v.upper() == mode:
+            return mode
+    raise ValueError(f"expected one of {', '.join(SCHEDULING_MODES)}, got {v!r}")
+
+
+def _tiers(v: Any) -> dict[str, int]:
+    """[tiers]: name = priority (an integer); names are matched without regard to case."""
+    if not isinstance(v, dict) or not v:
+        raise ValueError("expected a table of tier names and their priorities (admin = 111, ...)")
+    out: dict[str, int] = {}
+    for name, pri in v.items():
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"tier {name!r}: a name is letters, digits, '_', '.' or '-'")
+        if isinstance(pri, bool) or not isinstance(pri, int):
+            raise ValueError(f"tier {name}: expected an integer priority, got {pri!r}")
+        out[name.lower()] = pri
+    return out
+
+
 _TRACTOR_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "data_dir": (("TractorDataDirectory",), _str),
     "engine_owner": (("EngineOwner",), _str),
@@ -212,6 +241,8 @@ _TRACTOR_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "engine_name": (("EngineName",), _str),
     "engine_ports": (("EnginePorts",), lambda v: _port_list(v)),
     "blade_run_as": (("BladeRunAs",), _str),
+    "scheduling_mode": (("SchedulingMode",), lambda v: _scheduling_mode(v)),
+    "tiers": (("Tiers",), lambda v: _tiers(v)),
 }
 
 AUTH_METHODS = ("scram-sha-256", "ldap", "gss")
@@ -263,11 +294,45 @@ _DB_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
 
 def _key_line(text: str, key: str) -> int | None:
     """The line number where `key` is assigned in a TOML text (best effort)."""
-    pat = re.compile(r'^\s*(?:"%s"|\'%s\'|%s)\s*=' % ((re.escape(key),) * 3))
+    pat = re.compile(r'^\s*(?:(?:"%s"|\'%s\'|%s)\s*=|\[\s*%s\s*\])' % ((re.escape(key),) * 4))
     for n, line in enumerate(text.splitlines(), 1):
         if pat.match(line):
             return n
     return None
+
+
+class TomlLines:
+    """Where keys sit in the text: section-aware, best effort (for error messages)."""
+
+    _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
+
+    def __init__(self, text: str):
+        self.lines = text.splitlines()
+
+    def header(self, section: str) -> int:
+        for n, line in enumerate(self.lines, 1):
+            m = self._HEADER.match(line)
+            if m and m.group(1).strip("\"'") == section:
+                return n
+        return self.key(None, section)
+
+    def key(self, section: str | None, key: str) -> int:
+        pat = re.compile(r"^\s*(?:\"%s\"|'%s'|%s)\s*=" % ((re.escape(key),) * 3))
+        dotted = re.compile(r"^\s*%s\s*\.\s*(?:\"%s\"|'%s'|%s)\s*=" % ((re.escape(section or ""),)
+                                                                           + (re.escape(key),) * 3))
+        current: str | None = None
+        for n, line in enumerate(self.lines, 1):
+            m = self._HEADER.match(line)
+            if m:
+                current = m.group(1).strip("\"'")
+                continue
+            if (current == section and pat.match(line)) or (current is None and section and dotted.match(line)):
+                return n
+        for n, line in enumerate(self.lines, 1):  # a key written as a [section.key] table
+            m = self._HEADER.match(line)
+            if m and re.sub(r"[\s\"']", "", m.group(1)) == f"{section}.{key}":
+                return n
+        return 1
 
 
 def load_toml(path: Path) -> tuple[str, dict[str, Any]]:

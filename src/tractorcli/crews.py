@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import TomlLines as _Lines
 from .config import load_toml
 from .errors import ConfigError
 
@@ -85,40 +86,6 @@ class Crews:
 
 
 # --- loading -----------------------------------------------------------------------------
-
-
-class _Lines:
-    """Where keys sit in the text: section-aware, best effort (for error messages)."""
-
-    _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
-
-    def __init__(self, text: str):
-        self.lines = text.splitlines()
-
-    def header(self, section: str) -> int:
-        for n, line in enumerate(self.lines, 1):
-            m = self._HEADER.match(line)
-            if m and m.group(1).strip("\"'") == section:
-                return n
-        return self.key(None, section)
-
-    def key(self, section: str | None, key: str) -> int:
-        pat = re.compile(r"^\s*(?:\"%s\"|'%s'|%s)\s*=" % ((re.escape(key),) * 3))
-        dotted = re.compile(r"^\s*%s\s*\.\s*(?:\"%s\"|'%s'|%s)\s*=" % ((re.escape(section or ""),)
-                                                                           + (re.escape(key),) * 3))
-        current: str | None = None
-        for n, line in enumerate(self.lines, 1):
-            m = self._HEADER.match(line)
-            if m:
-                current = m.group(1).strip("\"'")
-                continue
-            if (current == section and pat.match(line)) or (current is None and section and dotted.match(line)):
-                return n
-        for n, line in enumerate(self.lines, 1):  # a key written as a [section.key] table
-            m = self._HEADER.match(line)
-            if m and re.sub(r"[\s\"']", "", m.group(1)) == f"{section}.{key}":
-                return n
-        return 1
 
 
 def _names(path: Path, line: int, where: str, value: Any, *, anyone: bool) -> tuple[str, ...]:

@@ -68,12 +68,14 @@ class Engine:
         from .db.connection import connect, translated
 
         s = self.settings
-        with connect(s, autocommit=True) as conn, translated(s):
+        with connect(s, autocommit=True) as conn, translated(s), conn.transaction():
             dispatch.set_params(conn, {
                 "CmdAutoRetryAttempts": s.cmd_auto_retry_attempts,
                 "CmdRetryrcRetryAttempts": s.cmd_retryrc_retry_attempts,
                 "BladeLeaseSecs": s.blade_lease_secs,
+                "SchedulingMode": s.scheduling_mode,
             })
+            dispatch.store_tiers(conn, s.tiers)
 
     def _start_blade(self) -> None:
         argv = [sys.executable, "-m", "tractorcli", "tractor-blade", *site_args(self.settings),
@@ -165,11 +167,14 @@ class Engine:
             return
         self.settings = dataclasses.replace(
             s, engine_owner=new.engine_owner, cmd_auto_retry_attempts=new.cmd_auto_retry_attempts,
-            cmd_retryrc_retry_attempts=new.cmd_retryrc_retry_attempts, blade_lease_secs=new.blade_lease_secs)
+            cmd_retryrc_retry_attempts=new.cmd_retryrc_retry_attempts, blade_lease_secs=new.blade_lease_secs,
+            scheduling_mode=new.scheduling_mode, tiers=new.tiers)
         self._write_params()
         t = self.settings
+        tiers = ", ".join(f"{k} {v}" for k, v in sorted(t.tiers.items(), key=lambda kv: -kv[1]))
         self.say(f"reloaded {s.config_dir / 'tractor.toml'}: CmdAutoRetryAttempts {t.cmd_auto_retry_attempts}, "
-                 f"CmdRetryrcRetryAttempts {t.cmd_retryrc_retry_attempts}, BladeLeaseSecs {t.blade_lease_secs}")
+                 f"CmdRetryrcRetryAttempts {t.cmd_retryrc_retry_attempts}, BladeLeaseSecs {t.blade_lease_secs}, "
+                 f"SchedulingMode {t.scheduling_mode}, tiers {tiers}")
 
     def stop(self) -> None:
         self.stopping.set()

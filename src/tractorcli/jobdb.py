@@ -124,6 +124,11 @@ def start_for_engine(settings: SiteSettings, *, auto_upgrade: bool = True) -> Re
         line = crews.load(conn, settings.config_dir)  # who may force is decided in the database
         if (settings.config_dir / "crews.toml").exists():
             rep.say(f"crews loaded from {line}")
+        from .db import limits
+
+        line = limits.load(conn, settings.config_dir)  # the claim counts against them
+        if (settings.config_dir / "limits.toml").exists():
+            rep.say(f"limits loaded from {line}")
     return rep
 
 

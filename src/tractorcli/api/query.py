@@ -65,6 +65,7 @@ __all__ = [
     "jattr",
     "jobdump",
     "jobs",
+    "limits",
     "kill",
     "lock",
     "log",
@@ -766,3 +767,15 @@ def trace(search: Any, limit: int | None = None) -> dict[tuple[str, str], str]:
         return {}
     traces = trace_blades(_connection(), [r["bladeid"] for r in rows], limit=limit)
     return {(t.name, t.ipaddr): "".join(f"{line}\n" for line in t.text_lines()) for t in traces}
+
+
+def limits(names: Iterable[str] | str | None = None) -> list[dict]:
+    """The site's limits (those named, or all) as `tq limits` lists them: each a dict with its maxima
+    (`sitemax`, `sitecounting`, `ownermax`, `ownerexceptions`, `blademax`, `bladeexceptions`,
+    `projectshares`, `crewshares`; -1: no maximum), `description`, and its use now: `inuse` (as SiteMax
+    counts), `commands` (running), `owners`, `blades`, `projects` ({name: running commands}).
+    Read-only."""
+    from ..db import limits as limits_db
+
+    wanted = None if names is None else _list_value(names)
+    return limits_db.usage(_connection(), wanted or None)

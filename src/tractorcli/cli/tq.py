@@ -182,9 +182,10 @@ def _chcrews(words, set_, add, remove) -> int:
                     sortby=("-priority", "spooltime"), act=act)
 
 
-@_op_command("jattr", "Set a job attribute (title, comment, metadata, maxactive, priority, tags, projects, "
+@_op_command("jattr", "Set a job attribute (title, comment, metadata, tier, maxactive, priority, tags, projects, "
              "envkey, crews, afterjids).",
-             "  tq jattr -k comment -v 'for review' 12\n  tq jattr -k tags --add hero 12", short_a=False,
+             "  tq jattr -k comment -v 'for review' 12\n  tq jattr -k tags --add hero 12\n"
+             "  tq jattr -k tier -v rush 12", short_a=False,
              extra=(click.option("-k", "--key", required=True, metavar="ATTR", help="The attribute."),
                     click.option("-v", "--value", metavar="VALUE", help="Its new value (lists: comma-separated)."),
                     click.option("-a", "--add", metavar="LIST", help="Add to a list attribute."),

@@ -117,12 +117,14 @@ _RELOAD_WHO = {
                         "\b\nThe request is recorded in the job database (params reload-tractor and\n"
                         "reload-blade count the requests); the engine and the blades notice it within a\n"
                         "housekeeping pass or a heartbeat. A blade keeps running what it runs. crews.toml\n"
-                        "is loaded into the job database at once (the site owner's; the database decides\n"
-                        "who may --force), and there are no limits yet.")
+                        "and limits.toml are loaded into the job database at once (the site owner's files;\n"
+                        "the database decides who may --force, and the next claim of every blade obeys\n"
+                        "the limits).")
 @click.option("--blade", is_flag=True, help="Blades re-read their profile (blade.toml) and register it again.")
 @click.option("--crews", is_flag=True, help="Load the site's crews.toml into the job database (site owner only).")
-@click.option("--limits", is_flag=True, help="Limits (none in this version).")
-@click.option("--tractor", is_flag=True, help="The engine re-reads tractor.toml (retry attempts, blade lease).")
+@click.option("--limits", is_flag=True, help="Load the site's limits.toml into the job database (site owner only).")
+@click.option("--tractor", is_flag=True,
+              help="The engine re-reads tractor.toml (retry attempts, blade lease, scheduling mode, tiers).")
 @global_options
 def _reloadconfig(blade: bool, crews: bool, limits: bool, tractor: bool) -> int:
     """Ask the running engine and blades to re-read their configuration (none of the options: all)."""
@@ -137,6 +139,10 @@ def _reloadconfig(blade: bool, crews: bool, limits: bool, tractor: bool) -> int:
         from ..db import crews as crews_db
 
         loaded["crews"] = crews_db.load(ctx.connection(), ctx.settings.config_dir)
+    if "limits" in parts:
+        from ..db import limits as limits_db
+
+        loaded["limits"] = limits_db.load(ctx.connection(), ctx.settings.config_dir)
     if _opts().get("form") in ("json", "ndjson"):
         _emit_json({"requested": gens, "loaded": loaded,
                     "notes": {p: reload.NOTES[p] for p in parts if p in reload.NOTES}})
@@ -151,3 +157,76 @@ def _reloadconfig(blade: bool, crews: bool, limits: bool, tractor: bool) -> int:
         else:
             ctx.out(f"{p}: {reload.NOTES[p]}")
     return 0
+
+
+def _limit_text(row: dict) -> list[str]:
+    """One limit as lines: `NAME  INUSE of SITEMAX ...` then its other maxima and who holds it."""
+    def cap(n: int) -> str:
+        return "no maximum" if n < 0 else str(n)
+
+    def held(d: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))) or "-"
+
+    head = f"{row['name']}: {row['inuse']} of {cap(row['sitemax'])} in use"
+    if row["sitecounting"] == "perHost":
+        head += f" (hosts; {row['commands']} command(s))"
+    if row["description"]:
+        head += f"  ({row['description']})"
+    lines = [head]
+    if row["ownermax"] >= 0 or row["ownerexceptions"]:
+        extra = "".join(f", {k} {v}" for k, v in sorted(row["ownerexceptions"].items()))
+        lines.append(f"  OwnerMax {cap(row['ownermax'])}{extra}")
+    if row["blademax"] >= 0 or row["bladeexceptions"]:
+        extra = "".join(f", {k} {v}" for k, v in sorted(row["bladeexceptions"].items()))
+        lines.append(f"  BladeMax {cap(row['blademax'])}{extra}")
+    for kind in ("project", "crew"):
+        shares = row[f"{kind}shares"]
+        if shares:
+            lines.append(f"  {kind} shares: " + ", ".join(f"{k} {v}" for k, v in sorted(shares.items())))
+    if row["commands"]:
+        lines.append(f"  held by owners: {held(row['owners'])}; blades: {held(row['blades'])}; "
+                     f"projects: {held(row['projects'])}")
+    return lines
+
+
+@command.command("limits", context_settings=CONTEXT_SETTINGS,
+                 epilog="\b\nExamples:\n  tq limits\n  tq limits nuke prman\n  tq limits --json\n\n"
+                        "\b\nThe limits are the site's limits.toml as loaded into the job database (at the\n"
+                        "engine's start and by tq reloadconfig --limits). A command whose tags (its -tags,\n"
+                        "its job's -tags, its program's name) name a full limit stays ready; tq explain and\n"
+                        "tq trace say which limit holds it.")
+@click.argument("names", nargs=-1, metavar="[LIMIT]...")
+@global_options
+def _limits(names: tuple[str, ...]) -> int:
+    """List the site's limits with what each has in use now (on the site, by owner, blade and project)
+    and their maxima."""
+    from ..db import limits as limits_db
+
+    ctx = get_context()
+    rows = limits_db.usage(ctx.connection(), list(names) or None)
+    form = _opts().get("form")
+    missing = sorted(set(names) - {r["name"] for r in rows})
+    if missing:
+        click.echo(f"no limit named {', '.join(missing)}", err=True)
+    if form in ("json", "ndjson"):
+        _emit_json(rows)
+    elif form == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["name", "inuse", "sitemax", "sitecounting", "commands", "ownermax", "blademax"])
+        for r in rows:
+            w.writerow([r[k] for k in ("name", "inuse", "sitemax", "sitecounting", "commands", "ownermax",
+                                       "blademax")])
+        ctx.out(buf.getvalue().rstrip("\n"))
+    elif not rows and not names:
+        ctx.out("no limits (the site has no limits.toml, or it names none)")
+    else:
+        for r in rows:
+            for line in _limit_text(r):
+                ctx.out(line)
+    from ..errors import ExitStatus
+
+    return int(ExitStatus.NOT_FOUND) if missing else 0

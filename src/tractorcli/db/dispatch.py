@@ -281,7 +281,15 @@ def set_params(conn: "psycopg.Connection", values: dict[str, Any]) -> None:
         conn.execute(queries.get("set_param_default"), {"name": name, "value": str(value)})
 
 
+def store_tiers(conn: "psycopg.Connection", tiers: dict[str, int]) -> int:
+    """The site's tiers (tractor.toml [tiers]) into the `tiers` table the spool and tq jattr read;
+    live jobs of a tier whose priority changed move with it.  Returns the jobs moved."""
+    from psycopg.types.json import Jsonb
+
+    return conn.execute(queries.get("tiers_store"), {"tiers": Jsonb(tiers)}).fetchone()["moved"]
+
+
 __all__ = ["BladeInfo", "Claim", "ServiceCache", "register", "claim", "launch_info", "finish", "finish_and_claim",
-           "progress",
+           "progress", "store_tiers",
            "heartbeat", "blade_exit", "housekeep", "set_params", "retry", "retry_many", "skip", "skip_many", "kill",
            "kill_many"]

@@ -276,6 +276,17 @@ def _ready(conn, t: dict) -> list[Reason]:
                        + ", ".join(f"{b['name']} ({'local jobs only' if b['nimby'] == '1' else 'only ' + b['nimby']})"
                                    for b in free),
                        {"service": expr_text, "blades": [b["name"] for b in free]})]
+    from . import limits as limits_db
+
+    if limits_db.names(conn):
+        refused = limits_db.refusals(conn, [(t["jid"], q["cid"], b["bladeid"]) for b in open_])
+        room = [b for b, why in zip(open_, refused) if why is None]
+        if not room:
+            why = refused[0]
+            return [Reason("limit", f"ready; {why}; {limits_db.holders(conn, why)}",
+                           {"service": expr_text, "limit": why.split()[1],
+                            "blades": {b["name"]: w for b, w in zip(open_, refused)}})]
+        open_ = room
     return [Reason("waiting", f"ready; blade(s) {', '.join(b['name'] for b in open_)} match {what} and have "
                    "free slots: it should start at their next poll",
                    {"service": expr_text, "blades": [b["name"] for b in open_]})]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
 # jattr: attribute -> kind of value ("text", "int", "list", "ints"); priority goes through chpri
-JOB_ATTRS = {"title": "text", "comment": "text", "metadata": "text", "maxactive": "int", "tags": "list",
+JOB_ATTRS = {"title": "text", "comment": "text", "metadata": "text", "tier": "text", "maxactive": "int", "tags": "list",
              "projects": "list", "envkey": "list", "crews": "list", "afterjids": "ints", "priority": "float"}
 
 

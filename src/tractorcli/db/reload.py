@@ -16,8 +16,9 @@ Parts: ``tractor`` (tractor.toml: the engine writes CmdAutoRetryAttempts,
 CmdRetryrcRetryAttempts and BladeLeaseSecs into params again), ``blade``
 (blade.toml: each blade picks its profile again and updates its keys, slots,
 NIMBY and zone in place, keeping what it runs), ``crews`` (tq loads the
-site's crews.toml into the database itself: db/crews.py), ``limits`` (no limits
-in this version: nothing to reload).  No click here.
+site's crews.toml into the database itself: db/crews.py), ``limits`` (tq loads
+limits.toml into the database itself: db/limits.py; the next claim obeys it).
+No click here.
 """
 
 from __future__ import annotations
@@ -33,9 +34,7 @@ __all__ = ["PARTS", "SIGNALLED", "NOTES", "param_name", "request", "generation"]
 
 PARTS = ("tractor", "blade", "crews", "limits")  # tq reloadconfig's flags, in output order
 SIGNALLED = ("tractor", "blade")  # the parts a running process reloads
-NOTES = {
-    "limits": "there are no limits in this version (no limits.config): nothing to reload",
-}
+NOTES: dict[str, str] = {}
 
 
 def param_name(part: str) -> str:

@@ -147,8 +147,8 @@ from .connection import translated
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
+# the stock tiers, as a new site's database has them (tractor.toml [tiers] changes them)
 TIER_PRIORITY = {"admin": 111, "rush": 99, "default": 50, "batch": 10}
-UNKNOWN_TIER_PRIORITY = 50
 
 BLOCKED, READY, DONE = 0, 1, 2
 _STATE_NAMES = ("blocked", "ready", "done")
@@ -465,7 +465,6 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
     else:
         priority = float(o.default_priority)
     tier = o.tier or job.tier or "default"
-    tierpri = TIER_PRIORITY.get(tier, TIER_PRIORITY.get(tier.lower(), UNKNOWN_TIER_PRIORITY))
     projects = list(o.projects or job.projects or ("default",))
     n = len(tasks)
     jobrow = {
@@ -517,6 +516,7 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
             for r in found:
                 svcid_of_expr[r["expr"]] = r["svcid"]
         svcid = {svc: svcid_of_expr[e] for svc, e in expr_of.items()}
+        tierpri = _tier_priority(conn, tier)
         jobrow["tierpri"] = tierpri
         jobrow["svcids"] = sorted(set(svcid.values()))
 
@@ -547,6 +547,18 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
         if restore is not None:  # for a caller's transaction that goes on after ours
             conn.execute(queries.get("spool_set_replication_role"), {"role": restore})
     return jid
+
+
+def _tier_priority(conn: "psycopg.Connection", tier: str) -> int:
+    """The priority of the site's tier `tier` (tractor.toml [tiers], in the `tiers` table; names match
+    without regard to case); BadInput naming the site's tiers when there is none of that name."""
+    from ..errors import BadInput
+
+    row = conn.execute(queries.get("spool_tier"), {"tier": tier}).fetchone()
+    if row["priority"] is None:
+        raise BadInput(f"unknown tier {tier!r}: the site's tiers are {', '.join(row['names'] or [])}",
+                       hint="name one of them with -tier or --tier (tractor.toml [tiers] lists them)")
+    return row["priority"]
 
 
 def _tables() -> tuple[dict, dict]:

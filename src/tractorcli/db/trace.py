@@ -16,6 +16,9 @@ why, checking what the claim checks:
   it lacks, the keys it has that a ``!`` excludes, the comparisons that fail;
 * a local Cmd (only on its spooling host), a -resumepin command (only on
   its blade);
+* limits (limits.toml): a command whose tags name a full limit is
+  ``skipped`` with the claim's sentence and who holds the limit (counted as
+  the farm runs now: the commands the trace would take do not count);
 * free slots: the commands it would take use them up in order, as the claim
   does; later ones that match are ``skipped: no free slot``.
 
@@ -38,6 +41,7 @@ import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from . import limits as limits_db
 from . import queries
 from .explain import UP_SECS, _jsonable, blade_facts
 
@@ -56,7 +60,7 @@ class TraceLine:
     """One decision.  `kind`: blade lines ``down``, ``nimby``, ``slots``, ``queue``,
     ``summary``; command lines ``ready`` (it would take it) or ``skipped`` with
     `reason` one of ``deleted finished paused delayed maxactive afterjids nimby
-    service local pinned slots``."""
+    service local pinned limit slots``."""
 
     kind: str
     text: str  # without the blade name
@@ -160,7 +164,8 @@ def _job_refusal(r: dict, now: dt.datetime) -> tuple[str, str, dict] | None:
     return None
 
 
-def _trace_one(b: dict, rows: list[dict], total: int, limit: int, now: dt.datetime) -> BladeTrace:
+def _trace_one(b: dict, rows: list[dict], total: int, limit: int, now: dt.datetime,
+               limited: dict[tuple[int, int], str] | None = None) -> BladeTrace:
     facts = blade_facts(b)
     svc = _Service()
     lines: list[TraceLine] = []
@@ -223,6 +228,10 @@ def _trace_one(b: dict, rows: list[dict], total: int, limit: int, now: dt.dateti
             skip("pinned", f"-resumepin: waits for blade {r['pinname'] or r['pinblade']}",
                  {"pinblade": r["pinname"] or str(r["pinblade"])})
             continue
+        held = (limited or {}).get((r["jid"], r["cid"]))
+        if held is not None:
+            skip("limit", f"{matched}, but {held}", {"limit": held.split()[1]})
+            continue
         need = int(r["minslots"])
         if need > free:
             if free == 0:
@@ -257,4 +266,11 @@ def trace_blades(conn: "psycopg.Connection", bladeids: list["uuid.UUID"], *, lim
     blades = conn.execute(queries.get("trace_blades"), {"bladeids": list(bladeids), "up": UP_SECS}).fetchall()
     total = conn.execute(queries.get("ready_count")).fetchone()["n"]
     rows = conn.execute(queries.get("trace_ready"), {"limit": limit or None}).fetchall() if blades else []
-    return [_trace_one(b, rows, total, limit, now) for b in blades]
+    limited: dict = {b["bladeid"]: {} for b in blades}
+    names = limits_db.names(conn) if rows else frozenset()
+    if names:
+        cases = [(r["jid"], r["cid"], b["bladeid"]) for b in blades for r in rows if names & set(r["ltags"])]
+        for (jid, cid, bladeid), why in zip(cases, limits_db.refusals(conn, cases)):
+            if why is not None:
+                limited[bladeid][(jid, cid)] = f"{why}; {limits_db.holders(conn, why)}"
+    return [_trace_one(b, rows, total, limit, now, limited[b["bladeid"]]) for b in blades]

@@ -261,6 +261,11 @@ FROM STDIN (FORMAT BINARY)
 -- name: spool_copy_ready
 COPY ready (jid, cid, tid, svcid, tierpri, priority, local, spoolhost) FROM STDIN (FORMAT BINARY)
 
+-- name: spool_tier
+-- A tier's priority (NULL: no such tier) and the site's tiers, for the error.
+SELECT (SELECT t.priority FROM tiers t WHERE t.name = lower(%(tier)s)) AS priority,
+       ARRAY(SELECT t.name FROM tiers t ORDER BY t.priority DESC, t.name) AS names
+
 -- name: spool_may_write
 -- The site's role writes a job's rows itself; a person's stages them.
 SELECT has_table_privilege('jobs', 'INSERT') AS may
@@ -427,10 +432,12 @@ ORDER BY name, ipaddr
 
 -- name: trace_ready
 -- The first N (limit) ready commands in the order tractor_claim_v1 walks
--- them (tier priority, job priority, jid; in a job by service expression
--- id, then cid), with the job facts its filters read.
+-- them (tier priority, job priority, the SchedulingMode's order, jid; in a
+-- job by service expression id, then cid), with the job facts its filters
+-- read and the command's limit tags.
 SELECT q.jid, q.tid, q.cid, q.svcid, coalesce(s.expr, '') AS expr, q.local, q.spoolhost, q.pinblade,
        pb.name AS pinname, greatest(coalesce(c.minslots, 1), 1) AS minslots,
+       tractor_limit_tags(c.tags, c.argv[1]) AS ltags,
        j.owner, j.spoolhost AS jobhost, j.pausetime, j.aftertime, (j.aftertime > now()) AS delayed, j.deletetime,
        j.phase, j.maxactive, j.numactive, j.tierpri, j.priority,
        (SELECT coalesce(array_agg(a.jid ORDER BY a.jid), ARRAY[]::bigint[]) FROM jobs a
@@ -440,7 +447,11 @@ JOIN jobs j ON j.jid = q.jid
 JOIN commands c ON c.jid = q.jid AND c.cid = q.cid
 LEFT JOIN service_exprs s ON s.svcid = q.svcid
 LEFT JOIN blades pb ON pb.bladeid = q.pinblade
-ORDER BY j.tierpri DESC, j.priority DESC, q.jid, q.svcid, q.cid
+CROSS JOIN (SELECT coalesce((SELECT p.value FROM params p WHERE p.name = 'SchedulingMode'), 'P+FIFO') AS mode) m
+ORDER BY j.tierpri DESC, j.priority DESC,
+         CASE WHEN strpos(m.mode, 'ATCL') > 0 THEN j.numactive END,
+         CASE WHEN strpos(m.mode, 'RR') > 0 THEN j.dispatchtime END NULLS FIRST,
+         q.jid, q.svcid, q.cid
 LIMIT %(limit)s
 
 -- name: ready_count
@@ -560,3 +571,76 @@ SELECT (SELECT count(*) FROM c) AS crews, (SELECT count(*) FROM r) AS rules
 
 -- name: crews_loaded
 SELECT path, loadtime, (SELECT count(*) FROM crews) AS crews FROM crews_file
+
+-- --- limits.toml and tiers in the database (db/limits.py, db/dispatch.py; functions/limits.sql reads them) --
+
+-- name: limits_clear
+WITH f AS (DELETE FROM limits_file), l AS (DELETE FROM limits)
+SELECT 1
+
+-- name: limits_file_store
+INSERT INTO limits_file (path) VALUES (%(path)s::text)
+
+-- name: limits_store
+INSERT INTO limits (name, sitemax, sitecounting, ownermax, ownerexceptions, blademax, bladeexceptions,
+                    projectshares, crewshares, description)
+VALUES (%(name)s, %(sitemax)s, %(sitecounting)s, %(ownermax)s, %(ownerexceptions)s::jsonb, %(blademax)s,
+        %(bladeexceptions)s::jsonb, %(projectshares)s::jsonb, %(crewshares)s::jsonb, %(description)s)
+
+-- name: limits_usage
+-- Each limit with its use now, counted from the running invocations as the claim counts
+-- (functions/limits.sql), and who holds it: running commands by owner, blade and project.
+SELECT l.name, l.description, l.sitemax, l.sitecounting, l.ownermax, l.ownerexceptions, l.blademax,
+       l.bladeexceptions, l.projectshares, l.crewshares,
+       coalesce(u.commands, 0) AS commands,
+       CASE WHEN l.sitecounting = 'perHost' THEN coalesce(u.hosts, 0) ELSE coalesce(u.commands, 0) END AS inuse,
+       coalesce(u.owners, jsonb_build_object()) AS owners, coalesce(u.blades, jsonb_build_object()) AS blades,
+       coalesce(u.projects, jsonb_build_object()) AS projects
+FROM limits l
+LEFT JOIN LATERAL (
+    SELECT count(*) AS commands, count(DISTINCT r.bladeid) AS hosts,
+           (SELECT jsonb_object_agg(o.owner, o.n) FROM (
+                SELECT j.owner, count(*) AS n FROM invocations i JOIN jobs j ON j.jid = i.jid
+                WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name] GROUP BY j.owner) o) AS owners,
+           (SELECT jsonb_object_agg(b.bladename, b.n) FROM (
+                SELECT i.bladename, count(*) AS n FROM invocations i
+                WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name] GROUP BY i.bladename) b) AS blades,
+           (SELECT jsonb_object_agg(p.project, p.n) FROM (
+                SELECT pr.project, count(*) AS n FROM invocations i JOIN jobs j ON j.jid = i.jid,
+                       unnest(j.projects) AS pr(project)
+                WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name] GROUP BY pr.project) p)
+           AS projects
+    FROM invocations r
+    WHERE r.current AND r.stoptime IS NULL AND r.limits @> ARRAY[l.name]
+) u ON true
+WHERE %(names)s::text[] IS NULL OR l.name = ANY(%(names)s::text[])
+ORDER BY l.name
+
+-- name: limits_loaded
+SELECT path, loadtime, (SELECT count(*) FROM limits) AS limits FROM limits_file
+
+-- name: tiers_store
+-- the site's tiers (tractor.toml [tiers]): replaced; live jobs of a tier whose priority changed move
+-- with it, ready commands too (a job of a tier no longer listed keeps its priority)
+WITH t AS (SELECT e.key AS name, e.value::integer AS priority FROM jsonb_each_text(%(tiers)s::jsonb) e),
+     d AS (DELETE FROM tiers x WHERE x.name NOT IN (SELECT name FROM t)),
+     u AS (INSERT INTO tiers (name, priority) SELECT name, priority FROM t
+           ON CONFLICT (name) DO UPDATE SET priority = EXCLUDED.priority),
+     jb AS (UPDATE jobs j SET tierpri = t.priority FROM t
+            WHERE lower(j.tier) = t.name AND j.tierpri <> t.priority AND j.phase <> 'finished'
+            RETURNING j.jid, j.tierpri),
+     q AS (UPDATE ready r SET tierpri = jb.tierpri FROM jb WHERE r.jid = jb.jid)
+SELECT (SELECT count(*) FROM jb) AS moved
+
+-- name: limit_names
+SELECT coalesce(array_agg(name ORDER BY name), ARRAY[]::text[]) AS names FROM limits
+
+-- name: limit_refusals
+-- Why each command (jids[i], cids[i]) may not start on blade bladeids[i] now for its limits (NULL: room),
+-- as the claim would say, without its locks (functions/limits.sql).
+SELECT x.k, tractor_limit_refusal(x.jid, tractor_limit_tags(c.tags, c.argv[1]), x.bladeid, b.name, false)
+       AS refusal
+FROM unnest(%(ks)s::integer[], %(jids)s::bigint[], %(cids)s::integer[], %(bladeids)s::uuid[]) AS x(k, jid, cid, bladeid)
+JOIN commands c ON c.jid = x.jid AND c.cid = x.cid
+JOIN blades b ON b.bladeid = x.bladeid
+ORDER BY x.k

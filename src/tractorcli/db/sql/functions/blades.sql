@@ -77,29 +77,47 @@ END $$;
 -- Claim up to p_slots slots of ready commands for a blade.  p_svcids are
 -- the service expressions the blade matches (it evaluates them itself);
 -- p_host is its host name, for local Cmds of jobs spooled from there.
--- Order: tier priority, job priority, job id (spool order), then cid.
+-- Order: tier priority, job priority, then the site's SchedulingMode
+-- (params): P+FIFO job id (spool order); P+ATCL fewest active commands
+-- first; P+RR the job the claim turned to longest ago first, one command per
+-- job on a first pass over the jobs and as many as fit on a second;
+-- P+ATCL+RR both.  Within a job by service expression, then cid.
 -- Paused, delayed (-after), waiting (-afterjids), deleted and finished jobs
 -- are skipped, as are jobs at their -maxactive and, on a NIMBY blade, jobs
--- from other hosts ('1') or other users (a user name).  FOR UPDATE SKIP LOCKED: two
--- blades never get one command.  ROWS 4 (a few slots' worth) lets the
--- planner join the result to tractor_launch_v1 by index, not by a scan of
--- every command of the job.
+-- from other hosts ('1') or other users (a user name).  A command whose
+-- tags name a full limit stays ready (tractor_limit_refusal, limits.sql);
+-- after LIMIT_SKIPS such commands the claim leaves the job's service
+-- expression for this pass.  FOR UPDATE SKIP LOCKED: two blades never get
+-- one command.  ROWS 4 (a few slots' worth) lets the planner join the
+-- result to tractor_launch_v1 by index, not by a scan of every command of
+-- the job.
 CREATE OR REPLACE FUNCTION tractor_claim_v1(p_blade uuid, p_svcids integer[], p_host text, p_slots integer)
 RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integer)
 LANGUAGE plpgsql ROWS 4 SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
+    LIMIT_SKIPS CONSTANT integer := 16;
+    jobs_c refcursor;
     j record;
     s integer;
     r record;
     last_cid integer;
     need integer;
+    ctags text[];
+    refused integer;
     lease integer := tractor_param_int('BladeLeaseSecs', 30);
+    mode text := coalesce((SELECT p.value FROM params p WHERE p.name = 'SchedulingMode'), 'P+FIFO');
+    limit_names text[] := ARRAY(SELECT l.name FROM limits l);
+    rr boolean;
+    atcl boolean;
+    pass integer;
+    took integer;
     free integer := p_slots;
     used integer := 0;
     bname text;
     bnimby text;
     job_full boolean;
+    job_done boolean;
 BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
@@ -111,69 +129,110 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no blade %', p_blade USING ERRCODE = 'no_data_found';
     END IF;
-    FOR j IN
-        SELECT jb.jid, jb.svcids FROM jobs jb
-        WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
-          AND (jb.numready > 0 OR jb.phase = 'postscript')
-          AND jb.pausetime IS NULL
-          AND (jb.aftertime IS NULL OR jb.aftertime <= now())
-          AND (jb.maxactive = 0 OR jb.numactive < jb.maxactive)
-          AND jb.svcids && p_svcids
-          -- NIMBY: '' any job; '1' only jobs spooled from this host; else only that user's
-          AND (bnimby = '' OR (bnimby = '1' AND jb.spoolhost = p_host) OR jb.owner = bnimby)
-          AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
-                SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished'
-                  AND a.deletetime IS NULL))
-        ORDER BY jb.tierpri DESC, jb.priority DESC, jb.jid
-    LOOP
-        job_full := false;
-        FOREACH s IN ARRAY ARRAY(SELECT unnest(j.svcids) INTERSECT SELECT unnest(p_svcids) ORDER BY 1) LOOP
-            last_cid := 0;
-            LOOP
-                SELECT q.cid, q.tid INTO r FROM ready q
-                WHERE q.jid = j.jid AND q.svcid = s AND q.cid > last_cid
-                  AND (NOT q.local OR q.spoolhost = p_host)
-                  AND (q.pinblade IS NULL OR q.pinblade = p_blade)
-                ORDER BY q.cid LIMIT 1
-                FOR UPDATE SKIP LOCKED;
-                EXIT WHEN NOT FOUND;
-                last_cid := r.cid;
-                SELECT greatest(coalesce(c.minslots, 1), 1) INTO need FROM commands c
-                WHERE c.jid = j.jid AND c.cid = r.cid;
-                CONTINUE WHEN need > free;
-                IF r.tid > 0 THEN
-                    UPDATE jobs SET numactive = numactive + 1, numready = numready - 1,
-                                    starttime = coalesce(starttime, now())
-                    WHERE jobs.jid = j.jid AND (maxactive = 0 OR numactive < maxactive);
-                    IF NOT FOUND THEN
-                        job_full := true;
-                        EXIT;
+    rr := mode LIKE '%RR%';
+    atcl := mode LIKE '%ATCL%';
+    FOR pass IN 1 .. CASE WHEN rr THEN 2 ELSE 1 END LOOP
+        took := 0;
+        -- the same jobs either way; P+FIFO walks jobs_dispatch_idx and stops early
+        IF NOT rr AND NOT atcl THEN
+            OPEN jobs_c FOR
+                SELECT jb.jid, jb.svcids FROM jobs jb
+                WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
+                  AND (jb.numready > 0 OR jb.phase = 'postscript')
+                  AND jb.pausetime IS NULL
+                  AND (jb.aftertime IS NULL OR jb.aftertime <= now())
+                  AND (jb.maxactive = 0 OR jb.numactive < jb.maxactive)
+                  AND jb.svcids && p_svcids
+                  -- NIMBY: '' any job; '1' only jobs spooled from this host; else only that user's
+                  AND (bnimby = '' OR (bnimby = '1' AND jb.spoolhost = p_host) OR jb.owner = bnimby)
+                  AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
+                        SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished'
+                          AND a.deletetime IS NULL))
+                ORDER BY jb.tierpri DESC, jb.priority DESC, jb.jid;
+        ELSE
+            OPEN jobs_c FOR
+                SELECT jb.jid, jb.svcids FROM jobs jb
+                WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
+                  AND (jb.numready > 0 OR jb.phase = 'postscript')
+                  AND jb.pausetime IS NULL
+                  AND (jb.aftertime IS NULL OR jb.aftertime <= now())
+                  AND (jb.maxactive = 0 OR jb.numactive < jb.maxactive)
+                  AND jb.svcids && p_svcids
+                  AND (bnimby = '' OR (bnimby = '1' AND jb.spoolhost = p_host) OR jb.owner = bnimby)
+                  AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
+                        SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished'
+                          AND a.deletetime IS NULL))
+                ORDER BY jb.tierpri DESC, jb.priority DESC,
+                         CASE WHEN atcl THEN jb.numactive END,
+                         CASE WHEN rr THEN jb.dispatchtime END NULLS FIRST, jb.jid;
+        END IF;
+        LOOP
+            FETCH jobs_c INTO j;
+            EXIT WHEN NOT FOUND;
+            job_full := false;
+            job_done := false;
+            FOREACH s IN ARRAY ARRAY(SELECT unnest(j.svcids) INTERSECT SELECT unnest(p_svcids) ORDER BY 1) LOOP
+                last_cid := 0;
+                refused := 0;
+                LOOP
+                    SELECT q.cid, q.tid INTO r FROM ready q
+                    WHERE q.jid = j.jid AND q.svcid = s AND q.cid > last_cid
+                      AND (NOT q.local OR q.spoolhost = p_host)
+                      AND (q.pinblade IS NULL OR q.pinblade = p_blade)
+                    ORDER BY q.cid LIMIT 1
+                    FOR UPDATE SKIP LOCKED;
+                    EXIT WHEN NOT FOUND;
+                    last_cid := r.cid;
+                    SELECT greatest(coalesce(c.minslots, 1), 1), tractor_limit_tags(c.tags, c.argv[1])
+                    INTO need, ctags FROM commands c
+                    WHERE c.jid = j.jid AND c.cid = r.cid;
+                    CONTINUE WHEN need > free;
+                    IF ctags && limit_names
+                       AND tractor_limit_refusal(j.jid, ctags, p_blade, bname, true) IS NOT NULL THEN
+                        refused := refused + 1;
+                        EXIT WHEN refused >= LIMIT_SKIPS;
+                        CONTINUE;
                     END IF;
-                    UPDATE tasks SET state = 'active', statetime = now(), activetime = now(), currcid = r.cid
-                    WHERE tasks.jid = j.jid AND tasks.tid = r.tid;
-                END IF;
-                DELETE FROM ready WHERE ready.jid = j.jid AND ready.cid = r.cid;
-                UPDATE commands SET state = 'active', statetime = now() WHERE commands.jid = j.jid AND commands.cid = r.cid;
-                jid := j.jid;
-                tid := r.tid;
-                cid := r.cid;
-                numslots := need;
-                INSERT INTO invocations AS i (jid, tid, cid, iid, bladeid, bladename, numslots, leasetime,
-                                              retrycount, resumecount)
-                SELECT j.jid, r.tid, r.cid,
-                       coalesce((SELECT max(x.iid) FROM invocations x WHERE x.jid = j.jid AND x.cid = r.cid), 0) + 1,
-                       p_blade, bname, need, now() + make_interval(secs => lease),
-                       coalesce(t.retrycount, 0), coalesce(t.resumecount, 0)
-                FROM (SELECT 1) AS one LEFT JOIN tasks t ON t.jid = j.jid AND t.tid = r.tid
-                RETURNING i.iid INTO iid;
-                free := free - need;
-                used := used + need;
-                RETURN NEXT;
-                EXIT WHEN free <= 0;
+                    IF r.tid > 0 THEN
+                        UPDATE jobs SET numactive = numactive + 1, numready = numready - 1,
+                                        starttime = coalesce(starttime, now()), dispatchtime = clock_timestamp()
+                        WHERE jobs.jid = j.jid AND (maxactive = 0 OR numactive < maxactive);
+                        IF NOT FOUND THEN
+                            job_full := true;
+                            EXIT;
+                        END IF;
+                        UPDATE tasks SET state = 'active', statetime = now(), activetime = now(), currcid = r.cid
+                        WHERE tasks.jid = j.jid AND tasks.tid = r.tid;
+                    END IF;
+                    DELETE FROM ready WHERE ready.jid = j.jid AND ready.cid = r.cid;
+                    UPDATE commands SET state = 'active', statetime = now()
+                    WHERE commands.jid = j.jid AND commands.cid = r.cid;
+                    jid := j.jid;
+                    tid := r.tid;
+                    cid := r.cid;
+                    numslots := need;
+                    INSERT INTO invocations AS i (jid, tid, cid, iid, bladeid, bladename, numslots, leasetime,
+                                                  retrycount, resumecount, limits)
+                    SELECT j.jid, r.tid, r.cid,
+                           coalesce((SELECT max(x.iid) FROM invocations x WHERE x.jid = j.jid AND x.cid = r.cid), 0) + 1,
+                           p_blade, bname, need, now() + make_interval(secs => lease),
+                           coalesce(t.retrycount, 0), coalesce(t.resumecount, 0), ctags
+                    FROM (SELECT 1) AS one LEFT JOIN tasks t ON t.jid = j.jid AND t.tid = r.tid
+                    RETURNING i.iid INTO iid;
+                    free := free - need;
+                    used := used + need;
+                    took := took + 1;
+                    RETURN NEXT;
+                    -- P+RR, first pass: one command per job, then the next job
+                    job_done := rr AND pass = 1;
+                    EXIT WHEN free <= 0 OR job_done;
+                END LOOP;
+                EXIT WHEN free <= 0 OR job_full OR job_done;
             END LOOP;
-            EXIT WHEN free <= 0 OR job_full;
+            EXIT WHEN free <= 0;
         END LOOP;
-        EXIT WHEN free <= 0;
+        CLOSE jobs_c;
+        EXIT WHEN free <= 0 OR took = 0;
     END LOOP;
     IF used > 0 THEN
         UPDATE blades SET slotsinuse = slotsinuse + used WHERE bladeid = p_blade;

@@ -18,13 +18,14 @@ $$;
 -- A job's attribute (tq pause, unpause, delete's archive, undelete, chpri,
 -- delay, undelay, lock, unlock, chcrews, jattr).  `p_value` is JSON: a
 -- boolean for paused/deleted, a number for priority/maxactive, a string
--- (NULL: none) for aftertime/title/comment/metadata/lock's note, an array
+-- (NULL: none) for aftertime/title/comment/metadata/tier/lock's note, an array
 -- for tags/projects/envkey/crews/afterjids.
 CREATE OR REPLACE FUNCTION tractor_job_set_v1(p_jid bigint, p_key text, p_value jsonb, p_force boolean, p_as text)
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_text text := p_value #>> '{}';
+    v_tierpri integer;
 BEGIN
     PERFORM tractor_guard_jobs(ARRAY[p_jid], p_force, p_as);
     CASE p_key
@@ -35,6 +36,16 @@ BEGIN
     WHEN 'priority' THEN
         UPDATE ready SET priority = v_text::double precision WHERE jid = p_jid;
         UPDATE jobs SET priority = v_text::double precision WHERE jid = p_jid;
+    WHEN 'tier' THEN
+        -- another of the site's tiers (tractor.toml [tiers]): its ready commands move with it
+        SELECT t.priority INTO v_tierpri FROM tiers t WHERE t.name = lower(v_text);
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'unknown tier %: the site''s tiers are %', v_text,
+                (SELECT string_agg(t.name, ', ' ORDER BY t.priority DESC, t.name) FROM tiers t)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        UPDATE ready SET tierpri = v_tierpri WHERE jid = p_jid;
+        UPDATE jobs SET tier = v_text, tierpri = v_tierpri WHERE jid = p_jid;
     WHEN 'aftertime' THEN
         UPDATE jobs SET aftertime = v_text::timestamptz WHERE jid = p_jid;
     WHEN 'lock' THEN

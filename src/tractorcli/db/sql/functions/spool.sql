@@ -69,6 +69,9 @@ BEGIN
     THEN
         RAISE EXCEPTION 'the staged job is not one consistent job' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM tiers t WHERE t.name = lower(j.tier)) THEN
+        RAISE EXCEPTION 'unknown tier %', j.tier USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 
     v_jid := nextval('jid_seq');
     INSERT INTO jobs (
@@ -81,7 +84,9 @@ BEGIN
            s.tier, s.priority, s.crews, s.projects, s.tags, s.service, s.avoid, s.envkey, s.editpolicy,
            s.minslots, s.maxslots, s.etalevel, s.afterjids, CASE WHEN s.pausetime IS NOT NULL THEN now() END,
            s.aftertime, s.numtasks, s.numblocked, s.numready, s.numdone, s.maxtid, s.maxcid,
-           s.comment, s.metadata, s.maxactive, s.serialsubtasks, s.dirmap, s.script, s.scriptformat, s.tierpri,
+           s.comment, s.metadata, s.maxactive, s.serialsubtasks, s.dirmap, s.script, s.scriptformat,
+           -- the tier's priority is the site's, whatever was staged
+           (SELECT t.priority FROM tiers t WHERE t.name = lower(s.tier)),
            ARRAY(SELECT DISTINCT c.svcid FROM pg_temp.spool_commands c WHERE c.svcid IS NOT NULL ORDER BY 1)
     FROM pg_temp.spool_jobs s
     RETURNING jobs.spooltime INTO v_time;
