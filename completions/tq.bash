@@ -42,7 +42,7 @@ _tq()
             if [[ $cur == -* ]]; then
                 COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
             else
-                COMPREPLY=( $(compgen -W 'jobs tasks commands invocations blades params notes retry resume skip kill pause unpause interrupt restart retryallerrs skipallerrs delete undelete undelay unlock chpri delay lock chcrews jattr jobdump nimby unnimby eject delist explain log ping help aliases attributes trace queuestats reloadconfig chkeys cattr cmds fields invos why' -- "$cur") )
+                COMPREPLY=( $(compgen -W 'jobs tasks commands invocations blades params notes retry resume skip kill pause unpause interrupt restart retryallerrs skipallerrs delete undelete undelay unlock chpri delay lock chcrews jattr jobdump nimby unnimby eject delist explain log ping help aliases attributes trace queuestats reloadconfig limits chkeys cattr cmds fields invos why' -- "$cur") )
             fi
             return 0
             ;;
@@ -371,6 +371,8 @@ _tq()
             ;;
         'reloadconfig')
             opts+=' --blade --crews --limits --tractor'
+            ;;
+        'limits')
             ;;
         'chkeys')
             case $prev in

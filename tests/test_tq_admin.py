@@ -201,7 +201,7 @@ def test_reloadconfig_records_a_request_per_part(site):
     assert out[1] == "tractor: tractor-engine re-reads tractor.toml at its next housekeeping pass (request 1)"
     assert out[2] == "blade: every running tractor-blade re-reads blade.toml at its next heartbeat (request 1)"
     assert out[3] == "crews: loaded: no crews.toml: only the site owner may force on others' jobs"
-    assert out[4].startswith("limits: there are no limits")
+    assert out[4] == "limits: loaded: no limits.toml: no limits"
     p = params(site)
     assert (p["reload-tractor"], p["reload-blade"]) == ("1", "1")
     assert lines(site.tq("reloadconfig", "--blade"))[0] == "reload requested: blade"
@@ -211,7 +211,7 @@ def test_reloadconfig_records_a_request_per_part(site):
     assert [x.split(":")[0] for x in out] == ["crews", "limits"]
     assert params(site)["reload-blade"] == "2"
     j = json.loads(site.tq("--json", "reloadconfig", "--tractor", "--limits").stdout)
-    assert j["requested"] == {"tractor": 2} and list(j["notes"]) == ["limits"]
+    assert j["requested"] == {"tractor": 2} and j["loaded"] == {"limits": "no limits.toml: no limits"}
 
 
 PROFILE = """
