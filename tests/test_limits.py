@@ -350,3 +350,11 @@ def test_atcl_prefers_the_job_with_fewest_active_commands(conn):
     assert [j for j, _ in two.claim()] == [b_]
     one.finish(a, 1)
     assert [j for j, _ in one.claim()] == [b_]  # a runs 2, b 1: b has the fewest
+
+
+def test_the_example_file_loads():
+    from pathlib import Path
+
+    lim = load_limits(Path(__file__).resolve().parent.parent / "examples")
+    assert [x.name for x in lim.limits] == ["nuke", "prman", "houdini"]
+    assert lim.limits[0].ownermax == 10 and lim.limits[2].sitecounting == "perHost"
