@@ -41,8 +41,12 @@ def spool(site: Site, job) -> int:
     from tractorcli.db.spool import spool_job
     from tractorcli.jobs.model import resolve
 
+    from tractorcli.config import current_user
+
+    # spooled as the account the blades run as: a blade running as root runs a job's commands
+    # as its owner (blade_run_as), and the owner must be an account here
     with connect(site.settings, autocommit=True) as conn:
-        return spool_job(conn, resolve(job), owner="bench", spoolhost="bench")
+        return spool_job(conn, resolve(job), owner=current_user(), spoolhost="bench")
 
 
 def wait_finished(site: Site, jid: int, timeout: float) -> None:

@@ -225,7 +225,10 @@ def prepare(info: Mapping[str, Any], claim: Any, side: BladeSide) -> LaunchSpec:
     """The launch of `claim` (a dispatch.Claim) from its `launch_info` row."""
     jid, tid, cid = int(claim.jid), int(claim.tid), int(claim.cid)
     ctx = LaunchContext(
-        jid=jid, tid=tid, cid=cid, hostname=side.hostname, slots=max(int(claim.numslots or 1), 1),
+        jid=jid, tid=tid, cid=cid, hostname=side.hostname,
+        # a multi-host command's bound blades, once per slot (bindings; none: this blade's slots)
+        hosts=tuple(info.get("hosts") or ()),
+        slots=max(int(info.get("boundslots") or claim.numslots or 1), 1),
         recover=int(info.get("recover") or 0), resume_count=int(info.get("resumecount") or 0),
         dirmaps=[tuple(m) if isinstance(m, (list, tuple)) else m for m in (info.get("dirmap") or ())],
         zone=side.zone, owner=info.get("owner") or "", spoolhost=info.get("spoolhost") or "",

@@ -51,6 +51,7 @@ Every key of a profile (Tractor's names are accepted too, in any case):
 | `udi` | `UDI` | `1.0` | desirability rating |
 | `recent_error_throttle` | `RecentErrorThrottle` | off | `[errors, seconds, pause seconds]` |
 | `run_as` | - | tractor.toml `blade_run_as` (`"owner"`) | whose account commands run as: `"owner"` (the job's owner), `"blade"` (the blade's own), or an account name |
+| `keys_plugin` | - | none | a Python file (relative to the config directory) whose `offer(keys, blade)` changes the keys offered before each claim (blade/keys_plugin.py) |
 
 Tractor's nested `Hosts = {...}` and `Capacity = {...}` tables are accepted
 as well.  A profile's key replaces the default's value as a whole (`env`
@@ -138,6 +139,7 @@ class Profile:
     udi: float = 1.0
     recent_error_throttle: tuple[int, int, int] | None = None
     run_as: str | None = None  # None: the site's blade_run_as (tractor.toml); see blade/launch.py
+    keys_plugin: str | None = None  # a site Python file changing the keys per claim (blade/keys_plugin.py)
     source: Path | None = None  # the blade.toml it came from
 
     # -- matching -------------------------------------------------------------
@@ -418,6 +420,7 @@ _KEYS: dict[str, tuple[tuple[str, ...], _Conv]] = {
     "udi": (("UDI",), _float),
     "recent_error_throttle": (("RecentErrorThrottle",), _throttle),
     "run_as": (("RunAs",), _str),
+    "keys_plugin": (("KeysPlugin",), _str),
 }
 _HOSTS_SUBKEYS = ("hosts", "platform", "min_ncpu", "ncpu", "min_phys_ram", "phys_ram", "path_exists")
 _CAPACITY_SUBKEYS = ("slots", "max_load", "min_ram", "min_disk")

@@ -421,6 +421,31 @@ class Blade:
         self.say(f"reloaded blade profile: {ident.profile.name}, {ident.slots} slot(s), "
                  f"keys {', '.join(ident.provides) or '-'}")
 
+    _plugin: Any = None  # the profile's keys plug-in (blade/keys_plugin.py), for self._plugin_path
+    _plugin_path: Path | None = None
+
+    def _facts(self, metrics: dict, free: int):
+        """What the service expressions are matched against for this claim: the profile's keys, or
+        what the site's keys plug-in offers instead."""
+        facts = self.ident.facts(metrics, free)
+        p = self.ident.profile
+        path = None
+        if p.keys_plugin:
+            path = Path(p.keys_plugin)
+            if not path.is_absolute():
+                path = (p.source.parent if p.source else self.settings.config_dir) / path
+        if path != self._plugin_path:  # first use, or a reloaded profile
+            from .keys_plugin import KeysPlugin
+
+            self._plugin_path = path
+            self._plugin = KeysPlugin(path, self.say) if path else None
+        if self._plugin is None:
+            return facts
+        keys = self._plugin.offer(tuple(self.ident.provides), {
+            "name": self.ident.name, "profile": p.name, "slots": self.ident.slots, "free_slots": free,
+            "metrics": dict(facts.metrics)})
+        return dataclasses.replace(facts, provides=frozenset(keys))
+
     def claim(self) -> int:
         """Claim and launch up to the free slots; the number launched."""
         from ..db import dispatch
@@ -433,7 +458,7 @@ class Blade:
         m = self.metrics()
         if not self._capacity_ok(m):
             return 0
-        facts = self.ident.facts(m, self.free_slots())
+        facts = self._facts(m, self.free_slots())
         svcids = self._db(self._svc.matching, facts)
         claims = self._db(dispatch.claim, self.bladeid, svcids, self.ident.short_host, free)
         if not claims and self._db(self._svc.refresh):
@@ -512,7 +537,7 @@ class Blade:
             if free > 0:
                 m = self.metrics()
                 if self._capacity_ok(m):
-                    svcids = self._db(self._svc.matching, self.ident.facts(m, free))
+                    svcids = self._db(self._svc.matching, self._facts(m, free))
                 else:
                     free = 0
         outcomes, claims = self._db(dispatch.finish_and_claim, self.bladeid,

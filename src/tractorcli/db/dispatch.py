@@ -160,7 +160,7 @@ class ServiceCache:
 def claim(conn: "psycopg.Connection", bladeid: uuid.UUID, svcids: Iterable[int], host: str,
           slots: int) -> list[Claim]:
     svcids = list(svcids)
-    if slots <= 0 or not svcids:
+    if slots <= 0:  # no svcids still claims: local Cmds that bind servers run on their spooling host
         return []
     rows = conn.execute(queries.get("claim"), {"bladeid": bladeid, "svcids": svcids, "host": host,
                                                "slots": slots}).fetchall()
@@ -194,7 +194,7 @@ def finish_and_claim(conn: "psycopg.Connection", bladeid: uuid.UUID,
         finished = [conn.execute(queries.get("finish"), {
             "jid": c.jid, "cid": c.cid, "iid": c.iid, "bladeid": bladeid, "rcode": rcode,
             "real": real, "app": app, "sys": sys}) for c, rcode, real, app, sys in reports]
-        if slots > 0 and svcids:
+        if slots > 0:
             claimed = conn.execute(queries.get("claim"), {"bladeid": bladeid, "svcids": svcids, "host": host,
                                                           "slots": slots})
     outcomes = [cur.fetchone()["outcome"] for cur in finished]

@@ -311,8 +311,9 @@ SELECT svcid, expr FROM service_exprs WHERE svcid > %(after)s OR svcid = ANY(%(h
 SELECT c.jid, c.tid, c.cid, c.iid, c.numslots,
        l.argv, l.local, l.expand, l.msg, l.cmd_envkey, l.minrunsecs, l.maxrunsecs, l.retryrcodes, l.resumewhile,
        l.resumepin, l.minslots, l.maxslots, l.runtype, l.owner, l.jobtitle, l.projects, l.spoolcwd, l.spoolhost,
-       l.dirmap, l.assignments, l.job_envkey, l.priority, l.tasktitle, l.retrycount, l.resumecount, l.recover
-FROM tractor_claim_v1(%(bladeid)s, %(svcids)s::integer[], %(host)s, %(slots)s) AS c
+       l.dirmap, l.assignments, l.job_envkey, l.priority, l.tasktitle, l.retrycount, l.resumecount, l.recover,
+       c.hosts, c.boundslots
+FROM tractor_claim_v2(%(bladeid)s, %(svcids)s::integer[], %(host)s, %(slots)s) AS c
 JOIN tractor_launch_v1 AS l ON l.jid = c.jid AND l.cid = c.cid
 ORDER BY c.jid, c.cid
 
@@ -431,7 +432,7 @@ FROM blades WHERE bladeid = ANY(%(bladeids)s::uuid[])
 ORDER BY name, ipaddr
 
 -- name: trace_ready
--- The first N (limit) ready commands in the order tractor_claim_v1 walks
+-- The first N (limit) ready commands in the order tractor_claim_v2 walks
 -- them (tier priority, job priority, the SchedulingMode's order, jid; in a
 -- job by service expression id, then cid), with the job facts its filters
 -- read and the command's limit tags.

@@ -87,12 +87,28 @@ END $$;
 -- from other hosts ('1') or other users (a user name).  A command whose
 -- tags name a full limit stays ready (tractor_limit_refusal, limits.sql);
 -- after LIMIT_SKIPS such commands the claim leaves the job's service
--- expression for this pass.  FOR UPDATE SKIP LOCKED: two blades never get
--- one command.  ROWS 4 (a few slots' worth) lets the planner join the
--- result to tractor_launch_v1 by index, not by a scan of every command of
--- the job.
-CREATE OR REPLACE FUNCTION tractor_claim_v1(p_blade uuid, p_svcids integer[], p_host text, p_slots integer)
-RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integer)
+-- expression for this pass.
+--
+-- Slots (bindings.sql): -atleast N -atmost M is N..M slots, on this blade
+-- alone with -samehost (or when M is 1), else this blade's free slots and,
+-- short of M, slots lent by other blades that match the command's service
+-- (%h lists them); the blade that claims runs the process.  A local Cmd
+-- with a -service of its own (netrender style) runs its client on its
+-- spooling host's blade in one slot, whatever that blade's keys, and binds
+-- N..M server slots (default 1) of blades matching that service, this one
+-- included when it matches; with -samehost all on one blade.  A blade that
+-- lends slots to a claim just then claims nothing on that pass.
+--
+-- FOR UPDATE SKIP LOCKED: two blades never get one command.  ROWS 4 (a few
+-- slots' worth) lets the planner join the result to tractor_launch_v1 by
+-- index, not by a scan of every command of the job.
+--
+-- Returns, for each command, the slots it holds on this blade (numslots) and, for a command
+-- with bindings, the blades bound once per slot (hosts: %h) and their slots (boundslots: %n);
+-- NULL for the others (this blade's host and numslots).
+CREATE OR REPLACE FUNCTION tractor_claim_v2(p_blade uuid, p_svcids integer[], p_host text, p_slots integer)
+RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integer, hosts text[],
+               boundslots integer)
 LANGUAGE plpgsql ROWS 4 SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
@@ -100,10 +116,17 @@ DECLARE
     jobs_c refcursor;
     j record;
     s integer;
+    svcs integer[];
+    local_only boolean;
     r record;
+    c record;
     last_cid integer;
-    need integer;
-    ctags text[];
+    own integer;
+    serve integer;
+    b_ids uuid[];
+    b_names text[];
+    b_slots integer[];
+    lent_total integer;
     refused integer;
     lease integer := tractor_param_int('BladeLeaseSecs', 30);
     mode text := coalesce((SELECT p.value FROM params p WHERE p.name = 'SchedulingMode'), 'P+FIFO');
@@ -112,7 +135,7 @@ DECLARE
     atcl boolean;
     pass integer;
     took integer;
-    free integer := p_slots;
+    free integer;
     used integer := 0;
     bname text;
     bnimby text;
@@ -122,12 +145,22 @@ BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
     END IF;
-    IF free <= 0 OR cardinality(p_svcids) = 0 THEN
+    -- whom a multi-host command may borrow from: the expressions each blade matched last
+    UPDATE blades SET svcids = p_svcids WHERE bladeid = p_blade AND svcids IS DISTINCT FROM p_svcids;
+    IF p_slots <= 0 THEN
         RETURN;
     END IF;
     SELECT b.name, b.nimby INTO bname, bnimby FROM blades b WHERE b.bladeid = p_blade;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no blade %', p_blade USING ERRCODE = 'no_data_found';
+    END IF;
+    -- another claim is borrowing this blade's slots just now: nothing on this pass
+    IF NOT tractor_blade_try_lock(p_blade) THEN
+        RETURN;
+    END IF;
+    free := p_slots - tractor_blade_lent(p_blade);  -- the blade counts what it runs; not what it lends
+    IF free <= 0 THEN
+        RETURN;
     END IF;
     rr := mode LIKE '%RR%';
     atcl := mode LIKE '%ATCL%';
@@ -136,13 +169,14 @@ BEGIN
         -- the same jobs either way; P+FIFO walks jobs_dispatch_idx and stops early
         IF NOT rr AND NOT atcl THEN
             OPEN jobs_c FOR
-                SELECT jb.jid, jb.svcids FROM jobs jb
+                SELECT jb.jid, jb.svcids, jb.owner, jb.spoolhost FROM jobs jb
                 WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
                   AND (jb.numready > 0 OR jb.phase = 'postscript')
                   AND jb.pausetime IS NULL
                   AND (jb.aftertime IS NULL OR jb.aftertime <= now())
                   AND (jb.maxactive = 0 OR jb.numactive < jb.maxactive)
-                  AND jb.svcids && p_svcids
+                  -- a job spooled from here may have local Cmds for this blade whatever its keys
+                  AND (jb.svcids && p_svcids OR jb.spoolhost = p_host)
                   -- NIMBY: '' any job; '1' only jobs spooled from this host; else only that user's
                   AND (bnimby = '' OR (bnimby = '1' AND jb.spoolhost = p_host) OR jb.owner = bnimby)
                   AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
@@ -151,13 +185,13 @@ BEGIN
                 ORDER BY jb.tierpri DESC, jb.priority DESC, jb.jid;
         ELSE
             OPEN jobs_c FOR
-                SELECT jb.jid, jb.svcids FROM jobs jb
+                SELECT jb.jid, jb.svcids, jb.owner, jb.spoolhost FROM jobs jb
                 WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
                   AND (jb.numready > 0 OR jb.phase = 'postscript')
                   AND jb.pausetime IS NULL
                   AND (jb.aftertime IS NULL OR jb.aftertime <= now())
                   AND (jb.maxactive = 0 OR jb.numactive < jb.maxactive)
-                  AND jb.svcids && p_svcids
+                  AND (jb.svcids && p_svcids OR jb.spoolhost = p_host)
                   AND (bnimby = '' OR (bnimby = '1' AND jb.spoolhost = p_host) OR jb.owner = bnimby)
                   AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
                         SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished'
@@ -171,28 +205,64 @@ BEGIN
             EXIT WHEN NOT FOUND;
             job_full := false;
             job_done := false;
-            FOREACH s IN ARRAY ARRAY(SELECT unnest(j.svcids) INTERSECT SELECT unnest(p_svcids) ORDER BY 1) LOOP
+            svcs := ARRAY(SELECT x FROM unnest(j.svcids) AS x
+                          WHERE x = ANY(p_svcids) OR j.spoolhost = p_host ORDER BY x);
+            FOREACH s IN ARRAY svcs LOOP
+                -- an expression this blade does not match: only local Cmds that bind servers
+                local_only := NOT (s = ANY(p_svcids));
                 last_cid := 0;
                 refused := 0;
                 LOOP
                     SELECT q.cid, q.tid INTO r FROM ready q
                     WHERE q.jid = j.jid AND q.svcid = s AND q.cid > last_cid
                       AND (NOT q.local OR q.spoolhost = p_host)
+                      AND (NOT local_only OR q.local)
                       AND (q.pinblade IS NULL OR q.pinblade = p_blade)
                     ORDER BY q.cid LIMIT 1
                     FOR UPDATE SKIP LOCKED;
                     EXIT WHEN NOT FOUND;
                     last_cid := r.cid;
-                    SELECT greatest(coalesce(c.minslots, 1), 1), tractor_limit_tags(c.tags, c.argv[1])
-                    INTO need, ctags FROM commands c
-                    WHERE c.jid = j.jid AND c.cid = r.cid;
-                    CONTINUE WHEN need > free;
-                    IF ctags && limit_names
-                       AND tractor_limit_refusal(j.jid, ctags, p_blade, bname, true) IS NOT NULL THEN
+                    SELECT greatest(coalesce(x.minslots, 1), 1) AS need,
+                           greatest(coalesce(x.maxslots, x.minslots, 1), coalesce(x.minslots, 1), 1) AS want,
+                           x.samehost, x.local AND x.service <> '' AS servers,
+                           tractor_limit_tags(x.tags, x.argv[1]) AS tags
+                    INTO c FROM commands x
+                    WHERE x.jid = j.jid AND x.cid = r.cid;
+                    CONTINUE WHEN local_only AND NOT c.servers;
+                    -- the slots this blade gives: `own` it holds, `serve` of them bound as %h
+                    IF c.servers THEN
+                        CONTINUE WHEN free < 1;
+                        serve := CASE WHEN local_only THEN 0 ELSE least(free - 1, c.want) END;
+                        IF c.samehost AND serve < c.need THEN
+                            serve := 0;
+                        END IF;
+                        own := 1 + serve;
+                    ELSIF c.samehost OR c.want = 1 THEN
+                        CONTINUE WHEN c.need > free;
+                        own := least(free, c.want);
+                        serve := own;
+                    ELSE
+                        own := least(free, c.want);
+                        serve := own;
+                    END IF;
+                    IF c.tags && limit_names
+                       AND tractor_limit_refusal(j.jid, c.tags, p_blade, bname, true) IS NOT NULL THEN
                         refused := refused + 1;
                         EXIT WHEN refused >= LIMIT_SKIPS;
                         CONTINUE;
                     END IF;
+                    -- short of -atmost: other blades' slots (at least what -atleast still needs)
+                    b_ids := '{}';
+                    b_names := '{}';
+                    b_slots := '{}';
+                    IF (c.servers OR NOT c.samehost) AND serve < c.want AND NOT (c.samehost AND serve > 0) THEN
+                        SELECT o.o_blades, o.o_names, o.o_slots INTO b_ids, b_names, b_slots
+                        FROM tractor_borrow_slots(
+                            p_blade, s, CASE WHEN c.samehost THEN c.need ELSE greatest(c.need - serve, 0) END,
+                            c.want - serve, c.samehost, j.owner, j.spoolhost) AS o;
+                    END IF;
+                    lent_total := coalesce((SELECT sum(x) FROM unnest(b_slots) AS x), 0);
+                    CONTINUE WHEN serve + lent_total < c.need;
                     IF r.tid > 0 THEN
                         UPDATE jobs SET numactive = numactive + 1, numready = numready - 1,
                                         starttime = coalesce(starttime, now()), dispatchtime = clock_timestamp()
@@ -210,17 +280,31 @@ BEGIN
                     jid := j.jid;
                     tid := r.tid;
                     cid := r.cid;
-                    numslots := need;
+                    numslots := own;
                     INSERT INTO invocations AS i (jid, tid, cid, iid, bladeid, bladename, numslots, leasetime,
-                                                  retrycount, resumecount, limits)
+                                                  retrycount, resumecount, limits, lent)
                     SELECT j.jid, r.tid, r.cid,
                            coalesce((SELECT max(x.iid) FROM invocations x WHERE x.jid = j.jid AND x.cid = r.cid), 0) + 1,
-                           p_blade, bname, need, now() + make_interval(secs => lease),
-                           coalesce(t.retrycount, 0), coalesce(t.resumecount, 0), ctags
+                           p_blade, bname, own, now() + make_interval(secs => lease),
+                           coalesce(t.retrycount, 0), coalesce(t.resumecount, 0), c.tags, lent_total
                     FROM (SELECT 1) AS one LEFT JOIN tasks t ON t.jid = j.jid AND t.tid = r.tid
                     RETURNING i.iid INTO iid;
-                    free := free - need;
-                    used := used + need;
+                    hosts := NULL;
+                    boundslots := NULL;
+                    IF c.servers OR lent_total > 0 THEN
+                        hosts := array_fill(bname, ARRAY[serve])
+                                 || ARRAY(SELECT x.name FROM unnest(b_names, b_slots) WITH ORDINALITY AS x(name, n, o),
+                                                generate_series(1, x.n) AS k ORDER BY x.o, k);
+                        boundslots := serve + lent_total;
+                        -- %h: this blade's serving slots first, then the lent ones
+                        INSERT INTO bindings (jid, cid, iid, seq, bladeid, bladename, slots, lent)
+                        SELECT j.jid, r.cid, iid, 0, p_blade, bname, serve, false WHERE serve > 0
+                        UNION ALL
+                        SELECT j.jid, r.cid, iid, n, b.id, b.name, b.slots, true
+                        FROM unnest(b_ids, b_names, b_slots) WITH ORDINALITY AS b(id, name, slots, n);
+                    END IF;
+                    free := free - own;
+                    used := used + own;
                     took := took + 1;
                     RETURN NEXT;
                     -- P+RR, first pass: one command per job, then the next job
@@ -238,6 +322,13 @@ BEGIN
         UPDATE blades SET slotsinuse = slotsinuse + used WHERE bladeid = p_blade;
     END IF;
 END $$;
+
+-- The claim as blades of schema 12 and before call it (no bindings in the answer).
+CREATE OR REPLACE FUNCTION tractor_claim_v1(p_blade uuid, p_svcids integer[], p_host text, p_slots integer)
+RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integer)
+LANGUAGE sql ROWS 4 SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT c.jid, c.tid, c.cid, c.iid, c.numslots FROM tractor_claim_v2(p_blade, p_svcids, p_host, p_slots) AS c
+$$;
 
 -- Progress of a running command's task (TR_PROGRESS); fenced like finish.
 CREATE OR REPLACE FUNCTION tractor_progress_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_progress real)

@@ -1,0 +1,149 @@
+"""farm_controls: dispatch with limits and many service expressions; the claim's time with 1,000 jobs ready.
+
+* Throughput: as bench_dispatch, N one-command tasks of `/bin/true` on 4
+  `tractor-blade` processes of 4 slots, timed until the job is finished and
+  checked (every task done, one invocation per command).  Once plain, once
+  with the farm controls in use: the commands spread over 20 distinct service
+  expressions (each blade matches all of them) and each counted under 3 of 5
+  limits (limits.toml: its program's name, the job's tag and one of three
+  command tags; maxima that do not bind, so every claim counts them and
+  none waits).  Target (issue 12): the controlled rate within 15% of the
+  plain one (ratio >= 0.85).
+* Claim time: 1,000 jobs of 5 ready commands each; one blade (1 slot)
+  claims and finishes 500 times through db/dispatch.py on the server's
+  socket; the claim's round trip at p50 and p99, under P+FIFO, under P+RR
+  (which orders every ready job at each claim) and with a limit counted on
+  every command.  Target: p99 under 5 ms.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from _common import BenchError, Site, figure, log, pick_port
+from bench_dispatch import SLOTS, spool, wait_finished
+
+SERVICES = 20
+LIMITS = """
+[limits.true]
+SiteMax = 100000
+[limits.bench]
+SiteMax = 100000
+OwnerMax = 100000
+[limits.lic0]
+BladeMax = 100
+[limits.lic1]
+BladeMax = 100
+[limits.lic2]
+BladeMax = 100
+"""
+
+
+def _blade_toml(site: Site) -> None:
+    keys = ", ".join(f'"k{i}"' for i in range(SERVICES))
+    (site.config_dir / "blade.toml").write_text(
+        f'[defaults]\nprovides = ["PixarRender", {keys}]\nslots = {SLOTS}\n')
+
+
+def throughput(site: Site, n: int, blades: int, controlled: bool) -> float:
+    import subprocess
+
+    from bench_dispatch import blade_argv
+    from _common import clean_env
+    from tractorcli.jobs.model import Command, Job, Task
+
+    if controlled:
+        job = Job(title=f"controlled x{n}", tags=("bench",), subtasks=tuple(
+            Task(f"t{i}", cmds=(Command(("/bin/true",), service=f"PixarRender && k{i % SERVICES}",
+                                        tags=(f"lic{i % 3}",)),)) for i in range(n)))
+    else:
+        job = Job(title=f"plain x{n}", subtasks=tuple(
+            Task(f"t{i}", cmds=(Command(("/bin/true",), service="PixarRender"),)) for i in range(n)))
+    jid = spool(site, job)
+    procs = []
+    t0 = time.perf_counter()
+    try:
+        for k in range(blades):
+            procs.append(subprocess.Popen(blade_argv(site, f"bench{k}", SLOTS), stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env()))
+        wait_finished(site, jid, timeout=600)
+        took = time.perf_counter() - t0
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(60)
+    with site.connect(autocommit=True) as conn:
+        bad = conn.execute("SELECT count(*) FROM (SELECT cid FROM invocations WHERE jid = %s GROUP BY cid "
+                           "HAVING count(*) <> 1) x", (jid,)).fetchone()[0]
+        if bad:
+            raise BenchError(f"{bad} command(s) did not run exactly once")
+        if controlled:
+            tags = conn.execute("SELECT count(*) FROM invocations WHERE jid = %s AND limits @> ARRAY['true', "
+                                "'bench']", (jid,)).fetchone()[0]
+            if tags != n:
+                raise BenchError(f"only {tags} of {n} invocations were counted under their limits")
+    return n / took
+
+
+def claim_times(site: Site, mode: str, limited: bool, claims: int) -> list[float]:
+    from tractorcli.db import dispatch as d
+    from tractorcli.db.connection import connect
+    from tractorcli.jobs.model import Command, Job, Task
+    from tractorcli.service import BladeFacts
+
+    with connect(site.settings, autocommit=True) as conn:
+        conn.execute("UPDATE jobs SET deletetime = now() WHERE deletetime IS NULL")
+        d.set_params(conn, {"SchedulingMode": mode})
+        argv = ("/bin/true",) if limited else ("/bin/echo",)  # 'true' is a limit; 'echo' is not
+        for j in range(1000):
+            spool(site, Job(title=f"ready {j}", subtasks=tuple(
+                Task(f"t{i}", cmds=(Command(argv, service="PixarRender"),)) for i in range(5))))
+        facts = BladeFacts(provides=frozenset({"PixarRender"}), hostname="claimer", profile="bench")
+        bid = d.register(conn, d.BladeInfo(name="claimer", provides=("PixarRender",), numslots=1))
+        svcids = d.ServiceCache().matching(conn, facts, refresh=True)
+        times = []
+        for _ in range(claims):
+            t0 = time.perf_counter()
+            got = d.claim(conn, bid, svcids, "claimer", 1)
+            times.append(time.perf_counter() - t0)
+            if not got:
+                raise BenchError("the claim found nothing with 1,000 jobs ready")
+            for c in got:
+                d.finish(conn, c, bid, 0, real=0.0)
+        d.blade_exit(conn, bid, handback=True)
+    return times
+
+
+def _pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def run(quick: bool) -> list[dict]:
+    n = 1000 if quick else 5000
+    claims = 200 if quick else 500
+    out: list[dict] = []
+    with Site("farm_controls", pick_port(9934)) as site:
+        site.dbctl("--start-for-engine", timeout=600)
+        _blade_toml(site)
+        log(f"{n} x /bin/true on 4 blades, plain")
+        plain = throughput(site, n, 4, controlled=False)
+        (site.config_dir / "limits.toml").write_text(LIMITS)
+        with site.connect(autocommit=True) as conn:
+            from tractorcli.db import limits as limits_db
+
+            limits_db.load(conn, site.config_dir)
+        log(f"{n} x /bin/true on 4 blades, {SERVICES} service expressions and 5 limits")
+        controlled = throughput(site, n, 4, controlled=True)
+        out.append(figure("dispatch_rate_plain_4_blades", round(plain), "commands/s"))
+        out.append(figure("dispatch_rate_controlled_4_blades", round(controlled), "commands/s"))
+        out.append(figure("dispatch_controlled_over_plain", round(controlled / plain, 3), "ratio", ">= 0.85"))
+        for mode, limited in (("P+FIFO", False), ("P+RR", False), ("P+FIFO", True)):
+            label = f"{mode.replace('+', '_').lower()}{'_limited' if limited else ''}"
+            log(f"claim time, 1,000 jobs ready, {mode}{' with a limit on every command' if limited else ''}")
+            times = claim_times(site, mode, limited, claims)
+            out.append(figure(f"claim_{label}_p50", round(statistics.median(times) * 1000, 2), "ms"))
+            out.append(figure(f"claim_{label}_p99", round(_pct(times, 99) * 1000, 2), "ms", "< 5"))
+    return out
