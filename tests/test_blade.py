@@ -49,8 +49,8 @@ class Site:
         return spool_job(self.conn, resolve(job), owner=owner, spoolhost=spoolhost or default_host(),
                          spoolcwd=str(self.work), **kw)
 
-    def blade(self, *args: str) -> BladeProc:
-        b = BladeProc(self, *args)
+    def blade(self, *args: str, env: dict | None = None) -> BladeProc:
+        b = BladeProc(self, *args, env=env)
         self.blades.append(b)
         return b
 
@@ -89,11 +89,11 @@ class Site:
 
 
 class BladeProc:
-    def __init__(self, site: Site, *args: str):
+    def __init__(self, site: Site, *args: str, env: dict | None = None):
         self.logfile = site.root / f"blade-{len(site.blades)}.log"
         self.proc = subprocess.Popen([program("tractor-blade"), "--configdir", str(site.cfg), "--heartbeat", HB, *args],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.logfile, "w"), env=clean_env())
+                                     stderr=open(self.logfile, "w"), env=dict(clean_env(), **(env or {})))
 
     def text(self) -> str:
         return self.logfile.read_text()

@@ -195,6 +195,7 @@ class LaunchSpec:
     error_code: int = 0  # ... and the code reported
     exit_status_terminate: bool = True
     expand: str | None = None  # -expand: None no; "" task definitions on stdout; else that file
+    testcheckpoint: str | None = None  # -resumewhile {testcheckpoint exr FILE}: FILE (absolute)
     account: Account | None = None  # run as this account (the blade runs as root), else as the blade
 
     @property
@@ -230,6 +231,7 @@ def prepare(info: Mapping[str, Any], claim: Any, side: BladeSide) -> LaunchSpec:
         hosts=tuple(info.get("hosts") or ()),
         slots=max(int(info.get("boundslots") or claim.numslots or 1), 1),
         recover=int(info.get("recover") or 0), resume_count=int(info.get("resumecount") or 0),
+        quality=1.0 if info.get("quality") is None else float(info["quality"]),
         dirmaps=[tuple(m) if isinstance(m, (list, tuple)) else m for m in (info.get("dirmap") or ())],
         zone=side.zone, owner=info.get("owner") or "", spoolhost=info.get("spoolhost") or "",
         projects=tuple(info.get("projects") or ("default",)),
@@ -249,6 +251,13 @@ def prepare(info: Mapping[str, Any], claim: Any, side: BladeSide) -> LaunchSpec:
         spec.notes.append("left as written (unknown % sequences): " + " ".join(dict.fromkeys(unknown)))
     if info.get("expand") is not None:
         spec.expand = expand_text(info["expand"], ctx, unknown=unknown) if info["expand"] else ""
+    rw = [str(w) for w in (info.get("resumewhile") or ())]
+    if rw and rw[0].lower() == "testcheckpoint":
+        if len(rw) == 3 and rw[1].lower() == "exr":
+            spec.testcheckpoint = os.path.join(spec.cwd, expand_text(rw[2], ctx, unknown=unknown))
+        else:
+            spec.notes.append(f"-resumewhile {{{' '.join(rw)}}}: only testcheckpoint exr FILE is known; "
+                              "never a checkpoint")
     envkeys = list(info.get("cmd_envkey") or ()) or list(info.get("job_envkey") or ())
     unmatched: list[str] = []
     try:
@@ -379,6 +388,7 @@ class Run:
         self.scanner = OutputScanner()
         self.done = threading.Event()
         self.rcode: int | None = None
+        self.checkpoint = False  # -resumewhile {testcheckpoint exr FILE} found FILE a checkpoint
         self.note: str | None = None  # why the code is what it is, when a rule set it
         self.pid: int | None = None
         self.started = time.monotonic()
@@ -758,6 +768,11 @@ class Run:
             self.log_line(self.note)
         if self.kill_reason and self.kill_reason != "maxrunsecs":
             self.log_line(f"killed by the blade: {self.kill_reason}")
+        if code == 0 and spec.testcheckpoint and self.kill_reason is None:
+            from .exr import checkpoint_state
+
+            self.checkpoint, why = checkpoint_state(spec.testcheckpoint)
+            self.log_line(f"testcheckpoint: {why}")
         self.write_log(f"====[{_stamp()} {spec.ref} process complete, exit code: {code}"
                        f" ({self.elapsed:.2f} s)]====\n".encode())
         self._close_log()

@@ -541,7 +541,8 @@ class Blade:
                 else:
                     free = 0
         outcomes, claims = self._db(dispatch.finish_and_claim, self.bladeid,
-                                    [(c, run.rcode, run.elapsed, run.utime, run.stime) for c, run in batch],
+                                    [(c, run.rcode, run.elapsed, run.utime, run.stime, run.checkpoint)
+                                     for c, run in batch],
                                     svcids, self.ident.short_host, free)
         del self.reports[:len(batch)]
         for (c, run), outcome in zip(batch, outcomes):

@@ -172,16 +172,17 @@ def launch_info(conn: "psycopg.Connection", jid: int, cid: int) -> dict:
 
 
 def finish(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, rcode: int, *, real: float = 0.0,
-           app: float = 0.0, sys: float = 0.0) -> str:
-    return conn.execute(queries.get("finish"), {
+           app: float = 0.0, sys: float = 0.0, checkpoint: bool = False) -> str:
+    """`checkpoint`: the command's -resumewhile {testcheckpoint ...} was true (it exited 0)."""
+    return conn.execute(queries.get("finish_checkpoint" if checkpoint else "finish"), {
         "jid": c.jid, "cid": c.cid, "iid": c.iid, "bladeid": bladeid, "rcode": rcode,
         "real": real, "app": app, "sys": sys}).fetchone()["outcome"]
 
 
 def finish_and_claim(conn: "psycopg.Connection", bladeid: uuid.UUID,
-                     reports: list[tuple[Claim, int, float, float, float]], svcids: Iterable[int], host: str,
-                     slots: int) -> tuple[list[str], list[Claim]]:
-    """Report ended commands (claim, rcode, real, app, sys) and claim new ones.
+                     reports: list[tuple[Claim, int, float, float, float, bool]], svcids: Iterable[int],
+                     host: str, slots: int) -> tuple[list[str], list[Claim]]:
+    """Report ended commands (claim, rcode, real, app, sys, checkpoint) and claim new ones.
 
     One transaction (one commit to wait for) and, pipelined, one round trip:
     a busy blade's whole cycle.  If anything fails, nothing of it happened
@@ -191,9 +192,9 @@ def finish_and_claim(conn: "psycopg.Connection", bladeid: uuid.UUID,
     claimed = None
     # BEGIN, the calls and COMMIT all go out together: one round trip
     with conn.pipeline(), conn.transaction():
-        finished = [conn.execute(queries.get("finish"), {
+        finished = [conn.execute(queries.get("finish_checkpoint" if checkpoint else "finish"), {
             "jid": c.jid, "cid": c.cid, "iid": c.iid, "bladeid": bladeid, "rcode": rcode,
-            "real": real, "app": app, "sys": sys}) for c, rcode, real, app, sys in reports]
+            "real": real, "app": app, "sys": sys}) for c, rcode, real, app, sys, checkpoint in reports]
         if slots > 0:
             claimed = conn.execute(queries.get("claim"), {"bladeid": bladeid, "svcids": svcids, "host": host,
                                                           "slots": slots})

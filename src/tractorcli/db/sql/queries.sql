@@ -312,7 +312,7 @@ SELECT c.jid, c.tid, c.cid, c.iid, c.numslots,
        l.argv, l.local, l.expand, l.msg, l.cmd_envkey, l.minrunsecs, l.maxrunsecs, l.retryrcodes, l.resumewhile,
        l.resumepin, l.minslots, l.maxslots, l.runtype, l.owner, l.jobtitle, l.projects, l.spoolcwd, l.spoolhost,
        l.dirmap, l.assignments, l.job_envkey, l.priority, l.tasktitle, l.retrycount, l.resumecount, l.recover,
-       c.hosts, c.boundslots
+       c.hosts, c.boundslots, tractor_quality(c.jid, c.tid) AS quality
 FROM tractor_claim_v2(%(bladeid)s, %(svcids)s::integer[], %(host)s, %(slots)s) AS c
 JOIN tractor_launch_v1 AS l ON l.jid = c.jid AND l.cid = c.cid
 ORDER BY c.jid, c.cid
@@ -323,6 +323,10 @@ SELECT * FROM tractor_launch_v1 WHERE jid = %(jid)s AND cid = %(cid)s
 -- name: finish
 SELECT tractor_finish_v1(%(jid)s, %(cid)s, %(iid)s, %(bladeid)s, %(rcode)s,
                          %(real)s, %(app)s, %(sys)s) AS outcome
+
+-- name: finish_checkpoint
+-- A -resumewhile testcheckpoint the blade found true: a checkpoint (functions/finish.sql).
+SELECT tractor_finish_checkpoint_v1(%(jid)s, %(cid)s, %(iid)s, %(bladeid)s, %(real)s, %(app)s, %(sys)s) AS outcome
 
 -- name: progress
 SELECT tractor_progress_v1(%(jid)s, %(cid)s, %(iid)s, %(bladeid)s, %(progress)s::real) AS ok

@@ -271,7 +271,8 @@ BEGIN
                             job_full := true;
                             EXIT;
                         END IF;
-                        UPDATE tasks SET state = 'active', statetime = now(), activetime = now(), currcid = r.cid
+                        UPDATE tasks SET state = 'active', statetime = now(), activetime = now(), currcid = r.cid,
+                                         checkpointed = false
                         WHERE tasks.jid = j.jid AND tasks.tid = r.tid;
                     END IF;
                     DELETE FROM ready WHERE ready.jid = j.jid AND ready.cid = r.cid;

@@ -8,12 +8,95 @@
 -- 20000+errno: could not launch).  Fenced: only the current invocation of
 -- the blade that claimed it counts; anything else returns 'stale' and
 -- changes nothing.  Returns 'done', 'retry' (queued again automatically),
--- 'resume' (a -resumewhile checkpoint: the next pass is queued), 'error' or
+-- 'resume' (a -resumewhile checkpoint outside a -resumeblock: the next pass
+-- is queued), 'checkpoint' (one inside a block: done for this pass), 'pass'
+-- (the block's root finished a pass and the next began), 'error' or
 -- 'stale'.
 CREATE OR REPLACE FUNCTION tractor_finish_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_rcode integer,
                                   p_elapsedreal double precision, p_elapsedapp double precision,
                                   p_elapsedsys double precision) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
+    RETURN tractor_finish(p_jid, p_cid, p_iid, p_blade, p_rcode, p_elapsedreal, p_elapsedapp, p_elapsedsys, false);
+END $$;
+
+-- A command whose -resumewhile {testcheckpoint exr FILE} the blade found true (FILE is a
+-- checkpoint image) exited 0: reported as a checkpoint (as an -resumewhile {exitcode N} match is).
+CREATE OR REPLACE FUNCTION tractor_finish_checkpoint_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid,
+                                                        p_elapsedreal double precision,
+                                                        p_elapsedapp double precision,
+                                                        p_elapsedsys double precision) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
+    RETURN tractor_finish(p_jid, p_cid, p_iid, p_blade, 0, p_elapsedreal, p_elapsedapp, p_elapsedsys, true);
+END $$;
+
+-- The nearest -resumeblock task at or above task p_tid (NULL: none).
+CREATE OR REPLACE FUNCTION tractor_resume_block(p_jid bigint, p_tid integer) RETURNS integer
+LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE up(tid, parent_tid, resumeblock, depth) AS (
+        SELECT t.tid, t.parent_tid, t.resumeblock, 0 FROM tasks t WHERE t.jid = p_jid AND t.tid = p_tid
+        UNION ALL
+        SELECT t.tid, t.parent_tid, t.resumeblock, up.depth + 1
+        FROM up JOIN tasks t ON t.jid = p_jid AND t.tid = up.parent_tid
+        WHERE NOT up.resumeblock
+    )
+    SELECT tid FROM up WHERE resumeblock ORDER BY depth LIMIT 1
+$$;
+
+-- The -resumeblock task p_root finished a pass: when tasks of its block only reached a
+-- checkpoint in it, the next pass starts.  Those tasks are resumed (%r 1; under -resumepin on
+-- the blade of their last run) and every task depending on them up to the root is reset, as
+-- tq resume does (tractor_tasks_retry_v1); the loop count (%R) of the block's reset tasks goes
+-- up by one.  Returns whether a pass started.
+CREATE OR REPLACE FUNCTION tractor_next_pass(p_jid bigint, p_root integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    r tasks%ROWTYPE;
+    v_tids integer[];
+    v_reset integer[];
+BEGIN
+    SELECT * INTO r FROM tasks WHERE jid = p_jid AND tid = p_root;
+    SELECT array_agg(t.tid ORDER BY t.tid) INTO v_tids FROM tasks t
+    WHERE t.jid = p_jid AND t.tid BETWEEN r.tid AND coalesce(r.lasttid, r.tid) AND t.checkpointed AND t.attached;
+    IF v_tids IS NULL THEN
+        RETURN false;
+    END IF;
+    UPDATE tasks SET checkpointed = false WHERE jid = p_jid AND tid = ANY(v_tids);
+    SELECT array_agg(x.tid) INTO v_reset
+    FROM tractor_tasks_retry_v1(array_fill(p_jid, ARRAY[cardinality(v_tids)]), v_tids, true) AS x;
+    UPDATE tasks SET resumecount = resumecount + 1
+    WHERE jid = p_jid AND tid = ANY(v_reset) AND tid BETWEEN r.tid AND coalesce(r.lasttid, r.tid);
+    RETURN true;
+END $$;
+
+-- %q of a task's command: 1.0 when no task below it (its block's pass) only reached a
+-- checkpoint, else the share of its subtasks (all levels) that finished for good.
+CREATE OR REPLACE FUNCTION tractor_quality(p_jid bigint, p_tid integer) RETURNS real
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((
+        SELECT CASE WHEN count(*) FILTER (WHERE d.checkpointed) = 0 THEN 1.0
+                    ELSE (count(*) FILTER (WHERE NOT d.checkpointed))::real / count(*) END
+        FROM tasks t JOIN tasks d ON d.jid = t.jid AND d.tid > t.tid AND d.tid <= t.lasttid AND d.attached
+        WHERE t.jid = p_jid AND t.tid = p_tid AND t.lasttid > t.tid), 1.0)::real
+$$;
+
+-- tractor_finish_v1 and tractor_finish_checkpoint_v1 (p_checkpoint: the blade found the
+-- -resumewhile testcheckpoint true).  A checkpoint (that, or an exit code -resumewhile
+-- {exitcode N} names) inside a -resumeblock is done for this pass: the task is marked
+-- checkpointed and goes on as if the command had succeeded; when the block's root then
+-- finishes, tractor_next_pass starts the next pass.  A checkpoint outside any block runs the
+-- command again at once (its own loop), on the same blade under -resumepin.
+CREATE OR REPLACE FUNCTION tractor_finish(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_rcode integer,
+                                          p_elapsedreal double precision, p_elapsedapp double precision,
+                                          p_elapsedsys double precision, p_checkpoint boolean) RETURNS text
+LANGUAGE plpgsql AS $$
 DECLARE
     inv invocations%ROWTYPE;
     cmd commands%ROWTYPE;
@@ -21,10 +104,10 @@ DECLARE
     rel record;
     released integer[];
     outcome text;
+    v_checkpoint boolean := p_checkpoint;
+    in_block boolean := false;
+    root integer;
 BEGIN
-    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
-        PERFORM tractor_guard_blade(p_blade);
-    END IF;
     UPDATE invocations SET stoptime = now(), rcode = p_rcode, leasetime = NULL,
                            elapsedreal = p_elapsedreal, elapsedapp = p_elapsedapp, elapsedsys = p_elapsedsys
     WHERE jid = p_jid AND cid = p_cid AND iid = p_iid AND current AND stoptime IS NULL
@@ -35,10 +118,20 @@ BEGIN
     END IF;
     UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = p_blade;
     SELECT * INTO cmd FROM commands WHERE jid = p_jid AND cid = p_cid FOR UPDATE;
+    IF NOT v_checkpoint AND p_rcode <> 0 AND cardinality(cmd.resumewhile) > 1
+       AND lower(cmd.resumewhile[1]) = 'exitcode' AND p_rcode::text = ANY(cmd.resumewhile[2:]) THEN
+        v_checkpoint := true;
+    END IF;
+    IF v_checkpoint AND cmd.tid > 0 THEN
+        in_block := tractor_resume_block(p_jid, cmd.tid) IS NOT NULL;
+    END IF;
 
-    IF p_rcode = 0 THEN
+    IF p_rcode = 0 AND NOT v_checkpoint OR in_block THEN
         UPDATE commands SET state = 'done', statetime = now() WHERE jid = p_jid AND cid = p_cid;
-        outcome := 'done';
+        outcome := CASE WHEN in_block THEN 'checkpoint' ELSE 'done' END;
+        IF in_block THEN
+            UPDATE tasks SET checkpointed = true WHERE jid = p_jid AND tid = cmd.tid;
+        END IF;
         IF cmd.tid = 0 THEN
             PERFORM tractor_job_check(p_jid);
             RETURN outcome;
@@ -51,7 +144,16 @@ BEGIN
             UPDATE jobs SET numactive = numactive - 1, numready = numready + 1 WHERE jid = p_jid;
         ELSE
             UPDATE tasks SET state = 'done', statetime = now(), progress = 100, currcid = NULL
-            WHERE jid = p_jid AND tid = cmd.tid;
+            WHERE jid = p_jid AND tid = cmd.tid
+            RETURNING CASE WHEN resumeblock THEN tid END INTO root;
+            IF root IS NOT NULL THEN
+                -- a checkpoint-resume block's root ended a pass: another, or on as done
+                UPDATE jobs SET numactive = numactive - 1, numdone = numdone + 1 WHERE jid = p_jid;
+                IF tractor_next_pass(p_jid, root) THEN
+                    RETURN 'pass';
+                END IF;
+                UPDATE jobs SET numactive = numactive + 1, numdone = numdone - 1 WHERE jid = p_jid;
+            END IF;
             released := tractor_task_finished(p_jid, cmd.tid);
             SELECT * INTO rel FROM tractor_release(p_jid, released);
             UPDATE jobs SET numactive = numactive - 1, numdone = numdone + 1 + rel.o_done,
@@ -59,11 +161,9 @@ BEGIN
                             numblocked = numblocked - rel.o_ready - rel.o_done
             WHERE jid = p_jid;
         END IF;
-    ELSIF cardinality(cmd.resumewhile) > 1 AND lower(cmd.resumewhile[1]) = 'exitcode'
-          AND p_rcode::text = ANY(cmd.resumewhile[2:]) THEN
-        -- a checkpoint-resume loop (-resumewhile {exitcode N}): a checkpoint
-        -- was reached; the command runs again as the next pass (%R + 1),
-        -- on the same blade under -resumepin
+    ELSIF v_checkpoint THEN
+        -- a checkpoint outside any -resumeblock (or of a job-level command): the
+        -- command runs again as the next pass (%R + 1), on the same blade under -resumepin
         UPDATE commands SET state = 'ready' WHERE jid = p_jid AND cid = p_cid;
         outcome := 'resume';
         IF cmd.tid > 0 THEN
