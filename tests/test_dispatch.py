@@ -417,7 +417,10 @@ def test_a_resumewhile_checkpoint_runs_the_next_pass_on_the_same_blade(conn):
     a = Blade(conn, "a", slots=1)
     b = Blade(conn, "b", slots=1)
     assert a.claim() == [(jid, 2)]
-    assert a.finish(jid, 2, 123) == "resume"
+    # a checkpoint: done for this pass, so the block's root runs (test_checkpoint.py has the rest)
+    assert a.finish(jid, 2, 123) == "checkpoint"
+    assert b.claim() == [(jid, 1)]
+    assert b.finish(jid, 1) == "pass"  # the root ended a pass with a checkpoint in it: the next one
     assert conn.execute("SELECT resumecount, state FROM tasks WHERE jid = %s AND tid = 2", (jid,)).fetchone() == {
         "resumecount": 1, "state": "ready"}
     assert b.claim() == []  # pinned to blade a
@@ -426,7 +429,8 @@ def test_a_resumewhile_checkpoint_runs_the_next_pass_on_the_same_blade(conn):
                        (jid,)).fetchall()
     assert [(i["iid"], i["resumecount"]) for i in inv] == [(1, 0), (2, 1)]  # %R of each pass
     assert a.finish(jid, 2, 0) == "done"
-    assert a.claim() == [(jid, 1)]  # the loop's parent runs once the render is through
+    assert a.claim() == [(jid, 1)]  # the loop's root runs once more, now final
+    assert a.finish(jid, 1) == "done"
     check_counters(conn, jid)
 
 

@@ -222,6 +222,15 @@ def _workdir(info: Mapping[str, Any], side: BladeSide) -> str:
     return tempfile.gettempdir()
 
 
+def _idrefs(info: Mapping[str, Any]) -> dict[str, list[str]]:
+    """%ID(host): the job's shared servers checked out, and the one this command refers to (checked
+    out by its own claim, perhaps: its hosts)."""
+    out = {str(k): [str(h) for h in v] for k, v in (info.get("idrefs") or {}).items()}
+    if info.get("refersto") and info.get("hosts"):
+        out[str(info["refersto"])] = [str(h) for h in info["hosts"]]
+    return out
+
+
 def prepare(info: Mapping[str, Any], claim: Any, side: BladeSide) -> LaunchSpec:
     """The launch of `claim` (a dispatch.Claim) from its `launch_info` row."""
     jid, tid, cid = int(claim.jid), int(claim.tid), int(claim.cid)
@@ -232,6 +241,7 @@ def prepare(info: Mapping[str, Any], claim: Any, side: BladeSide) -> LaunchSpec:
         slots=max(int(info.get("boundslots") or claim.numslots or 1), 1),
         recover=int(info.get("recover") or 0), resume_count=int(info.get("resumecount") or 0),
         quality=1.0 if info.get("quality") is None else float(info["quality"]),
+        idrefs=_idrefs(info),
         dirmaps=[tuple(m) if isinstance(m, (list, tuple)) else m for m in (info.get("dirmap") or ())],
         zone=side.zone, owner=info.get("owner") or "", spoolhost=info.get("spoolhost") or "",
         projects=tuple(info.get("projects") or ("default",)),

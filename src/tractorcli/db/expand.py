@@ -112,9 +112,11 @@ def _graft(conn: "psycopg.Connection", jid: int, row: dict, nodes: Sequence, bas
 
     # the job's -service as stored (spool ANDed --svckey into it) and -avoid
     expr_of: dict[str, str] = {}
+    servers = spool.shared_servers(resolved)  # (a grafted command refers to the graft's own servers)
     for _, _, cmd in resolved.commands:
-        if cmd.service not in expr_of:
-            expr_of[cmd.service] = spool.effective_service(cmd.service, (row["service"], ""), tuple(row["avoid"]))
+        svc = spool.service_of(cmd, servers)
+        if svc not in expr_of:
+            expr_of[svc] = spool.effective_service(svc, (row["service"], ""), tuple(row["avoid"]))
     svcid: dict[str, int] = {}
     exprs = sorted(set(expr_of.values()))
     staged = not conn.execute(queries.get("spool_may_write")).fetchone()["may"]

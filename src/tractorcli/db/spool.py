@@ -453,9 +453,11 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
     check_services(resolved, o.extra_service)
     job_parts = (job.service, o.extra_service)
     expr_of: dict[str, str] = {}
+    servers = shared_servers(resolved)
     for _, _, c in commands:
-        if c.service not in expr_of:
-            expr_of[c.service] = effective_service(c.service, job_parts, job.avoid)
+        svc = service_of(c, servers)
+        if svc not in expr_of:
+            expr_of[svc] = effective_service(svc, job_parts, job.avoid)
 
     paused = job.paused if o.paused is None else o.paused
     if o.priority is not None:
@@ -607,7 +609,21 @@ def _task_rows(jid: int, tasks: list[FlatTask], p: Plan, now: dt.datetime) -> It
                tid + size[tid] - 1)
 
 
+def shared_servers(resolved: Resolved) -> dict[str, str]:
+    """The job's shared servers: the -id of each Task with a -service (a check-out) -> that service."""
+    return {ft.task.id: ft.task.service for ft in resolved.tasks if ft.task.id and ft.task.service}
+
+
+def service_of(c, servers: dict[str, str]) -> str:
+    """The service a command is matched by: a shared server's when it -refersto one (it replaces
+    the command's own), else its own -service."""
+    if c.refersto and c.refersto in servers:
+        return servers[c.refersto]
+    return c.service
+
+
 def _command_rows(jid: int, resolved: Resolved, p: Plan, svcid: dict[str, int]) -> Iterator[tuple]:
+    servers = shared_servers(resolved)
     job = resolved.job
     tasks = resolved.tasks
     state = p.state
@@ -656,7 +672,7 @@ def _command_rows(jid: int, resolved: Resolved, p: Plan, svcid: dict[str, int]) 
         else:
             env = job_env_bytes
         yield (jid, cid, tid, pos, text_array(c.argv), c.local, c.expand, runtype, c.msg, c.service,
-               svcid[c.service], tags, c.id, c.refersto,
+               svcid[service_of(c, servers)], tags, c.id, c.refersto,
                c.atleast if c.atleast is not None else tmin, c.atmost if c.atmost is not None else tmax,
                c.samehost, env, int4_array(c.retryrc) if c.retryrc else empty_int4,
                c.metadata, c.metrics, text_array(c.resumewhile) if c.resumewhile else empty_text,
@@ -670,13 +686,14 @@ def _ready_rows(jid: int, resolved: Resolved, p: Plan, svcid: dict[str, int], ti
     """The first command of each ready task: cids follow tasks in tid order (resolve())."""
     state = p.state
     commands = resolved.commands
+    servers = shared_servers(resolved)
     cid = 1
     for ft in resolved.tasks:
         t = ft.task
         if state[ft.tid] == READY:
             c_cid, c_tid, c = commands[cid - 1]
             assert c_cid == cid and c_tid == ft.tid, "resolve() numbering changed"
-            yield (jid, cid, ft.tid, svcid[c.service], tierpri, priority, c.local, spoolhost)
+            yield (jid, cid, ft.tid, svcid[service_of(c, servers)], tierpri, priority, c.local, spoolhost)
         cid += len(t.cmds) + len(t.cleanup)
 
 

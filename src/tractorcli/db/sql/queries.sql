@@ -312,7 +312,11 @@ SELECT c.jid, c.tid, c.cid, c.iid, c.numslots,
        l.argv, l.local, l.expand, l.msg, l.cmd_envkey, l.minrunsecs, l.maxrunsecs, l.retryrcodes, l.resumewhile,
        l.resumepin, l.minslots, l.maxslots, l.runtype, l.owner, l.jobtitle, l.projects, l.spoolcwd, l.spoolhost,
        l.dirmap, l.assignments, l.job_envkey, l.priority, l.tasktitle, l.retrycount, l.resumecount, l.recover,
-       c.hosts, c.boundslots, tractor_quality(c.jid, c.tid) AS quality
+       c.hosts, c.boundslots, tractor_quality(c.jid, c.tid) AS quality,
+       (SELECT x.refersto FROM commands x WHERE x.jid = c.jid AND x.cid = c.cid) AS refersto,
+       -- the job's shared servers checked out before this claim (for the ID(host) substitution)
+       (SELECT jsonb_object_agg(k.id, jsonb_build_array(k.bladename)) FROM checkouts k
+        WHERE k.jid = c.jid AND k.active) AS idrefs
 FROM tractor_claim_v2(%(bladeid)s, %(svcids)s::integer[], %(host)s, %(slots)s) AS c
 JOIN tractor_launch_v1 AS l ON l.jid = c.jid AND l.cid = c.cid
 ORDER BY c.jid, c.cid

@@ -1,5 +1,6 @@
 -- Multi-host commands: the slots a command gathers on other blades (-atleast/-atmost without
--- -samehost; a netrender-style local Cmd's servers), recorded in `bindings` (migration 0013).
+-- -samehost; a netrender-style local Cmd's servers), recorded in `bindings` (migration 0013);
+-- and shared-server check-outs (a Task's -service and -id, migration 0015).
 --
 -- Blades never wait for each other here, so no claim can deadlock with another or with a
 -- finishing blade: each claim first takes its own blade's advisory lock without waiting (a
@@ -18,10 +19,14 @@ LANGUAGE sql VOLATILE AS $$
     SELECT pg_try_advisory_xact_lock(hashtext('tractor blade'), hashtext(p_blade::text))
 $$;
 
--- The slots blade p_blade lends now to commands running elsewhere.
+-- The slots blade p_blade lends now to commands running elsewhere, and holds for shared-server
+-- check-outs of live jobs (one each).
 CREATE OR REPLACE FUNCTION tractor_blade_lent(p_blade uuid) RETURNS integer
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(sum(b.slots), 0)::integer FROM bindings b WHERE b.bladeid = p_blade AND b.active AND b.lent
+    SELECT (coalesce((SELECT sum(b.slots) FROM bindings b WHERE b.bladeid = p_blade AND b.active AND b.lent), 0)
+            + (SELECT count(*) FROM checkouts co JOIN jobs jb ON jb.jid = co.jid
+               WHERE co.bladeid = p_blade AND co.active AND jb.deletetime IS NULL AND jb.phase <> 'finished')
+           )::integer
 $$;
 
 -- Borrow between p_need and p_want slots of blades other than p_blade for a command of a job
@@ -94,3 +99,28 @@ AFTER UPDATE OF stoptime, current ON invocations
 FOR EACH ROW
 WHEN (OLD.stoptime IS NULL AND OLD.current AND (NEW.stoptime IS NOT NULL OR NOT NEW.current) AND NEW.lent > 0)
 EXECUTE FUNCTION tractor_bindings_release();
+
+-- A command that -refersto a shared server ended (done, or in error): when no other command of
+-- the job refers to it any more (none blocked, ready or running in a task that is not in
+-- error), the check-out ends and its slot is free.  Deferred to the commit, when the ending
+-- command's task has its new state.
+CREATE OR REPLACE FUNCTION tractor_checkout_release() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM commands c JOIN tasks t ON t.jid = c.jid AND t.tid = c.tid
+                   WHERE c.jid = NEW.jid AND c.refersto = NEW.refersto AND c.cid <> NEW.cid
+                     AND c.state IN ('blocked', 'ready', 'active') AND t.state <> 'error' AND t.attached) THEN
+        UPDATE checkouts SET active = false, stoptime = now()
+        WHERE jid = NEW.jid AND id = NEW.refersto AND active;
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- (a constraint trigger cannot be replaced in place: made again on every apply of this file)
+DROP TRIGGER IF EXISTS commands_checkout_release ON commands;
+CREATE CONSTRAINT TRIGGER commands_checkout_release
+AFTER UPDATE OF state ON commands
+DEFERRABLE INITIALLY DEFERRED
+FOR EACH ROW
+WHEN (NEW.refersto IS NOT NULL AND NEW.state IN ('done', 'error') AND OLD.state IS DISTINCT FROM NEW.state)
+EXECUTE FUNCTION tractor_checkout_release();

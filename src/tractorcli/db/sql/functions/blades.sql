@@ -99,6 +99,15 @@ END $$;
 -- included when it matches; with -samehost all on one blade.  A blade that
 -- lends slots to a claim just then claims nothing on that pass.
 --
+-- Shared servers (-refersto a Task with -service and -id): the first
+-- referring command that is next checks the server out (checkouts), one
+-- slot of a blade matching the Task's service: a RemoteCmd on the claiming
+-- blade, where it runs in that slot; a local Cmd (its client in a slot of
+-- its spooling host's blade) on this blade when it matches and has a second
+-- free slot, else on another blade's.  Later referring RemoteCmds run only
+-- on that blade, in the check-out's slot; %h names it.  A check-out whose
+-- blade is no longer up is dropped and made again.
+--
 -- FOR UPDATE SKIP LOCKED: two blades never get one command.  ROWS 4 (a few
 -- slots' worth) lets the planner join the result to tractor_launch_v1 by
 -- index, not by a scan of every command of the job.
@@ -123,6 +132,10 @@ DECLARE
     last_cid integer;
     own integer;
     serve integer;
+    co record;
+    co_blade uuid;
+    co_name text;
+    co_take integer;
     b_ids uuid[];
     b_names text[];
     b_slots integer[];
@@ -159,7 +172,8 @@ BEGIN
         RETURN;
     END IF;
     free := p_slots - tractor_blade_lent(p_blade);  -- the blade counts what it runs; not what it lends
-    IF free <= 0 THEN
+    -- (commands referring to a server checked out here run in its slot, even with none free)
+    IF free <= 0 AND NOT EXISTS (SELECT 1 FROM checkouts co WHERE co.bladeid = p_blade AND co.active) THEN
         RETURN;
     END IF;
     rr := mode LIKE '%RR%';
@@ -224,13 +238,53 @@ BEGIN
                     last_cid := r.cid;
                     SELECT greatest(coalesce(x.minslots, 1), 1) AS need,
                            greatest(coalesce(x.maxslots, x.minslots, 1), coalesce(x.minslots, 1), 1) AS want,
-                           x.samehost, x.local AND x.service <> '' AS servers,
+                           x.samehost, x.local AND x.service <> '' AND x.refersto IS NULL AS servers,
+                           x.refersto, x.local AS islocal,
+                           x.refersto IS NOT NULL AND EXISTS (
+                               SELECT 1 FROM tasks st WHERE st.jid = x.jid AND st.id = x.refersto
+                                 AND st.service <> '') AS shared,
                            tractor_limit_tags(x.tags, x.argv[1]) AS tags
                     INTO c FROM commands x
                     WHERE x.jid = j.jid AND x.cid = r.cid;
-                    CONTINUE WHEN local_only AND NOT c.servers;
+                    CONTINUE WHEN local_only AND NOT (c.servers OR c.shared AND c.islocal);
+                    co_take := 0;
+                    co_blade := NULL;
+                    co_name := NULL;
                     -- the slots this blade gives: `own` it holds, `serve` of them bound as %h
-                    IF c.servers THEN
+                    IF c.shared THEN
+                        serve := 0;
+                        SELECT k.* INTO co FROM checkouts k JOIN blades bl ON bl.bladeid = k.bladeid
+                        WHERE k.jid = j.jid AND k.id = c.refersto AND k.active
+                          AND bl.status = 'up' AND bl.heartbeattime > now() - make_interval(secs => lease);
+                        IF FOUND THEN
+                            co_name := co.bladename;
+                            IF c.islocal THEN
+                                CONTINUE WHEN free < 1;
+                                own := 1;
+                            ELSE
+                                CONTINUE WHEN co.bladeid <> p_blade;
+                                own := 0;  -- in the check-out's slot
+                            END IF;
+                        ELSE
+                            CONTINUE WHEN free < 1;
+                            IF c.islocal THEN
+                                own := 1;
+                                IF NOT local_only AND free >= 2 THEN
+                                    co_blade := p_blade;
+                                    co_take := 1;
+                                ELSE
+                                    SELECT o.o_blades[1] INTO co_blade
+                                    FROM tractor_borrow_slots(p_blade, s, 1, 1, false, j.owner, j.spoolhost) AS o;
+                                    CONTINUE WHEN co_blade IS NULL;
+                                END IF;
+                            ELSE
+                                own := 0;
+                                co_blade := p_blade;
+                                co_take := 1;
+                            END IF;
+                            SELECT bl.name INTO co_name FROM blades bl WHERE bl.bladeid = co_blade;
+                        END IF;
+                    ELSIF c.servers THEN
                         CONTINUE WHEN free < 1;
                         serve := CASE WHEN local_only THEN 0 ELSE least(free - 1, c.want) END;
                         IF c.samehost AND serve < c.need THEN
@@ -255,14 +309,22 @@ BEGIN
                     b_ids := '{}';
                     b_names := '{}';
                     b_slots := '{}';
-                    IF (c.servers OR NOT c.samehost) AND serve < c.want AND NOT (c.samehost AND serve > 0) THEN
+                    IF NOT c.shared AND (c.servers OR NOT c.samehost) AND serve < c.want
+                       AND NOT (c.samehost AND serve > 0) THEN
                         SELECT o.o_blades, o.o_names, o.o_slots INTO b_ids, b_names, b_slots
                         FROM tractor_borrow_slots(
                             p_blade, s, CASE WHEN c.samehost THEN c.need ELSE greatest(c.need - serve, 0) END,
                             c.want - serve, c.samehost, j.owner, j.spoolhost) AS o;
                     END IF;
                     lent_total := coalesce((SELECT sum(x) FROM unnest(b_slots) AS x), 0);
-                    CONTINUE WHEN serve + lent_total < c.need;
+                    CONTINUE WHEN NOT c.shared AND serve + lent_total < c.need;
+                    IF co_blade IS NOT NULL THEN  -- a new check-out (a dropped one ends first)
+                        UPDATE checkouts SET active = false, stoptime = now()
+                        WHERE checkouts.jid = j.jid AND checkouts.id = c.refersto AND checkouts.active;
+                        INSERT INTO checkouts (jid, id, n, bladeid, bladename)
+                        SELECT j.jid, c.refersto, coalesce(max(k.n), 0) + 1, co_blade, co_name
+                        FROM checkouts k WHERE k.jid = j.jid AND k.id = c.refersto;
+                    END IF;
                     IF r.tid > 0 THEN
                         UPDATE jobs SET numactive = numactive + 1, numready = numready - 1,
                                         starttime = coalesce(starttime, now()), dispatchtime = clock_timestamp()
@@ -292,7 +354,10 @@ BEGIN
                     RETURNING i.iid INTO iid;
                     hosts := NULL;
                     boundslots := NULL;
-                    IF c.servers OR lent_total > 0 THEN
+                    IF c.shared THEN
+                        hosts := ARRAY[co_name];
+                        boundslots := 1;
+                    ELSIF c.servers OR lent_total > 0 THEN
                         hosts := array_fill(bname, ARRAY[serve])
                                  || ARRAY(SELECT x.name FROM unnest(b_names, b_slots) WITH ORDINALITY AS x(name, n, o),
                                                 generate_series(1, x.n) AS k ORDER BY x.o, k);
@@ -304,7 +369,7 @@ BEGIN
                         SELECT j.jid, r.cid, iid, n, b.id, b.name, b.slots, true
                         FROM unnest(b_ids, b_names, b_slots) WITH ORDINALITY AS b(id, name, slots, n);
                     END IF;
-                    free := free - own;
+                    free := free - own - co_take;
                     used := used + own;
                     took := took + 1;
                     RETURN NEXT;
