@@ -48,6 +48,23 @@ def current_user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
+def default_owner() -> str:
+    """A spool's owner when none is named: the login name (as Tractor's spooler takes it)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name: fall back as Tractor does
+        return os.environ.get("USER", "root")
+
+
+def default_host() -> str:
+    """This host's short name: a spool's spoolhost, a blade's name."""
+    import socket
+
+    return socket.gethostname().split(".")[0]
+
+
 def user_exists(name: str) -> bool:
     import pwd
 

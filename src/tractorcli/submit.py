@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 import re
 from pathlib import Path
 
+from . import config
 from .config import SiteSettings
 from .errors import BadInput, NotFound, from_os_error
 from .jobs.model import Job, Resolved, resolve
+
+
+# a spool's owner and host when none are named (in config.py, which the database layer also reads)
+default_owner = config.default_owner
+default_host = config.default_host
 
 
 @dataclasses.dataclass
@@ -130,18 +135,3 @@ def retire(settings: SiteSettings, jid: int, owner: str | None) -> None:
         except pe.InsufficientPrivilege as exc:
             raise PermissionDenied(f"job {jid} belongs to {found['owner']}: {exc.diag.message_primary}",
                                    hint="the owner, or tq --force where crews.toml allows") from None
-
-
-def default_owner() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no login name: fall back as Tractor does
-        return os.environ.get("USER", "root")
-
-
-def default_host() -> str:
-    import socket
-
-    return socket.gethostname().split(".")[0]

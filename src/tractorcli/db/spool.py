@@ -504,7 +504,7 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
             restore = _fk_checks_off(conn)
             table = site_tables
             if jobrow["owner"] is None:
-                from ..submit import default_owner
+                from ..config import default_owner
 
                 jobrow["owner"] = default_owner()
         exprs = sorted(set(expr_of.values()))

@@ -26,14 +26,21 @@ from __future__ import annotations
 
 import re
 from sys import intern
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from .alf_options import CMD_OPTS, TASK_OPTS
 from .model import Command, Instance, JobError, Task
 from .tcl import BARE, BRACE, MAX_DEPTH, Source, SourcePos, TclError, Word, split_list
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .alfred import _Parser
+
+
+class BodyParser(Protocol):
+    """What a FastBody asks of the parser evaluating the rest of the script (alfred's)."""
+
+    interp: Any
+
+    def convert(self, op: str, kind: str, opt: Word, value: Word) -> Any: ...
+
 
 _BL = r"[ \t\r\f\v]"
 # a simple word: braces with no braces or backslash inside, or a bare word
@@ -72,7 +79,7 @@ def _value(w: str) -> str:
 class FastBody:
     """Evaluates one -subtasks or -cmds body, command by command."""
 
-    def __init__(self, parser: "_Parser", src: Source):
+    def __init__(self, parser: BodyParser, src: Source):
         self.p = parser
         self.src = src
         self.text = src.text
