@@ -343,11 +343,18 @@ def test_spool_time_overrides_win(conn):
     assert (j["pausetime"], j["priority"], j["tier"], j["projects"], j["aftertime"], j["afterjids"],
             j["maxactive"]) == (None, 9.5, "admin", ["a", "b"], later, [1, 2], 7)
     assert {(r["tierpri"], r["priority"]) for r in rows(conn, "ready", jid)} == {(111, 9.5)}
-    # keywords replace fields of a given SpoolOptions; unknown tiers dispatch as default
-    jid = spool_job(conn, resolve(job), opts, tier="overnight", paused=True)
+    # keywords replace fields of a given SpoolOptions; a tier's name matches in any case
+    jid = spool_job(conn, resolve(job), opts, tier="Batch", paused=True)
     j = rows(conn, "jobs", jid)[0]
-    assert (j["tier"], j["pausetime"] is not None) == ("overnight", True)
-    assert {r["tierpri"] for r in rows(conn, "ready", jid)} == {50}
+    assert (j["tier"], j["pausetime"] is not None) == ("Batch", True)
+    assert {r["tierpri"] for r in rows(conn, "ready", jid)} == {10}
+    # a tier the site does not have is refused (test_limits.py: the message), and nothing is spooled
+    from tractorcli.errors import BadInput
+
+    before = conn.execute("SELECT count(*) AS n FROM jobs").fetchone()["n"]
+    with pytest.raises(BadInput, match="unknown tier 'overnight'"):
+        spool_job(conn, resolve(job), opts, tier="overnight")
+    assert conn.execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == before
 
 
 def test_a_naive_after_time_is_local_time(conn):
