@@ -21,13 +21,15 @@ $$;
 
 -- The slots blade p_blade lends now to commands running elsewhere, and holds for shared-server
 -- check-outs of live jobs (one each).
+-- (plpgsql: its plans are kept, where a SQL function's body is planned at every call.)
 CREATE OR REPLACE FUNCTION tractor_blade_lent(p_blade uuid) RETURNS integer
-LANGUAGE sql STABLE AS $$
-    SELECT (coalesce((SELECT sum(b.slots) FROM bindings b WHERE b.bladeid = p_blade AND b.active AND b.lent), 0)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (coalesce((SELECT sum(b.slots) FROM bindings b WHERE b.bladeid = p_blade AND b.active AND b.lent), 0)
             + (SELECT count(*) FROM checkouts co JOIN jobs jb ON jb.jid = co.jid
                WHERE co.bladeid = p_blade AND co.active AND jb.deletetime IS NULL AND jb.phase <> 'finished')
-           )::integer
-$$;
+           )::integer;
+END $$;
 
 -- Borrow between p_need and p_want slots of blades other than p_blade for a command of a job
 -- owned by p_owner, spooled from p_spoolhost, whose servers must match service expression

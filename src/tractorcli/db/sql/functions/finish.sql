@@ -79,13 +79,20 @@ END $$;
 -- %q of a task's command: 1.0 when no task below it (its block's pass) only reached a
 -- checkpoint, else the share of its subtasks (all levels) that finished for good.
 CREATE OR REPLACE FUNCTION tractor_quality(p_jid bigint, p_tid integer) RETURNS real
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce((
-        SELECT CASE WHEN count(*) FILTER (WHERE d.checkpointed) = 0 THEN 1.0
-                    ELSE (count(*) FILTER (WHERE NOT d.checkpointed))::real / count(*) END
-        FROM tasks t JOIN tasks d ON d.jid = t.jid AND d.tid > t.tid AND d.tid <= t.lasttid AND d.attached
-        WHERE t.jid = p_jid AND t.tid = p_tid AND t.lasttid > t.tid), 1.0)::real
-$$;
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_last integer;
+    n integer;
+    ck integer;
+BEGIN
+    SELECT t.lasttid INTO v_last FROM tasks t WHERE t.jid = p_jid AND t.tid = p_tid;
+    IF v_last IS NULL OR v_last <= p_tid THEN
+        RETURN 1.0;  -- no subtasks (most tasks): asked at every claim, answered from the task's row
+    END IF;
+    SELECT count(*), count(*) FILTER (WHERE d.checkpointed) INTO n, ck
+    FROM tasks d WHERE d.jid = p_jid AND d.tid > p_tid AND d.tid <= v_last AND d.attached;
+    RETURN CASE WHEN ck = 0 THEN 1.0 ELSE (n - ck)::real / n END;
+END $$;
 
 -- tractor_finish_v1 and tractor_finish_checkpoint_v1 (p_checkpoint: the blade found the
 -- -resumewhile testcheckpoint true).  A checkpoint (that, or an exit code -resumewhile

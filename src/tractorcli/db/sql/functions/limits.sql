@@ -15,23 +15,27 @@
 
 -- The tags a command is counted under: its -tags (the job's -tags appended at spool) and the
 -- base name of its application, as Tractor counts them.
+-- (One expression, no FROM: the planner inlines it, where a function body would be planned
+-- again at every call of the claim.)
 CREATE OR REPLACE FUNCTION tractor_limit_tags(p_tags text[], p_app text) RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN a.app = '' OR a.app = ANY(p_tags) THEN p_tags ELSE p_tags || a.app END
-    FROM (SELECT regexp_replace(coalesce(p_app, ''), '^.*[/\\]', '') AS app) a
+    SELECT CASE WHEN coalesce(p_app, '') = '' OR regexp_replace(p_app, '^.*[/\\]', '') = ANY(p_tags)
+                     OR regexp_replace(p_app, '^.*[/\\]', '') = '' THEN p_tags
+                ELSE p_tags || regexp_replace(p_app, '^.*[/\\]', '') END
 $$;
 
 -- Why the command of job p_jid with limit tags p_tags may not start on blade p_blade (named
 -- p_bname) now: the first full limit, as a sentence; NULL when every limit has room.  With
--- p_claim the caller is the claim: it takes each limit's lock first (and is refused when
--- another claim holds it).  VOLATILE: each count sees what other claims committed before the
--- lock was taken.
+-- p_claim the caller is the claim: it takes every such limit's lock first (and is refused when
+-- another claim holds one).  VOLATILE: each count sees what other claims committed before the
+-- locks were taken.  One scan of the running invocations carrying any of the tags gives every
+-- limit's site, host, blade and owner counts; project and crew shares count on their own.
 CREATE OR REPLACE FUNCTION tractor_limit_refusal(p_jid bigint, p_tags text[], p_blade uuid, p_bname text,
                                                  p_claim boolean)
 RETURNS text
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    l limits%ROWTYPE;
+    l record;
     v_owner text;
     v_projects text[];
     v_members text[];
@@ -39,61 +43,60 @@ DECLARE
     n integer;
     k text;
 BEGIN
-    FOR l IN SELECT * FROM limits WHERE name = ANY(p_tags) ORDER BY name LOOP
-        IF p_claim AND NOT pg_try_advisory_xact_lock(hashtext('tractor limit'), hashtext(l.name)) THEN
-            RETURN format('limit %s is being taken by another blade just now', l.name);
-        END IF;
+    IF p_claim AND EXISTS (
+            SELECT 1 FROM limits lm WHERE lm.name = ANY(p_tags)
+              AND NOT pg_try_advisory_xact_lock(hashtext('tractor limit'), hashtext(lm.name))) THEN
+        RETURN format('limit %s is being taken by another blade just now',
+                      (SELECT string_agg(lm.name, ', ' ORDER BY lm.name) FROM limits lm WHERE lm.name = ANY(p_tags)));
+    END IF;
+    SELECT j.owner, j.projects INTO v_owner, v_projects FROM jobs j WHERE j.jid = p_jid;
+    FOR l IN
+        SELECT lm.*, coalesce(u.n_site, 0) AS n_site, coalesce(u.n_hosts, 0) AS n_hosts,
+               coalesce(u.n_blade, 0) AS n_blade, coalesce(u.n_owner, 0) AS n_owner
+        FROM limits lm
+        LEFT JOIN (
+            -- one scan of the running invocations carrying any of the tags, counted per tag
+            SELECT t.tag, count(*)::integer AS n_site, count(DISTINCT i.bladeid)::integer AS n_hosts,
+                   count(*) FILTER (WHERE i.bladeid = p_blade)::integer AS n_blade,
+                   count(*) FILTER (WHERE j.owner = v_owner)::integer AS n_owner
+            FROM invocations i JOIN jobs j ON j.jid = i.jid
+            CROSS JOIN LATERAL unnest(i.limits) AS t(tag)
+            WHERE i.current AND i.stoptime IS NULL AND i.limits && p_tags AND t.tag = ANY(p_tags)
+            GROUP BY t.tag
+        ) u ON u.tag = lm.name
+        WHERE lm.name = ANY(p_tags)
+        ORDER BY lm.name
+    LOOP
         IF l.sitemax >= 0 THEN
             IF l.sitecounting = 'perHost' THEN
                 -- a host counts once, however many of its commands carry the tag
-                IF NOT EXISTS (SELECT 1 FROM invocations i
-                               WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name]
-                                 AND i.bladeid = p_blade) THEN
-                    SELECT count(DISTINCT i.bladeid) INTO n FROM invocations i
-                    WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name];
-                    IF n >= l.sitemax THEN
-                        RETURN format('limit %s is full: %s of %s hosts on the site (SiteMax, perHost)',
-                                      l.name, n, l.sitemax);
-                    END IF;
+                IF l.n_blade = 0 AND l.n_hosts >= l.sitemax THEN
+                    RETURN format('limit %s is full: %s of %s hosts on the site (SiteMax, perHost)',
+                                  l.name, l.n_hosts, l.sitemax);
                 END IF;
-            ELSE
-                SELECT count(*) INTO n FROM invocations i
-                WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name];
-                IF n >= l.sitemax THEN
-                    RETURN format('limit %s is full: %s of %s on the site (SiteMax)', l.name, n, l.sitemax);
-                END IF;
+            ELSIF l.n_site >= l.sitemax THEN
+                RETURN format('limit %s is full: %s of %s on the site (SiteMax)', l.name, l.n_site, l.sitemax);
             END IF;
         END IF;
         cap := coalesce((l.bladeexceptions ->> p_bname)::integer, l.blademax);
-        IF cap >= 0 THEN
-            SELECT count(*) INTO n FROM invocations i
-            WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name] AND i.bladeid = p_blade;
-            IF n >= cap THEN
-                RETURN format('limit %s is full on %s: %s of %s (BladeMax)', l.name, p_bname, n, cap);
-            END IF;
-        END IF;
-        IF v_owner IS NULL THEN
-            SELECT j.owner, j.projects INTO v_owner, v_projects FROM jobs j WHERE j.jid = p_jid;
+        IF cap >= 0 AND l.n_blade >= cap THEN
+            RETURN format('limit %s is full on %s: %s of %s (BladeMax)', l.name, p_bname, l.n_blade, cap);
         END IF;
         cap := coalesce((l.ownerexceptions ->> v_owner)::integer, l.ownermax);
-        IF cap >= 0 THEN
-            SELECT count(*) INTO n FROM invocations i JOIN jobs j ON j.jid = i.jid
-            WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name] AND j.owner = v_owner;
-            IF n >= cap THEN
-                RETURN format('limit %s is full for %s: %s of %s (OwnerMax)', l.name, v_owner, n, cap);
-            END IF;
+        IF cap >= 0 AND l.n_owner >= cap THEN
+            RETURN format('limit %s is full for %s: %s of %s (OwnerMax)', l.name, v_owner, l.n_owner, cap);
         END IF;
-        FOR k, cap IN SELECT s.key, s.value::integer FROM jsonb_each_text(l.projectshares) s
-                      WHERE s.key = ANY(v_projects) ORDER BY s.key LOOP
+        FOR k, cap IN SELECT sh.key, sh.value::integer FROM jsonb_each_text(l.projectshares) sh
+                      WHERE sh.key = ANY(v_projects) ORDER BY sh.key LOOP
             SELECT count(*) INTO n FROM invocations i JOIN jobs j ON j.jid = i.jid
             WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name] AND j.projects @> ARRAY[k];
             IF n >= cap THEN
                 RETURN format('limit %s is full for project %s: %s of %s (share)', l.name, k, n, cap);
             END IF;
         END LOOP;
-        FOR k, cap, v_members IN SELECT s.key, s.value::integer, c.members FROM jsonb_each_text(l.crewshares) s
-                      JOIN crews c ON c.crew = s.key
-                      WHERE v_owner = ANY(c.members) ORDER BY s.key LOOP
+        FOR k, cap, v_members IN SELECT sh.key, sh.value::integer, c.members FROM jsonb_each_text(l.crewshares) sh
+                      JOIN crews c ON c.crew = sh.key
+                      WHERE v_owner = ANY(c.members) ORDER BY sh.key LOOP
             SELECT count(*) INTO n FROM invocations i JOIN jobs j ON j.jid = i.jid
             WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name]
               AND j.owner = ANY(v_members);

@@ -4,10 +4,12 @@
 -- Applied after the migrations by every upgrade (CREATE OR REPLACE): a function lives here,
 -- in one file, and nowhere else; a signature blades call is never changed (add _v2 instead).
 
+-- (plpgsql: its plan is kept; a SQL function's body would be planned at every call.)
 CREATE OR REPLACE FUNCTION tractor_param_int(p_name text, p_default integer) RETURNS integer
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce((SELECT value::integer FROM params WHERE name = p_name), p_default)
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN coalesce((SELECT value::integer FROM params WHERE name = p_name), p_default);
+END $$;
 
 -- Make a command ready: its state and its row in the ready queue.
 CREATE OR REPLACE FUNCTION tractor_queue_command(p_jid bigint, p_cid integer) RETURNS void
