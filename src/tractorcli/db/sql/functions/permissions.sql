@@ -21,47 +21,53 @@
 
 -- Whether the logged-in role is the site's own (the functions' owner) or a superuser.
 CREATE OR REPLACE FUNCTION tractor_is_site() RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT session_user = current_user
-        OR coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user), false)
-$$;
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    RETURN (session_user = current_user
+        OR coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user), false));
+END $$;
 
 -- Whether the logged-in role is a blade login (a member of tractor_blades).
 CREATE OR REPLACE FUNCTION tractor_is_blade() RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT NOT tractor_is_site() AND EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'tractor_blades')
-       AND pg_has_role(session_user, 'tractor_blades', 'MEMBER')
-$$;
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    RETURN (NOT tractor_is_site() AND EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'tractor_blades')
+       AND pg_has_role(session_user, 'tractor_blades', 'MEMBER'));
+END $$;
 
 -- The user an operation acts as (see above).
 CREATE OR REPLACE FUNCTION tractor_acting_user(p_as text) RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT CASE WHEN tractor_is_site() THEN coalesce(nullif(p_as, ''), session_user) ELSE session_user::text END
-$$;
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    RETURN (CASE WHEN tractor_is_site() THEN coalesce(nullif(p_as, ''), session_user) ELSE session_user::text END);
+END $$;
 
 -- Whether a crews.toml name (a crew, else a user; '*' anyone) covers `p_user`.
 CREATE OR REPLACE FUNCTION tractor_crew_covers(p_name text, p_user text) RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT p_name = '*' OR coalesce((SELECT p_user = ANY (c.members) FROM crews c WHERE c.crew = p_name),
-                                    p_name = p_user)
-$$;
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    RETURN (p_name = '*' OR coalesce((SELECT p_user = ANY (c.members) FROM crews c WHERE c.crew = p_name),
+                                    p_name = p_user));
+END $$;
 
 -- Whether `p_user` is in the Administrators or Wranglers crew.
 CREATE OR REPLACE FUNCTION tractor_is_wrangler(p_user text) RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT EXISTS (SELECT 1 FROM crews c WHERE c.crew IN ('Administrators', 'Wranglers') AND p_user = ANY (c.members))
-$$;
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    RETURN (EXISTS (SELECT 1 FROM crews c WHERE c.crew IN ('Administrators', 'Wranglers') AND p_user = ANY (c.members)));
+END $$;
 
 -- Whether `p_user` may force on `p_owner`'s jobs (and spool as them).
 CREATE OR REPLACE FUNCTION tractor_may_force(p_user text, p_owner text) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT p_user = p_owner
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    RETURN (p_user = p_owner
         OR (tractor_is_site() AND (p_user = current_user OR NOT EXISTS (SELECT 1 FROM crews_file)))
         OR (EXISTS (SELECT 1 FROM crews_file)
             AND (tractor_is_wrangler(p_user)
                  OR EXISTS (SELECT 1 FROM crew_force f, unnest(f.targets) AS t(target)
-                            WHERE tractor_crew_covers(f.who, p_user) AND tractor_crew_covers(t.target, p_owner))))
-$$;
+                            WHERE tractor_crew_covers(f.who, p_user) AND tractor_crew_covers(t.target, p_owner)))));
+END $$;
 
 -- May the logged-in role act for `p_owner` (spool as them)?  `p_who` is
 -- kept for the callers of version 9: it must be the logged-in role.
@@ -74,26 +80,35 @@ $$;
 -- Why `p_user` may not operate on `p_owner`'s job (NULL: may).  The words
 -- are what tq and the Python API print.
 CREATE OR REPLACE FUNCTION tractor_refusal(p_user text, p_owner text, p_force boolean) RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT CASE
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    RETURN (CASE
         WHEN tractor_is_blade() THEN format('%s is a blade login: blades may not operate on jobs', session_user)
         WHEN p_user = p_owner THEN NULL
         WHEN NOT p_force THEN 'not job owner; use tq --force'
         WHEN tractor_may_force(p_user, p_owner) THEN NULL
         ELSE format('not job owner; tq --force is not allowed for %s on %s''s jobs (crews.toml)', p_user, p_owner)
-    END
-$$;
+    END);
+END $$;
 
 -- The jobs of `p_jids` the caller may not operate on, with why (tq asks
 -- first, to print each refused row; the operations check again).
+-- One verdict per owner, not per job: an operation on a thousand jobs of a few people asks a few
+-- times.  (The permission functions are plpgsql so that their plans are kept for the session.)
 CREATE OR REPLACE FUNCTION tractor_refusals_v1(p_jids bigint[], p_force boolean, p_as text)
 RETURNS TABLE (jid bigint, owner text, why text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT j.jid, j.owner, w.why
-    FROM jobs j, tractor_acting_user(p_as) AS u(name), tractor_refusal(u.name, j.owner, p_force) AS w(why)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    v_user text := tractor_acting_user(p_as);
+BEGIN
+    RETURN QUERY
+    WITH o AS (SELECT DISTINCT j.owner FROM jobs j WHERE j.jid = ANY (p_jids)),
+         w AS (SELECT o.owner, tractor_refusal(v_user, o.owner, p_force) AS why FROM o)
+    SELECT j.jid, j.owner, w.why FROM jobs j JOIN w ON w.owner = j.owner
     WHERE j.jid = ANY (p_jids) AND w.why IS NOT NULL
-    ORDER BY j.jid
-$$;
+    ORDER BY j.jid;
+END $$;
 
 -- Raise the refusal of the first job of `p_jids` the caller may not operate on.
 CREATE OR REPLACE FUNCTION tractor_guard_jobs(p_jids bigint[], p_force boolean, p_as text) RETURNS void
