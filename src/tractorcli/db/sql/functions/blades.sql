@@ -197,7 +197,8 @@ BEGIN
                         SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished'
                           AND a.deletetime IS NULL))
                 ORDER BY jb.tierpri DESC, jb.priority DESC, jb.jid;
-        ELSE
+        ELSIF NOT atcl THEN
+            -- P+RR: the job served longest ago first, walking jobs_rr_idx
             OPEN jobs_c FOR
                 SELECT jb.jid, jb.svcids, jb.owner, jb.spoolhost FROM jobs jb
                 WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
@@ -210,8 +211,23 @@ BEGIN
                   AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
                         SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished'
                           AND a.deletetime IS NULL))
-                ORDER BY jb.tierpri DESC, jb.priority DESC,
-                         CASE WHEN atcl THEN jb.numactive END,
+                ORDER BY jb.tierpri DESC, jb.priority DESC, jb.dispatchtime NULLS FIRST, jb.jid;
+        ELSE
+            -- P+ATCL (+RR): fewest active commands first; their counts change at every claim, so
+            -- this order is sorted at each claim
+            OPEN jobs_c FOR
+                SELECT jb.jid, jb.svcids, jb.owner, jb.spoolhost FROM jobs jb
+                WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
+                  AND (jb.numready > 0 OR jb.phase = 'postscript')
+                  AND jb.pausetime IS NULL
+                  AND (jb.aftertime IS NULL OR jb.aftertime <= now())
+                  AND (jb.maxactive = 0 OR jb.numactive < jb.maxactive)
+                  AND (jb.svcids && p_svcids OR jb.spoolhost = p_host)
+                  AND (bnimby = '' OR (bnimby = '1' AND jb.spoolhost = p_host) OR jb.owner = bnimby)
+                  AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
+                        SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished'
+                          AND a.deletetime IS NULL))
+                ORDER BY jb.tierpri DESC, jb.priority DESC, jb.numactive,
                          CASE WHEN rr THEN jb.dispatchtime END NULLS FIRST, jb.jid;
         END IF;
         LOOP
@@ -327,7 +343,9 @@ BEGIN
                     END IF;
                     IF r.tid > 0 THEN
                         UPDATE jobs SET numactive = numactive + 1, numready = numready - 1,
-                                        starttime = coalesce(starttime, now()), dispatchtime = clock_timestamp()
+                                        starttime = coalesce(starttime, now()),
+                                        -- only where an order reads it: elsewhere the update stays HOT
+                                        dispatchtime = CASE WHEN rr THEN clock_timestamp() ELSE dispatchtime END
                         WHERE jobs.jid = j.jid AND (maxactive = 0 OR numactive < maxactive);
                         IF NOT FOUND THEN
                             job_full := true;
