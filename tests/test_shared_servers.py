@@ -163,3 +163,22 @@ def test_real_blades_run_the_seeds_shared_server(db_settings, tmp_path):
         assert not somedir.exists()
     finally:
         s.close()
+
+
+def test_id_host_names_the_blades_a_command_with_that_id_ran_on(conn):
+    from tractorcli.blade.launch import BladeSide, prepare
+
+    job = parse("""Job -subtasks {
+        Task {use} -subtasks { Task {srv} -cmds { RemoteCmd {start} -id server } } -cmds {
+            RemoteCmd {client %server(host) %server(-host) %{server}(host).cfg}
+        }
+    }""")
+    jid = spool_job(conn, resolve(job), owner="ann", spoolhost="ws1")
+    b1 = Blade(conn, name="b1", slots=1)
+    b2 = Blade(conn, name="b2", slots=1)
+    ((jt, c),) = [only(b1)]
+    b1.finish(*jt)
+    (jt, c) = only(b2)
+    assert c.info["cmdrefs"] == {"server": ["b1"]}
+    spec = prepare(c.info, c, BladeSide(name="b2", hostname="b2", zone="nfs"))
+    assert spec.argv == ["client", "b1", "-h", "b1", "b1.cfg"]

@@ -223,9 +223,11 @@ def _workdir(info: Mapping[str, Any], side: BladeSide) -> str:
 
 
 def _idrefs(info: Mapping[str, Any]) -> dict[str, list[str]]:
-    """%ID(host): the job's shared servers checked out, and the one this command refers to (checked
-    out by its own claim, perhaps: its hosts)."""
-    out = {str(k): [str(h) for h in v] for k, v in (info.get("idrefs") or {}).items()}
+    """%ID(host): the blades of the job's commands with an -id (their latest run), the job's shared
+    servers checked out (a Task's -id), and the one this command refers to (checked out by its own
+    claim, perhaps: its hosts)."""
+    out = {str(k): [str(h) for h in v] for k, v in (info.get("cmdrefs") or {}).items()}
+    out.update({str(k): [str(h) for h in v] for k, v in (info.get("idrefs") or {}).items()})
     if info.get("refersto") and info.get("hosts"):
         out[str(info["refersto"])] = [str(h) for h in info["hosts"]]
     return out

@@ -316,7 +316,15 @@ SELECT c.jid, c.tid, c.cid, c.iid, c.numslots,
        (SELECT x.refersto FROM commands x WHERE x.jid = c.jid AND x.cid = c.cid) AS refersto,
        -- the job's shared servers checked out before this claim (for the ID(host) substitution)
        (SELECT jsonb_object_agg(k.id, jsonb_build_array(k.bladename)) FROM checkouts k
-        WHERE k.jid = c.jid AND k.active) AS idrefs
+        WHERE k.jid = c.jid AND k.active) AS idrefs,
+       -- the job's commands with an -id: the blades of each one's latest run (bound ones, or its own)
+       (SELECT jsonb_object_agg(x.id, h.hosts) FROM commands x
+        CROSS JOIN LATERAL (
+            SELECT coalesce((SELECT jsonb_agg(b.bladename ORDER BY b.seq) FROM bindings b
+                             WHERE b.jid = i.jid AND b.cid = i.cid AND b.iid = i.iid),
+                            jsonb_build_array(i.bladename)) AS hosts
+            FROM invocations i WHERE i.jid = x.jid AND i.cid = x.cid ORDER BY i.iid DESC LIMIT 1) h
+        WHERE x.jid = c.jid AND x.id IS NOT NULL) AS cmdrefs
 FROM tractor_claim_v2(%(bladeid)s, %(svcids)s::integer[], %(host)s, %(slots)s) AS c
 JOIN tractor_launch_v1 AS l ON l.jid = c.jid AND l.cid = c.cid
 ORDER BY c.jid, c.cid

@@ -4,3 +4,6 @@
 -- a heap-only (HOT) update.
 CREATE INDEX jobs_rr_idx ON jobs (tierpri DESC, priority DESC, dispatchtime NULLS FIRST, jid)
 WHERE deletetime IS NULL AND phase <> 'finished';
+
+-- The commands of a job that carry an -id (few): %ID(host) names the blades each ran on.
+CREATE INDEX commands_id_idx ON commands (jid) WHERE id IS NOT NULL;
