@@ -176,7 +176,8 @@ def test_id_host_names_the_blades_a_command_with_that_id_ran_on(conn):
     jid = spool_job(conn, resolve(job), owner="ann", spoolhost="ws1")
     b1 = Blade(conn, name="b1", slots=1)
     b2 = Blade(conn, name="b2", slots=1)
-    ((jt, c),) = [only(b1)]
+    (jt, c) = only(b1)
+    assert jt[0] == jid
     b1.finish(*jt)
     (jt, c) = only(b2)
     assert c.info["cmdrefs"] == {"server": ["b1"]}
