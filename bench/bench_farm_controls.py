@@ -123,7 +123,7 @@ def _pct(values: list[float], p: float) -> float:
 
 def run(quick: bool) -> list[dict]:
     n = 1000 if quick else 5000
-    claims = 200 if quick else 500
+    claims = 200 if quick else 2000
     out: list[dict] = []
     with Site("farm_controls", pick_port(9934)) as site:
         site.dbctl("--start-for-engine", timeout=600)

@@ -446,6 +446,27 @@ class Blade:
             "metrics": dict(facts.metrics)})
         return dataclasses.replace(facts, provides=frozenset(keys))
 
+    # A claim can come back empty while work is ready: another blade's claim holds the ready rows
+    # (SKIP LOCKED) or a limit's lock for a moment.  Right after finding work, an empty claim is
+    # tried again soon (RETRY_FIRST seconds, doubling up to the poll interval) instead of waiting
+    # for a notification that may not come (nothing new became ready).
+    RETRY_FIRST = 0.01
+    _last_work = -1e9  # monotonic time of the last claim that got work
+    _retry_delay = RETRY_FIRST
+    retry_at = float("inf")  # when to claim again although nothing woke the blade
+
+    def _after_claim(self, got: int, free: int) -> None:
+        now = time.monotonic()
+        if got:
+            self._last_work = now
+            self._retry_delay = self.RETRY_FIRST
+            self.retry_at = float("inf")
+        elif free > 0 and now - self._last_work < 2 * self.options.poll:
+            self.retry_at = now + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, self.options.poll)
+        else:
+            self.retry_at = float("inf")
+
     def claim(self) -> int:
         """Claim and launch up to the free slots; the number launched."""
         from ..db import dispatch
@@ -465,6 +486,7 @@ class Blade:
             # a job with a service expression this blade had not seen yet
             svcids = self._db(self._svc.matching, facts, refresh=False)
             claims = self._db(dispatch.claim, self.bladeid, svcids, self.ident.short_host, free)
+        self._after_claim(len(claims), free)
         self.pending += claims
         self.launch_pending()
         return len(claims)
@@ -548,6 +570,7 @@ class Blade:
         for (c, run), outcome in zip(batch, outcomes):
             self.say(f"J{c.jid} T{c.tid} C{c.cid}.{c.iid}: exit code {run.rcode}"
                      + (f" ({run.note})" if run.note else "") + f" -> {outcome}")
+        self._after_claim(len(claims), free)
         if claims:
             self.pending += claims
             self.launch_pending()
@@ -665,9 +688,11 @@ class Blade:
 
                 limit_reached = opts.max_commands is not None and self.launched >= opts.max_commands
                 if (self.stop_mode is None and not limit_reached and self.conn is not None
-                        and (self.notified or now >= next_poll or idle_checked is False)):
+                        and (self.notified or now >= next_poll or now >= self.retry_at
+                             or idle_checked is False)):
                     self.notified = False
                     next_poll = now + opts.poll
+                    self.retry_at = float("inf")  # the claim sets it again when it comes back empty
                     got = self.claim()
                     idle_checked = True
                     if got:
@@ -699,6 +724,10 @@ class Blade:
 
             # sleep until something happens: a notification, a command's end, a timer
             deadlines = [next_hb, next_poll if self.stop_mode is None else next_hb]
+            if self.retry_at <= time.monotonic() or self.stop_mode is not None:
+                self.retry_at = float("inf")  # not claiming now (stopping, offline): no early wake
+            elif self.retry_at < next_poll:
+                deadlines.append(self.retry_at)
             deadlines += [d for d in (r.next_deadline() for r in self.runs.values()) if d is not None]
             if any(r.sent_progress != r.progress for r in self.runs.values()):
                 deadlines.append(now + PROGRESS_INTERVAL)
