@@ -64,11 +64,10 @@ def wait_finished(site: Site, jid: int, timeout: float) -> None:
             time.sleep(0.01)
 
 
-def throughput(site: Site, n: int, blades: int, slots: int) -> float:
-    from tractorcli.jobs.model import Command, Job, Task
-
-    job = Job(title=f"true x{n}", subtasks=tuple(
-        Task(f"t{i}", cmds=(Command(("/bin/true",), service="PixarRender"),)) for i in range(n)))
+def run_job(site: Site, job, blades: int, slots: int) -> tuple[int, float]:
+    """Spool `job`, start `blades` blades of `slots` slots and time them until it is finished; every
+    command checked to have run exactly once.  (jid, seconds)."""
+    n = sum(len(t.cmds) for t in job.subtasks)
     jid = spool(site, job)
     procs = []
     t0 = time.perf_counter()
@@ -90,7 +89,15 @@ def throughput(site: Site, n: int, blades: int, slots: int) -> float:
         runs = conn.execute("SELECT count(*), count(DISTINCT cid) FROM invocations WHERE jid = %s", (jid,)).fetchone()
     if runs != (n, n):
         raise BenchError(f"{n} commands ran {runs[0]} times ({runs[1]} distinct): not exactly once")
-    return n / took
+    return jid, took
+
+
+def throughput(site: Site, n: int, blades: int, slots: int) -> float:
+    from tractorcli.jobs.model import Command, Job, Task
+
+    job = Job(title=f"true x{n}", subtasks=tuple(
+        Task(f"t{i}", cmds=(Command(("/bin/true",), service="PixarRender"),)) for i in range(n)))
+    return n / run_job(site, job, blades, slots)[1]
 
 
 def latency(site: Site, samples: int) -> list[float]:

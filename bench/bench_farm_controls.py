@@ -22,7 +22,7 @@ import statistics
 import time
 
 from _common import BenchError, Site, figure, log, pick_port
-from bench_dispatch import SLOTS, spool, wait_finished
+from bench_dispatch import SLOTS, run_job, spool
 
 SERVICES = 20
 LIMITS = """
@@ -47,10 +47,6 @@ def _blade_toml(site: Site) -> None:
 
 
 def throughput(site: Site, n: int, blades: int, controlled: bool) -> float:
-    import subprocess
-
-    from bench_dispatch import blade_argv
-    from _common import clean_env
     from tractorcli.jobs.model import Command, Job, Task
 
     if controlled:
@@ -60,30 +56,13 @@ def throughput(site: Site, n: int, blades: int, controlled: bool) -> float:
     else:
         job = Job(title=f"plain x{n}", subtasks=tuple(
             Task(f"t{i}", cmds=(Command(("/bin/true",), service="PixarRender"),)) for i in range(n)))
-    jid = spool(site, job)
-    procs = []
-    t0 = time.perf_counter()
-    try:
-        for k in range(blades):
-            procs.append(subprocess.Popen(blade_argv(site, f"bench{k}", SLOTS), stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env()))
-        wait_finished(site, jid, timeout=600)
-        took = time.perf_counter() - t0
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(60)
-    with site.connect(autocommit=True) as conn:
-        bad = conn.execute("SELECT count(*) FROM (SELECT cid FROM invocations WHERE jid = %s GROUP BY cid "
-                           "HAVING count(*) <> 1) x", (jid,)).fetchone()[0]
-        if bad:
-            raise BenchError(f"{bad} command(s) did not run exactly once")
-        if controlled:
+    jid, took = run_job(site, job, blades, SLOTS)
+    if controlled:
+        with site.connect(autocommit=True) as conn:
             tags = conn.execute("SELECT count(*) FROM invocations WHERE jid = %s AND limits @> ARRAY['true', "
                                 "'bench']", (jid,)).fetchone()[0]
-            if tags != n:
-                raise BenchError(f"only {tags} of {n} invocations were counted under their limits")
+        if tags != n:
+            raise BenchError(f"only {tags} of {n} invocations were counted under their limits")
     return n / took
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_blade import sh
+from test_blade import sh, site  # noqa: F401 - site: the blade tests' fixture
 
 from tractorcli.blade.keys_plugin import KeysPlugin
 from tractorcli.jobs.model import Task
@@ -19,22 +19,6 @@ def offer(keys, blade):
         return keys + ["ShowA"]
     return keys
 '''
-
-
-@pytest.fixture
-def site(db_settings):
-    from test_blade import Site
-
-    sites = []
-
-    def make(blade_toml: str = ""):
-        s = Site(db_settings, blade_toml)
-        sites.append(s)
-        return s
-
-    yield make
-    for s in sites:
-        s.close()
 
 
 def test_a_plugin_changes_what_a_blade_takes(site):

@@ -270,7 +270,10 @@ def trace_blades(conn: "psycopg.Connection", bladeids: list["uuid.UUID"], *, lim
     names = limits_db.names(conn) if rows else frozenset()
     if names:
         cases = [(r["jid"], r["cid"], b["bladeid"]) for b in blades for r in rows if names & set(r["ltags"])]
+        held_by: dict[str, str] = {}  # a limit's holders, asked once per trace
         for (jid, cid, bladeid), why in zip(cases, limits_db.refusals(conn, cases)):
             if why is not None:
-                limited[bladeid][(jid, cid)] = f"{why}; {limits_db.holders(conn, why)}"
+                if why not in held_by:
+                    held_by[why] = limits_db.holders(conn, why)
+                limited[bladeid][(jid, cid)] = f"{why}; {held_by[why]}"
     return [_trace_one(b, rows, total, limit, now, limited[b["bladeid"]]) for b in blades]
