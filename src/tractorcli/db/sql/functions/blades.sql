@@ -74,6 +74,21 @@ BEGIN
     RETURNING i.jid, i.cid, i.iid;
 END $$;
 
+-- The jobs a claim may take work from, whichever blade claims (each claim adds its own service
+-- expressions, host and NIMBY): live, with something ready (or postscripts to run), not paused,
+-- delayed (-after) or waiting for -afterjids, under their -maxactive.  A plain view: the planner
+-- inlines it into each claim's cursor, where the partial indexes on jobs still serve its order.
+CREATE OR REPLACE VIEW tractor_dispatchable_jobs AS
+SELECT jb.jid, jb.svcids, jb.owner, jb.spoolhost, jb.tierpri, jb.priority, jb.numactive, jb.dispatchtime
+FROM jobs jb
+WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
+  AND (jb.numready > 0 OR jb.phase = 'postscript')
+  AND jb.pausetime IS NULL
+  AND (jb.aftertime IS NULL OR jb.aftertime <= now())
+  AND (jb.maxactive = 0 OR jb.numactive < jb.maxactive)
+  AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
+        SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished' AND a.deletetime IS NULL));
+
 -- Claim up to p_slots slots of ready commands for a blade.  p_svcids are
 -- the service expressions the blade matches (it evaluates them itself);
 -- p_host is its host name, for local Cmds of jobs spooled from there.
@@ -183,50 +198,26 @@ BEGIN
         -- the same jobs either way; P+FIFO walks jobs_dispatch_idx and stops early
         IF NOT rr AND NOT atcl THEN
             OPEN jobs_c FOR
-                SELECT jb.jid, jb.svcids, jb.owner, jb.spoolhost FROM jobs jb
-                WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
-                  AND (jb.numready > 0 OR jb.phase = 'postscript')
-                  AND jb.pausetime IS NULL
-                  AND (jb.aftertime IS NULL OR jb.aftertime <= now())
-                  AND (jb.maxactive = 0 OR jb.numactive < jb.maxactive)
-                  -- a job spooled from here may have local Cmds for this blade whatever its keys
-                  AND (jb.svcids && p_svcids OR jb.spoolhost = p_host)
+                SELECT jb.jid, jb.svcids, jb.owner, jb.spoolhost FROM tractor_dispatchable_jobs jb
+                -- a job spooled from here may have local Cmds for this blade whatever its keys
+                WHERE (jb.svcids && p_svcids OR jb.spoolhost = p_host)
                   -- NIMBY: '' any job; '1' only jobs spooled from this host; else only that user's
                   AND (bnimby = '' OR (bnimby = '1' AND jb.spoolhost = p_host) OR jb.owner = bnimby)
-                  AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
-                        SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished'
-                          AND a.deletetime IS NULL))
                 ORDER BY jb.tierpri DESC, jb.priority DESC, jb.jid;
         ELSIF NOT atcl THEN
             -- P+RR: the job served longest ago first, walking jobs_rr_idx
             OPEN jobs_c FOR
-                SELECT jb.jid, jb.svcids, jb.owner, jb.spoolhost FROM jobs jb
-                WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
-                  AND (jb.numready > 0 OR jb.phase = 'postscript')
-                  AND jb.pausetime IS NULL
-                  AND (jb.aftertime IS NULL OR jb.aftertime <= now())
-                  AND (jb.maxactive = 0 OR jb.numactive < jb.maxactive)
-                  AND (jb.svcids && p_svcids OR jb.spoolhost = p_host)
+                SELECT jb.jid, jb.svcids, jb.owner, jb.spoolhost FROM tractor_dispatchable_jobs jb
+                WHERE (jb.svcids && p_svcids OR jb.spoolhost = p_host)
                   AND (bnimby = '' OR (bnimby = '1' AND jb.spoolhost = p_host) OR jb.owner = bnimby)
-                  AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
-                        SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished'
-                          AND a.deletetime IS NULL))
                 ORDER BY jb.tierpri DESC, jb.priority DESC, jb.dispatchtime NULLS FIRST, jb.jid;
         ELSE
             -- P+ATCL (+RR): fewest active commands first; their counts change at every claim, so
             -- this order is sorted at each claim
             OPEN jobs_c FOR
-                SELECT jb.jid, jb.svcids, jb.owner, jb.spoolhost FROM jobs jb
-                WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
-                  AND (jb.numready > 0 OR jb.phase = 'postscript')
-                  AND jb.pausetime IS NULL
-                  AND (jb.aftertime IS NULL OR jb.aftertime <= now())
-                  AND (jb.maxactive = 0 OR jb.numactive < jb.maxactive)
-                  AND (jb.svcids && p_svcids OR jb.spoolhost = p_host)
+                SELECT jb.jid, jb.svcids, jb.owner, jb.spoolhost FROM tractor_dispatchable_jobs jb
+                WHERE (jb.svcids && p_svcids OR jb.spoolhost = p_host)
                   AND (bnimby = '' OR (bnimby = '1' AND jb.spoolhost = p_host) OR jb.owner = bnimby)
-                  AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
-                        SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished'
-                          AND a.deletetime IS NULL))
                 ORDER BY jb.tierpri DESC, jb.priority DESC, jb.numactive,
                          CASE WHEN rr THEN jb.dispatchtime END NULLS FIRST, jb.jid;
         END IF;
