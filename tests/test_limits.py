@@ -248,6 +248,71 @@ def test_blades_claiming_at_once_never_pass_the_limit(db_settings, conn, with_li
     assert done > 20  # they did work, five at a time
 
 
+def test_claims_far_from_a_cap_share_it_and_near_it_count_alone(db_settings, conn, with_limits):
+    """Two claims in flight at once (neither committed): far from the cap (64 places to spare: 8
+    stripes of 8) both take a command; nearer, the first holds every stripe and the second takes
+    nothing until the first commits."""
+    with_limits("[limits.lic]\nSiteMax = 66\n")
+    for k in range(6):  # a job each: claims of one job queue for its row
+        spool(conn, job(1, "lic", title=f"j{k}"))
+    blades = [Blade(conn, name=f"s{i}", slots=1) for i in range(3)]
+
+    def claim(c, b) -> int:
+        return len(d.claim(c, b.id, b.svc.matching(conn, b.facts, refresh=True), b.facts.hostname, 1))
+
+    with connect(db_settings) as a, connect(db_settings) as b:  # transactions left open
+        assert claim(a, blades[0]) == 1 and claim(b, blades[1]) == 1
+        a.commit()
+        b.commit()
+        assert running(conn, "lic") == 2
+        assert claim(a, blades[2]) == 1  # 2 + 64 = 66: still on one stripe
+        a.commit()
+        assert claim(a, Blade(conn, name="s3", slots=1)) == 1  # 3 + 64 > 66: every stripe
+        assert claim(b, Blade(conn, name="s4", slots=1)) == 0
+        b.rollback()
+        a.commit()
+        assert claim(b, Blade(conn, name="s5", slots=1)) == 1
+        b.commit()
+    assert running(conn, "lic") == 5
+
+
+def test_many_blades_fill_a_wide_limit_exactly(db_settings, conn, with_limits):
+    """Ten blades of ten slots race to fill a limit of 70 (past the 64 places taken on one stripe);
+    nothing finishes, so the running count must end exactly at the cap."""
+    with_limits("[limits.lic]\nSiteMax = 70\n[limits.mine]\nOwnerMax = 68\n")
+    spool(conn, job(150, "lic", cmdtags=("mine",)))
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(10)
+
+    def blade(i: int) -> None:
+        try:
+            with connect(db_settings, autocommit=True) as c:
+                b = Blade(c, name=f"w{i}", slots=10)
+                start.wait()
+                empty = 0
+                while empty < 5 and len(b.running) < 10:
+                    got = b.claim(slots=1)
+                    seen.append(running(c, "lic"))
+                    empty = 0 if got else empty + 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=blade, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert max(seen) <= 68
+    # what the race left, claimed one blade at a time: to the cap and no further
+    for i in range(10):
+        b = Blade(conn, name=f"after{i}", slots=10)
+        while b.claim(slots=1):
+            pass
+    assert running(conn, "lic") == running(conn, "mine") == 68
+
+
 def test_explain_and_trace_name_the_full_limit_and_who_holds_it(conn, with_limits):
     with_limits("[limits.nuke]\nSiteMax = 2\n")
     jid = spool(conn, job(3, "nuke"))
