@@ -39,8 +39,10 @@ $$;
 -- blade) a claim holds any one stripe, from before its count until it commits.  At most
 -- STRIPES claims hold stripes at once, each adding at most SPAN commands counted that way, so
 -- what the others add unseen cannot pass a cap.  Nearer a cap a claim takes every stripe, in
--- order, and counts alone, exactly: one lock, as for a small licence pool.  Which way is
--- decided by a first count without locks, then counted again under them.  Claims never wait
+-- order, and counts alone, exactly: one lock, as for a small licence pool.  Which way a claim
+-- takes is what its session found last time (tractor.near_limits, a hint only: a count under
+-- the locks decides, and a claim on one stripe that finds the limit near takes the rest).
+-- Claims never wait
 -- for a stripe (one that is held refuses the command for this pass), so a claim cannot
 -- deadlock with another or with a finishing blade.  A blade's own count (BladeMax) needs no
 -- lock: only its own claims start commands on it, one at a time (its advisory lock,
@@ -69,8 +71,8 @@ END $$;
 -- p_bname) now: the first full limit, as a sentence; NULL when every limit has room.  With
 -- p_claim the caller is the claim: it holds the limits' stripes as above (and is refused when
 -- it cannot get them at once).  VOLATILE: each count sees what other claims committed before
--- it.  One scan of the running invocations carrying any of the tags gives every limit's site,
--- host, blade and owner counts; project and crew shares count on their own.
+-- it.  One scan of the running invocations carrying any of the limits gives every limit's
+-- site, host, blade and owner counts; project and crew shares count on their own.
 CREATE OR REPLACE FUNCTION tractor_limit_refusal(p_jid bigint, p_tags text[], p_blade uuid, p_bname text,
                                                  p_claim boolean)
 RETURNS text
@@ -78,6 +80,9 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     STRIPES CONSTANT integer := 8;  -- as tractor_limit_try_stripes
     SPAN CONSTANT integer := 8;
+    MARGIN CONSTANT integer := STRIPES * SPAN;  -- the room a count leaves for claims on one stripe
+    v_limits text[];  -- the tags that name limits
+    v_wide text[];  -- those capped across blades
     l record;
     v_owner text;
     v_projects text[];
@@ -85,104 +90,143 @@ DECLARE
     cap integer;
     n integer;
     k text;
-    margin integer;  -- the room a count must leave under its cap for a claim on one stripe
+    refusal text;
+    hint text[];  -- the limits this session found near at its last claim
     near text[];  -- limits with room, but too little to take on one stripe
     exact text[] := '{}';  -- limits whose every stripe this call holds
-    -- the others' single stripes held (none needed where only blades are capped)
-    one boolean := NOT EXISTS (SELECT 1 FROM limits lm WHERE lm.name = ANY(p_tags) AND tractor_limit_site_wide(lm));
 BEGIN
+    SELECT array_agg(lm.name ORDER BY lm.name),
+           coalesce(array_agg(lm.name ORDER BY lm.name) FILTER (WHERE tractor_limit_site_wide(lm)), '{}')
+    INTO v_limits, v_wide FROM limits lm WHERE lm.name = ANY(p_tags);
+    IF v_limits IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF p_claim AND cardinality(v_wide) > 0 THEN
+        hint := coalesce(nullif(current_setting('tractor.near_limits', true), ''), '{}')::text[];
+        FOREACH k IN ARRAY v_wide LOOP
+            IF NOT tractor_limit_try_stripes(k, k = ANY(hint)) THEN
+                RETURN format('limit %s is being taken by other blades just now', k);
+            END IF;
+            IF k = ANY(hint) THEN
+                exact := exact || k;
+            END IF;
+        END LOOP;
+    END IF;
     SELECT j.owner, j.projects INTO v_owner, v_projects FROM jobs j WHERE j.jid = p_jid;
     LOOP
+        refusal := NULL;
         near := '{}';
         FOR l IN
-            SELECT lm.*, tractor_limit_site_wide(lm) AS site_wide,
-                   coalesce(u.n_site, 0) AS n_site, coalesce(u.n_hosts, 0) AS n_hosts,
+            SELECT lm.*, coalesce(u.n_site, 0) AS n_site, coalesce(u.n_hosts, 0) AS n_hosts,
                    coalesce(u.n_blade, 0) AS n_blade, coalesce(u.n_owner, 0) AS n_owner
             FROM limits lm
             LEFT JOIN (
-                -- one scan of the running invocations carrying any of the tags, counted per tag
+                -- one scan of the running invocations carrying any of the limits, counted per limit
                 SELECT t.tag, count(*)::integer AS n_site, count(DISTINCT i.bladeid)::integer AS n_hosts,
                        count(*) FILTER (WHERE i.bladeid = p_blade)::integer AS n_blade,
                        count(*) FILTER (WHERE j.owner = v_owner)::integer AS n_owner
                 FROM invocations i JOIN jobs j ON j.jid = i.jid
                 CROSS JOIN LATERAL unnest(i.limits) AS t(tag)
-                WHERE i.current AND i.stoptime IS NULL AND i.limits && p_tags AND t.tag = ANY(p_tags)
+                WHERE i.current AND i.stoptime IS NULL AND i.limits && v_limits AND t.tag = ANY(v_limits)
                 GROUP BY t.tag
             ) u ON u.tag = lm.name
-            WHERE lm.name = ANY(p_tags)
+            WHERE lm.name = ANY(v_limits)
             ORDER BY lm.name
         LOOP
-            margin := CASE WHEN p_claim AND NOT l.name = ANY(exact) THEN STRIPES * SPAN ELSE 0 END;
+            -- every cap of every limit is looked at: the first full one is the refusal, and which
+            -- are near is remembered for the next claim
             IF l.sitemax >= 0 THEN
                 IF l.sitecounting = 'perHost' THEN
                     -- a host counts once, however many of its commands carry the tag
                     IF l.n_blade = 0 AND l.n_hosts >= l.sitemax THEN
-                        RETURN format('limit %s is full: %s of %s hosts on the site (SiteMax, perHost)',
-                                      l.name, l.n_hosts, l.sitemax);
-                    ELSIF l.n_blade = 0 AND l.n_hosts + margin > l.sitemax THEN
+                        refusal := coalesce(refusal, format(
+                            'limit %s is full: %s of %s hosts on the site (SiteMax, perHost)',
+                            l.name, l.n_hosts, l.sitemax));
+                    END IF;
+                    IF l.n_blade = 0 AND l.n_hosts + MARGIN > l.sitemax THEN
                         near := near || l.name;
                     END IF;
-                ELSIF l.n_site >= l.sitemax THEN
-                    RETURN format('limit %s is full: %s of %s on the site (SiteMax)', l.name, l.n_site, l.sitemax);
-                ELSIF l.n_site + margin > l.sitemax THEN
-                    near := near || l.name;
+                ELSE
+                    IF l.n_site >= l.sitemax THEN
+                        refusal := coalesce(refusal, format('limit %s is full: %s of %s on the site (SiteMax)',
+                                                            l.name, l.n_site, l.sitemax));
+                    END IF;
+                    IF l.n_site + MARGIN > l.sitemax THEN
+                        near := near || l.name;
+                    END IF;
                 END IF;
             END IF;
             cap := coalesce((l.bladeexceptions ->> p_bname)::integer, l.blademax);
             IF cap >= 0 AND l.n_blade >= cap THEN
-                RETURN format('limit %s is full on %s: %s of %s (BladeMax)', l.name, p_bname, l.n_blade, cap);
+                refusal := coalesce(refusal, format('limit %s is full on %s: %s of %s (BladeMax)',
+                                                    l.name, p_bname, l.n_blade, cap));
             END IF;
-            IF l.site_wide AND margin > 0 AND l.n_blade >= SPAN THEN
+            IF l.n_blade >= SPAN AND l.name = ANY(v_wide) THEN
                 near := near || l.name;
             END IF;
             cap := coalesce((l.ownerexceptions ->> v_owner)::integer, l.ownermax);
             IF cap >= 0 AND l.n_owner >= cap THEN
-                RETURN format('limit %s is full for %s: %s of %s (OwnerMax)', l.name, v_owner, l.n_owner, cap);
-            ELSIF cap >= 0 AND l.n_owner + margin > cap THEN
+                refusal := coalesce(refusal, format('limit %s is full for %s: %s of %s (OwnerMax)',
+                                                    l.name, v_owner, l.n_owner, cap));
+            END IF;
+            IF cap >= 0 AND l.n_owner + MARGIN > cap THEN
                 near := near || l.name;
             END IF;
-            FOR k, cap IN SELECT sh.key, sh.value::integer FROM jsonb_each_text(l.projectshares) sh
-                          WHERE sh.key = ANY(v_projects) ORDER BY sh.key LOOP
-                SELECT count(*) INTO n FROM invocations i JOIN jobs j ON j.jid = i.jid
-                WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name] AND j.projects @> ARRAY[k];
-                IF n >= cap THEN
-                    RETURN format('limit %s is full for project %s: %s of %s (share)', l.name, k, n, cap);
-                ELSIF n + margin > cap THEN
-                    near := near || l.name;
-                END IF;
-            END LOOP;
-            FOR k, cap, v_members IN SELECT sh.key, sh.value::integer, c.members FROM jsonb_each_text(l.crewshares) sh
-                          JOIN crews c ON c.crew = sh.key
-                          WHERE v_owner = ANY(c.members) ORDER BY sh.key LOOP
-                SELECT count(*) INTO n FROM invocations i JOIN jobs j ON j.jid = i.jid
-                WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name]
-                  AND j.owner = ANY(v_members);
-                IF n >= cap THEN
-                    RETURN format('limit %s is full for crew %s: %s of %s (share)', l.name, k, n, cap);
-                ELSIF n + margin > cap THEN
-                    near := near || l.name;
-                END IF;
-            END LOOP;
+            IF l.projectshares <> '{}'::jsonb THEN
+                FOR k, cap IN SELECT sh.key, sh.value::integer FROM jsonb_each_text(l.projectshares) sh
+                              WHERE sh.key = ANY(v_projects) ORDER BY sh.key LOOP
+                    SELECT count(*) INTO n FROM invocations i JOIN jobs j ON j.jid = i.jid
+                    WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name]
+                      AND j.projects @> ARRAY[k];
+                    IF n >= cap THEN
+                        refusal := coalesce(refusal, format('limit %s is full for project %s: %s of %s (share)',
+                                                            l.name, k, n, cap));
+                    END IF;
+                    IF n + MARGIN > cap THEN
+                        near := near || l.name;
+                    END IF;
+                END LOOP;
+            END IF;
+            IF l.crewshares <> '{}'::jsonb THEN
+                FOR k, cap, v_members IN SELECT sh.key, sh.value::integer, c.members
+                              FROM jsonb_each_text(l.crewshares) sh JOIN crews c ON c.crew = sh.key
+                              WHERE v_owner = ANY(c.members) ORDER BY sh.key LOOP
+                    SELECT count(*) INTO n FROM invocations i JOIN jobs j ON j.jid = i.jid
+                    WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name]
+                      AND j.owner = ANY(v_members);
+                    IF n >= cap THEN
+                        refusal := coalesce(refusal, format('limit %s is full for crew %s: %s of %s (share)',
+                                                            l.name, k, n, cap));
+                    END IF;
+                    IF n + MARGIN > cap THEN
+                        near := near || l.name;
+                    END IF;
+                END LOOP;
+            END IF;
         END LOOP;
-        -- tq explain and trace count without locks; a claim returns once it has counted under
-        -- the stripes each limit needs
-        IF NOT p_claim OR (one AND near <@ exact) THEN
-            RETURN NULL;
+        -- tq explain and trace count without locks
+        IF NOT p_claim THEN
+            RETURN refusal;
         END IF;
+        IF cardinality(v_wide) > 0 THEN
+            -- the hint for this session's next claim: these limits' near ones
+            -- (written only when it changes: near ones it lacks, or far ones it has)
+            IF NOT near <@ hint OR hint && v_wide
+               AND NOT ARRAY(SELECT unnest(hint) INTERSECT SELECT unnest(v_wide)) <@ near THEN
+                hint := ARRAY(SELECT x FROM unnest(hint) AS x WHERE NOT x = ANY(v_wide)
+                              UNION SELECT y FROM unnest(near) AS y ORDER BY 1);
+                PERFORM set_config('tractor.near_limits', hint::text, false);
+            END IF;
+        END IF;
+        IF refusal IS NOT NULL OR near <@ exact THEN
+            RETURN refusal;
+        END IF;
+        -- counted on one stripe, but near a cap: every stripe of those limits, then count again
         FOR k IN SELECT DISTINCT x FROM unnest(near) AS x WHERE NOT x = ANY(exact) ORDER BY x LOOP
             IF NOT tractor_limit_try_stripes(k, true) THEN
                 RETURN format('limit %s is nearly full and being taken by other blades just now', k);
             END IF;
             exact := exact || k;
         END LOOP;
-        IF NOT one THEN
-            FOR k IN SELECT lm.name FROM limits lm WHERE lm.name = ANY(p_tags) AND tractor_limit_site_wide(lm)
-                       AND NOT lm.name = ANY(exact) ORDER BY lm.name LOOP
-                IF NOT tractor_limit_try_stripes(k, false) THEN
-                    RETURN format('limit %s is being taken by other blades just now', k);
-                END IF;
-            END LOOP;
-            one := true;
-        END IF;
     END LOOP;
 END $$;
