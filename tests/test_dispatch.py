@@ -313,6 +313,29 @@ def test_two_blades_never_get_the_same_command(db_settings):
 # --- lost blades and fencing -----------------------------------------------------------
 
 
+def test_a_blade_cut_off_past_its_lease_keeps_what_nobody_took_since(conn):
+    """Its commands were queued again (lapsed) while it could not reach the database; back, it
+    reports one finished (the result counts) and still runs the other (its heartbeat takes it back)."""
+    d.set_params(conn, {"BladeLeaseSecs": 1})
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)), Task("b", cmds=(C("b"),)))))
+    cut = Blade(conn, "cut", slots=2)
+    assert len(cut.claim()) == 2
+    time.sleep(1.3)
+    assert d.housekeep(conn)[0] == 2
+    assert task_states(conn, jid) == {"a": "ready", "b": "ready"}
+    assert cut.finish(jid, 1, 0) == "done"
+    assert d.heartbeat(conn, cut.id, [c.key for c in cut.running.values()]) == {(jid, 2, 1)}
+    assert task_states(conn, jid) == {"a": "done", "b": "active"}
+    check_counters(conn, jid)
+    assert Blade(conn, "other").claim() == []  # nothing was left in the queue
+    assert cut.finish(jid, 2, 0) == "done"
+    assert job_row(conn, jid)["numdone"] == 2
+    runs = conn.execute("SELECT cid, iid, current, rcode FROM invocations WHERE jid = %s ORDER BY cid", (jid,))
+    assert [tuple(r.values()) for r in runs] == [(1, 1, True, 0), (2, 1, True, 0)]
+    check_counters(conn, jid)
+    assert conn.execute("SELECT slotsinuse FROM blades WHERE bladeid = %s", (cut.id,)).fetchone()["slotsinuse"] == 0
+
+
 def test_a_lost_blade_loses_its_commands_after_the_lease(conn):
     d.set_params(conn, {"BladeLeaseSecs": 1})
     jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)), Task("b", cmds=(C("b"),)))))
@@ -326,10 +349,10 @@ def test_a_lost_blade_loses_its_commands_after_the_lease(conn):
     assert d.housekeep(conn)[0] == 2
     assert task_states(conn, jid) == {"a": "ready", "b": "ready"}
     check_counters(conn, jid)
-    assert d.heartbeat(conn, lost.id, held) == set()  # the old blade must stop them
     other = Blade(conn, "other")
     assert other.claim() == [(jid, 1), (jid, 2)]
     assert {c.iid for c in other.running.values()} == {2}
+    assert d.heartbeat(conn, lost.id, held) == set()  # the old blade must stop them
     # a late report from the lost blade's invocation changes nothing
     assert lost.finish(jid, 1, 0) == "stale"
     assert task_states(conn, jid)["a"] == "active"

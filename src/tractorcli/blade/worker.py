@@ -73,7 +73,10 @@ __all__ = ["Blade", "BladeOptions", "Identity", "explain", "host_addresses", "ho
 
 ON_STOP = ("wait", "handback")
 PROGRESS_INTERVAL = 0.25  # seconds between progress reports of one command
-RECONNECT_INTERVAL = 3.0
+# an unreachable database is asked again after 0.5 s, then twice as long each time up to 4 s: a
+# restarted server is found within seconds, and a long outage costs the blade almost no CPU
+RECONNECT_FIRST = 0.5
+RECONNECT_MAX = 4.0
 REVOKED = "no longer assigned to this blade"  # kill reasons of runs that are not reported
 HANDBACK = "handback"
 OFFLINE_STOP_WAIT = 10.0  # a stopping blade gives up on an unreachable database after this long
@@ -304,7 +307,8 @@ class Blade:
         except Exception:  # noqa: BLE001
             pass
         self.conn = None
-        self._next_reconnect = time.monotonic() + RECONNECT_INTERVAL
+        self._reconnect_wait = RECONNECT_FIRST
+        self._next_reconnect = time.monotonic() + self._reconnect_wait
 
     def _reconnect(self) -> None:
         if self.conn is not None or time.monotonic() < self._next_reconnect:
@@ -313,7 +317,8 @@ class Blade:
             self.conn = self._connect()
         except TractorError as exc:
             self.detail(f"reconnect failed: {exc.message}")
-            self._next_reconnect = time.monotonic() + RECONNECT_INTERVAL
+            self._reconnect_wait = min(self._reconnect_wait * 2, RECONNECT_MAX)
+            self._next_reconnect = time.monotonic() + self._reconnect_wait
             return
         self.say("database connection restored")
 
@@ -323,7 +328,7 @@ class Blade:
             try:
                 conn = self._connect()
             except TractorError:
-                self.closing.wait(RECONNECT_INTERVAL)
+                self.closing.wait(RECONNECT_MAX)
                 continue
             try:
                 conn.execute("LISTEN tractor_ready")
@@ -332,7 +337,7 @@ class Blade:
                         self.notified = True
                         self.wake.set()
             except Exception:  # noqa: BLE001 - fall back to polling until it works again
-                self.closing.wait(RECONNECT_INTERVAL)
+                self.closing.wait(RECONNECT_MAX)
             finally:
                 try:
                     conn.close()
@@ -619,6 +624,7 @@ class Blade:
         ident = self.ident
         self.conn = self._connect()
         self._next_reconnect = 0.0
+        self._reconnect_wait = RECONNECT_FIRST
         try:
             self.register()
         except _Offline:
@@ -723,16 +729,22 @@ class Blade:
                 raise DatabaseUnavailable("could not report to the job database before stopping")
 
             # sleep until something happens: a notification, a command's end, a timer
-            deadlines = [next_hb, next_poll if self.stop_mode is None else next_hb]
-            if self.retry_at <= time.monotonic() or self.stop_mode is not None:
-                self.retry_at = float("inf")  # not claiming now (stopping, offline): no early wake
-            elif self.retry_at < next_poll:
-                deadlines.append(self.retry_at)
-            deadlines += [d for d in (r.next_deadline() for r in self.runs.values()) if d is not None]
-            if any(r.sent_progress != r.progress for r in self.runs.values()):
-                deadlines.append(now + PROGRESS_INTERVAL)
             if self.conn is None:
-                deadlines.append(self._next_reconnect)
+                # offline: heartbeats, claims and progress wait for the connection (their deadlines
+                # passed and stay passed: waking for them would spin); the runs' own timers do not
+                self.retry_at = float("inf")
+                deadlines = [self._next_reconnect]
+                if self.stop_mode is not None:
+                    deadlines.append(stop_at + OFFLINE_STOP_WAIT)
+            else:
+                deadlines = [next_hb, next_poll if self.stop_mode is None else next_hb]
+                if self.retry_at <= time.monotonic() or self.stop_mode is not None:
+                    self.retry_at = float("inf")  # not claiming now (stopping): no early wake
+                elif self.retry_at < next_poll:
+                    deadlines.append(self.retry_at)
+                if any(r.sent_progress != r.progress for r in self.runs.values()):
+                    deadlines.append(now + PROGRESS_INTERVAL)
+            deadlines += [d for d in (r.next_deadline() for r in self.runs.values()) if d is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic())
             if self.wake.wait(timeout):
                 self.wake.clear()

@@ -62,6 +62,13 @@ BEGIN
     UPDATE blades SET heartbeattime = now(), metrics = p_metrics, loadavg = p_loadavg,
                       availmemory = p_availmemory, availdisk = p_availdisk, status = 'up'
     WHERE bladeid = p_blade;
+    -- commands it still runs whose lease ran out while it could not reach the database: its
+    -- own again when nobody has taken them since
+    FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i
+             JOIN unnest(p_jids, p_cids, p_iids) AS h(jid, cid, iid) ON (h.jid, h.cid, h.iid) = (i.jid, i.cid, i.iid)
+             WHERE i.lapsed AND NOT i.current AND i.bladeid = p_blade LOOP
+        PERFORM tractor_unrequeue(r.jid, r.cid, r.iid, p_blade);
+    END LOOP;
     FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i
              WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL
                AND i.starttime < now() - interval '5 seconds'
@@ -465,25 +472,68 @@ BEGIN
     RETURN true;
 END $$;
 
+-- A lapsed invocation (tractor_requeue'd by housekeeping when its lease ran out) whose blade
+-- reports it after all, finished or still running: when it is its command's latest run and the
+-- command still waits in the queue with no claim taking it just now, the requeue is undone and
+-- the blade's report counts.  False: somebody else has the command (or it was retried,
+-- skipped, deleted): the report is stale.
+CREATE OR REPLACE FUNCTION tractor_unrequeue(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    inv invocations%ROWTYPE;
+BEGIN
+    SELECT * INTO inv FROM invocations i
+    WHERE i.jid = p_jid AND i.cid = p_cid AND i.iid = p_iid AND i.bladeid = p_blade AND i.lapsed
+      AND NOT i.current AND i.rcode IS NULL
+      AND NOT EXISTS (SELECT 1 FROM invocations n WHERE n.jid = p_jid AND n.cid = p_cid AND n.iid > p_iid)
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM 1 FROM ready r WHERE r.jid = p_jid AND r.cid = p_cid FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    DELETE FROM ready WHERE ready.jid = p_jid AND ready.cid = p_cid;
+    UPDATE invocations SET current = true, stoptime = NULL, lapsed = false,
+                           leasetime = now() + make_interval(secs => tractor_param_int('BladeLeaseSecs', 30))
+    WHERE jid = p_jid AND cid = p_cid AND iid = p_iid;
+    UPDATE blades SET slotsinuse = slotsinuse + inv.numslots WHERE bladeid = p_blade;
+    UPDATE commands SET state = 'active', statetime = now() WHERE jid = p_jid AND cid = p_cid;
+    IF inv.tid > 0 THEN
+        UPDATE tasks SET state = 'active', statetime = now(), currcid = p_cid WHERE jid = p_jid AND tid = inv.tid;
+        UPDATE jobs SET numactive = numactive + 1, numready = numready - 1 WHERE jid = p_jid;
+    END IF;
+    RETURN true;
+END $$;
+
 -- Housekeeping: invocations whose lease ran out (their blade stopped
--- heartbeating) are queued again; jobs with nothing left to run enter or
--- leave their postscript phase.  Returns (requeued, jobs checked).
+-- heartbeating) are queued again, marked lapsed; jobs with nothing left to
+-- run enter or leave their postscript phase.  Returns (requeued, jobs
+-- checked).  For a lease after the server started (a restart, a crash, an
+-- engine stopped and started) nobody could heartbeat while it was down: its
+-- blades get a whole lease from the start before anything is requeued or a
+-- blade is called lost.
 CREATE OR REPLACE FUNCTION tractor_housekeep_v1(OUT requeued integer, OUT finished integer)
 LANGUAGE plpgsql AS $$
 DECLARE
     r record;
+    lease integer := tractor_param_int('BladeLeaseSecs', 30);
+    settled boolean := now() >= pg_postmaster_start_time() + make_interval(secs => lease);
 BEGIN
     requeued := 0;
     finished := 0;
     FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i
-             WHERE i.current AND i.stoptime IS NULL AND i.leasetime < now()
+             WHERE settled AND i.current AND i.stoptime IS NULL AND i.leasetime < now()
              FOR UPDATE SKIP LOCKED LOOP
         IF tractor_requeue(r.jid, r.cid, r.iid) THEN
+            UPDATE invocations SET lapsed = true WHERE jid = r.jid AND cid = r.cid AND iid = r.iid;
             requeued := requeued + 1;
         END IF;
     END LOOP;
     UPDATE blades b SET status = 'lost'
-    WHERE b.status = 'up' AND b.heartbeattime < now() - make_interval(secs => tractor_param_int('BladeLeaseSecs', 30));
+    WHERE settled AND b.status = 'up' AND b.heartbeattime < now() - make_interval(secs => lease);
     FOR r IN SELECT jb.jid FROM jobs jb
              WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
                AND ((jb.phase = 'live' AND (jb.numdone = jb.numtasks

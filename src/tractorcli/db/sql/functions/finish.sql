@@ -121,7 +121,15 @@ BEGIN
       AND bladeid IS NOT DISTINCT FROM p_blade
     RETURNING * INTO inv;
     IF NOT FOUND THEN
-        RETURN 'stale';
+        -- a lapsed run (its lease ran out while the blade could not report) still counts when
+        -- nobody has taken its command since
+        IF NOT tractor_unrequeue(p_jid, p_cid, p_iid, p_blade) THEN
+            RETURN 'stale';
+        END IF;
+        UPDATE invocations SET stoptime = now(), rcode = p_rcode, leasetime = NULL,
+                               elapsedreal = p_elapsedreal, elapsedapp = p_elapsedapp, elapsedsys = p_elapsedsys
+        WHERE jid = p_jid AND cid = p_cid AND iid = p_iid
+        RETURNING * INTO inv;
     END IF;
     UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = p_blade;
     SELECT * INTO cmd FROM commands WHERE jid = p_jid AND cid = p_cid FOR UPDATE;
