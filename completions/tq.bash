@@ -42,7 +42,7 @@ _tq()
             if [[ $cur == -* ]]; then
                 COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
             else
-                COMPREPLY=( $(compgen -W 'jobs tasks commands invocations blades params notes retry resume skip kill pause unpause interrupt restart retryallerrs skipallerrs delete undelete undelay unlock chpri delay lock chcrews jattr jobdump nimby unnimby eject delist explain log ping help aliases attributes trace queuestats reloadconfig limits chkeys cattr cmds fields invos why' -- "$cur") )
+                COMPREPLY=( $(compgen -W 'jobs tasks commands invocations blades params notes retry resume skip kill pause unpause interrupt restart retryallerrs skipallerrs delete undelete undelay unlock chpri delay lock chcrews jattr jobdump nimby unnimby eject delist explain log ping help aliases attributes trace queuestats audit reloadconfig limits chkeys cattr cmds fields invos why' -- "$cur") )
             fi
             return 0
             ;;
@@ -368,6 +368,9 @@ _tq()
             clause='availdisk availmem availmemory bid bladeid boottime cleartime cores disk gpulabel heartbeattime instanceid instid ipaddr load loadavg mem name nimby numcpu numslots os osname osversion owners port profile provides registered slotsinuse starttime status taskcount udi up version zone'
             ;;
         'queuestats')
+            ;;
+        'audit')
+            opts+=' --repair'
             ;;
         'reloadconfig')
             opts+=' --blade --crews --limits --tractor'

@@ -33,7 +33,7 @@ _tractor_dbctl()
             return 0
             ;;
     esac
-    local opts='--status --start --stop --start-for-engine --stop-for-engine --init --build --destroy --upgrade --check-upgrade --backup --restore --set-job-counter --show-params --update-params --exec-sql --vacuum --purge-jobs --purge-archive-to-year-month --clear-history --add-user --add-blade-login --remove-user --list-users --log-filename --get-log --tail-log --logs-usage --purge-logs --no-auto-upgrade --reset-job-counter --verify -y --yes --log-day --password-file --json --configdir --config-dir -q --quiet -v --verbose -d --debug --version -h --help'
+    local opts='--status --start --stop --start-for-engine --stop-for-engine --init --build --destroy --upgrade --check-upgrade --backup --restore --set-job-counter --show-params --check --update-params --exec-sql --vacuum --purge-jobs --purge-archive-to-year-month --clear-history --add-user --add-blade-login --remove-user --list-users --log-filename --get-log --tail-log --logs-usage --purge-logs --no-auto-upgrade --reset-job-counter --verify --repair -y --yes --log-day --password-file --json --configdir --config-dir -q --quiet -v --verbose -d --debug --version -h --help'
     COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
     return 0
 }

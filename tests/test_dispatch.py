@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tractorcli.db import dispatch as d
+from tractorcli.db.audit import audit
 from tractorcli.db.connection import connect
 from tractorcli.db.spool import spool_job
 from tractorcli.jobs.model import Command, Instance, Job, Task, resolve
@@ -74,6 +75,7 @@ def check_counters(conn, jid) -> dict:
         assert job[f"num{state}"] == counts.get(state, 0), (state, job, counts)
     ready_rows = conn.execute("SELECT count(*) AS n FROM ready WHERE jid = %s AND tid > 0", (jid,)).fetchone()["n"]
     assert ready_rows == counts.get("ready", 0)
+    assert audit(conn) == []  # and every other invariant of the database
     return job
 
 

@@ -31,6 +31,7 @@ class ExitStatus(enum.IntEnum):
     STORAGE = 10  # disk full, read-only file system, I/O error
     BAD_INPUT = 11  # a file or value given to the program is invalid
     JOB_FAILED = 12  # a followed job (tractor-spool --wait) ended with errors
+    INVARIANT = 13  # the audit (tractor-dbctl --check, tq audit) found the job database breaking a promise
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 

@@ -12,6 +12,7 @@ from test_dbctl_lifecycle import ok
 
 from conftest import dbctl
 from tractorcli.db import dispatch as d
+from tractorcli.db.audit import audit
 from tractorcli.db.connection import connect
 from tractorcli.jobs.model import Task
 
@@ -70,6 +71,7 @@ def test_a_blade_waits_for_a_stopped_server_without_spinning_and_resumes(own_ser
     assert time.monotonic() - started < 10
     assert (site.work / "runs.txt").read_text().split() == ["before", "after"]
     assert "lost the database connection" in blade.text() and "database connection restored" in blade.text()
+    assert audit(site.conn) == []
 
 
 def test_an_outage_longer_than_the_lease_runs_nothing_twice(own_server):
@@ -97,3 +99,4 @@ def test_an_outage_longer_than_the_lease_runs_nothing_twice(own_server):
     assert sorted((site.work / "started.txt").read_text().split()) == ["a", "b"]
     runs = site.all("SELECT cid, iid, current, rcode FROM invocations WHERE jid = %s ORDER BY cid", jid)
     assert [tuple(r.values()) for r in runs] == [(1, 1, True, 0), (2, 1, True, 0)]
+    assert audit(site.conn) == []

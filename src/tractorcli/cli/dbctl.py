@@ -22,6 +22,7 @@ Examples:
   tractor-dbctl --stop && tractor-dbctl --destroy --yes
   tractor-dbctl --restore /backups/jobs.tgz --verify
   tractor-dbctl --show-params               job counter, schema version, ...
+  tractor-dbctl --check                     is the job database keeping its invariants?
   tractor-dbctl --set-job-counter 5000      next job gets jid 5001
   tractor-dbctl --clear-history 3mo         forget finished and deleted jobs older than 3 months
   tractor-dbctl --configdir /site/config --upgrade
@@ -32,7 +33,7 @@ Examples:
 Exit status: 0 success; 1 unexpected error; 2 bad command line; 3 bad
 configuration; 4 server not running; 5 refused in the current state; 6 database
 unreachable; 7 not found; 8 permission denied; 9 schema mismatch; 10 disk full
-or read-only; 11 bad input; 130 interrupted.
+or read-only; 11 bad input; 13 --check found a violation; 130 interrupted.
 """
 
 # (flag name, python name, takes value, help). Order = precedence, as in Tractor.
@@ -51,6 +52,7 @@ OPERATIONS: list[tuple[str, str, str | None, str]] = [
     ("--restore", "restore", "FILE", "Restore a backup into an empty data directory (server stopped)."),
     ("--set-job-counter", "set_job_counter", "N", "Continue job ids after N (the next job gets N+1); N must exceed the current counter."),
     ("--show-params", "show_params", None, "Print the database parameters as 'name = value'."),
+    ("--check", "check", None, "Check the job database's invariants (job counters, active commands, task order, the ready queue, blades' slots, orphan rows): each violation on a line with its ids; exit 13 if there is one. With --repair, fix what can be derived (counters, queue rows, slots) and say so."),
     ("--update-params", "update_params", None, "Store configuration values (DBArchiving) in the database."),
     ("--exec-sql", "exec_sql", "SQL", "Run SQL and print the rows, columns separated by '|'."),
     ("--vacuum", "vacuum", None, "Compact the database (VACUUM FULL); starts and stops the server if it is not running."),
@@ -74,6 +76,7 @@ MODIFIERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "no_auto_upgrade": ("--no-auto-upgrade", ("start_for_engine",)),
     "reset_job_counter": ("--reset-job-counter", ("purge_jobs",)),
     "verify": ("--verify", ("restore",)),
+    "repair": ("--repair", ("check",)),
     "log_day": ("--log-day", ("get_log", "tail_log", "log_filename")),
     "password_file": ("--password-file", ("add_user", "add_blade_login")),
 }
@@ -98,10 +101,11 @@ def _operation_options(f):
 @click.option("--no-auto-upgrade", is_flag=True, help="With --start-for-engine: do not upgrade the schema.")
 @click.option("--reset-job-counter", is_flag=True, help="With --purge-jobs: job ids start again at 1.")
 @click.option("--verify", is_flag=True, help="With --restore: start a private server on the backup and check it before restoring.")
+@click.option("--repair", is_flag=True, help="With --check: fix what can be derived from other rows (job counters, ready-queue rows, blades' slots in use).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (--destroy).")
 @click.option("--log-day", metavar="DAY", help="With --get-log, --tail-log or --log-filename: the log of that weekday (Mon..Sun).")
 @click.option("--password-file", metavar="FILE", help="With --add-user or --add-blade-login: the password is the first line of FILE ('-': standard input).")
-@click.option("--json", "as_json", is_flag=True, help="Print --status, --show-params, --check-upgrade, --list-users and --exec-sql results as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print --status, --show-params, --check, --check-upgrade, --list-users and --exec-sql results as JSON.")
 @site_options
 @version_option(PROG)
 def command(**opts) -> int:

@@ -274,6 +274,25 @@ def op_show_params(ctx: Context, opts: dict) -> None:
             ctx.out(f"{name} = {value}")
 
 
+def op_check(ctx: Context, opts: dict) -> int:
+    from ..db.audit import audit, describe
+
+    rows = audit(_db(ctx), repair=opts["repair"])
+    if opts["as_json"]:
+        ctx.out(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            ctx.out(describe(row))
+    left = sum(1 for r in rows if not r["repaired"])
+    if not rows:
+        ctx.info("the job database keeps every invariant")
+    elif left:
+        ctx.info(f"{len(rows)} violation(s), {len(rows) - left} repaired")
+    else:
+        ctx.info(f"{len(rows)} violation(s), all repaired")
+    return int(ExitStatus.INVARIANT) if left else 0
+
+
 def op_update_params(ctx: Context, opts: dict) -> None:
     from ..db import admin
 

@@ -48,6 +48,7 @@ GENERIC_EXIT_TEXT: dict[ExitStatus, str] = {
     ExitStatus.STORAGE: "disk full or read-only",
     ExitStatus.BAD_INPUT: "bad input",
     ExitStatus.JOB_FAILED: "a followed job ended with errors",
+    ExitStatus.INVARIANT: "the audit found the job database breaking an invariant",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

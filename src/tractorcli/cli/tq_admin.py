@@ -104,6 +104,33 @@ def _queuestats() -> int:
     return 0
 
 
+@command.command("audit", context_settings=CONTEXT_SETTINGS,
+                 epilog="\b\nExamples:\n  tq audit\n  tq audit --json\n  tq audit --repair   (Administrators, Wranglers)\n\n"
+                        "\b\nChecks: job counters against task states; active commands against running\n"
+                        "invocations; ready and active tasks against their subtasks, Instance targets and\n"
+                        "serial predecessor; the ready queue against the commands in state ready; blades'\n"
+                        "slots in use against what they run; orphan rows. Exit 13 when one is broken\n"
+                        "(and not repaired). tractor-dbctl --check is the same for the site's owner.")
+@click.option("--repair", is_flag=True,
+              help="Fix what can be derived from other rows (job counters, ready-queue rows, blades' slots in use).")
+@global_options
+def _audit(repair: bool) -> int:
+    """Check the job database's invariants and print each violation with its ids."""
+    from ..db.audit import audit, describe
+    from ..errors import ExitStatus
+
+    ctx = get_context()
+    rows = audit(ctx.connection(), repair=repair)
+    if _opts().get("form") in ("json", "ndjson"):
+        _emit_json(rows)
+    else:
+        for row in rows:
+            ctx.out(describe(row))
+        if not rows:
+            ctx.out("the job database keeps every invariant")
+    return int(ExitStatus.INVARIANT) if any(not r["repaired"] for r in rows) else 0
+
+
 _RELOAD_WHO = {
     "tractor": "tractor-engine re-reads tractor.toml at its next housekeeping pass",
     "blade": "every running tractor-blade re-reads blade.toml at its next heartbeat",

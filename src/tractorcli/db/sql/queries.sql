@@ -661,3 +661,7 @@ FROM unnest(%(ks)s::integer[], %(jids)s::bigint[], %(cids)s::integer[], %(bladei
 JOIN commands c ON c.jid = x.jid AND c.cid = x.cid
 JOIN blades b ON b.bladeid = x.bladeid
 ORDER BY x.k
+
+-- name: audit
+-- The job database's invariants checked (functions/audit.sql): one row per violation.
+SELECT invariant, ids, detail, repaired FROM tractor_audit_v1(%(repair)s)
