@@ -88,6 +88,19 @@ def test_overrides_land_in_the_job(shared_site, tmp_path):
     assert (job["aftertime"].year, job["aftertime"].month, job["aftertime"].minute) == (2031, 1, 4)
 
 
+def test_options_after_the_files_count_as_options(shared_site, tmp_path):
+    """`tractor-spool job.alf --paused` spools job.alf paused (before: unpaused, and then "--paused"
+    was a missing file); -c after a file is refused before anything is spooled."""
+    cfg, s = shared_site
+    path = write(tmp_path, "late.alf", SIMPLE.replace("simple", "late options"))
+    jid = jid_of(spool(cfg, path, "--paused", "--priority", "42"))
+    job = row(s, "SELECT * FROM jobs WHERE jid = %s", jid)
+    assert job["pausetime"] is not None and job["priority"] == 42
+    refused = spool(cfg, write(tmp_path, "late2.alf", SIMPLE.replace("simple", "never spooled")), "-c", "echo")
+    assert refused.returncode == ExitStatus.USAGE and "-c and -C come before" in refused.stderr
+    assert row(s, "SELECT count(*) AS n FROM jobs WHERE title = 'never spooled'")["n"] == 0
+
+
 def test_status_json_and_errors(shared_site, tmp_path):
     cfg, s = shared_site
     ok = spool(cfg, "--status-json", write(tmp_path, "j.alf", SIMPLE))

@@ -103,7 +103,23 @@ def command(**opts) -> int:
     """
     from . import spool_ops
 
-    return spool_ops.run(get_context(), opts)
+    return spool_ops.run(get_context(), _options_after_files(opts))
+
+
+def _options_after_files(opts: dict) -> dict:
+    """Options written after the job files (`tractor-spool job.alf --paused`) count as if written
+    before them.  (Parsing stops at the first file so that -c takes the rest as the command;
+    with files, the rest is parsed again, options anywhere, before anything is spooled.)"""
+    args = opts["args"]
+    if opts["command_mode"] or opts["local_command"] or not any(a.startswith("-") and a != "-" for a in args):
+        return opts
+    ctx = click.get_current_context()
+    with command.make_context(ctx.info_name, list(args), obj=ctx.obj, allow_interspersed_args=True) as late:
+        given = {p.name: late.params[p.name] for p in command.params
+                 if late.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE}
+    if given.get("command_mode") or given.get("local_command"):
+        raise click.UsageError("-c and -C come before the command they spool, not after job files")
+    return {**opts, **given, "args": late.params["args"]}
 
 
 main = make_main(command, PROG, fast_exit=True)
