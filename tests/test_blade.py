@@ -338,6 +338,16 @@ def test_builtins(site):
 # --- faults and control ---------------------------------------------------------------
 
 
+def test_invocations_record_the_commands_pid(site):
+    s = site()
+    jid = s.spool(Task("quick", cmds=(sh("echo $$ > quick.pid"),)),
+                  Task("slow", cmds=(sh("echo $$ > slow.pid; sleep 1.5"),)))
+    b = s.blade("--name", "pids", "--exit-when-idle")
+    assert b.wait() == 0, b.text()
+    pids = {r["cid"]: r["pid"] for r in s.invocations(jid)}
+    assert pids == {1: int((s.work / "quick.pid").read_text()), 2: int((s.work / "slow.pid").read_text())}
+
+
 def test_a_sigkilled_blade_loses_no_work(site):
     s = site()
     d.set_params(s.conn, {"BladeLeaseSecs": 1})

@@ -274,6 +274,7 @@ class Blade:
         self._metrics: dict[str, float | None] = {}
         self._metrics_at = 0.0
         self._held_back: str | None = None
+        self.unsent_pids: list[tuple[tuple[int, int, int], int]] = []  # launched, pid not yet recorded
 
     # -- database ------------------------------------------------------------------
 
@@ -390,6 +391,10 @@ class Blade:
         from ..db import dispatch
 
         m = self.metrics()
+        if self.unsent_pids:
+            sent = list(self.unsent_pids)
+            self._db(dispatch.record_pids, self.bladeid, sent)
+            del self.unsent_pids[:len(sent)]
         holding = [*self.runs, *(c.key for c in self.pending), *(c.key for c, _ in self.reports)]
         keep = self._db(dispatch.heartbeat, self.bladeid, holding, metrics={**_clean(m), "sa": self.free_slots()},
                         loadavg=m.get("loadavg") or 0.0, availmemory=m.get("mem") or 0.0,
@@ -520,6 +525,8 @@ class Blade:
         self.runs[c.key] = run
         self.launched += 1
         run.start()
+        if run.pid:
+            self.unsent_pids.append((c.key, run.pid))
         if run.log_error:
             self.say(f"J{c.jid} T{c.tid}: {run.log_error}")
         self.say(f"J{c.jid} T{c.tid} C{c.cid}.{c.iid}: launched {' '.join(spec.argv)!s:.200}"
@@ -567,11 +574,13 @@ class Blade:
                     svcids = self._db(self._svc.matching, self._facts(m, free))
                 else:
                     free = 0
+        pids = list(self.unsent_pids)
         outcomes, claims = self._db(dispatch.finish_and_claim, self.bladeid,
                                     [(c, run.rcode, run.elapsed, run.utime, run.stime, run.checkpoint)
                                      for c, run in batch],
-                                    svcids, self.ident.short_host, free)
+                                    svcids, self.ident.short_host, free, pids)
         del self.reports[:len(batch)]
+        del self.unsent_pids[:len(pids)]
         for (c, run), outcome in zip(batch, outcomes):
             self.say(f"J{c.jid} T{c.tid} C{c.cid}.{c.iid}: exit code {run.rcode}"
                      + (f" ({run.note})" if run.note else "") + f" -> {outcome}")

@@ -179,10 +179,22 @@ def finish(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, rcode: int,
         "real": real, "app": app, "sys": sys}).fetchone()["outcome"]
 
 
+def _pids_params(bladeid: uuid.UUID, pids: list[tuple[tuple[int, int, int], int]]) -> dict:
+    return {"bladeid": bladeid, "jids": [k[0] for k, _ in pids], "cids": [k[1] for k, _ in pids],
+            "iids": [k[2] for k, _ in pids], "pids": [p for _, p in pids]}
+
+
+def record_pids(conn: "psycopg.Connection", bladeid: uuid.UUID, pids: list[tuple[tuple[int, int, int], int]]) -> int:
+    """Record the process ids of launched commands ((jid, cid, iid), pid); how many were recorded."""
+    return conn.execute(queries.get("pids"), _pids_params(bladeid, pids)).fetchone()["recorded"]
+
+
 def finish_and_claim(conn: "psycopg.Connection", bladeid: uuid.UUID,
                      reports: list[tuple[Claim, int, float, float, float, bool]], svcids: Iterable[int],
-                     host: str, slots: int) -> tuple[list[str], list[Claim]]:
-    """Report ended commands (claim, rcode, real, app, sys, checkpoint) and claim new ones.
+                     host: str, slots: int, pids: list[tuple[tuple[int, int, int], int]] = ()
+                     ) -> tuple[list[str], list[Claim]]:
+    """Report ended commands (claim, rcode, real, app, sys, checkpoint) and claim new ones; `pids`:
+    the process ids of commands launched since the last report, recorded first.
 
     One transaction (one commit to wait for) and, pipelined, one round trip:
     a busy blade's whole cycle.  If anything fails, nothing of it happened
@@ -192,6 +204,8 @@ def finish_and_claim(conn: "psycopg.Connection", bladeid: uuid.UUID,
     claimed = None
     # BEGIN, the calls and COMMIT all go out together: one round trip
     with conn.pipeline(), conn.transaction():
+        if pids:
+            conn.execute(queries.get("pids"), _pids_params(bladeid, list(pids)))
         finished = [conn.execute(queries.get("finish_checkpoint" if checkpoint else "finish"), {
             "jid": c.jid, "cid": c.cid, "iid": c.iid, "bladeid": bladeid, "rcode": rcode,
             "real": real, "app": app, "sys": sys}) for c, rcode, real, app, sys, checkpoint in reports]
@@ -291,6 +305,7 @@ def store_tiers(conn: "psycopg.Connection", tiers: dict[str, int]) -> int:
 
 
 __all__ = ["BladeInfo", "Claim", "ServiceCache", "register", "claim", "launch_info", "finish", "finish_and_claim",
+           "record_pids",
            "progress", "store_tiers",
            "heartbeat", "blade_exit", "housekeep", "set_params", "retry", "retry_many", "skip", "skip_many", "kill",
            "kill_many"]

@@ -665,3 +665,8 @@ ORDER BY x.k
 -- name: audit
 -- The job database's invariants checked (functions/audit.sql): one row per violation.
 SELECT invariant, ids, detail, repaired FROM tractor_audit_v1(%(repair)s)
+
+-- name: pids
+-- The process ids of launched commands (functions/blades.sql).
+SELECT tractor_pids_v1(%(bladeid)s, %(jids)s::bigint[], %(cids)s::integer[], %(iids)s::integer[],
+                       %(pids)s::integer[]) AS recorded

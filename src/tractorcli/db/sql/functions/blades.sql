@@ -449,6 +449,26 @@ BEGIN
     RETURN n;
 END $$;
 
+-- The process ids of commands blade p_blade launched (p_jids, p_cids, p_iids, p_pids, one per
+-- command), sent with its next report or heartbeat: what ps on the host shows for each
+-- invocation.  Returns how many were recorded.
+CREATE OR REPLACE FUNCTION tractor_pids_v1(p_blade uuid, p_jids bigint[], p_cids integer[], p_iids integer[],
+                                           p_pids integer[])
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
+    UPDATE invocations i SET pid = p.pid
+    FROM unnest(p_jids, p_cids, p_iids, p_pids) AS p(jid, cid, iid, pid)
+    WHERE (i.jid, i.cid, i.iid) = (p.jid, p.cid, p.iid) AND i.bladeid = p_blade AND i.pid IS NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
 -- An invocation ends without a result (lost blade, blade handing work back):
 -- its command goes back to the queue; the next launch is a new invocation.
 CREATE OR REPLACE FUNCTION tractor_requeue(p_jid bigint, p_cid integer, p_iid integer) RETURNS boolean
