@@ -143,8 +143,7 @@ def test_online_backup_while_writes_go_on_is_consistent(filled_site, tmp_site):
 
 def test_job_ids_resume_from_the_backup(filled_site):
     cfg, s = filled_site
-    with connect(s, autocommit=True) as conn:
-        conn.execute("SELECT setval('jid_seq', 1234)")
+    ok(dbctl(cfg, "--set-job-counter", "1234"))
     backup = s.data_dir.parent / "counter.tgz"
     ok(dbctl(cfg, "--backup", str(backup)))
     for _ in range(3):  # jobs submitted after the backup

@@ -52,7 +52,12 @@ def test_sigkill_of_the_server_then_start_loses_nothing_committed(tmp_site):
     assert "removed stale postmaster.pid" in started.stderr
     with connect(s, autocommit=True) as conn:
         present = {r["jid"] for r in conn.execute("SELECT jid FROM jobs WHERE owner = 'w'")}
-    assert set(committed) <= present
+        assert set(committed) <= present
+        # the job counter is the last jid used, not the sequence the crash moved ahead (up to 32)
+        params = dict(line.split(" = ", 1) for line in ok(dbctl(cfg, "--show-params")).stdout.splitlines())
+        assert params["jidcounter"] == str(max(present))
+        nxt = conn.execute("INSERT INTO jobs (owner) VALUES ('w') RETURNING jid").fetchone()["jid"]
+        assert max(present) < nxt <= max(present) + 33
 
 
 def test_stale_pid_file_naming_another_live_process(tmp_site):

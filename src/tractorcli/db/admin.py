@@ -84,15 +84,18 @@ def set_job_counter(conn: "psycopg.Connection", value: int) -> int:
                 "the new value must be greater, so that no job id is used twice"
             )
         conn.execute(queries.get("set_job_counter"), {"counter": value})
+        conn.execute(queries.get("set_jid_floor"), {"counter": value})
     return value
 
 
 def purge_jobs(conn: "psycopg.Connection", *, reset_counter: bool = False) -> None:
     with conn.transaction():
+        conn.execute(queries.get("keep_jid_floor"))
         conn.execute(queries.get("purge_jobs"))
         conn.execute(queries.get("purge_job_notes"))
         if reset_counter:
             conn.execute(queries.get("reset_job_counter"))
+            conn.execute(queries.get("forget_jid_floor"))
 
 
 def parse_year_month(text: str) -> dt.datetime:
@@ -111,6 +114,7 @@ def parse_year_month(text: str) -> dt.datetime:
 
 def purge_archive_to(conn: "psycopg.Connection", before: dt.datetime) -> int:
     with conn.transaction():
+        conn.execute(queries.get("keep_jid_floor"))
         return conn.execute(queries.get("purge_archive_to"), {"before": before}).rowcount
 
 
@@ -139,6 +143,7 @@ def parse_duration(text: str, option: str = "--clear-history") -> float:
 def clear_history(conn: "psycopg.Connection", older_than_secs: float) -> int:
     before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=older_than_secs)
     with conn.transaction():
+        conn.execute(queries.get("keep_jid_floor"))
         return conn.execute(queries.get("clear_history"), {"before": before}).rowcount
 
 

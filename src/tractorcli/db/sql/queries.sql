@@ -89,8 +89,27 @@ WHERE g.rolname IN ('tractor_people', 'tractor_blades')
 ORDER BY g.rolname DESC, r.rolname
 
 -- name: job_counter
--- The last jid handed out (0 before the first job), as Tractor's jidcounter.
-SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS jidcounter FROM jid_seq
+-- The last jid used (0 before the first job), as Tractor's jidcounter: the highest jid of the jobs,
+-- or higher where --set-job-counter or a purge of the newest jobs left it (params jidfloor).  Not
+-- the sequence's value: PostgreSQL logs sequences 32 values ahead, so after a server crash the
+-- next jid may skip up to 32 numbers (a gapless counter would make every spool wait for the one
+-- before it to commit); no jid is ever used twice.
+SELECT greatest((SELECT coalesce(max(jid), 0) FROM jobs),
+                (SELECT coalesce(max(value::bigint), 0) FROM params WHERE name = 'jidfloor')) AS jidcounter
+
+-- name: keep_jid_floor
+-- Before jobs are removed: the highest jid used so far stays the floor of jidcounter.
+INSERT INTO params (name, value)
+SELECT 'jidfloor', greatest((SELECT coalesce(max(jid), 0) FROM jobs),
+                            (SELECT coalesce(max(value::bigint), 0) FROM params WHERE name = 'jidfloor'))::text
+ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
+
+-- name: set_jid_floor
+INSERT INTO params (name, value) VALUES ('jidfloor', %(counter)s::text)
+ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
+
+-- name: forget_jid_floor
+DELETE FROM params WHERE name = 'jidfloor'
 
 -- name: set_job_counter
 -- The next job gets jid = counter + 1.
@@ -104,9 +123,10 @@ SELECT coalesce(max(jid), 0) AS maxjid FROM jobs
 
 -- name: show_params
 SELECT name, value FROM (
-    SELECT name, value FROM params
+    SELECT name, value FROM params WHERE name <> 'jidfloor'
     UNION ALL
-    SELECT 'jidcounter', (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM jid_seq)::text
+    SELECT 'jidcounter', greatest((SELECT coalesce(max(jid), 0) FROM jobs),
+                                  (SELECT coalesce(max(value::bigint), 0) FROM params WHERE name = 'jidfloor'))::text
     UNION ALL
     SELECT 'schema-version', coalesce((SELECT max(version) FROM schema_migrations), 0)::text
     UNION ALL
