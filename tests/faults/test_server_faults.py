@@ -18,6 +18,8 @@ from tractorcli.cluster import Cluster
 from tractorcli.db.connection import connect
 from tractorcli.errors import ExitStatus
 
+pytestmark = pytest.mark.faults
+
 
 def postmaster_pid(s) -> int:
     return int((s.db_data_dir / "postmaster.pid").read_text().split()[0])
