@@ -1,0 +1,160 @@
+"""Hostile job scripts end in a one-line error naming file:line:column, in bounded time and memory."""
+
+from __future__ import annotations
+
+import pytest
+
+from tractorcli.jobs import alfred, tcl
+from tractorcli.jobs.alfred import parse
+from tractorcli.jobs.model import JobError
+from tractorcli.jobs.tcl import Interp, TclError
+
+
+def refused(text: str, message: str, line: int, col: int, file: str = "h.alf") -> JobError:
+    with pytest.raises(JobError) as e:
+        parse(text, file)
+    text_ = str(e.value)
+    assert message in text_, text_
+    assert text_.startswith(f"{file}:{line}:{col}: "), text_
+    assert "\n" not in text_
+    return e.value
+
+
+def tcl_refused(script: str, message: str, line: int, col: int) -> None:
+    with pytest.raises(TclError) as e:
+        Interp("t.tcl").eval_text(script)
+    assert message in str(e.value), str(e.value)
+    assert str(e.value).startswith(f"t.tcl:{line}:{col}: "), str(e.value)
+
+
+# --- 1. format refuses what it cannot convert ------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    ("%d inf", 'expected integer but got "inf"'),
+    ("%d nan", 'expected integer but got "nan"'),
+    ("%x 1e400", 'expected integer but got "1e400"'),
+    ("%c 99999999", "character code 99999999 is not a Unicode character"),
+    ("%c -1", "character code -1 is not a Unicode character"),
+    ("%c 55296", "character code 55296 is not a Unicode character"),
+    ("%.*d -3 1", 'bad precision "-3"'),
+])
+def test_format_refuses_values_it_cannot_convert(args, message):
+    text = f'Job -title "x" -comment "[format {args}]" -subtasks {{}}'
+    fmt, value = args.split(" ", 1)
+    # the place of the value, or of the format string for a bad precision
+    col = text.index(" " + value.split()[-1] + "]") + 2 if "*" not in fmt else text.index(fmt) + 1
+    refused(text, message, 1, col)
+
+
+def test_format_of_a_number_too_long_to_show():
+    tcl_refused(f"format %d {'9' * 5000}", "expected integer", 1, 11)
+    assert Interp().eval_text("format {%c%c} 65 0x263a") == "A\u263a"
+
+
+# --- 2. nesting is limited to MAX_DEPTH levels, refused with the place ------------------------
+
+
+def test_deep_task_nesting_is_refused_at_the_brace_too_deep():
+    n = 100_000
+    text = "Job -title t -subtasks {" + "Task t -subtasks {" * n + "}" * n + "}\n"
+    e = refused(text, f"nested too deeply: more than {tcl.MAX_DEPTH} levels", 1, 24 + 18 * 1000)
+    assert e.where is not None
+
+
+def test_deep_task_nesting_on_separate_lines_and_through_the_generic_path(monkeypatch):
+    n = 20_000
+    text = "Job -title t -subtasks {\n" + "Task t -subtasks {\n" * n + "}\n" * n + "}\n"
+    for fast in (True, False):
+        monkeypatch.setattr(alfred, "FAST_PATH", fast)
+        refused(text, "nested too deeply", 1001, 18)
+
+
+def test_deep_command_substitution_is_refused():
+    n = 100_000
+    text = 'Job -title "' + "[list " * n + "x" + "]" * n + '" -subtasks {}\n'
+    refused(text, "nested too deeply", 1, 13 + 6 * (tcl.MAX_DEPTH - 1))
+
+
+@pytest.mark.parametrize("body", ["(" * 100_000 + "1" + ")" * 100_000, "-" * 100_000 + "1",
+                                  "2**" * 100_000 + "1", "1?" * 100_000 + "1" + ":1" * 100_000],
+                         ids=["parentheses", "unary", "power", "ternary"])
+def test_deep_expressions_are_refused(body):
+    tcl_refused(f"expr {{{body}}}", "nested too deeply", 1, 6)
+
+
+def test_nesting_just_under_the_limit_still_parses(monkeypatch):
+    # 990 nested tasks (the script and the Job's body take levels too), both paths
+    n = 990
+    text = "Job -title t -subtasks {" + "Task t -subtasks {" * n + "Task leaf -cmds {RemoteCmd {x}}" \
+        + "}" * n + "}\n"
+    jobs = []
+    for fast in (True, False):
+        monkeypatch.setattr(alfred, "FAST_PATH", fast)
+        jobs.append(parse(text, "h.alf"))
+    node = jobs[0].subtasks[0]
+    depth = 1
+    while node.subtasks:
+        node, depth = node.subtasks[0], depth + 1
+    assert depth == n + 1 and node.cmds[0].argv == ("x",)
+    expr = "(" * 900 + "1" + ")" * 900
+    assert Interp().eval_text(f"expr {{{expr}}}") == "1"
+
+
+def test_the_fast_path_refuses_the_same_depth_as_the_generic_path(monkeypatch):
+    for n in range(995, 1001):
+        text = "Job -title t -subtasks {" + "Task t -subtasks {" * n + "Task leaf -cmds {RemoteCmd {x}}" \
+            + "}" * n + "}\n"
+        outcomes = []
+        for fast in (True, False):
+            monkeypatch.setattr(alfred, "FAST_PATH", fast)
+            try:
+                parse(text, "h.alf")
+                outcomes.append("ok")
+            except JobError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1], n
+
+
+# --- 3. no value grows past MAX_VALUE characters ----------------------------------------------
+
+
+def test_doubling_a_variable_is_refused_at_the_limit():
+    script = "set a x\n" + "set a $a$a\n" * 60
+    tcl_refused(script, f"value too large: a job script may build values of at most {tcl.MAX_VALUE:,}",
+                28, 9)  # 2**27 characters: the 27th doubling
+
+
+def test_huge_format_width_and_precision_are_refused_before_building():
+    tcl_refused("format %999999999d 1", "value too large", 1, 8)
+    tcl_refused("format %.999999999f 1", "value too large", 1, 8)
+    tcl_refused("format %*d 999999999 1", "value too large", 1, 8)
+    tcl_refused("format %9999999999999999999999d 1", "value too large", 1, 8)
+
+
+@pytest.mark.parametrize("script, line, col", [
+    ("set a [string repeat x 600]\nset b $a$a", 2, 9),
+    ('set a [string repeat x 600]\nset b "$a-$a"', 2, 11),
+    ("set a [string repeat x 600]\nset b [string repeat $a 2]", 2, 8),
+    ("set a [string repeat x 600]\nappend a $a", 2, 1),
+    ("set a [string repeat x 600]\nlappend a $a", 2, 1),
+    ("set a [string repeat x 600]\nlist $a $a", 2, 1),
+    ("set a [string repeat x 600]\nconcat $a $a", 2, 1),
+    ("set a [string repeat x 600]\njoin {1 2 3} $a", 2, 1),
+    ("set a [string repeat x 600]\nsplit $a {}", 2, 1),
+    ("set a [string repeat x 600]\nstring map [list x xx] $a", 2, 1),
+    ("format %2000s x", 1, 8),
+    ("format %s%s [string repeat x 600] [string repeat x 600]", 1, 1),
+    ("set a [string repeat \\{ 600]\nlrange [list $a $a] 0 end", 2, 9),
+])
+def test_every_way_a_value_grows_is_limited(monkeypatch, script, line, col):
+    monkeypatch.setattr(tcl, "MAX_VALUE", 1000)
+    tcl_refused(script, "value too large", line, col)
+
+
+def test_values_under_the_limit_are_built(monkeypatch):
+    monkeypatch.setattr(tcl, "MAX_VALUE", 1000)
+    it = Interp()
+    assert len(it.eval_text("set a [string repeat x 400]; set b $a$a")) == 800
+    assert len(it.eval_text("append a $a")) == 800
+    assert len(it.eval_text("format %900s x")) == 900
