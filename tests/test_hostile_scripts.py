@@ -158,3 +158,56 @@ def test_values_under_the_limit_are_built(monkeypatch):
     assert len(it.eval_text("set a [string repeat x 400]; set b $a$a")) == 800
     assert len(it.eval_text("append a $a")) == 800
     assert len(it.eval_text("format %900s x")) == 900
+
+
+def test_assign_variables_in_launch_expressions_are_limited_too(monkeypatch):
+    monkeypatch.setattr(tcl, "MAX_VALUE", 1000)
+    text = "Job -title t -init {Assign v {" + "x" * 600 + "}} -subtasks {\n Task t -cmds {RemoteCmd {echo {$v$v}}}\n}\n"
+    refused(text, "value too large", 2, 16)
+
+
+# --- 4. Iterate counts before it builds --------------------------------------------------------
+
+
+@pytest.mark.parametrize("opts, count", [
+    ("-from 1 -to 100000000", "100,000,000"), ("-from 100000000 -to 1", "100,000,000"),
+    ("-from 0 -to 99999999999 -by 2", "50,000,000,000"), ("-from 1 -to 20000001 -by binary", "20,000,001"),
+])
+def test_huge_iterations_are_refused_before_any_is_made(opts, count):
+    text = f"Job -title t -subtasks {{\n  Iterate i {opts} -template {{Task $i}}\n}}\n"
+    refused(text, f"Iterate: {count} iterations; at most 10,000,000 are allowed", 2, 3)
+
+
+def test_iterate_counts_agree_with_the_values_made():
+    job = parse("Job -title t -subtasks {Iterate i -from 10 -to 1 -by 3 -template {Task $i}}", "h.alf")
+    assert [t.title for t in job.subtasks] == ["10", "7", "4", "1"]
+
+
+# --- 5. characters no job can hold ------------------------------------------------------------------
+
+
+def test_nul_bytes_in_the_script_are_refused_with_the_place():
+    refused("Job -title t -subtasks {\n  Task {a\0b}\n}\n", "the script holds a NUL character (byte 0)", 2, 10)
+
+
+@pytest.mark.parametrize("text, what, line, col", [
+    ('Job -title "a\\x00b" -subtasks {}', "Job: -title holds a NUL character", 1, 12),
+    ('Job -title "[format %c 0]" -subtasks {}', "Job: -title holds a NUL character", 1, 12),
+    ("Job -title t -subtasks {\n Task t -cmds {RemoteCmd {echo \\0}}\n}", "RemoteCmd: the launch expression", 2, 26),
+    ('Job -title t -subtasks {\n Task "\\0"\n}', "Task: the title", 2, 7),
+    ('Job -title "a\\ud800" -subtasks {}', "Job: -title holds a lone surrogate (U+D800", 1, 12),
+])
+def test_nul_and_surrogates_made_by_escapes_are_refused(monkeypatch, text, what, line, col):
+    for fast in (True, False):
+        monkeypatch.setattr(alfred, "FAST_PATH", fast)
+        refused(text, what, line, col)
+
+
+def test_invalid_utf8_files_are_read_as_latin1(tmp_path):
+    # the documented fallback for old scripts: every byte is a character, nothing is lost
+    path = tmp_path / "old.alf"
+    path.write_bytes(b"Job -title {caf\xe9 \xff} -subtasks {}\n")
+    assert alfred.parse_file(str(path)).title == "caf\u00e9 \u00ff"
+    path.write_bytes(b"Job -title {a\xff\x00} -subtasks {}\n")
+    with pytest.raises(JobError, match=r"old\.alf:1:15: the script holds a NUL"):
+        alfred.parse_file(str(path))
