@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tractorcli.jobs import alfred, tcl
@@ -211,3 +213,21 @@ def test_invalid_utf8_files_are_read_as_latin1(tmp_path):
     path.write_bytes(b"Job -title {a\xff\x00} -subtasks {}\n")
     with pytest.raises(JobError, match=r"old\.alf:1:15: the script holds a NUL"):
         alfred.parse_file(str(path))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_deep_nesting_does_not_copy_the_script_at_every_level(tmp_path):
+    import subprocess
+    import sys
+
+    n = 990
+    path = tmp_path / "deep.alf"
+    path.write_text("Job -title t -subtasks {" + "Task t -subtasks {" * n + "Task leaf -title {" + "x" * 200_000
+                    + "}" + "}" * n + "}\n")
+    # the peak resident size (VmHWM; ru_maxrss would carry the forking parent's peak over exec)
+    code = ("import re, sys; from tractorcli.jobs.alfred import parse_file; "
+            "job = parse_file(sys.argv[1]); assert job.subtasks[0].title == 't'; "
+            "print(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert int(out.stdout) < 100_000, out.stdout  # KB; 990 copies of the text inside would be 200 MB

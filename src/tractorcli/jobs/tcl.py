@@ -161,6 +161,31 @@ class Word:
         return f"Word({self.value!r} @{self.where})"
 
 
+class _LongBraceWord(Word):
+    """A long braced word, its value copied out of the script only when asked for.
+
+    A script body (-subtasks {...}) is evaluated from its place in the
+    script and its value is rarely needed; not copying it keeps a script
+    nested N levels deep from holding N copies of its text at once.
+    """
+
+    __slots__ = ("_value",)
+
+    @property
+    def value(self) -> str:
+        v = self._value
+        if v is None:
+            v = self._value = braced_value(self.src.text[self.start:self.end])
+        return v
+
+    @value.setter
+    def value(self, v) -> None:
+        self._value = v
+
+
+_LAZY_BRACES = 4096  # braced words longer than this are _LongBraceWords
+
+
 # --- lexical helpers -------------------------------------------------------------
 
 _BLANKS = re.compile(r"(?:[ \t\r\f\v]|\\\r?\n)*")
@@ -516,6 +541,8 @@ class Interp:
             if after < end and text[after] not in _WORD_END and not (in_bracket and text[after] == "]"):
                 if not (text[after] == "\\" and text[after + 1: after + 2] in ("\n", "\r")):
                     raise TclError("extra characters after close-brace", src.location(after))
+            if close - pos > _LAZY_BRACES:
+                return _LongBraceWord(BRACE, None, src, pos, pos + 1, close), after
             raw = text[pos + 1:close]
             value = braced_value(raw)
             return Word(BRACE, value, src, pos, pos + 1, close), after
