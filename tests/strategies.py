@@ -11,7 +11,8 @@ parse(as_tcl(job)) == job can hold: `-after` has minute precision in the
 current year and local time, an `-expand` file name is not "0", "1" or
 padded with blanks, argv is never empty, runtypes match where a command
 sits, and no launch expression or -msg mentions an `-init` variable as
-`$name` (the parser substitutes those).
+`$name` (the parser substitutes those), and no string holds a NUL (no job
+can hold one: the parser refuses it).
 """
 
 from __future__ import annotations
@@ -224,11 +225,44 @@ def jobs(draw, alfred: bool = False, max_depth: int = 4) -> Job:
     return _alfred_safe(job) if alfred else job
 
 
+def _no_nul(obj) -> None:
+    """Replace NUL characters in every string of a model object (no job can hold one)."""
+    import dataclasses
+
+    def clean(v):
+        if isinstance(v, str):
+            return v.replace("\x00", "\x01")  # not removed: ids and titles stay distinct
+        if isinstance(v, tuple):
+            return tuple(clean(x) for x in v)
+        if isinstance(v, DirMap):
+            return DirMap(clean(v.src), clean(v.dst), clean(v.zone))
+        return v
+
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, (str, DirMap)) or isinstance(v, tuple) and not any(
+                isinstance(x, (Task, Instance, Command)) for x in v):
+            setattr(obj, f.name, clean(v))
+
+
 def _alfred_safe(job: Job) -> Job:
-    """Drop -init variables that a launch expression or -msg mentions as $name."""
+    """Replace NULs (the parser refuses them); drop -init variables that a launch
+    expression or -msg mentions as $name."""
+    from tractorcli.jobs.model import iter_tasks
+
+    _no_nul(job)
+    for c in job.cleanup + job.postscript:
+        _no_nul(c)
+    stack = list(job.subtasks)
+    while stack:
+        n = stack.pop()
+        _no_nul(n)
+        if isinstance(n, Task):
+            stack.extend(n.subtasks)
+            for c in n.cmds + n.cleanup:
+                _no_nul(c)
     if not job.assignments:
         return job
-    from tractorcli.jobs.model import iter_tasks
 
     texts = []
     for t in iter_tasks(job.subtasks):

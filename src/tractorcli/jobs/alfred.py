@@ -41,13 +41,21 @@ from .alf_options import JOB_OPTS as _JOB_OPTS
 from .alf_options import TASK_OPTS as _TASK_OPTS
 from .alf_options import WHEN as _WHEN
 from .fastalf import FastBody
-from .tcl import BARE, BRACE, Interp, Source, TclError, Word, split_list
+from . import tcl as _tcl
+from .tcl import BARE, BRACE, Interp, Source, TclError, Word, split_list, too_big
 
 __all__ = ["parse", "parse_tasks", "AlfredOptions"]
 
 # Plain -subtasks and -cmds bodies take fastalf's path (tests turn it off to
 # compare both paths on the same scripts).
 FAST_PATH = True
+
+# Iterations of one Iterate, computed from -from, -to and -by before any is made.
+MAX_ITERATIONS = 10_000_000
+
+# Characters a job cannot hold: PostgreSQL text has no NUL, and a lone
+# surrogate (from a \ud800 escape) is no character UTF-8 can encode.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class AlfredOptions:
@@ -61,6 +69,7 @@ class AlfredOptions:
 def parse(text: str, filename: str = "<script>", *, strict: bool = False,
           remotecleankey: str | None = None, check: bool = True) -> Job:
     """Parse an Alfred job script into a checked Job."""
+    _check_text(text, filename)
     p = _Parser(filename, AlfredOptions(strict=strict, remotecleankey=remotecleankey))
     job = p.run(text)
     if check:
@@ -75,6 +84,7 @@ def parse_tasks(text: str, filename: str = "<expand>", *, strict: bool = False) 
     and `Iterate` at the top level (`Job` and commands there are errors).
     Returns the nodes in order; a JobError names file:line:col.
     """
+    _check_text(text, filename)
     p = _Parser(filename, AlfredOptions(strict=strict))
     bucket: list = []
     p.context = [("nodes", bucket)]
@@ -148,6 +158,12 @@ class _Parser:
         return out
 
     def convert(self, op: str, kind: str, opt: Word, v: Word):
+        value = self._convert(op, kind, opt, v)
+        if v.kind != BRACE or "\\" in v.value:  # only substitution or escapes make such characters
+            _check_value(value, v, f"{op}: {opt.value}")
+        return value
+
+    def _convert(self, op: str, kind: str, opt: Word, v: Word):
         s = v.value
         try:
             if kind == "str":
@@ -285,6 +301,8 @@ class _Parser:
                                    and words[1].value in _TASK_OPTS):
             title = words[1].value
             start = 2
+        if title is not None:
+            _check_value(title, words[1], "Task: the title")
         task = Task(title="", where=words[0].where)
         for fld, kind, ow, vw in self.options("Task", words, start, _TASK_OPTS):
             if kind == "nodes":
@@ -310,6 +328,7 @@ class _Parser:
             title = words[1].value
         else:
             raise JobError("Instance takes one title: Instance {title}", words[0].where)
+        _check_value(title, words[-1], "Instance: the title")
         bucket.append(Instance(title, where=words[0].where))
         return ""
 
@@ -344,6 +363,9 @@ class _Parser:
                       "they are joined into one list", argv_words[1])
         if not argv:
             raise JobError(f"{op}: empty launch expression", argv_words[0].where)
+        if any(_UNSTORABLE.search(a) for a in argv):
+            for w in argv_words:
+                _check_value(tuple(split_list(w.value)), w, f"{op}: the launch expression")
         cmd = Command(argv=tuple(argv), local=local, where=words[0].where)
         for fld, kind, ow, vw in self.options(op, [words[0], *opt_words], 1, _CMD_OPTS):
             setattr(cmd, fld, self.convert(op, kind, ow, vw))
@@ -355,6 +377,8 @@ class _Parser:
         if len(words) != 3:
             raise JobError("Assign takes a name and a value: Assign var {value}", words[0].where)
         name, value = words[1].value, words[2].value
+        _check_value(name, words[1], "Assign: the name")
+        _check_value(value, words[2], "Assign: the value")
         self.assignments.append((name, value))
         interp.vars[name] = value
         return ""
@@ -384,9 +408,12 @@ class _Parser:
         step = 1 if by_word is None or binary else self._int_opt("Iterate", "-by", by_word)
         if step <= 0:
             raise JobError("Iterate: -by must be a positive integer (or binary)", by_word.where)
+        # counted before any value is made: -to 100000000 is refused at once
+        count = abs(hi - lo) + 1 if binary else abs(hi - lo) // step + 1
+        if count > MAX_ITERATIONS:
+            raise JobError(f"Iterate: {count:,} iterations; at most {MAX_ITERATIONS:,} are allowed",
+                           words[0].where)
         values = _iterate_values(lo, hi, step, binary)
-        if len(values) > 10_000_000:
-            raise JobError("Iterate: more than 10,000,000 iterations", words[0].where)
         template = spec["-template"]
         loc = template.where
         pattern = re.compile(r"\$(?:\{%s\}|%s(?![A-Za-z0-9_]))" % (re.escape(var), re.escape(var)))
@@ -411,6 +438,29 @@ class _Parser:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _unstorable(c: str) -> str:
+    return "a NUL character (byte 0)" if c == "\0" else f"a lone surrogate (U+{ord(c):04X}, not a character)"
+
+
+def _check_text(text: str, filename: str) -> None:
+    """Refuse a script holding a character no job can hold, naming its place."""
+    m = _UNSTORABLE.search(text)
+    if m is not None:
+        raise JobError(f"the script holds {_unstorable(m.group())}, which a job cannot hold",
+                       Source(text, filename).location(m.start()))
+
+
+def _check_value(value, w: Word, what: str) -> None:
+    """Refuse a value (made by substitution or escapes) holding a character no job can hold."""
+    for s in (value,) if isinstance(value, str) else value if isinstance(value, tuple) else ():
+        if isinstance(s, DirMap):
+            _check_value((s.src, s.dst, s.zone), w, what)
+            continue
+        m = _UNSTORABLE.search(s) if isinstance(s, str) else None
+        if m is not None:
+            raise JobError(f"{what} holds {_unstorable(m.group())}, which a job cannot hold", w.where)
 
 
 def _bool(s: str) -> bool:
@@ -491,16 +541,26 @@ _DOLLAR = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z0-9_]+))")
 def _apply_assignments(job: Job, values: dict[str, str]) -> None:
     """Replace $var of Assign variables left literally in launch expressions."""
 
-    def sub(s: str) -> str:
+    def sub(s: str, c: Command) -> str:
         if "$" not in s:
             return s
-        return _DOLLAR.sub(lambda m: values.get(m.group(1) or m.group(2), m.group(0)), s)
+        size = len(s)
+
+        def value(m: re.Match) -> str:
+            nonlocal size
+            v = values.get(m.group(1) or m.group(2), m.group(0))
+            size += len(v) - (m.end() - m.start())
+            if size > _tcl.MAX_VALUE:
+                raise too_big(c.where)
+            return v
+
+        return _DOLLAR.sub(value, s)
 
     def fix(cmds):
         for c in cmds:
-            c.argv = tuple(sub(a) for a in c.argv)
+            c.argv = tuple(sub(a, c) for a in c.argv)
             if c.msg:
-                c.msg = sub(c.msg)
+                c.msg = sub(c.msg, c)
 
     from .model import iter_tasks
 

@@ -89,9 +89,7 @@ class FastBody:
     def run(self, kind: str, word: Word, bucket: list) -> None:
         """Fill `bucket` (the parser's current context) with the body's nodes or commands."""
         interp = self.p.interp
-        interp.depth += 1
-        if interp.depth > MAX_DEPTH:
-            raise TclError("too many nested evaluations", word.where)
+        interp.enter(word.where)
         try:
             text, src = self.text, self.src
             nodes = kind == "nodes"
@@ -161,6 +159,8 @@ class FastBody:
         if title[:1] == "-" and title in self.task_opts:
             raise _Bail  # `Task -service {x} -cmds ...`: no title; the general path
         a = m.start()
+        if self.p.interp.depth >= MAX_DEPTH:
+            raise _Bail  # its -cmds block would be one level too deep: the generic path says so
         task = Task(title=_value(title), where=SourcePos(self.src, a))
         argv_text = _value(argv_word)
         if argv_word[:1] == "-" or not argv_text or '"' in argv_text:
@@ -216,8 +216,8 @@ class FastBody:
             if kind == "str":
                 setattr(task, field, _value(v))
             elif kind == "cmds" or kind == "nodes":
-                if v[:1] != "{":
-                    raise _Bail
+                if v[:1] != "{" or self.p.interp.depth >= MAX_DEPTH:
+                    raise _Bail  # (a block one level too deep: the generic path says so)
                 off = found[i + 1].start()
                 if kind == "cmds":
                     cmds = self.commands_of(off + 1, off + len(v) - 1)

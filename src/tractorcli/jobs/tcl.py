@@ -16,6 +16,10 @@ The interpreter runs only a whitelist of harmless commands (`set`, `expr`,
 `alfred.py` registers.  Anything else (`exec`, `open`, `source`, `proc`,
 ...) is refused with its name and place: nothing in a job script ever runs
 on the spooling host.  A step budget stops runaway loops.
+
+Hostile scripts end in a one-line error with a place, in bounded time and
+memory: nesting is limited to `MAX_DEPTH` levels and every value the
+interpreter builds to `MAX_VALUE` characters.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
+import sys
 from typing import Callable, Iterator
 
 from .model import JobError, Location
@@ -31,11 +36,39 @@ from .model import JobError, Location
 BRACE, QUOTE, BARE = 1, 2, 3
 
 MAX_STEPS = 50_000_000  # commands evaluated per script; a runaway-loop guard
-MAX_DEPTH = 1000  # nested evaluation depth ([...] and script-valued options)
+# Levels of nesting of any kind: a script in braces evaluated inside another
+# (-subtasks, -cmds, if, foreach ...), a [command substitution], a level of
+# expression parentheses or operators.  Real scripts nest a handful of levels
+# (the corpus: 7); Tcl's own default limit is also 1000.  The interpreter
+# recurses once per level, so it makes room on Python's stack for this many
+# (see Interp.eval_source) and a deeper script is refused with its place
+# instead of ending in a RecursionError.
+MAX_DEPTH = 1000
+# Python frames one level of nesting may take (expression parentheses take
+# the most: ternary, one per precedence level, power, unary, primary).
+_FRAMES_PER_LEVEL = 20
+# Characters in any one value the interpreter builds (substitution, append,
+# lappend, list, join, format, string repeat ...).  Values of real jobs are
+# kilobytes; 64 Mi characters is far above that, yet small enough that a
+# script doubling a variable in a loop (or `format %999999999d`) is refused
+# long before it exhausts memory.  Braced words are slices of the script
+# itself (a generated job's -subtasks body can be larger) and are not built,
+# so they are not counted.
+MAX_VALUE = 64 * 1024 * 1024
 
 
 class TclError(JobError):
     """A job script that is not valid Tcl, or uses what we do not allow."""
+
+
+def too_deep(where) -> TclError:
+    return TclError(f"nested too deeply: more than {MAX_DEPTH} levels of braces, "
+                    "[command substitutions] or expression parentheses", where)
+
+
+def too_big(where) -> TclError:
+    return TclError(f"value too large: a job script may build values of at most {MAX_VALUE:,} characters",
+                    where)
 
 
 class Source:
@@ -126,6 +159,31 @@ class Word:
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"Word({self.value!r} @{self.where})"
+
+
+class _LongBraceWord(Word):
+    """A long braced word, its value copied out of the script only when asked for.
+
+    A script body (-subtasks {...}) is evaluated from its place in the
+    script and its value is rarely needed; not copying it keeps a script
+    nested N levels deep from holding N copies of its text at once.
+    """
+
+    __slots__ = ("_value",)
+
+    @property
+    def value(self) -> str:
+        v = self._value
+        if v is None:
+            v = self._value = braced_value(self.src.text[self.start:self.end])
+        return v
+
+    @value.setter
+    def value(self, v) -> None:
+        self._value = v
+
+
+_LAZY_BRACES = 4096  # braced words longer than this are _LongBraceWords
 
 
 # --- lexical helpers -------------------------------------------------------------
@@ -360,16 +418,46 @@ class Interp:
     def eval_source(self, src: Source, start: int = 0, end: int | None = None) -> str:
         """Evaluate the commands in src.text[start:end]; the last result."""
         end = len(src.text) if end is None else end
+        if self.depth == 0:
+            return self._outermost(src, start, end)
         self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise TclError("too many nested evaluations", src.location(start))
         try:
+            if self.depth > MAX_DEPTH:
+                raise too_deep(src.location(start))
             result = ""
             for words in self.commands_in(src, start, end):
                 result = self.invoke(words)
             return result
         finally:
             self.depth -= 1
+
+    def _outermost(self, src: Source, start: int, end: int) -> str:
+        """Evaluate with room on Python's stack for MAX_DEPTH levels of nesting."""
+        frames, f = 0, sys._getframe()
+        while f is not None:
+            frames += 1
+            f = f.f_back
+        old = sys.getrecursionlimit()
+        need = frames + MAX_DEPTH * _FRAMES_PER_LEVEL + 200
+        if need > old:
+            sys.setrecursionlimit(need)
+        self.depth = 1
+        try:
+            result = ""
+            for words in self.commands_in(src, start, end):
+                result = self.invoke(words)
+            return result
+        finally:
+            self.depth = 0
+            if need > old:
+                sys.setrecursionlimit(old)
+
+    def enter(self, where) -> None:
+        """One level of nesting deeper (`where`: a place, or a callable giving it)."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.depth -= 1
+            raise too_deep(where() if callable(where) else where)
 
     def eval_text(self, text: str, file: str | None = None) -> str:
         return self.eval_source(Source(text, file or self.file))
@@ -453,6 +541,8 @@ class Interp:
             if after < end and text[after] not in _WORD_END and not (in_bracket and text[after] == "]"):
                 if not (text[after] == "\\" and text[after + 1: after + 2] in ("\n", "\r")):
                     raise TclError("extra characters after close-brace", src.location(after))
+            if close - pos > _LAZY_BRACES:
+                return _LongBraceWord(BRACE, None, src, pos, pos + 1, close), after
             raw = text[pos + 1:close]
             value = braced_value(raw)
             return Word(BRACE, value, src, pos, pos + 1, close), after
@@ -502,6 +592,8 @@ class Interp:
             opens += text.count("{", prev, k)
             closes += 1
             prev = k + 1
+            if opens - closes >= MAX_DEPTH:
+                break  # nested (maybe) too deep: the exact scan below decides, and says where
             if opens == closes:
                 if text.find("\\", pos, k) < 0:
                     closers[pos] = k
@@ -513,6 +605,9 @@ class Interp:
             t = m.group()
             if t == "{":
                 stack.append(m.start())
+                if len(stack) > MAX_DEPTH:
+                    # refused here, before each level copies the text inside it
+                    raise too_deep(src.location(m.start()))
             elif t == "}":
                 opened = stack.pop()
                 closers[opened] = m.start()
@@ -526,6 +621,7 @@ class Interp:
         """Substitute from pos until `stop` (a quote) or, for bare words, a word end."""
         text = src.text
         out: list[str] = []
+        size = 0
         i = pos
         while i < end:
             c = text[i]
@@ -538,11 +634,12 @@ class Interp:
                 if i > end:
                     i = end
                 out.append(s)
-            elif c == "$":
-                s, i = self._variable(src, i, end)
-                out.append(s)
-            elif c == "[":
-                s, i = self._bracket(src, i, end)
+            elif c == "$" or c == "[":
+                at = i
+                s, i = self._variable(src, i, end) if c == "$" else self._bracket(src, i, end)
+                size += len(s)
+                if size > MAX_VALUE:
+                    raise too_big(src.location(at))
                 out.append(s)
             else:
                 j = i + 1
@@ -553,7 +650,10 @@ class Interp:
                     i += 1
                     continue
                 out.append(text[i:j])
+                size += j - i
                 i = j
+        if size > MAX_VALUE:
+            raise too_big(src.location(pos))
         return "".join(out), i
 
     def _variable(self, src: Source, i: int, end: int) -> tuple[str, int]:
@@ -582,6 +682,13 @@ class Interp:
 
     def _bracket(self, src: Source, i: int, end: int) -> tuple[str, int]:
         """[command ...]: parse up to the matching ], run it, return its result."""
+        self.enter(lambda: src.location(i))
+        try:
+            return self._bracket_body(src, i, end)
+        finally:
+            self.depth -= 1
+
+    def _bracket_body(self, src: Source, i: int, end: int) -> tuple[str, int]:
         text = src.text
         pos = i + 1
         result = ""
@@ -605,13 +712,7 @@ class Interp:
                 word, pos = self._word(src, pos, end, in_bracket=True)
                 words.append(word)
             if words:
-                self.depth += 1
-                if self.depth > MAX_DEPTH:
-                    raise TclError("too many nested command substitutions", src.location(i))
-                try:
-                    result = self.invoke(words)
-                finally:
-                    self.depth -= 1
+                result = self.invoke(words)
 
 
 def _skip_comment(text: str, pos: int, end: int) -> int:
@@ -686,24 +787,45 @@ def _incr(it: Interp, words: list[Word]) -> str:
 
 def _append(it: Interp, words: list[Word]) -> str:
     a = _args(words, 1, None, "varName ?value ...?")
-    it.vars[a[0]] = it.vars.get(a[0], "") + "".join(a[1:])
+    old = it.vars.get(a[0], "")
+    if len(old) + sum(map(len, a[1:])) > MAX_VALUE:
+        raise too_big(words[0].where)
+    it.vars[a[0]] = old + "".join(a[1:])
     return it.vars[a[0]]
 
 
 def _lappend(it: Interp, words: list[Word]) -> str:
     a = _args(words, 1, None, "varName ?value ...?")
     old = it.vars.get(a[0], "")
-    extra = list_string(a[1:])
+    extra = _list_value(a[1:], words[0])
+    if len(old) + 1 + len(extra) > MAX_VALUE:
+        raise too_big(words[0].where)
     it.vars[a[0]] = f"{old} {extra}".strip() if old else extra
     return it.vars[a[0]]
 
 
+def _list_value(items, w: Word) -> str:
+    """list_string(items), refused (at w) once it would pass MAX_VALUE characters."""
+    out: list[str] = []
+    size = 0
+    for x in items:
+        q = quote_element(x)
+        size += len(q) + 1
+        if size > MAX_VALUE + 1:
+            raise too_big(w.where)
+        out.append(q)
+    return " ".join(out)
+
+
 def _list(it: Interp, words: list[Word]) -> str:
-    return list_string(w.value for w in words[1:])
+    return _list_value((w.value for w in words[1:]), words[0])
 
 
 def _concat(it: Interp, words: list[Word]) -> str:
-    return " ".join(w.value.strip() for w in words[1:] if w.value.strip())
+    parts = [v for v in (w.value.strip() for w in words[1:]) if v]
+    if sum(map(len, parts)) + len(parts) > MAX_VALUE + 1:
+        raise too_big(words[0].where)
+    return " ".join(parts)
 
 
 def _llength(it: Interp, words: list[Word]) -> str:
@@ -740,20 +862,24 @@ def _lrange(it: Interp, words: list[Word]) -> str:
     a = _args(words, 3, 3, "list first last")
     items = split_list(a[0], lambda: words[1].where)
     lo, hi = _index(a[1], len(items), words[2]), _index(a[2], len(items), words[3])
-    return list_string(items[max(lo, 0): hi + 1])
+    return _list_value(items[max(lo, 0): hi + 1], words[0])
 
 
 def _join(it: Interp, words: list[Word]) -> str:
     a = _args(words, 1, 2, "list ?joinString?")
-    return (a[1] if len(a) == 2 else " ").join(split_list(a[0], lambda: words[1].where))
+    sep = a[1] if len(a) == 2 else " "
+    items = split_list(a[0], lambda: words[1].where)
+    if sum(map(len, items)) + len(sep) * max(len(items) - 1, 0) > MAX_VALUE:
+        raise too_big(words[0].where)
+    return sep.join(items)
 
 
 def _split(it: Interp, words: list[Word]) -> str:
     a = _args(words, 1, 2, "string ?splitChars?")
     chars = a[1] if len(a) == 2 else " \t\n\r"
     if chars == "":
-        return list_string(a[0])
-    return list_string(re.split("[" + re.escape(chars) + "]", a[0]))
+        return _list_value(a[0], words[0])
+    return _list_value(re.split("[" + re.escape(chars) + "]", a[0]), words[0])
 
 
 def _int(text: str, w: Word) -> int:
@@ -832,7 +958,10 @@ def _string(it: Interp, words: list[Word]) -> str:
         return str(len(a[0]))
     if sub in ("tolower", "toupper", "totitle"):
         need(1, 1)
-        return {"tolower": a[0].lower(), "toupper": a[0].upper(), "totitle": a[0][:1].upper() + a[0][1:].lower()}[sub]
+        s = {"tolower": a[0].lower, "toupper": a[0].upper, "totitle": lambda: a[0][:1].upper() + a[0][1:].lower()}[sub]()
+        if len(s) > MAX_VALUE:  # a few characters grow (ß -> SS): at most 3 times the input
+            raise too_big(words[0].where)
+        return s
     if sub in ("trim", "trimleft", "trimright"):
         need(1, 2)
         chars = a[1] if len(a) == 2 else None
@@ -848,8 +977,8 @@ def _string(it: Interp, words: list[Word]) -> str:
     if sub == "repeat":
         need(2, 2)
         n = _int(a[1], words[3])
-        if n * len(a[0]) > 10_000_000:
-            raise TclError("string repeat result too large", words[0].where)
+        if n * len(a[0]) > MAX_VALUE:
+            raise too_big(words[0].where)
         return a[0] * max(n, 0)
     if sub in ("equal", "compare"):
         nocase = "-nocase" in a
@@ -884,7 +1013,17 @@ def _string(it: Interp, words: list[Word]) -> str:
         if not mapping:
             return s
         pattern = re.compile("|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True) if k))
-        return pattern.sub(lambda m: mapping[m.group()], s)
+        size = len(s)
+
+        def replace(m: re.Match) -> str:
+            nonlocal size
+            new = mapping[m.group()]
+            size += len(new) - (m.end() - m.start())
+            if size > MAX_VALUE:
+                raise too_big(words[0].where)
+            return new
+
+        return pattern.sub(replace, s)
     raise TclError(f'unknown or unsupported subcommand "string {sub}" in a job script', words[1].where)
 
 
@@ -908,9 +1047,11 @@ def _format(it: Interp, words: list[Word]) -> str:
         return args[k - 1]
 
     out = []
+    size = 0
     pos = 0
     for m in _FORMAT_SPEC.finditer(fmt):
         out.append(fmt[pos:m.start()])
+        size += m.start() - pos
         pos = m.end()
         flags, width, prec, conv = m.groups()
         if conv == "%":
@@ -920,20 +1061,42 @@ def _format(it: Interp, words: list[Word]) -> str:
             width = str(_int(next_arg().value, words[1]))
         if prec == "*":
             prec = str(_int(next_arg().value, words[1]))
+        for n in (width, prec):
+            if n is not None and (len(n) > 12 or abs(int(n)) > MAX_VALUE):
+                raise too_big(words[1].where)
+        if prec is not None and int(prec) < 0:
+            raise TclError(f'bad precision "{prec}" in format string', words[1].where)
         spec = "%" + flags + (width or "") + ("." + prec if prec is not None else "")
         w = next_arg()
-        if conv in "diouxX":
-            value: object = _number(w.value, w)
-            value = int(value)
-            out.append((spec + ("d" if conv in "diu" else conv)) % value)
-        elif conv in "eEfgG":
-            out.append((spec + conv) % float(_number(w.value, w)))
-        elif conv == "c":
-            out.append(chr(int(_number(w.value, w))))
-        else:
-            out.append((spec + "s") % w.value)
+        text = _format_one(spec, conv, w)
+        size += len(text)
+        if size > MAX_VALUE:
+            raise too_big(words[0].where)
+        out.append(text)
     out.append(fmt[pos:])
     return "".join(out)
+
+
+def _format_one(spec: str, conv: str, w: Word) -> str:
+    """One %-conversion of format; a value it cannot take is an error at the value's place."""
+    value = _number(w.value, w) if conv != "s" else w.value
+    if conv in "diouxXc" and isinstance(value, float):
+        if not math.isfinite(value):
+            raise TclError(f'expected integer but got "{w.value}"', w.where)
+        value = int(value)
+    if conv == "c":
+        if not 0 <= value <= 0x10FFFF or 0xD800 <= value <= 0xDFFF:
+            raise TclError(f"character code {value} is not a Unicode character (0 to 0x10FFFF, "
+                           "no surrogates)", w.where)
+        return chr(value)
+    try:
+        if conv in "diouxX":
+            return (spec + ("d" if conv in "diu" else conv)) % value
+        if conv in "eEfgG":
+            return (spec + conv) % float(value)
+        return (spec + "s") % value
+    except (ValueError, OverflowError) as exc:  # a number too large to convert or show
+        raise TclError(f'cannot format "{w.value}" with %{conv}: {exc}', w.where) from None
 
 
 def _number(text: str, w: Word) -> float | int:
@@ -975,9 +1138,13 @@ def expr(it: Interp, word_or_words) -> str:
     w0 = words[0]
     text = " ".join(w.value for w in words)
     if "$" in text or "[" in text or "\\" in text:
-        src = Source(text, w0.src.file)
+        loc = w0.where.location()
+        src = Source(text, loc.file, loc.line, loc.col + (w0.kind != BARE))
         text, _ = it._substitute(src, 0, len(text), stop="\0")
-    return _format_number(_ExprParser(text, w0).parse())
+    try:
+        return _format_number(_ExprParser(text, w0, it).parse())
+    except ValueError as exc:  # an integer with more digits than Python converts
+        raise TclError("number too large in expression (more than 4300 digits)", w0.where) from None
 
 
 def _expr_cmd(it: Interp, words: list[Word]) -> str:
@@ -997,8 +1164,9 @@ def _format_number(v) -> str:
 
 
 class _ExprParser:
-    def __init__(self, text: str, word: Word):
+    def __init__(self, text: str, word: Word, it: Interp):
         self.word = word
+        self.it = it
         self.toks: list[tuple[str, object]] = []
         pos = 0
         text = text.rstrip()
@@ -1051,14 +1219,19 @@ class _ExprParser:
         return v
 
     def ternary(self):
-        cond = self.binary(0)
-        if self.peek() == ("op", "?"):
-            self.take()
-            a = self.ternary()
-            self.take(":")
-            b = self.ternary()
-            return a if self._bool(cond) else b
-        return cond
+        # every nested level (parentheses, function arguments, ?: branches) passes here
+        self.it.enter(self.word.where)
+        try:
+            cond = self.binary(0)
+            if self.peek() == ("op", "?"):
+                self.take()
+                a = self.ternary()
+                self.take(":")
+                b = self.ternary()
+                return a if self._bool(cond) else b
+            return cond
+        finally:
+            self.it.depth -= 1
 
     _PREC = [("||",), ("&&",), ("|",), ("^",), ("&",), ("==", "!=", "eq", "ne", "in", "ni"),
              ("<", "<=", ">", ">="), ("<<", ">>"), ("+", "-"), ("*", "/", "%")]
@@ -1084,7 +1257,11 @@ class _ExprParser:
         base = self.unary()
         if self.peek() == ("op", "**"):
             self.take()
-            exp = self.power()
+            self.it.enter(self.word.where)
+            try:
+                exp = self.power()
+            finally:
+                self.it.depth -= 1
             return self._apply("**", base, exp)
         return base
 
@@ -1092,7 +1269,11 @@ class _ExprParser:
         tok = self.peek()
         if tok[0] == "op" and tok[1] in ("-", "+", "!", "~"):
             self.take()
-            v = self.unary()
+            self.it.enter(self.word.where)
+            try:
+                v = self.unary()
+            finally:
+                self.it.depth -= 1
             if tok[1] == "!":
                 return int(not self._bool(v))
             v = self._num(v)
@@ -1177,6 +1358,8 @@ class _ExprParser:
             if op == "**":
                 if isinstance(b, int) and abs(b) > 10000:
                     raise TclError("exponent too large", self.word.where)
+                if isinstance(a, int) and isinstance(b, int) and a.bit_length() * b > 100_000:
+                    raise TclError("integer result too large", self.word.where)
                 return a ** b
             if op in ("<<", ">>", "&", "|", "^"):
                 a, b = int(a), int(b)
