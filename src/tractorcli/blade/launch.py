@@ -421,6 +421,7 @@ class Run:
         self._thread: threading.Thread | None = None
         self._proc: subprocess.Popen | None = None
         self.log_error: str | None = None
+        self.log_error_said: str | None = None  # the blade said it already
         self.sent_progress: float | None = None  # worker bookkeeping
         self.sent_progress_at = 0.0
         # -expand: the task nodes read from the output when the command exits 0 (see _expand)
@@ -449,8 +450,15 @@ class Run:
             if self._log is not None:
                 try:
                     self._log.write(data)
-                except OSError:
-                    pass
+                except OSError as exc:
+                    # a full or failing disk: the command runs on and its end is reported; the log
+                    # stops here, and the blade says why once (the next command's log tries again)
+                    self.log_error = f"cannot write the log {self.spec.log_path}: {exc.strerror or exc}"
+                    try:
+                        self._log.close()
+                    except OSError:
+                        pass
+                    self._log = None
 
     def log_line(self, text: str) -> None:
         """A line of the blade's own (not the command's) in the log."""

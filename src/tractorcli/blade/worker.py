@@ -529,6 +529,7 @@ class Blade:
             self.unsent_pids.append((c.key, run.pid))
         if run.log_error:
             self.say(f"J{c.jid} T{c.tid}: {run.log_error}")
+            run.log_error_said = run.log_error
         self.say(f"J{c.jid} T{c.tid} C{c.cid}.{c.iid}: launched {' '.join(spec.argv)!s:.200}"
                  + (f" (pid {run.pid})" if run.pid else ""))
 
@@ -584,6 +585,8 @@ class Blade:
         for (c, run), outcome in zip(batch, outcomes):
             self.say(f"J{c.jid} T{c.tid} C{c.cid}.{c.iid}: exit code {run.rcode}"
                      + (f" ({run.note})" if run.note else "") + f" -> {outcome}")
+            if run.log_error and run.log_error != run.log_error_said:
+                self.say(f"J{c.jid} T{c.tid}: {run.log_error}")
         self._after_claim(len(claims), free)
         if claims:
             self.pending += claims
