@@ -111,9 +111,12 @@ class CompiledQuery:
 
     def count_sql(self) -> str:
         """``SELECT count(*) FROM ... WHERE ...`` (with `params`)."""
+        from psycopg import sql as pg
+
         # from_sql and where_sql hold only fragments of the fixed attribute
         # table and %(pN)s placeholders: no value ever enters the text
-        return f"SELECT count(*) AS n FROM {self.from_sql} WHERE {self.where_sql}"
+        return pg.SQL("SELECT count(*) AS n FROM {} WHERE {}").format(
+            pg.SQL(self.from_sql), pg.SQL(self.where_sql)).as_string()
 
 
 @dataclass(frozen=True)
@@ -496,17 +499,23 @@ def build_select(entity: str, clause: str = "", *, columns: Sequence[str], sortb
         needed |= set(e.live_needs)
     needed.discard(e.key)
     compiled = compile_tree(e.key, tree, clause, now=now, extra_needed=sorted(needed))
-    where = compiled.where_sql
+    from psycopg import sql as pg
+
+    where = pg.SQL(compiled.where_sql)
     if not archives and e.live_sql:
-        where = f"({e.live_sql}) AND ({where})"
-    select = ", ".join(f'{c.attribute.sql} AS "{c.label}"' for c in cols)
-    # the statement is assembled from the fixed attribute table's fragments
-    # and placeholders only; every value the user gave is in `params`
-    sql = f"SELECT {'DISTINCT ' if distinct else ''}{select} FROM {compiled.from_sql} WHERE {where}"
+        where = pg.SQL("({}) AND ({})").format(pg.SQL(e.live_sql), where)
+
+    # the statement is composed of the fixed attribute table's fragments, placeholders and the
+    # column labels as quoted identifiers; every value the user gave is in `params`
+    stmt = pg.SQL("SELECT {}{} FROM {} WHERE {}").format(
+        pg.SQL("DISTINCT " if distinct else ""),
+        pg.SQL(", ").join(pg.SQL("{} AS {}").format(pg.SQL(c.attribute.sql), pg.Identifier(c.label)) for c in cols),
+        pg.SQL(compiled.from_sql), where)
     if order:
-        sql += " ORDER BY " + ", ".join(f"{a.sql}{' DESC' if desc else ''}" for a, desc in order)
+        stmt += pg.SQL(" ORDER BY ") + pg.SQL(", ").join(
+            pg.SQL(a.sql + (" DESC" if desc else "")) for a, desc in order)
     params = dict(compiled.params)
     if limit:
-        sql += " LIMIT %(limit)s"
+        stmt += pg.SQL(" LIMIT %(limit)s")
         params["limit"] = int(limit)
-    return SelectQuery(sql, params, tuple(cols), compiled)
+    return SelectQuery(stmt.as_string(), params, tuple(cols), compiled)
