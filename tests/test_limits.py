@@ -215,34 +215,45 @@ def test_a_reload_applies_to_the_next_claim(conn, with_limits):
     assert len(b.claim()) == 1
 
 
-def test_blades_claiming_at_once_never_pass_the_limit(db_settings, conn, with_limits):
-    """Eight blades race for one limit of 5, each on its own connection; the running count is checked
-    by every blade after each claim."""
-    with_limits("[limits.lic]\nSiteMax = 5\n")
-    jid = spool(conn, job(200, "lic"))
+def race(db_settings, n: int, name: str, slots: int, work) -> list[int]:
+    """`n` blades (`name`0.., `slots` each) on connections of their own start together and run
+    work(conn, blade, seen) at once; what they appended to `seen`.  A blade's exception fails the test."""
     seen: list[int] = []
     errors: list[BaseException] = []
-    start = threading.Barrier(8)
+    start = threading.Barrier(n)
 
     def blade(i: int) -> None:
         try:
             with connect(db_settings, autocommit=True) as c:
-                b = Blade(c, name=f"r{i}", slots=4)
+                b = Blade(c, name=f"{name}{i}", slots=slots)
                 start.wait()
-                for _ in range(40):
-                    got = b.claim()
-                    seen.append(running(c, "lic"))
-                    for jt in got:
-                        b.finish(*jt)
+                work(c, b, seen)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=blade, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=blade, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors, errors
+    return seen
+
+
+def test_blades_claiming_at_once_never_pass_the_limit(db_settings, conn, with_limits):
+    """Eight blades race for one limit of 5, each on its own connection; the running count is checked
+    by every blade after each claim."""
+    with_limits("[limits.lic]\nSiteMax = 5\n")
+    jid = spool(conn, job(200, "lic"))
+
+    def work(c, b, seen) -> None:
+        for _ in range(40):
+            got = b.claim()
+            seen.append(running(c, "lic"))
+            for jt in got:
+                b.finish(*jt)
+
+    seen = race(db_settings, 8, "r", 4, work)
     assert max(seen) <= 5
     done = conn.execute("SELECT numdone FROM jobs WHERE jid = %s", (jid,)).fetchone()["numdone"]
     assert done > 20  # they did work, five at a time
@@ -281,29 +292,15 @@ def test_many_blades_fill_a_wide_limit_exactly(db_settings, conn, with_limits):
     nothing finishes, so the running count must end exactly at the cap."""
     with_limits("[limits.lic]\nSiteMax = 70\n[limits.mine]\nOwnerMax = 68\n")
     spool(conn, job(150, "lic", cmdtags=("mine",)))
-    seen: list[int] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(10)
 
-    def blade(i: int) -> None:
-        try:
-            with connect(db_settings, autocommit=True) as c:
-                b = Blade(c, name=f"w{i}", slots=10)
-                start.wait()
-                empty = 0
-                while empty < 5 and len(b.running) < 10:
-                    got = b.claim(slots=1)
-                    seen.append(running(c, "lic"))
-                    empty = 0 if got else empty + 1
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def work(c, b, seen) -> None:
+        empty = 0
+        while empty < 5 and len(b.running) < 10:
+            got = b.claim(slots=1)
+            seen.append(running(c, "lic"))
+            empty = 0 if got else empty + 1
 
-    threads = [threading.Thread(target=blade, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    seen = race(db_settings, 10, "w", 10, work)
     assert max(seen) <= 68
     # what the race left, claimed one blade at a time: to the cap and no further
     for i in range(10):

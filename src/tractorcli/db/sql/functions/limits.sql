@@ -86,7 +86,7 @@ DECLARE
     l record;
     v_owner text;
     v_projects text[];
-    v_members text[];
+    kind text;
     cap integer;
     n integer;
     k text;
@@ -172,31 +172,25 @@ BEGIN
             IF cap >= 0 AND l.n_owner + MARGIN > cap THEN
                 near := near || l.name;
             END IF;
-            IF l.projectshares <> '{}'::jsonb THEN
-                FOR k, cap IN SELECT sh.key, sh.value::integer FROM jsonb_each_text(l.projectshares) sh
-                              WHERE sh.key = ANY(v_projects) ORDER BY sh.key LOOP
-                    SELECT count(*) INTO n FROM invocations i JOIN jobs j ON j.jid = i.jid
-                    WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name]
-                      AND j.projects @> ARRAY[k];
+            -- the shares of the job's projects, then of the owner's crews, each counted (most limits have none)
+            IF l.projectshares <> '{}'::jsonb OR l.crewshares <> '{}'::jsonb THEN
+                FOR kind, k, cap, n IN
+                    SELECT sh.kind, sh.key, sh.cap,
+                           (SELECT count(*) FROM invocations i JOIN jobs j ON j.jid = i.jid
+                            WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name]
+                              AND CASE sh.kind WHEN 'project' THEN j.projects @> ARRAY[sh.key]
+                                               ELSE j.owner = ANY(sh.members) END)::integer
+                    FROM (SELECT 'project' AS kind, p.key, p.value::integer AS cap, NULL::text[] AS members
+                          FROM jsonb_each_text(l.projectshares) p WHERE p.key = ANY(v_projects)
+                          UNION ALL
+                          SELECT 'crew', c.key, c.value::integer, cr.members
+                          FROM jsonb_each_text(l.crewshares) c JOIN crews cr ON cr.crew = c.key
+                          WHERE v_owner = ANY(cr.members)) sh
+                    ORDER BY sh.kind DESC, sh.key
+                LOOP
                     IF n >= cap THEN
-                        refusal := coalesce(refusal, format('limit %s is full for project %s: %s of %s (share)',
-                                                            l.name, k, n, cap));
-                    END IF;
-                    IF n + MARGIN > cap THEN
-                        near := near || l.name;
-                    END IF;
-                END LOOP;
-            END IF;
-            IF l.crewshares <> '{}'::jsonb THEN
-                FOR k, cap, v_members IN SELECT sh.key, sh.value::integer, c.members
-                              FROM jsonb_each_text(l.crewshares) sh JOIN crews c ON c.crew = sh.key
-                              WHERE v_owner = ANY(c.members) ORDER BY sh.key LOOP
-                    SELECT count(*) INTO n FROM invocations i JOIN jobs j ON j.jid = i.jid
-                    WHERE i.current AND i.stoptime IS NULL AND i.limits @> ARRAY[l.name]
-                      AND j.owner = ANY(v_members);
-                    IF n >= cap THEN
-                        refusal := coalesce(refusal, format('limit %s is full for crew %s: %s of %s (share)',
-                                                            l.name, k, n, cap));
+                        refusal := coalesce(refusal, format('limit %s is full for %s %s: %s of %s (share)',
+                                                            l.name, kind, k, n, cap));
                     END IF;
                     IF n + MARGIN > cap THEN
                         near := near || l.name;
