@@ -150,6 +150,17 @@ def test_the_job_counter_is_a_sequence_starting_at_one(db_settings):
         assert conn.execute(queries.get("job_counter")).fetchone()["jidcounter"] == 1
 
 
+def test_the_job_counter_never_goes_back_when_the_newest_jobs_are_removed(db_settings):
+    with connect(db_settings, autocommit=True) as conn:
+        for _ in range(3):
+            conn.execute("INSERT INTO jobs (owner) VALUES ('joe')")
+        conn.execute("DELETE FROM jobs WHERE jid >= 2")
+        assert conn.execute(queries.get("job_counter")).fetchone()["jidcounter"] == 3
+        conn.execute("INSERT INTO jobs (owner) VALUES ('joe')")
+        conn.execute("TRUNCATE jobs CASCADE")
+        assert conn.execute(queries.get("job_counter")).fetchone()["jidcounter"] == 4
+
+
 def test_queries_file_parser():
     parsed = queries.parse("-- name: a\nSELECT 1\n\n-- name: b\n-- comment\nSELECT 2;\n")
     assert parsed == {"a": "SELECT 1", "b": "-- comment\nSELECT 2;"}

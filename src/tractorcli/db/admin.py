@@ -90,7 +90,6 @@ def set_job_counter(conn: "psycopg.Connection", value: int) -> int:
 
 def purge_jobs(conn: "psycopg.Connection", *, reset_counter: bool = False) -> None:
     with conn.transaction():
-        conn.execute(queries.get("keep_jid_floor"))
         conn.execute(queries.get("purge_jobs"))
         conn.execute(queries.get("purge_job_notes"))
         if reset_counter:
@@ -114,7 +113,6 @@ def parse_year_month(text: str) -> dt.datetime:
 
 def purge_archive_to(conn: "psycopg.Connection", before: dt.datetime) -> int:
     with conn.transaction():
-        conn.execute(queries.get("keep_jid_floor"))
         return conn.execute(queries.get("purge_archive_to"), {"before": before}).rowcount
 
 
@@ -143,7 +141,6 @@ def parse_duration(text: str, option: str = "--clear-history") -> float:
 def clear_history(conn: "psycopg.Connection", older_than_secs: float) -> int:
     before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=older_than_secs)
     with conn.transaction():
-        conn.execute(queries.get("keep_jid_floor"))
         return conn.execute(queries.get("clear_history"), {"before": before}).rowcount
 
 

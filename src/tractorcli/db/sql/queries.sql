@@ -97,13 +97,6 @@ ORDER BY g.rolname DESC, r.rolname
 SELECT greatest((SELECT coalesce(max(jid), 0) FROM jobs),
                 (SELECT coalesce(max(value::bigint), 0) FROM params WHERE name = 'jidfloor')) AS jidcounter
 
--- name: keep_jid_floor
--- Before jobs are removed: the highest jid used so far stays the floor of jidcounter.
-INSERT INTO params (name, value)
-SELECT 'jidfloor', greatest((SELECT coalesce(max(jid), 0) FROM jobs),
-                            (SELECT coalesce(max(value::bigint), 0) FROM params WHERE name = 'jidfloor'))::text
-ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
-
 -- name: set_jid_floor
 INSERT INTO params (name, value) VALUES ('jidfloor', %(counter)s::text)
 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value

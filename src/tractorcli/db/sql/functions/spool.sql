@@ -120,3 +120,32 @@ BEGIN
     DELETE FROM pg_temp.spool_commands;
     RETURN QUERY SELECT v_jid, v_time;
 END $$;
+
+-- Job ids are never used twice, so jidcounter (the last jid used: queries.sql job_counter) must
+-- not go back when the newest jobs are removed.  Whatever removes jobs (--purge-jobs,
+-- --clear-history, --purge-archive-to-year-month, an administrator's DELETE) leaves the highest
+-- jid it removed as the floor of the counter (params jidfloor).
+CREATE OR REPLACE FUNCTION tractor_keep_jid_floor() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    top bigint;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        SELECT max(jid) INTO top FROM jobs;  -- (a BEFORE trigger: they are still there)
+    ELSE
+        SELECT max(jid) INTO top FROM gone;
+    END IF;
+    INSERT INTO params (name, value)
+    SELECT 'jidfloor', top::text
+    WHERE top > coalesce((SELECT max(p.value::bigint) FROM params p WHERE p.name = 'jidfloor'), 0)
+    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER jobs_keep_jid_floor_delete
+AFTER DELETE ON jobs REFERENCING OLD TABLE AS gone
+FOR EACH STATEMENT EXECUTE FUNCTION tractor_keep_jid_floor();
+
+CREATE OR REPLACE TRIGGER jobs_keep_jid_floor_truncate
+BEFORE TRUNCATE ON jobs
+FOR EACH STATEMENT EXECUTE FUNCTION tractor_keep_jid_floor();
