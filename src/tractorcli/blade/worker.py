@@ -391,14 +391,12 @@ class Blade:
         from ..db import dispatch
 
         m = self.metrics()
-        if self.unsent_pids:
-            sent = list(self.unsent_pids)
-            self._db(dispatch.record_pids, self.bladeid, sent)
-            del self.unsent_pids[:len(sent)]
+        pids = list(self.unsent_pids)
         holding = [*self.runs, *(c.key for c in self.pending), *(c.key for c, _ in self.reports)]
         keep = self._db(dispatch.heartbeat, self.bladeid, holding, metrics={**_clean(m), "sa": self.free_slots()},
                         loadavg=m.get("loadavg") or 0.0, availmemory=m.get("mem") or 0.0,
-                        availdisk=m.get("disk") or 0.0)
+                        availdisk=m.get("disk") or 0.0, pids=pids)
+        del self.unsent_pids[:len(pids)]
         for key, run in list(self.runs.items()):
             if key not in keep and run.kill_reason is None:
                 self.say(f"J{key[0]} C{key[1]}: no longer this blade's (retried, killed or requeued); killing it")

@@ -275,7 +275,7 @@ def op_show_params(ctx: Context, opts: dict) -> None:
 
 
 def op_check(ctx: Context, opts: dict) -> int:
-    from ..db.audit import audit, describe
+    from ..db.audit import audit, describe, left
 
     rows = audit(_db(ctx), repair=opts["repair"])
     if opts["as_json"]:
@@ -283,14 +283,14 @@ def op_check(ctx: Context, opts: dict) -> int:
     else:
         for row in rows:
             ctx.out(describe(row))
-    left = sum(1 for r in rows if not r["repaired"])
+    remaining = left(rows)
     if not rows:
         ctx.info("the job database keeps every invariant")
-    elif left:
-        ctx.info(f"{len(rows)} violation(s), {len(rows) - left} repaired")
+    elif remaining:
+        ctx.info(f"{len(rows)} violation(s), {len(rows) - remaining} repaired")
     else:
         ctx.info(f"{len(rows)} violation(s), all repaired")
-    return int(ExitStatus.INVARIANT) if left else 0
+    return int(ExitStatus.INVARIANT) if remaining else 0
 
 
 def op_update_params(ctx: Context, opts: dict) -> None:

@@ -116,7 +116,7 @@ def _queuestats() -> int:
 @global_options
 def _audit(repair: bool) -> int:
     """Check the job database's invariants and print each violation with its ids."""
-    from ..db.audit import audit, describe
+    from ..db.audit import audit, describe, left
     from ..errors import ExitStatus
 
     ctx = get_context()
@@ -128,7 +128,7 @@ def _audit(repair: bool) -> int:
             ctx.out(describe(row))
         if not rows:
             ctx.out("the job database keeps every invariant")
-    return int(ExitStatus.INVARIANT) if any(not r["repaired"] for r in rows) else 0
+    return int(ExitStatus.INVARIANT) if left(rows) else 0
 
 
 _RELOAD_WHO = {

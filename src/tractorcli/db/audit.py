@@ -10,7 +10,7 @@ from . import queries
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
-__all__ = ["INVARIANTS", "audit", "describe"]
+__all__ = ["INVARIANTS", "audit", "describe", "left"]
 
 # what is checked, in the order the rows come
 INVARIANTS = ("job counters", "active commands", "task order", "ready queue", "blade slots", "orphans")
@@ -27,3 +27,8 @@ def audit(conn: "psycopg.Connection", repair: bool = False) -> list[dict]:
 def describe(row: dict) -> str:
     """One violation as a line: `invariant: ids: detail` (and what was done)."""
     return f"{row['invariant']}: {row['ids']}: {row['detail']}{' (repaired)' if row['repaired'] else ''}"
+
+
+def left(rows: list[dict]) -> int:
+    """How many of the violations are still there (not repaired)."""
+    return sum(1 for r in rows if not r["repaired"])

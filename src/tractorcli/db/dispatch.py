@@ -184,11 +184,6 @@ def _pids_params(bladeid: uuid.UUID, pids: list[tuple[tuple[int, int, int], int]
             "iids": [k[2] for k, _ in pids], "pids": [p for _, p in pids]}
 
 
-def record_pids(conn: "psycopg.Connection", bladeid: uuid.UUID, pids: list[tuple[tuple[int, int, int], int]]) -> int:
-    """Record the process ids of launched commands ((jid, cid, iid), pid); how many were recorded."""
-    return conn.execute(queries.get("pids"), _pids_params(bladeid, pids)).fetchone()["recorded"]
-
-
 def finish_and_claim(conn: "psycopg.Connection", bladeid: uuid.UUID,
                      reports: list[tuple[Claim, int, float, float, float, bool]], svcids: Iterable[int],
                      host: str, slots: int, pids: list[tuple[tuple[int, int, int], int]] = ()
@@ -224,18 +219,24 @@ def progress(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, percent: 
 
 def heartbeat(conn: "psycopg.Connection", bladeid: uuid.UUID, holding: Iterable[tuple[int, int, int]] = (), *,
               metrics: dict | None = None, loadavg: float = 0.0, availmemory: float = 0.0,
-              availdisk: float = 0.0) -> set[tuple[int, int, int]]:
+              availdisk: float = 0.0, pids: list[tuple[tuple[int, int, int], int]] = ()
+              ) -> set[tuple[int, int, int]]:
     """Renew the leases of what the blade holds (jid, cid, iid); what it should still be running.
+    `pids`: the process ids of commands launched since the last report, recorded first (in the
+    same round trip).
 
     The blade's other unfinished invocations (older than a few seconds) are
     queued again: nothing runs them.
     """
     holding = list(holding)
-    rows = conn.execute(queries.get("heartbeat"), {
-        "bladeid": bladeid, "metrics": _json(metrics or {}), "loadavg": loadavg, "availmemory": availmemory,
-        "availdisk": availdisk, "jids": [h[0] for h in holding], "cids": [h[1] for h in holding],
-        "iids": [h[2] for h in holding]}).fetchall()
-    return {(r["jid"], r["cid"], r["iid"]) for r in rows}
+    with conn.pipeline():
+        if pids:
+            conn.execute(queries.get("pids"), _pids_params(bladeid, list(pids)))
+        cur = conn.execute(queries.get("heartbeat"), {
+            "bladeid": bladeid, "metrics": _json(metrics or {}), "loadavg": loadavg, "availmemory": availmemory,
+            "availdisk": availdisk, "jids": [h[0] for h in holding], "cids": [h[1] for h in holding],
+            "iids": [h[2] for h in holding]})
+    return {(r["jid"], r["cid"], r["iid"]) for r in cur.fetchall()}
 
 
 def blade_exit(conn: "psycopg.Connection", bladeid: uuid.UUID, *, handback: bool) -> int:
@@ -305,7 +306,7 @@ def store_tiers(conn: "psycopg.Connection", tiers: dict[str, int]) -> int:
 
 
 __all__ = ["BladeInfo", "Claim", "ServiceCache", "register", "claim", "launch_info", "finish", "finish_and_claim",
-           "record_pids",
+
            "progress", "store_tiers",
            "heartbeat", "blade_exit", "housekeep", "set_params", "retry", "retry_many", "skip", "skip_many", "kill",
            "kill_many"]
