@@ -284,13 +284,16 @@ class Blade:
         return connect(self.settings, autocommit=True)
 
     def _db(self, fn, *args, **kw):
-        """Call a dispatch function; a broken connection raises _Offline."""
+        """Call a dispatch function; a broken connection raises _Offline.  Work the database
+        aborted to break a deadlock runs again (each dispatch call is safe to repeat)."""
         import psycopg
+
+        from ..db.rerun import rerun
 
         if self.conn is None:
             raise _Offline()
         try:
-            return fn(self.conn, *args, **kw)
+            return rerun(fn, self.conn, *args, **kw)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self._drop(exc)
             raise _Offline() from None

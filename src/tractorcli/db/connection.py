@@ -64,8 +64,10 @@ def connect(settings: SiteSettings, *, dbname: str | None = None, autocommit: bo
     import psycopg
     from psycopg.rows import dict_row
 
+    from .rerun import SiteConnection
+
     try:
-        return psycopg.connect(**conninfo(settings, dbname), autocommit=autocommit, row_factory=dict_row)
+        return SiteConnection.connect(**conninfo(settings, dbname), autocommit=autocommit, row_factory=dict_row)
     except psycopg.Error as exc:
         raise translate(exc, settings, dbname) from None
 
@@ -79,6 +81,11 @@ def translate(exc: Exception, settings: SiteSettings | None = None, dbname: str 
     text = raw.splitlines()[0] if raw else exc.__class__.__name__
     where = describe(settings) if settings is not None else "the job database"
     name = dbname or (settings.db.dbname if settings else "tractor")
+    from .rerun import CONFLICTS
+
+    if isinstance(exc, CONFLICTS):  # (OperationalErrors too: before those)
+        return StateError(f"{where} aborted the work to break a lock conflict with other work ({text}); "
+                          "nothing of it was done: run it again")
     if isinstance(exc, psycopg.OperationalError):
         low = raw.lower()
         if "does not exist" in low and "database" in low:

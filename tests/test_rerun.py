@@ -1,0 +1,104 @@
+"""Work PostgreSQL aborts to break a deadlock runs again (db/rerun.py), on a real server.
+
+The deadlock is the one the soak test met: a blade's transaction holds its
+own blade row (a finish frees its slots) and then wants a job row, while an
+operator's `retry` holds that job and wants the blade row to free the slots
+of the command it stops.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from tractorcli.db import dispatch as d
+from tractorcli.db.connection import connect, translate
+from tractorcli.db.rerun import SiteConnection, rerun
+from tractorcli.errors import StateError
+
+from test_dispatch import C, Blade, check_counters, spool, task_states
+from tractorcli.jobs.model import Job, Task
+
+
+@pytest.fixture
+def conn(db_settings):
+    with connect(db_settings, autocommit=True) as c:
+        yield c
+
+
+def _deadlock_under(db_settings, conn, operation) -> tuple[object, str]:
+    """Run `operation` (an operator's call on its own SiteConnection) against a blade-like
+    transaction that takes the locks in the other order; returns its result and what the
+    blade-like side saw."""
+    jid = spool(conn, Job(title="dl", subtasks=(Task("a", cmds=(C("r"),)), Task("b", cmds=(C("r"),)))))
+    blade = Blade(conn, slots=2)
+    assert blade.claim() == [(jid, 1), (jid, 2)]
+    result: list[object] = []
+    errors: list[BaseException] = []
+
+    with psycopg.connect(**_info(db_settings)) as other, connect(db_settings, autocommit=True) as op:
+        assert isinstance(op, SiteConnection)
+        other.execute("UPDATE blades SET slotsinuse = slotsinuse WHERE bladeid = %s", (blade.id,))
+
+        def run() -> None:
+            try:
+                result.append(operation(op, jid))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(0.3)  # the operation holds the job and waits for the blade row
+        seen = "took both locks"
+        try:
+            other.execute("UPDATE jobs SET numactive = numactive WHERE jid = %s", (jid,))
+            other.commit()
+        except psycopg.errors.DeadlockDetected:
+            other.rollback()
+            seen = "was the deadlock's victim"
+        t.join(30)
+    assert not errors, errors
+    check_counters(conn, jid)
+    return result[0], seen
+
+
+def _info(db_settings) -> dict:
+    from tractorcli.db.connection import conninfo
+
+    return conninfo(db_settings)
+
+
+def test_an_operation_aborted_by_a_deadlock_runs_again_and_does_its_work(db_settings, conn):
+    reset, seen = _deadlock_under(db_settings, conn, lambda op, jid: d.retry(op, jid, [1]))
+    # the operation waited first, so PostgreSQL broke the cycle on its side: it ran again
+    assert seen == "took both locks"
+    assert reset == [1]
+    jid = conn.execute("SELECT max(jid) AS j FROM jobs").fetchone()["j"]
+    assert task_states(conn, jid) == {"a": "ready", "b": "active"}
+
+
+def test_inside_a_callers_transaction_nothing_is_run_again(db_settings, conn):
+    def in_a_block(op, jid):
+        with op.transaction():
+            return d.retry(op, jid, [1])
+
+    with pytest.raises(AssertionError, match="DeadlockDetected"):
+        _deadlock_under(db_settings, conn, in_a_block)
+
+
+def test_rerun_gives_up_after_its_attempts_and_the_error_reads_as_one_line():
+    calls = []
+
+    def always():
+        calls.append(1)
+        raise psycopg.errors.DeadlockDetected("deadlock detected\nDETAIL: Process 1 waits ...")
+
+    with pytest.raises(psycopg.errors.DeadlockDetected) as info:
+        rerun(always)
+    assert len(calls) == 6
+    err = translate(info.value)
+    assert isinstance(err, StateError)
+    assert "\n" not in err.message and "run it again" in err.message
