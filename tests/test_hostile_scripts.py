@@ -205,14 +205,17 @@ def test_nul_and_surrogates_made_by_escapes_are_refused(monkeypatch, text, what,
         refused(text, what, line, col)
 
 
-def test_invalid_utf8_files_are_read_as_latin1(tmp_path):
-    # the documented fallback for old scripts: every byte is a character, nothing is lost
+def test_files_that_are_not_utf8_are_refused_at_the_first_bad_byte(tmp_path):
     path = tmp_path / "old.alf"
-    path.write_bytes(b"Job -title {caf\xe9 \xff} -subtasks {}\n")
-    assert alfred.parse_file(str(path)).title == "caf\u00e9 \u00ff"
-    path.write_bytes(b"Job -title {a\xff\x00} -subtasks {}\n")
-    with pytest.raises(JobError, match=r"old\.alf:1:15: the script holds a NUL"):
+    path.write_bytes(b"Job -title {x} -subtasks {\n  Task {caf\xc3\xa9 cr\xe8me} -cmds {}\n}\n")
+    with pytest.raises(JobError, match=r"old\.alf:2:16: the script is not UTF-8 text \(byte 0xe8\)") as info:
         alfred.parse_file(str(path))
+    assert "iconv" in info.value.hint and "\n" not in info.value.message
+    # the spool reads files the same way, and says so the same way, before anything is spooled
+    from tractorcli.submit import load
+
+    with pytest.raises(JobError, match=r"old\.alf:2:16: the script is not UTF-8"):
+        load(str(path))
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
@@ -222,7 +225,7 @@ def test_deep_nesting_does_not_copy_the_script_at_every_level(tmp_path):
 
     n = 990
     path = tmp_path / "deep.alf"
-    path.write_text("Job -title t -subtasks {" + "Task t -subtasks {" * n + "Task leaf -title {" + "x" * 200_000
+    path.write_text("Job -title t -subtasks {" + "Task t -subtasks {" * n + "Task leaf -metadata {" + "x" * 200_000
                     + "}" + "}" * n + "}\n")
     # the peak resident size (VmHWM; ru_maxrss would carry the forking parent's peak over exec)
     code = ("import re, sys; from tractorcli.jobs.alfred import parse_file; "
@@ -231,3 +234,27 @@ def test_deep_nesting_does_not_copy_the_script_at_every_level(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert int(out.stdout) < 100_000, out.stdout  # KB; 990 copies of the text inside would be 200 MB
+
+
+def test_a_script_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from tractorcli.jobs import script_text
+
+    monkeypatch.setattr(script_text, "MAX_SCRIPT_BYTES", 1000)  # (the real limit is 64 MiB)
+    path = tmp_path / "huge.alf"
+    path.write_text("Job -title t -subtasks {\n" + "  Task x\n" * 200 + "}\n")
+    with pytest.raises(JobError, match=r"huge\.alf:1:1: the script has 1,827 bytes; a job script may have at most 1,000"):
+        alfred.parse_file(str(path))
+    monkeypatch.setattr(script_text, "MAX_SCRIPT_BYTES", 2000)
+    assert len(alfred.parse_file(str(path)).subtasks) == 200
+
+
+@pytest.mark.parametrize("text, whose, line, col", [
+    ("Job -title {%s} -subtasks {}", "the job's", 1, 1),
+    ("Job -title t -subtasks {\n  Task {%s}\n}", "a task's", 2, 3),
+])
+def test_a_10_mb_title_is_refused_with_its_place(text, whose, line, col):
+    from tractorcli.jobs.model import resolve
+
+    with pytest.raises(JobError, match=rf"t\.alf:{line}:{col}: {whose} title has 10,000,000 characters; "
+                                       r"a title may have at most 65,536"):
+        resolve(parse(text % ("x" * 10_000_000), "t.alf"))

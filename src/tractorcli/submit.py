@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from pathlib import Path
 
 from . import config
 from .config import SiteSettings
 from .errors import BadInput, NotFound, from_os_error
 from .jobs.model import Job, Resolved, resolve
+from .jobs.script_text import read_script
 
 
 # a spool's owner and host when none are named (in config.py, which the database layer also reads)
@@ -35,15 +35,11 @@ class Loaded:
 
 def read_job_file(path: str) -> str:
     try:
-        data = Path(path).read_bytes()
+        return read_script(path)
     except FileNotFoundError:
         raise NotFound(f"tractor-spool - no access to file: {path}") from None
     except OSError as exc:
         raise from_os_error(exc, f"reading {path}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")  # old scripts; every byte maps to a character
 
 
 def looks_like_json(text: str) -> bool:

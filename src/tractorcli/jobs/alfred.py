@@ -572,11 +572,7 @@ def _apply_assignments(job: Job, values: dict[str, str]) -> None:
 
 
 def parse_file(path: str, **kw) -> Job:
-    """Read and parse a job file (UTF-8, or Latin-1 as a fallback for old scripts)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    return parse(text, path, **kw)
+    """Read and parse a job file (UTF-8 text, at most script_text.MAX_SCRIPT_BYTES)."""
+    from .script_text import read_script
+
+    return parse(read_script(path), path, **kw)

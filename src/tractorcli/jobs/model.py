@@ -25,6 +25,9 @@ from typing import Iterator, Protocol, Union
 from ..errors import BadInput
 
 RUNTYPES = ("regular", "cleanup", "post_always", "post_error", "post_done")
+# characters in a job's or task's title: titles are on every listing and screen, so a runaway
+# generator's 10 MB title is refused rather than stored
+MAX_TITLE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +228,8 @@ def resolve(job: Job) -> Resolved:
     refers = False
     cid = 0
     add_task, add_command = tasks.append, commands.append
+    if len(job.title) > MAX_TITLE:
+        raise _long_title("the job's", job.title, job.where)
 
     # iterative depth-first walk: deep trees must not hit the recursion limit
     stack: list[tuple[Node, int, int]] = [(n, 0, i) for i, n in reversed(list(enumerate(job.subtasks)))]
@@ -236,6 +241,8 @@ def resolve(job: Job) -> Resolved:
             continue
         tid = len(tasks) + 1
         add_task(FlatTask(tid, node, parent, position))
+        if len(node.title) > MAX_TITLE:
+            raise _long_title("a task's", node.title, node.where)
         if node.id:
             if node.id in by_id:
                 raise JobError(f"duplicate task -id {node.id!r}", node.where, also=by_id[node.id][1])
@@ -278,6 +285,10 @@ def resolve(job: Job) -> Resolved:
     if edges:  # without Instances, the tree and serial order cannot loop
         _check_acyclic(job, tasks, edges)
     return Resolved(job, tasks, edges, commands)
+
+
+def _long_title(whose: str, title: str, where: Place | None) -> JobError:
+    return JobError(f"{whose} title has {len(title):,} characters; a title may have at most {MAX_TITLE:,}", where)
 
 
 def _check_acyclic(job: Job, tasks: list[FlatTask], edges: list[tuple[int, int, str]]) -> None:

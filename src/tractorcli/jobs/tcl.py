@@ -1143,7 +1143,7 @@ def expr(it: Interp, word_or_words) -> str:
         text, _ = it._substitute(src, 0, len(text), stop="\0")
     try:
         return _format_number(_ExprParser(text, w0, it).parse())
-    except ValueError as exc:  # an integer with more digits than Python converts
+    except ValueError:  # an integer with more digits than Python converts
         raise TclError("number too large in expression (more than 4300 digits)", w0.where) from None
 
 
