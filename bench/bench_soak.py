@@ -98,7 +98,7 @@ SQL = {
         SELECT c.jid, c.tid, c.cid, c.state, count(i.iid) AS runs,
                count(*) FILTER (WHERE i.current) AS current,
                max(i.iid) AS last_iid, max(i.iid) FILTER (WHERE i.current) AS current_iid,
-               coalesce(bool_or(i.stoptime IS NULL), false) AS running,
+               coalesce(bool_or(i.iid IS NOT NULL AND i.stoptime IS NULL), false) AS running,
                (array_agg(i.rcode ORDER BY i.iid DESC))[1] AS last_rcode
         FROM commands c LEFT JOIN invocations i ON i.jid = c.jid AND i.cid = c.cid
         WHERE c.jid = ANY(%(jids)s) AND c.runtype = 'regular'

@@ -65,7 +65,7 @@ from .. import __version__
 from ..config import SiteSettings
 from ..db import queries
 from ..db.reload import generation as reload_generation
-from ..errors import ConfigError, DatabaseUnavailable, TractorError
+from ..errors import ConfigError, DatabaseUnavailable, SchemaError, TractorError
 from .launch import KILL_GRACE, BladeSide, Run, prepare
 from .profile import Profile, default_profile, load_profiles, select_profile
 
@@ -659,6 +659,19 @@ class Blade:
                 except Exception:  # noqa: BLE001
                     pass
 
+    def _stop_runs(self, why: str) -> None:
+        """End the running commands (TERM, then KILL after KILL_GRACE) without reporting them:
+        their leases run out and they are queued again."""
+        for run in self.runs.values():
+            run.terminate(why)
+        deadline = time.monotonic() + KILL_GRACE
+        for run in self.runs.values():
+            run.join(max(0.0, deadline - time.monotonic()))
+        for run in self.runs.values():
+            if run.running:
+                run.signal(signal.SIGKILL)
+                run.join(1.0)
+
     def _loop(self) -> int:
         from ..db import dispatch
 
@@ -727,18 +740,16 @@ class Blade:
                     return 0
             except _Offline:
                 pass
+            except SchemaError as exc:
+                # the job database is of another version than this blade and lacks what it calls:
+                # nothing can be claimed or reported, so it stops and says why
+                self.say(f"stopping: {exc.message}" + (f"; {exc.hint}" if exc.hint else ""))
+                self._stop_runs("stopping: the job database does not match this blade")
+                raise
             if self.stop_mode is not None and self.conn is None and now - stop_at > OFFLINE_STOP_WAIT:
-                for run in self.runs.values():
-                    run.terminate("stopping without a database")
                 self.say(f"stopping without reaching the database for {OFFLINE_STOP_WAIT:g} s: exiting; "
                          "the leases of unreported commands run out and they are queued again")
-                deadline = time.monotonic() + KILL_GRACE
-                for run in self.runs.values():
-                    run.join(max(0.0, deadline - time.monotonic()))
-                for run in self.runs.values():
-                    if run.running:
-                        run.signal(signal.SIGKILL)
-                        run.join(1.0)
+                self._stop_runs("stopping without a database")
                 raise DatabaseUnavailable("could not report to the job database before stopping")
 
             # sleep until something happens: a notification, a command's end, a timer

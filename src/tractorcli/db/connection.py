@@ -67,9 +67,23 @@ def connect(settings: SiteSettings, *, dbname: str | None = None, autocommit: bo
     from .rerun import SiteConnection
 
     try:
-        return SiteConnection.connect(**conninfo(settings, dbname), autocommit=autocommit, row_factory=dict_row)
+        conn = SiteConnection.connect(**conninfo(settings, dbname), autocommit=autocommit, row_factory=dict_row)
     except psycopg.Error as exc:
         raise translate(exc, settings, dbname) from None
+    conn.site_settings = settings  # for translate() in code that is handed only the connection
+    return conn
+
+
+def settings_of(conn: Any) -> SiteSettings | None:
+    """The site settings a connection was made from (None: not made by connect())."""
+    return getattr(conn, "site_settings", None)
+
+
+def _room_hint(settings: SiteSettings | None) -> str:
+    """What to do about a full disk under the server: free space where its data lives."""
+    if settings is not None and not settings.db.host and not settings.db.use_existing:
+        return f"free space on the disk holding {settings.db_data_dir}, then try again"
+    return "free space on the database server's disk, then try again"
 
 
 def translate(exc: Exception, settings: SiteSettings | None = None, dbname: str | None = None) -> TractorError:
@@ -86,6 +100,8 @@ def translate(exc: Exception, settings: SiteSettings | None = None, dbname: str 
     if isinstance(exc, CONFLICTS):  # (OperationalErrors too: before those)
         return StateError(f"{where} aborted the work to break a lock conflict with other work ({text}); "
                           "nothing of it was done: run it again")
+    if isinstance(exc, pe.DiskFull):  # (an OperationalError too: before those)
+        return StorageError(f"{where}: the disk is full ({text})", hint=_room_hint(settings))
     if isinstance(exc, psycopg.OperationalError):
         low = raw.lower()
         if "does not exist" in low and "database" in low:
@@ -111,8 +127,14 @@ def translate(exc: Exception, settings: SiteSettings | None = None, dbname: str 
             f"{where} has no job schema ({text})",
             hint="create it with tractor-dbctl --upgrade or --start-for-engine",
         )
-    if isinstance(exc, (pe.DiskFull,)):
-        return StorageError(f"{where}: the disk is full ({text})")
+    if isinstance(exc, pe.UndefinedFunction):
+        # a program older or newer than the database's schema (an old blade left running over an
+        # upgrade that retired what it calls): say so, not "SQL error"
+        from .. import __version__
+
+        return SchemaError(f"{where} has no function this tractorcli ({__version__}) calls: {text}",
+                           hint="the program and the job database are of different versions: upgrade the "
+                                "database (tractor-dbctl --upgrade) or install the tractorcli that matches it")
     if isinstance(exc, pe.InsufficientPrivilege):
         return PermissionDenied(f"{where}: {text}")
     if isinstance(exc, pe.InvalidParameterValue):  # raised by the operations' functions: their words
@@ -120,7 +142,7 @@ def translate(exc: Exception, settings: SiteSettings | None = None, dbname: str 
     if isinstance(exc, pe.InvalidRegularExpression):
         # a tq `like` pattern the server's regex engine refuses
         return BadInput(f"invalid regular expression: {text}")
-    if isinstance(exc, (pe.SyntaxError, pe.UndefinedColumn, pe.UndefinedFunction, pe.InvalidTextRepresentation,
+    if isinstance(exc, (pe.SyntaxError, pe.UndefinedColumn, pe.InvalidTextRepresentation,
                         pe.DataException, psycopg.DataError)):
         return BadInput(f"SQL error: {text}")
     if isinstance(exc, pe.ObjectInUse):

@@ -48,6 +48,8 @@ class SiteConnection(psycopg.Connection):
     """A connection whose single statements, each its own transaction (autocommit, outside
     any transaction block and pipeline), run again when aborted to break a deadlock."""
 
+    site_settings: Any = None  # the SiteSettings it was made from (set by connection.connect)
+
     def execute(self, query, params=None, *, prepare=None, binary=False):  # type: ignore[override]
         if (self.autocommit and self.info.transaction_status == pq.TransactionStatus.IDLE
                 and self.info.pipeline_status == pq.PipelineStatus.OFF):

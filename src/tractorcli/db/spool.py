@@ -142,7 +142,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from ..jobs.model import FlatTask, Resolved, Task
 from . import queries
-from .connection import translated
+from .connection import settings_of, translated
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -190,7 +190,7 @@ def spool_job(conn: "psycopg.Connection", resolved: Resolved, options: SpoolOpti
         options = SpoolOptions(**fields)
     elif fields:
         options = dataclasses.replace(options, **fields)
-    with translated():
+    with translated(settings_of(conn)):
         return _spool(conn, resolved, options)
 
 
