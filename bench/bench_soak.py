@@ -139,6 +139,7 @@ class Operator(threading.Thread):
         self.touched: Counter = Counter()  # tasks (jobs) acted on, per kind
         self.failed: Counter = Counter()
         self.failures: list[str] = []
+        self.secs: Counter = Counter()  # time spent in the operations, per kind
         self.error: BaseException | None = None
 
     def live(self) -> list[int]:
@@ -180,6 +181,7 @@ class Operator(threading.Thread):
         if kind in self.budget and self.budget[kind] <= 0:
             kind = "pause" if kind == "delete" else "retry"
         self.seq += 1
+        self.kind = kind
         self.asked[kind] += 1
         if kind in ("retry", "skip", "kill"):
             jid, tids = self._targets(conn, kind)
@@ -227,7 +229,9 @@ class Operator(threading.Thread):
         try:
             with connect(self.settings, autocommit=True) as conn:
                 while not self.stop.is_set():
+                    t0 = time.perf_counter()
                     try:
+                        self.kind = None
                         self.one(conn)
                     except psycopg.Error as exc:  # one statement, autocommit: it did nothing; go on
                         self.failed[exc.__class__.__name__] += 1
@@ -235,6 +239,7 @@ class Operator(threading.Thread):
                             self.failures.append(f"seq {self.seq}: {exc.__class__.__name__}: {str(exc).strip()[:300]}")
                         if conn.closed:
                             raise
+                    self.secs[self.kind] += time.perf_counter() - t0
                     self.stop.wait(self.rng.uniform(0.0, 0.05))
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
@@ -558,6 +563,7 @@ def soak(size: dict) -> list[dict]:
                       failed=dict(op.failed), failures=op.failures))
     for kind in KINDS:
         out.append(figure(f"soak_ops_{kind}", op.asked[kind], "operations", None, took_effect=op.took[kind],
+                          mean_ms=round(1000 * op.secs[kind] / max(op.asked[kind], 1), 1),
                           tasks_acted_on=op.touched[kind] if kind in ("retry", "skip", "kill", "restart") else None))
     out.append(figure("soak_operations_failed", sum(op.failed.values()), "operations", "== 0",
                       by_error=dict(op.failed), failures=op.failures))

@@ -100,7 +100,7 @@ def test_a_full_database_disk_loses_nothing_and_recovers_once_there_is_room(smal
         assert site.one("SELECT count(*) AS n FROM tasks WHERE jid NOT IN (SELECT jid FROM jobs)")["n"] == 0
 
         # the blade's reports meet the full disk: it says so, keeps its commands and its connection
-        site.wait(lambda: "disk is full" in blade.text(), msg="the blade to meet the full disk")
+        site.wait(lambda: "No space left on device" in blade.text(), msg="the blade to meet the full disk")
         stalled = time.monotonic()
         while time.monotonic() - stalled < LEASE + 1.5:  # longer than a lease, housekeeping as the engine does
             d.housekeep(site.conn)
@@ -109,7 +109,7 @@ def test_a_full_database_disk_loses_nothing_and_recovers_once_there_is_room(smal
             time.sleep(0.2)
         long_inv = site.all("SELECT iid, current, lapsed FROM invocations WHERE jid = %s AND cid = 1", jid)
         assert [tuple(r.values()) for r in long_inv] == [(1, True, False)], blade.text()
-        assert "lost the database connection" not in blade.text()
+        assert "the disk is full" in blade.text() and "lost the database connection" not in blade.text(), blade.text()
         st = dbctl(cfg, "--status")
         assert st.returncode == 0 and "Traceback" not in st.stdout + st.stderr, st
         (site.work / "go").touch()  # the long command ends while nothing can be stored

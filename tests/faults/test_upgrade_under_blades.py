@@ -68,62 +68,62 @@ def test_an_older_blade_runs_on_through_an_upgrade_and_against_the_newer_schema(
                       capture_output=True, text=True, env=env, timeout=180))
     assert schema_version(settings) == OLD_SCHEMA
 
-    site = Site(settings)
-    runs = site.work / "runs"
+    farm = Site(settings)
+    runs = farm.work / "runs"
     runs.mkdir()
     try:
         # each command leaves one file per run: a run twice shows as a second line
-        script = site.work / "upgrade.alf"
+        script = farm.work / "upgrade.alf"
         script.write_text("Job -title upgrade -subtasks {\n" + "".join(
             f'  Task t{i} -cmds {{RemoteCmd {{/bin/sh -c "echo run >> {runs}/t{i}; sleep 1.5"}}}}\n'
             for i in range(8)) + "}\n")
         spooled = ok(subprocess.run(old_program(old_source, "spool", str(script)), capture_output=True, text=True,
-                                    env={**env, "TRACTOR_CONFIGDIR": str(site.cfg)}, timeout=60))
+                                    env={**env, "TRACTOR_CONFIGDIR": str(farm.cfg)}, timeout=60))
         jid = int(spooled.stdout.rsplit("jid:", 1)[1])
-        log = open(site.root / "old-blade.log", "w")
-        blade = subprocess.Popen(old_program(old_source, "blade", "--configdir", str(site.cfg), "--heartbeat", "0.3",
+        log = open(farm.root / "old-blade.log", "w")
+        blade = subprocess.Popen(old_program(old_source, "blade", "--configdir", str(farm.cfg), "--heartbeat", "0.3",
                                              "--name", "old-blade", "--slots", "4"),
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env)
-        site.wait(lambda: len(list(runs.iterdir())) >= 4, msg="the older blade running four commands")
+        farm.wait(lambda: len(list(runs.iterdir())) >= 4, msg="the older blade running four commands")
 
         # the engine stops (its database with it), the newer version starts it and upgrades it
-        site.conn.close()
+        farm.conn.close()
         ok(subprocess.run(old_program(old_source, "dbctl", "--configdir", str(cfg), "--stop"),
                           capture_output=True, text=True, env=env, timeout=120))
         up = ok(dbctl(cfg, "--start-for-engine"))
         assert schema_version(settings) == migrate.latest_version() > OLD_SCHEMA, up.stdout + up.stderr
-        site.conn = connect(settings, autocommit=True)
+        farm.conn = connect(settings, autocommit=True)
 
         def finished() -> bool:
-            return site.one("SELECT numdone FROM jobs WHERE jid = %s", jid)["numdone"] == 8
+            return farm.one("SELECT numdone FROM jobs WHERE jid = %s", jid)["numdone"] == 8
 
-        site.wait(finished, timeout=60, msg=f"the job's 8 tasks done by the older blade\n{_text(site)}")
+        farm.wait(finished, timeout=60, msg=f"the job's 8 tasks done by the older blade\n{_text(farm)}")
         # and it takes new work spooled against the newer schema
-        jid2 = site.spool(Task("after", cmds=(sh(f"echo run >> {runs}/after"),)))
-        site.wait(lambda: site.one("SELECT numdone FROM jobs WHERE jid = %s", jid2)["numdone"] == 1, timeout=30,
-                  msg=f"a job spooled after the upgrade\n{_text(site)}")
+        jid2 = farm.spool(Task("after", cmds=(sh(f"echo run >> {runs}/after"),)))
+        farm.wait(lambda: farm.one("SELECT numdone FROM jobs WHERE jid = %s", jid2)["numdone"] == 1, timeout=30,
+                  msg=f"a job spooled after the upgrade\n{_text(farm)}")
 
-        assert blade.poll() is None, _text(site)
+        assert blade.poll() is None, _text(farm)
         assert {p.name: p.read_text() for p in runs.iterdir()} == {
             **{f"t{i}": "run\n" for i in range(8)}, "after": "run\n"}
-        rows = site.all("SELECT cid, count(*) AS n, bool_and(rcode = 0) AS ok, bool_and(bladename = 'old-blade') AS here "
+        rows = farm.all("SELECT cid, count(*) AS n, bool_and(rcode = 0) AS ok, bool_and(bladename = 'old-blade') AS here "
                         "FROM invocations WHERE jid IN (%s, %s) GROUP BY cid, jid", jid, jid2)
         assert len(rows) == 9 and all(r["n"] == 1 and r["ok"] and r["here"] for r in rows), rows
-        assert audit(site.conn) == []
-        assert "Traceback" not in _text(site)
+        assert audit(farm.conn) == []
+        assert "Traceback" not in _text(farm)
     finally:
         if "blade" in locals() and blade.poll() is None:
             blade.kill()
             blade.wait(10)
-        site.close()
+        farm.close()
 
 
-def _text(site: Site) -> str:
-    path = site.root / "old-blade.log"
+def _text(farm: Site) -> str:
+    path = farm.root / "old-blade.log"
     return path.read_text() if path.exists() else ""
 
 
-def test_a_blade_the_database_has_outgrown_stops_and_says_why(site):
+def test_a_blade_the_database_has_outgrown_stops_and_says_why(site):  # noqa: F811
     s = site()
     jid = s.spool(Task("long", cmds=(sh("sleep 30"),)))
     blade = s.blade("--name", "outgrown")
