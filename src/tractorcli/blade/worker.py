@@ -80,6 +80,7 @@ RECONNECT_MAX = 4.0
 REVOKED = "no longer assigned to this blade"  # kill reasons of runs that are not reported
 HANDBACK = "handback"
 OFFLINE_STOP_WAIT = 10.0  # a stopping blade gives up on an unreachable database after this long
+STALL_CLEAR = 5.0  # a database that refused to store (disk full) stores again after this long without refusing
 
 
 @dataclasses.dataclass
@@ -244,6 +245,12 @@ class _Offline(Exception):
     """The database connection broke; the loop reconnects."""
 
 
+class _Stalled(_Offline):
+    """The database is there but cannot store anything just now (its disk is full, it is out of
+    memory): the connection is kept; what was not stored is kept and sent again, and the
+    heartbeats go on, so the leases of what runs here do not run out."""
+
+
 class Blade:
     """One blade process.  `run()` returns the exit status."""
 
@@ -275,6 +282,9 @@ class Blade:
         self._metrics_at = 0.0
         self._held_back: str | None = None
         self.unsent_pids: list[tuple[tuple[int, int, int], int]] = []  # launched, pid not yet recorded
+        self._stalled: TractorError | None = None  # why the database cannot store just now
+        self._stalled_since = 0.0  # when it first refused
+        self._stalled_last = 0.0  # when it last refused
 
     # -- database ------------------------------------------------------------------
 
@@ -295,6 +305,10 @@ class Blade:
         try:
             return rerun(fn, self.conn, *args, **kw)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if (getattr(exc, "sqlstate", None) or "").startswith("53") and not self.conn.broken:
+                # class 53, insufficient resources (disk full, out of memory): the server is there
+                self._stall(exc)
+                raise _Stalled() from None
             self._drop(exc)
             raise _Offline() from None
         except psycopg.Error as exc:
@@ -302,10 +316,37 @@ class Blade:
 
             raise translate(exc, self.settings) from None
 
+    def _stall(self, exc: Exception) -> None:
+        """The server refused to store something for want of space (or memory); said once."""
+        from ..db.connection import translate
+
+        error = translate(exc, self.settings)
+        now = time.monotonic()
+        if self._stalled is None:
+            self._stalled_since = now
+            self.say(f"{error.message}: nothing can be stored there just now; commands keep running, "
+                     "their results are held and sent again until it can")
+        else:
+            self.detail(f"still cannot store: {error.message}")
+        self._stalled, self._stalled_last = error, now
+
+    def _stored(self) -> None:
+        """Something was stored (a result, a claim, a heartbeat).  On a nearly full disk some
+        writes find room and others do not: the database counts as storing again once nothing
+        was refused for STALL_CLEAR seconds."""
+        if self._stalled is not None and time.monotonic() - self._stalled_last >= STALL_CLEAR:
+            self._stalled = None
+            self.say(f"the job database stores again (it refused to for "
+                     f"{self._stalled_last - self._stalled_since:.0f} s)")
+
     def _drop(self, exc: Exception) -> None:
         first = str(exc).strip().splitlines()
-        self.say(f"lost the database connection ({first[0] if first else exc.__class__.__name__}); "
-                 "commands keep running, reconnecting")
+        reason = first[0] if first else exc.__class__.__name__
+        if "pipeline mode" in reason:
+            # libpq's words when the server went away in the middle of a pipelined call (a blade's
+            # report): what it said before going is lost with the connection
+            reason = "the server closed it during a call"
+        self.say(f"lost the database connection ({reason}); commands keep running, reconnecting")
         try:
             self.conn.close()
         except Exception:  # noqa: BLE001
@@ -400,6 +441,7 @@ class Blade:
                         loadavg=m.get("loadavg") or 0.0, availmemory=m.get("mem") or 0.0,
                         availdisk=m.get("disk") or 0.0, pids=pids)
         del self.unsent_pids[:len(pids)]
+        self._stored()
         for key, run in list(self.runs.items()):
             if key not in keep and run.kill_reason is None:
                 self.say(f"J{key[0]} C{key[1]}: no longer this blade's (retried, killed or requeued); killing it")
@@ -498,6 +540,8 @@ class Blade:
             svcids = self._db(self._svc.matching, facts, refresh=False)
             claims = self._db(dispatch.claim, self.bladeid, svcids, self.ident.short_host, free)
         self._after_claim(len(claims), free)
+        if claims:
+            self._stored()
         self.pending += claims
         self.launch_pending()
         return len(claims)
@@ -583,6 +627,7 @@ class Blade:
                                     svcids, self.ident.short_host, free, pids)
         del self.reports[:len(batch)]
         del self.unsent_pids[:len(pids)]
+        self._stored()
         for (c, run), outcome in zip(batch, outcomes):
             self.say(f"J{c.jid} T{c.tid} C{c.cid}.{c.iid}: exit code {run.rcode}"
                      + (f" ({run.note})" if run.note else "") + f" -> {outcome}")
@@ -606,6 +651,7 @@ class Blade:
             outcome, problem = self._db(finish_expand, c, self.bladeid, run.rcode, nodes=run.expansion,
                                         real=run.elapsed, app=run.utime, sys=run.stime)
             self.reports.remove((c, run))
+            self._stored()
             if problem is not None:
                 run.append_log(f"expand output not grafted: {problem}; the command counts as failed")
             self.say(f"J{c.jid} T{c.tid} C{c.cid}.{c.iid}: exit code {run.rcode}"
@@ -640,6 +686,8 @@ class Blade:
         self._reconnect_wait = RECONNECT_FIRST
         try:
             self.register()
+        except _Stalled:
+            raise self._stalled from None
         except _Offline:
             raise DatabaseUnavailable("lost the database connection while registering") from None
         self.say(f"blade {ident.name} up: profile {ident.profile.name}, {ident.slots} slot(s), "
@@ -687,9 +735,12 @@ class Blade:
             now = time.monotonic()
             self._reconnect()
             try:
-                self.launch_pending()
-                self.collect()
-                self.report()
+                try:
+                    self.launch_pending()
+                    self.collect()
+                    self.report()
+                except _Stalled:
+                    pass  # held; the heartbeat still goes, so the leases of what runs here stay ours
                 if now >= next_hb and self.conn is not None:
                     next_hb = now + opts.heartbeat
                     self.heartbeat()

@@ -66,12 +66,24 @@ def connect(settings: SiteSettings, *, dbname: str | None = None, autocommit: bo
 
     from .rerun import SiteConnection
 
+    _quiet_psycopg()
     try:
         conn = SiteConnection.connect(**conninfo(settings, dbname), autocommit=autocommit, row_factory=dict_row)
     except psycopg.Error as exc:
         raise translate(exc, settings, dbname) from None
     conn.site_settings = settings  # for translate() in code that is handed only the connection
     return conn
+
+
+def _quiet_psycopg() -> None:
+    """psycopg logs the errors it ignores while another one is raised (a pipeline aborted by the
+    error we report, say); with no logging set up Python prints those to stderr.  The error that
+    matters reaches the user through the exception, translated: the log records are not for them."""
+    import logging
+
+    log = logging.getLogger("psycopg")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
 
 
 def settings_of(conn: Any) -> SiteSettings | None:
