@@ -193,21 +193,29 @@ def finish_and_claim(conn: "psycopg.Connection", bladeid: uuid.UUID,
 
     One transaction (one commit to wait for) and, pipelined, one round trip:
     a busy blade's whole cycle.  If anything fails, nothing of it happened
-    and the caller sends the same reports again.
+    and the caller sends the same reports again.  Rows are taken in the
+    order operations on jobs take them (functions/blades.sql, lock order):
+    the reports by jid, the pids after them, the blade's own row last.
     """
     svcids = list(svcids)
     claimed = None
+    order = sorted(range(len(reports)), key=lambda k: (reports[k][0].jid, reports[k][0].cid))
+    finished: dict[int, Any] = {}
     # BEGIN, the calls and COMMIT all go out together: one round trip
     with conn.pipeline(), conn.transaction():
-        if pids:
-            conn.execute(queries.get("pids"), _pids_params(bladeid, list(pids)))
-        finished = [conn.execute(queries.get("finish_checkpoint" if checkpoint else "finish"), {
-            "jid": c.jid, "cid": c.cid, "iid": c.iid, "bladeid": bladeid, "rcode": rcode,
-            "real": real, "app": app, "sys": sys}) for c, rcode, real, app, sys, checkpoint in reports]
+        conn.execute(queries.get("cycle_begin"), {"bladeid": bladeid})
+        for k in order:
+            c, rcode, real, app, sys, checkpoint = reports[k]
+            finished[k] = conn.execute(queries.get("finish_checkpoint" if checkpoint else "finish"), {
+                "jid": c.jid, "cid": c.cid, "iid": c.iid, "bladeid": bladeid, "rcode": rcode,
+                "real": real, "app": app, "sys": sys})
         if slots > 0:
             claimed = conn.execute(queries.get("claim"), {"bladeid": bladeid, "svcids": svcids, "host": host,
                                                           "slots": slots})
-    outcomes = [cur.fetchone()["outcome"] for cur in finished]
+        if pids:
+            conn.execute(queries.get("pids"), _pids_params(bladeid, list(pids)))
+        conn.execute(queries.get("cycle_end"), {"bladeid": bladeid})
+    outcomes = [finished[k].fetchone()["outcome"] for k in range(len(reports))]
     rows = claimed.fetchall() if claimed is not None else []
     return outcomes, [Claim(r["jid"], r["tid"], r["cid"], r["iid"], r["numslots"], r) for r in rows]
 

@@ -345,6 +345,14 @@ ORDER BY c.jid, c.cid
 -- name: launch_info
 SELECT * FROM tractor_launch_v1 WHERE jid = %(jid)s AND cid = %(cid)s
 
+-- name: cycle_begin
+-- A blade's cycle (reports, claim, pids) begins: its own row is written once, at cycle_end
+-- (functions/blades.sql, lock order).
+SELECT tractor_cycle_begin_v1(%(bladeid)s)
+
+-- name: cycle_end
+SELECT tractor_cycle_end_v1(%(bladeid)s)
+
 -- name: finish
 SELECT tractor_finish_v1(%(jid)s, %(cid)s, %(iid)s, %(bladeid)s, %(rcode)s,
                          %(real)s, %(app)s, %(sys)s) AS outcome

@@ -40,6 +40,60 @@ BEGIN
     RETURN b;
 END $$;
 
+-- Lock order.  Work that meets takes rows in one order where it can: job rows (by jid) before
+-- the rows of their invocations, and a blade's row last.  A blade's cycle (its reports and
+-- its claim, one transaction: db/dispatch.py finish_and_claim) opens with
+-- tractor_cycle_begin_v1, which defers every change to its blade's slotsinuse until
+-- tractor_cycle_end_v1 writes them at once, last: so a blade never holds its own row while
+-- it waits for a job that an operator's batch (tq retry of tasks running there) holds while
+-- it waits for that blade's row.  What still meets in both orders (a claim takes jobs in
+-- priority order, not by jid) is broken by PostgreSQL and run again by the client
+-- (db/rerun.py).  Outside a cycle (the engine's housekeeping, older blades) each change is
+-- written at once.
+CREATE OR REPLACE FUNCTION tractor_slots_change(p_blade uuid, p_delta integer) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_delta = 0 THEN
+        RETURN;
+    END IF;
+    IF current_setting('tractor.cycle_blade', true) = p_blade::text THEN
+        PERFORM set_config('tractor.cycle_slots',
+                           (current_setting('tractor.cycle_slots')::integer + p_delta)::text, true);
+    ELSE
+        UPDATE blades SET slotsinuse = greatest(slotsinuse + p_delta, 0) WHERE bladeid = p_blade;
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION tractor_cycle_begin_v1(p_blade uuid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
+    IF current_setting('tractor.cycle_blade', true) = p_blade::text THEN
+        RETURN;  -- begun already (a heartbeat or exit inside a cycle): one cycle
+    END IF;
+    -- (transaction-local: gone at commit or rollback)
+    PERFORM set_config('tractor.cycle_blade', p_blade::text, true);
+    PERFORM set_config('tractor.cycle_slots', '0', true);
+END $$;
+
+-- Ends the cycle: the blade's slots change by what its reports freed and its claim took.
+CREATE OR REPLACE FUNCTION tractor_cycle_end_v1(p_blade uuid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    delta integer := coalesce(nullif(current_setting('tractor.cycle_slots', true), '')::integer, 0);
+BEGIN
+    IF session_user <> current_user THEN
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
+    IF current_setting('tractor.cycle_blade', true) IS DISTINCT FROM p_blade::text THEN
+        RETURN;  -- no cycle of this blade began: its changes were written as they came
+    END IF;
+    PERFORM set_config('tractor.cycle_blade', '', true);
+    PERFORM tractor_slots_change(p_blade, delta);
+END $$;
+
 -- A blade is alive: renew the leases of the invocations it runs (p_jids,
 -- p_cids, p_iids: the commands it holds, running or not yet reported) and
 -- record its metrics.  Its other current invocations older than a few
@@ -59,9 +113,7 @@ BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
     END IF;
-    UPDATE blades SET heartbeattime = now(), metrics = p_metrics, loadavg = p_loadavg,
-                      availmemory = p_availmemory, availdisk = p_availdisk, status = 'up'
-    WHERE bladeid = p_blade;
+    PERFORM tractor_cycle_begin_v1(p_blade);
     -- commands it still runs whose lease ran out while it could not reach the database: its
     -- own again when nobody has taken them since
     FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i
@@ -79,6 +131,11 @@ BEGIN
     UPDATE invocations i SET leasetime = now() + make_interval(secs => lease)
     WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL
     RETURNING i.jid, i.cid, i.iid;
+    -- the blade's own row last (see tractor_slots_change)
+    PERFORM tractor_cycle_end_v1(p_blade);
+    UPDATE blades SET heartbeattime = now(), metrics = p_metrics, loadavg = p_loadavg,
+                      availmemory = p_availmemory, availdisk = p_availdisk, status = 'up'
+    WHERE bladeid = p_blade;
 END $$;
 
 -- The jobs a claim may take work from, whichever blade claims (each claim adds its own service
@@ -400,9 +457,7 @@ BEGIN
         CLOSE jobs_c;
         EXIT WHEN free <= 0 OR took = 0;
     END LOOP;
-    IF used > 0 THEN
-        UPDATE blades SET slotsinuse = slotsinuse + used WHERE bladeid = p_blade;
-    END IF;
+    PERFORM tractor_slots_change(p_blade, used);
 END $$;
 
 -- The claim as blades of schema 12 and before call it (no bindings in the answer).
@@ -439,11 +494,13 @@ BEGIN
         PERFORM tractor_guard_blade(p_blade);
     END IF;
     IF p_handback THEN
+        PERFORM tractor_cycle_begin_v1(p_blade);  -- its own row last
         FOR r IN SELECT jid, cid, iid FROM invocations WHERE bladeid = p_blade AND current AND stoptime IS NULL LOOP
             IF tractor_requeue(r.jid, r.cid, r.iid) THEN
                 n := n + 1;
             END IF;
         END LOOP;
+        PERFORM tractor_cycle_end_v1(p_blade);
     END IF;
     UPDATE blades SET status = 'down', heartbeattime = now() WHERE bladeid = p_blade;
     RETURN n;
@@ -482,7 +539,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = inv.bladeid;
+    PERFORM tractor_slots_change(inv.bladeid, -inv.numslots);
     PERFORM tractor_queue_command(p_jid, p_cid);
     IF inv.tid > 0 THEN
         UPDATE tasks SET state = 'ready', statetime = now(), readytime = now(), currcid = NULL
@@ -519,7 +576,7 @@ BEGIN
     UPDATE invocations SET current = true, stoptime = NULL, lapsed = false,
                            leasetime = now() + make_interval(secs => tractor_param_int('BladeLeaseSecs', 30))
     WHERE jid = p_jid AND cid = p_cid AND iid = p_iid;
-    UPDATE blades SET slotsinuse = slotsinuse + inv.numslots WHERE bladeid = p_blade;
+    PERFORM tractor_slots_change(p_blade, inv.numslots);
     UPDATE commands SET state = 'active', statetime = now() WHERE jid = p_jid AND cid = p_cid;
     IF inv.tid > 0 THEN
         UPDATE tasks SET state = 'active', statetime = now(), currcid = p_cid WHERE jid = p_jid AND tid = inv.tid;

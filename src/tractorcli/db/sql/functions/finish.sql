@@ -115,6 +115,8 @@ DECLARE
     in_block boolean := false;
     root integer;
 BEGIN
+    -- the job before the invocation, as operations on the job take them (blades.sql: lock order)
+    PERFORM 1 FROM jobs WHERE jid = p_jid FOR NO KEY UPDATE;
     UPDATE invocations SET stoptime = now(), rcode = p_rcode, leasetime = NULL,
                            elapsedreal = p_elapsedreal, elapsedapp = p_elapsedapp, elapsedsys = p_elapsedsys
     WHERE jid = p_jid AND cid = p_cid AND iid = p_iid AND current AND stoptime IS NULL
@@ -131,7 +133,7 @@ BEGIN
         WHERE jid = p_jid AND cid = p_cid AND iid = p_iid
         RETURNING * INTO inv;
     END IF;
-    UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = p_blade;
+    PERFORM tractor_slots_change(p_blade, -inv.numslots);
     SELECT * INTO cmd FROM commands WHERE jid = p_jid AND cid = p_cid FOR UPDATE;
     IF NOT v_checkpoint AND p_rcode <> 0 AND cardinality(cmd.resumewhile) > 1
        AND lower(cmd.resumewhile[1]) = 'exitcode' AND p_rcode::text = ANY(cmd.resumewhile[2:]) THEN
@@ -272,7 +274,7 @@ BEGIN
     FOR inv IN UPDATE invocations SET current = false, stoptime = now(), leasetime = NULL
                WHERE jid = p_jid AND cid = ANY(cids) AND current AND stoptime IS NULL
                RETURNING * LOOP
-        UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = inv.bladeid;
+        PERFORM tractor_slots_change(inv.bladeid, -inv.numslots);
     END LOOP;
     UPDATE invocations SET current = false WHERE jid = p_jid AND cid = ANY(cids) AND current;
     DELETE FROM ready WHERE jid = p_jid AND cid = ANY(cids);
@@ -381,7 +383,7 @@ BEGIN
     UPDATE invocations SET stoptime = now(), rcode = p_rcode, leasetime = NULL,
                            elapsedreal = p_elapsedreal, elapsedapp = p_elapsedapp, elapsedsys = p_elapsedsys
     WHERE jid = p_jid AND cid = p_cid AND iid = p_iid;
-    UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = p_blade;
+    PERFORM tractor_slots_change(p_blade, -inv.numslots);
     UPDATE commands SET state = 'done', statetime = now() WHERE jid = p_jid AND cid = p_cid;
     UPDATE tasks SET state = 'blocked', statetime = now(), currcid = NULL, pending = waiting
     WHERE jid = p_jid AND tid = x;

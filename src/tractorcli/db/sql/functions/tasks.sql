@@ -17,7 +17,7 @@ BEGIN
                WHERE jid = p_jid AND cid IN (SELECT c.cid FROM commands c WHERE c.jid = p_jid AND c.tid = p_tid)
                  AND current AND stoptime IS NULL
                RETURNING * LOOP
-        UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = inv.bladeid;
+        PERFORM tractor_slots_change(inv.bladeid, -inv.numslots);
         stopped := true;
     END LOOP;
     RETURN stopped;
@@ -32,16 +32,17 @@ LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off
 AS $$
 BEGIN
+    -- the invocations, then their blades' rows (blades.sql: lock order)
+    WITH stopped AS (
+        UPDATE invocations i SET current = false, stoptime = now(), leasetime = NULL
+        FROM unnest(p_jids, p_tids) AS r(jid, tid), commands c
+        WHERE c.jid = r.jid AND c.tid = r.tid AND i.jid = c.jid AND i.cid = c.cid AND i.current
+          AND i.stoptime IS NULL
+        RETURNING i.bladeid, i.numslots
+    )
     UPDATE blades b SET slotsinuse = greatest(b.slotsinuse - x.n, 0)
-    FROM (SELECT i.bladeid, sum(i.numslots) AS n
-          FROM unnest(p_jids, p_tids) AS r(jid, tid)
-          JOIN commands c ON c.jid = r.jid AND c.tid = r.tid
-          JOIN invocations i ON i.jid = c.jid AND i.cid = c.cid AND i.current AND i.stoptime IS NULL
-          GROUP BY i.bladeid) x
+    FROM (SELECT st.bladeid, sum(st.numslots) AS n FROM stopped st GROUP BY st.bladeid) x
     WHERE b.bladeid = x.bladeid;
-    UPDATE invocations i SET current = false, stoptime = now(), leasetime = NULL
-    FROM unnest(p_jids, p_tids) AS r(jid, tid), commands c
-    WHERE c.jid = r.jid AND c.tid = r.tid AND i.jid = c.jid AND i.cid = c.cid AND i.current AND i.stoptime IS NULL;
 END $$;
 
 -- One job's tasks after an operation: pending counts recomputed, tasks free
@@ -185,13 +186,16 @@ BEGIN
     -- The reset tasks' invocations are no longer current; running ones
     -- are stopped (the blade's next heartbeat kills the process group) and
     -- their slots freed.
+    -- (the invocations, then their blades' rows: blades.sql, lock order)
+    WITH stopped AS (
+        UPDATE invocations i SET current = false, stoptime = now(), leasetime = NULL
+        FROM tractor_resched s, commands c
+        WHERE s.reset AND s.running AND c.jid = s.jid AND c.tid = s.tid AND i.jid = c.jid AND i.cid = c.cid
+          AND i.current AND i.stoptime IS NULL
+        RETURNING i.bladeid, i.numslots
+    )
     UPDATE blades b SET slotsinuse = greatest(b.slotsinuse - x.n, 0)
-    FROM (SELECT i.bladeid, sum(i.numslots) AS n
-          FROM tractor_resched s
-          JOIN commands c ON c.jid = s.jid AND c.tid = s.tid
-          JOIN invocations i ON i.jid = c.jid AND i.cid = c.cid AND i.current AND i.stoptime IS NULL
-          WHERE s.reset AND s.running
-          GROUP BY i.bladeid) x
+    FROM (SELECT st.bladeid, sum(st.numslots) AS n FROM stopped st GROUP BY st.bladeid) x
     WHERE b.bladeid = x.bladeid;
     UPDATE invocations i SET current = false, stoptime = coalesce(i.stoptime, now()),
            leasetime = CASE WHEN i.stoptime IS NULL THEN NULL ELSE i.leasetime END
@@ -491,7 +495,7 @@ BEGIN
     FOR inv IN UPDATE invocations SET current = false, stoptime = now(), leasetime = NULL
                WHERE jid = p_jid AND current AND stoptime IS NULL
                RETURNING * LOOP
-        UPDATE blades SET slotsinuse = greatest(slotsinuse - inv.numslots, 0) WHERE bladeid = inv.bladeid;
+        PERFORM tractor_slots_change(inv.bladeid, -inv.numslots);
         UPDATE tasks SET retrycount = retrycount + 1 WHERE jid = p_jid AND tid = inv.tid AND attached;
     END LOOP;
     UPDATE invocations SET current = false WHERE jid = p_jid AND current;
