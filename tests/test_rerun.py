@@ -102,3 +102,35 @@ def test_rerun_gives_up_after_its_attempts_and_the_error_reads_as_one_line():
     err = translate(info.value)
     assert isinstance(err, StateError)
     assert "\n" not in err.message and "run it again" in err.message
+
+
+def test_a_blades_cycle_does_not_hold_its_row_while_an_operation_stops_its_commands(db_settings, conn):
+    """The cycle's order (functions/blades.sql, lock order): a blade that has reported one job's
+    command and is about to claim from another does not hold its own row yet, so `tq retry` of a
+    command running there goes through at once instead of waiting for the blade (and then
+    deadlocking with its claim)."""
+    from psycopg.rows import dict_row
+
+    from tractorcli.db import queries
+
+    j1 = spool(conn, Job(title="one", subtasks=(Task("a", cmds=(C("r"),)),)))
+    j2 = spool(conn, Job(title="two", subtasks=(Task("b", cmds=(C("r"),)), Task("c", cmds=(C("r"),)))))
+    blade = Blade(conn, slots=2)
+    assert blade.claim() == [(j1, 1), (j2, 1)]
+    done: list[object] = []
+    with psycopg.connect(**_info(db_settings), row_factory=dict_row) as cycle, \
+            psycopg.connect(**_info(db_settings), autocommit=True, row_factory=dict_row) as op:
+        cycle.execute(queries.get("cycle_begin"), {"bladeid": blade.id})
+        assert d.finish(cycle, blade.running.pop((j1, 1)), blade.id, 0) == "done"  # open: j1 and its rows held
+        t = threading.Thread(target=lambda: done.append(d.retry(op, j2, [1])))  # a plain connection: no rerun
+        t.start()
+        t.join(5)
+        assert done == [[1]], "tq retry waited for the blade's open cycle"
+        got = d.claim(cycle, blade.id, blade.svc.matching(conn, blade.facts, refresh=True), blade.facts.hostname, 1)
+        cycle.execute(queries.get("cycle_end"), {"bladeid": blade.id})
+        cycle.commit()
+    assert [(c.jid, c.tid) for c in got] == [(j2, 1)]  # the retried task, ready again, comes first
+    blade.running[(j2, 1)] = got[0]
+    assert conn.execute("SELECT slotsinuse FROM blades WHERE bladeid = %s", (blade.id,)).fetchone()["slotsinuse"] == 1
+    check_counters(conn, j1)
+    check_counters(conn, j2)
