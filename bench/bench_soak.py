@@ -46,8 +46,8 @@ from pathlib import Path
 from _common import BenchError, Site, clean_env, figure, log, pick_port
 from bench_dispatch import blade_argv, spool
 
-FULL = {"jobs": 200, "tasks": 500, "blades": 2, "slots": 4, "seed": 2026}
-QUICK = {"jobs": 20, "tasks": 100, "blades": 2, "slots": 4, "seed": 2026}
+FULL = {"jobs": 200, "tasks": 500, "blades": 2, "slots": 4, "seed": 2026, "pause": 0.05}
+QUICK = {"jobs": 20, "tasks": 100, "blades": 2, "slots": 4, "seed": 2026, "pause": 0.05}
 SIZE: dict = {}  # set by the command line (python bench/bench_soak.py --jobs ...) before run.main runs us
 
 HOT = ("ready", "invocations", "commands", "tasks", "jobs", "blades")
@@ -121,11 +121,13 @@ SQL = {
 class Operator(threading.Thread):
     """Random operations on the jobs, each recorded with what the database says it did."""
 
-    def __init__(self, settings, jids: list[int], tasks: int, seed: int, budget: dict):
+    def __init__(self, settings, jids: list[int], tasks: int, seed: int, budget: dict, pause: float):
         super().__init__(name="operator", daemon=True)
         self.settings, self.jids, self.ntasks = settings, list(jids), tasks
         self.rng = random.Random(seed)
         self.budget = budget  # {"restart": n, "delete": n}
+        self.pause = pause  # at most this long between two operations (uniform)
+        self.kind: str | None = None
         self.stop = threading.Event()
         self.seq = 0
         self.deleted: set[int] = set()
@@ -149,7 +151,8 @@ class Operator(threading.Thread):
         return [(r["jid"], r["tid"]) for r in conn.execute(SQL["running"]).fetchall() if r["jid"] not in self.deleted]
 
     def _targets(self, conn, kind: str) -> tuple[int, list[int]]:
-        """A job and 1-3 of its tasks: running ones (a kill needs one), killed ones (to retry), or any."""
+        """A job and 1-3 of its tasks: running ones (a kill needs one; 30 % of retries and skips), killed ones
+        (20 % of retries: some are left in error at the end), or any."""
         rng = self.rng
         pick = rng.random()
         if kind == "kill" or (kind in ("retry", "skip") and pick < 0.3):
@@ -157,7 +160,7 @@ class Operator(threading.Thread):
             if running:
                 jid, tid = rng.choice(running)
                 return jid, [tid]
-        if kind == "retry" and pick < 0.7 and self.killed:
+        if kind == "retry" and pick < 0.5 and self.killed:
             jid, tid = rng.choice(sorted(self.killed))
             return jid, [tid]
         jid = rng.choice(self.live())
@@ -240,7 +243,7 @@ class Operator(threading.Thread):
                         if conn.closed:
                             raise
                     self.secs[self.kind] += time.perf_counter() - t0
-                    self.stop.wait(self.rng.uniform(0.0, 0.05))
+                    self.stop.wait(self.rng.uniform(0.0, self.pause))
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
 
@@ -295,6 +298,7 @@ def bloat_report(samples: list[dict], start: dict, wall: float) -> dict:
     out = {}
     t10 = 0.1 * wall
     after10 = next((s for s in samples if s["t"] >= t10), samples[-1])
+    half = next((s for s in samples if s["t"] >= 0.5 * wall), samples[-1])
     for rel in HOT:
         series = [s["tables"][rel] for s in samples if rel in s["tables"]]
         if not series:
@@ -308,6 +312,8 @@ def bloat_report(samples: list[dict], start: dict, wall: float) -> dict:
              "autovacuums": final["autovacuums"] - start["tables"][rel]["autovacuums"],
              "autoanalyzes": final["autoanalyzes"] - start["tables"][rel]["autoanalyzes"],
              "last_autovacuum": final["last_autovacuum"],
+             "half_bytes": half["tables"][rel]["total"],
+             "second_half_growth": round(final["total"] / max(half["tables"][rel]["total"], 1), 3),
              "updates": final["upd"] - start["tables"][rel]["upd"],
              "hot_update_pct": round(100.0 * (final["hot_upd"] - start["tables"][rel]["hot_upd"])
                                      / max(final["upd"] - start["tables"][rel]["upd"], 1), 1)}
@@ -325,12 +331,13 @@ def print_bloat(report: dict) -> None:
 
     log("bloat (MB; dead tuples; autovacuum runs during the run):")
     print(f"    {'table':12} {'start':>8} {'peak':>8} {'final':>8} {'heap/idx final':>17} {'dead peak':>10} "
-          f"{'dead end':>9} {'av':>4} {'HOT%':>5}  bounded", file=sys.stderr)
+          f"{'dead end':>9} {'av':>4} {'HOT%':>5} {'2nd half':>8}  bounded", file=sys.stderr)
     for rel, d in report.items():
         bounded = f"peak/10% {d['peak_over_10pct']}" if "peak_over_10pct" in d else ""
         print(f"    {rel:12} {mb(d['start_bytes'])} {mb(d['peak_bytes'])} {mb(d['final_bytes'])} "
               f"{mb(d['final_heap_bytes'])}/{mb(d['final_index_bytes']).strip():>7} {d['dead_peak']:>10,} "
-              f"{d['dead_final']:>9,} {d['autovacuums']:>4} {d['hot_update_pct']:>5}  {bounded}", file=sys.stderr)
+              f"{d['dead_final']:>9,} {d['autovacuums']:>4} {d['hot_update_pct']:>5} x{d['second_half_growth']:<7}  {bounded}",
+              file=sys.stderr)
 
 
 # --- reconciliation -------------------------------------------------------------------------
@@ -445,7 +452,7 @@ def soak(size: dict) -> list[dict]:
         start = sample(conn, 0.0)
 
         budget = {"restart": max(1, njobs // 20), "delete": max(1, njobs // 40)}
-        op = Operator(settings, jids, ntasks, size["seed"], budget)
+        op = Operator(settings, jids, ntasks, size["seed"], budget, size["pause"])
         keeper = Housekeeper(settings)
         logs = site.root / "blade-logs"
         logs.mkdir()
@@ -515,8 +522,10 @@ def soak(size: dict) -> list[dict]:
             deleted_ready = conn.execute(SQL["ready_of"], {"jids": sorted(op.deleted)}).fetchone()["n"]
             for line in rec["details"][:20]:
                 log(f"MISMATCH {line}")
-            for row in found:
+            for row in found[:20]:
                 log(f"AUDIT {describe(row)}")
+            if len(found) > 20:
+                log(f"AUDIT ... {len(found)} violations in all: {dict(Counter(r['invariant'] for r in found))}")
 
             # -- then the killed tasks are retried: every job must finish, every task done
             errs = conn.execute(SQL["error_tasks"], {"jids": live}).fetchall()
@@ -549,12 +558,13 @@ def soak(size: dict) -> list[dict]:
 
     report = bloat_report(samples[:-1], start, wall)  # the run itself; the retry phase's sample apart
     print_bloat(report)
+    log("(2nd half: final size / size at half the run; bounded: peak / size after the first 10 %)")
     log(f"server: {', '.join(f'{k}={v}' for k, v in server.items())}; reloptions {reloptions}")
     peak_xact = max(samples, key=lambda s: s["oldest_xact_s"])
     ops_total = sum(op.asked.values())
 
     out.append(figure("soak_commands_run", inv["total"], "invocations", None, jobs=njobs, tasks=ntasks,
-                      blades=nblades, slots=nslots, seed=size["seed"], **{k: inv[k] for k in inv if k != "total"}))
+                      blades=nblades, slots=nslots, seed=size["seed"], pause=size["pause"], **{k: inv[k] for k in inv if k != "total"}))
     out.append(figure("soak_wall", round(wall, 1), "s", None, spool_s=round(spool_s, 1),
                       note="blades started to every job quiet (nothing blocked, ready or running)"))
     out.append(figure("soak_rate", round(inv["total"] / wall, 1), "commands/s", None,
@@ -577,7 +587,8 @@ def soak(size: dict) -> list[dict]:
     out.append(figure("soak_invocations_left_running", running_left, "", "== 0"))
     out.append(figure("soak_blade_slots_held", slots, "", "== 0"))
     out.append(figure("soak_deleted_jobs_ready_rows", deleted_ready, "", None))
-    out.append(figure("soak_audit_violations", len(found), "", "== 0", rows=[describe(r) for r in found]))
+    out.append(figure("soak_audit_violations", len(found), "", "== 0", rows=[describe(r) for r in found][:100],
+                      by_invariant=dict(Counter(r["invariant"] for r in found))))
     out.append(figure("soak_after_retry_unfinished_jobs", len(unfinished) + (0 if quiet2 else 1), "jobs", "== 0",
                       jids=unfinished[:20], seconds=round(finish_s, 1), command_states=dict(cmd_states),
                       audit=[describe(r) for r in found2]))
@@ -610,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blades", type=int, default=FULL["blades"])
     ap.add_argument("--slots", type=int, default=FULL["slots"], help="slots per blade")
     ap.add_argument("--seed", type=int, default=FULL["seed"], help="the operator's random seed")
+    ap.add_argument("--pause", type=float, default=FULL["pause"],
+                    help="the operator waits 0 to this many seconds between two operations")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON file (default: bench/results/latest.json at full size, else soak-JOBSxTASKS.json)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a figure misses its target")
@@ -619,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     import bench_soak  # the module run.main loads by name: give it the sizes
     import run as runner
 
-    bench_soak.SIZE.update(jobs=args.jobs, tasks=args.tasks, blades=args.blades, slots=args.slots, seed=args.seed)
+    bench_soak.SIZE.update(jobs=args.jobs, tasks=args.tasks, blades=args.blades, slots=args.slots, seed=args.seed,
+                           pause=args.pause)
     full = all(bench_soak.SIZE[k] == FULL[k] for k in FULL)
     out = args.out or bench_dir / "results" / ("latest.json" if full else f"soak-{args.jobs}x{args.tasks}.json")
     return runner.main(["soak", "--out", str(out)] + (["--strict"] if args.strict else []))

@@ -118,8 +118,9 @@ def test_a_blades_cycle_does_not_hold_its_row_while_an_operation_stops_its_comma
     blade = Blade(conn, slots=2)
     assert blade.claim() == [(j1, 1), (j2, 1)]
     done: list[object] = []
-    with psycopg.connect(**_info(db_settings), row_factory=dict_row) as cycle, \
-            psycopg.connect(**_info(db_settings), autocommit=True, row_factory=dict_row) as op:
+    # (the cycle's connection closes first, so a failing run does not leave the operation waiting)
+    with psycopg.connect(**_info(db_settings), autocommit=True, row_factory=dict_row) as op, \
+            psycopg.connect(**_info(db_settings), row_factory=dict_row) as cycle:
         cycle.execute(queries.get("cycle_begin"), {"bladeid": blade.id})
         assert d.finish(cycle, blade.running.pop((j1, 1)), blade.id, 0) == "done"  # open: j1 and its rows held
         t = threading.Thread(target=lambda: done.append(d.retry(op, j2, [1])))  # a plain connection: no rerun
