@@ -10,7 +10,7 @@ import struct
 import sys
 
 import pytest
-from test_dispatch import Blade, spool
+from test_dispatch import Blade, check_counters, spool
 
 from tractorcli.blade.exr import ExrError, checkpoint_state, is_checkpoint, read_header, write_header
 from tractorcli.db.connection import connect
@@ -235,3 +235,25 @@ def test_the_seeds_checkpoint_example_runs_verbatim(db_settings):
         if os.path.exists("/tmp/t.exr"):
             os.unlink("/tmp/t.exr")
 
+
+
+def test_a_block_whose_root_has_no_commands_runs_its_passes_too(conn):
+    # the root ends a pass when its last subtask does (no command of its own to finish)
+    jid = spool(conn, parse("""
+Job -title {bare loop} -subtasks {
+    Task {the loop} -resumeblock 1 -subtasks {
+        Task {render f1} -cmds { RemoteCmd {render %R} -resumewhile {exitcode 9} }
+        Task {render f2} -cmds { RemoteCmd {render %R} }
+    }
+    Task {after} -cmds { RemoteCmd {after} }
+} -serialsubtasks 1
+"""))
+    b = Blade(conn, slots=1)
+    runs = run_all(conn, b, {"render f1": [9, 9, 0]})
+    assert [(t, r, o) for t, r, o, _, _ in runs] == [
+        ("render f1", 0, "checkpoint"), ("render f2", 0, "done"),  # the root's first pass ends
+        ("render f1", 1, "checkpoint"),  # only what checkpointed runs again (render f2 was final)
+        ("render f1", 2, "done"),
+        ("after", 0, "done")]  # after the root, done at last
+    check_counters(conn, jid)
+    assert conn.execute("SELECT phase FROM jobs WHERE jid = %s", (jid,)).fetchone()["phase"] == "finished"

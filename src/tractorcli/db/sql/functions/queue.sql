@@ -90,8 +90,9 @@ END $$;
 
 -- Tasks whose `pending` just reached zero (blocked until now): each becomes
 -- ready with its first command not done queued, or, with none, done at
--- once, releasing its own waiters in turn.  Returns the counter changes as
--- (ready, done) so callers update the job row once.
+-- once, releasing its own waiters in turn (a -resumeblock root so done may
+-- start its block's next pass instead: tractor_next_pass).  Returns the
+-- counter changes as (ready, done) so callers update the job row once.
 CREATE OR REPLACE FUNCTION tractor_release(p_jid bigint, p_tids integer[], OUT o_ready integer, OUT o_done integer)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -99,6 +100,7 @@ DECLARE
     t integer;
     first_cid integer;
     waiters integer[];
+    root boolean;
 BEGIN
     o_ready := 0;
     o_done := 0;
@@ -112,8 +114,11 @@ BEGIN
             PERFORM tractor_queue_command(p_jid, first_cid);
             o_ready := o_ready + 1;
         ELSE
-            UPDATE tasks SET state = 'done', statetime = now(), progress = 100 WHERE jid = p_jid AND tid = t;
-            o_done := o_done + 1;
+            UPDATE tasks SET state = 'done', statetime = now(), progress = 100 WHERE jid = p_jid AND tid = t
+            RETURNING resumeblock INTO root;
+            o_done := o_done + 1;  -- (a next pass counts its reset tasks back by difference)
+            -- a -resumeblock root with no commands of its own ends a pass here: another, or done
+            CONTINUE WHEN root AND tractor_next_pass(p_jid, t);
             waiters := tractor_task_finished(p_jid, t);
             queue := queue || waiters;
         END IF;
