@@ -112,3 +112,18 @@ def test_tq_explain_and_why(site):
     r = site.tq("explain", "jid=424242")
     assert r.stdout == "" and "no tasks found" in r.stderr
     assert site.tq("explain", status=2).stdout.startswith("Usage")
+
+
+def test_an_atleast_command_waits_for_slots_gathered_across_blades(site):
+    spread = site.spool(Task("spread", cmds=(C("r", service="PixarRender", atleast=3),)))
+    one = site.spool(Task("one host", cmds=(C("r", service="PixarRender", atleast=3, samehost=True),)))
+    for name in ("r1", "r2"):
+        Blade(site.conn, name=name, provides=("PixarRender",), slots=2)
+    w = why(site, spread, 1)["waiting"]
+    assert "with slots the other matching blades lend: 4 free, 3 needed" in w.text
+    # -samehost: no blade has 3 slots
+    assert "every blade matching" in why(site, one, 1)["busy"].text
+    site.conn.execute("UPDATE blades SET slotsinuse = 1")
+    b = why(site, spread, 1)["busy"]
+    assert "it needs 3 slots gathered across the blades matching" in b.text and "and 2 are free" in b.text
+    assert b.detail["free"] == 2 and b.detail["samehost"] is False

@@ -73,6 +73,32 @@ def test_slots_needed_local_cmds_and_a_blade_that_is_down(site):
     assert d["blade"] == "b1" and d["lines"][0]["kind"] == "down"
 
 
+def test_an_atleast_command_counts_the_slots_other_blades_would_lend(site):
+    big = job(site, cmd={"atleast": 3}, title="big")
+    pinned = job(site, cmd={"atleast": 3, "samehost": True}, title="one host")
+    b1 = Blade(site.conn, name="b1", slots=2)
+    b2 = Blade(site.conn, name="b2", slots=2)
+    # a blade lends to commands of the service expressions it matched at its last claim
+    site.conn.execute("UPDATE jobs SET pausetime = now()")
+    assert b2.claim() == []
+    site.conn.execute("UPDATE jobs SET pausetime = NULL")
+    t = trace(site, b1)
+    assert commands(t) == [(big, "ready", None), (pinned, "skipped", "slots")]
+    assert t.lines[2].text.endswith("; 2 slot(s) here, 1 to be lent by other blades that match it")
+    assert t.lines[2].detail["lent"] == 1
+    assert "but no free slot (2 of 2 in use with the commands above)" in t.lines[3].text
+    # as traced, the claim takes it, with a slot of b2
+    assert b1.claim() == [(big, 1)]
+    assert site.one("SELECT bladename, slots FROM bindings WHERE jid = %s AND lent", big) == {"bladename": "b2",
+                                                                                             "slots": 1}
+    # a lender that is NIMBY for another user lends nothing: the command waits
+    site.conn.execute("UPDATE blades SET nimby = 'zed' WHERE name = 'b2'")
+    again = job(site, cmd={"atleast": 3}, title="again")
+    b3 = Blade(site.conn, name="b3", slots=2)
+    (line,) = [x for x in trace(site, b3).lines if x.jid == again]
+    assert (line.kind, line.reason) == ("skipped", "slots") and "needs 3 slots and 2 are free" in line.text
+
+
 def test_limit_and_blade_order(site):
     jids = [job(site, title=f"j{i}") for i in range(5)]
     zb = Blade(site.conn, name="zz", slots=1)

@@ -20,8 +20,6 @@ from typing import Callable
 from .config import SiteSettings
 from .errors import ExitStatus, NotFound
 
-_QUERY = """SELECT jid, title, phase, numtasks, numblocked, numready, numactive, numerror, numdone,
-                   deletetime IS NOT NULL AS deleted FROM jobs WHERE jid = %(jid)s"""
 
 
 def summary(row: dict) -> str:
@@ -35,6 +33,7 @@ def summary(row: dict) -> str:
 def follow(settings: SiteSettings, jid: int, *, say: Callable[[str], None], interval: float = 0.5,
            timeout: float | None = None, live: bool | None = None) -> ExitStatus:
     """Wait for job `jid` to finish; OK when every task is done, JOB_FAILED otherwise."""
+    from .db import queries
     from .db.connection import connect, translated
 
     if live is None:
@@ -55,7 +54,7 @@ def follow(settings: SiteSettings, jid: int, *, say: Callable[[str], None], inte
                 progress.start()
                 bar = progress.add_task(f"J{jid}", total=None, detail="")
             while True:
-                row = conn.execute(_QUERY, {"jid": jid}).fetchone()
+                row = conn.execute(queries.get("follow_job"), {"jid": jid}).fetchone()
                 if row is None:
                     raise NotFound(f"no job {jid}")
                 if progress is not None:

@@ -31,6 +31,8 @@ import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from . import queries
+
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
@@ -38,50 +40,6 @@ __all__ = ["UP_SECS", "Reason", "TaskWhy", "blade_facts", "explain_task"]
 
 UP_SECS = 360  # a blade is up when not marked down and its last heartbeat is newer than this (`up`: -6m)
 
-_TASK = """
-SELECT t.jid, t.tid, t.title, t.state, t.attached, t.parent_tid, t.position, t.currcid,
-       j.title AS jobtitle, j.owner, j.spoolhost, j.pausetime, j.aftertime, j.deletetime, j.phase,
-       j.afterjids, j.maxactive, j.numactive, j.serialsubtasks AS jobserial
-FROM tasks t JOIN jobs j ON j.jid = t.jid
-WHERE t.jid = %(jid)s AND t.tid = %(tid)s
-"""
-_TREE = "SELECT tid, title, state, parent_tid, position, serialsubtasks FROM tasks WHERE jid = %(jid)s AND tid = ANY(%(tids)s)"
-_SUBTASKS = """
-SELECT tid, title, state FROM tasks
-WHERE jid = %(jid)s AND parent_tid = %(tid)s AND attached AND state <> 'done' ORDER BY position
-"""
-_INSTANCES = """
-SELECT x.tid, x.title, x.state FROM task_edges e JOIN tasks x ON x.jid = e.jid AND x.tid = e.child_tid
-WHERE e.jid = %(jid)s AND e.parent_tid = %(tid)s AND x.attached AND x.state <> 'done'
-  AND x.parent_tid IS DISTINCT FROM %(tid)s
-ORDER BY x.tid
-"""
-_PREV = """
-SELECT tid, title, state FROM tasks
-WHERE jid = %(jid)s AND parent_tid IS NOT DISTINCT FROM %(parent)s AND position = %(position)s - 1 AND attached
-"""
-_LAST_INVOCATION = """
-SELECT i.cid, i.iid, i.rcode, i.bladename, i.starttime, i.stoptime FROM invocations i
-WHERE i.jid = %(jid)s AND i.tid = %(tid)s ORDER BY i.starttime DESC, i.cid DESC, i.iid DESC LIMIT 1
-"""
-_AFTERJIDS = """
-SELECT jid, title, phase FROM jobs WHERE jid = ANY(%(jids)s) AND phase <> 'finished' AND deletetime IS NULL
-ORDER BY jid
-"""
-_READY = """
-SELECT q.cid, q.local, q.spoolhost, q.pinblade, s.expr, c.argv, greatest(coalesce(c.minslots, 1), 1) AS minslots
-FROM ready q JOIN commands c ON c.jid = q.jid AND c.cid = q.cid
-LEFT JOIN service_exprs s ON s.svcid = q.svcid
-WHERE q.jid = %(jid)s AND q.tid = %(tid)s ORDER BY q.cid LIMIT 1
-"""
-_BLADES = """
-SELECT bladeid, name, ipaddr, profile, provides, metrics, nimby, numslots, slotsinuse, availdisk, availmemory,
-       numcpu, loadavg,
-       (status <> 'down' AND heartbeattime > now() - make_interval(secs => %(up)s)) AS up
-FROM blades
-WHERE heartbeattime IS NOT NULL AND (cleartime IS NULL OR heartbeattime > cleartime)
-ORDER BY name, ipaddr
-"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +116,7 @@ def _job_reasons(conn, t: dict, now: dt.datetime) -> list[Reason]:
         out.append(Reason("delayed", f"the job is delayed until {t['aftertime']:%Y-%m-%d %H:%M:%S}",
                           {"aftertime": t["aftertime"]}))
     if t["afterjids"]:
-        waiting = conn.execute(_AFTERJIDS, {"jids": list(t["afterjids"])}).fetchall()
+        waiting = conn.execute(queries.get("explain_afterjids"), {"jids": list(t["afterjids"])}).fetchall()
         if waiting:
             out.append(Reason("afterjids", "the job waits for job(s) "
                               + ", ".join(f"{r['jid']} {r['title']!r}" for r in waiting) + " to finish",
@@ -177,11 +135,11 @@ def _serial(conn, t: dict) -> list[Reason]:
     while node is not None:
         parent = None
         if node["parent_tid"] is not None:
-            rows = conn.execute(_TREE, {"jid": jid, "tids": [node["parent_tid"]]}).fetchall()
+            rows = conn.execute(queries.get("explain_tree"), {"jid": jid, "tids": [node["parent_tid"]]}).fetchall()
             parent = rows[0] if rows else None
         serial = parent["serialsubtasks"] if parent is not None else t["jobserial"]
         if serial and node["position"] > 0:
-            prev = conn.execute(_PREV, {"jid": jid, "parent": node["parent_tid"],
+            prev = conn.execute(queries.get("explain_prev"), {"jid": jid, "parent": node["parent_tid"],
                                         "position": node["position"]}).fetchone()
             if prev is not None and prev["state"] != "done":
                 whose = "it" if node["tid"] == t["tid"] else f"its ancestor {node['tid']} {node['title']!r}"
@@ -194,11 +152,11 @@ def _serial(conn, t: dict) -> list[Reason]:
 def _blocked(conn, t: dict) -> list[Reason]:
     out: list[Reason] = []
     p = {"jid": t["jid"], "tid": t["tid"]}
-    subs = conn.execute(_SUBTASKS, p).fetchall()
+    subs = conn.execute(queries.get("explain_subtasks"), p).fetchall()
     if subs:
         out.append(Reason("subtasks", f"waits for {len(subs)} subtask(s): {_tasks_text(subs)}",
                           {"tasks": [dict(r) for r in subs]}))
-    inst = conn.execute(_INSTANCES, p).fetchall()
+    inst = conn.execute(queries.get("explain_instances"), p).fetchall()
     if inst:
         out.append(Reason("instances", f"waits for Instance target(s): {_tasks_text(inst)}",
                           {"tasks": [dict(r) for r in inst]}))
@@ -209,7 +167,7 @@ def _blocked(conn, t: dict) -> list[Reason]:
 def _ready(conn, t: dict) -> list[Reason]:
     from ..service import ServiceExprError, explain, parse
 
-    q = conn.execute(_READY, {"jid": t["jid"], "tid": t["tid"]}).fetchone()
+    q = conn.execute(queries.get("explain_ready"), {"jid": t["jid"], "tid": t["tid"]}).fetchone()
     if q is None:
         return [Reason("waiting", "ready, but none of its commands is queued yet", {})]
     expr_text = q["expr"] or ""
@@ -218,7 +176,7 @@ def _ready(conn, t: dict) -> list[Reason]:
     except ServiceExprError as exc:
         return [Reason("nomatch", f"its service expression {expr_text!r} does not parse: {exc}",
                        {"service": expr_text})]
-    blades = conn.execute(_BLADES, {"up": UP_SECS}).fetchall()
+    blades = conn.execute(queries.get("explain_blades"), {"up": UP_SECS}).fetchall()
     what = f"service {expr_text!r}" if expr_text else "no service requirement"
     if not blades:
         return [Reason("noblades", f"ready ({what}), but no blade is registered", {"service": expr_text})]
@@ -256,11 +214,21 @@ def _ready(conn, t: dict) -> list[Reason]:
         return [Reason("pinned", f"ready: -resumepin, it waits for blade {pin[0] if pin else q['pinblade']}",
                        {"pinblade": q["pinblade"]})]
     names = [b["name"] for b in matching]
-    free = [b for b in matching if b["numslots"] - b["slotsinuse"] >= q["minslots"]]
+    need = q["minslots"]
+    # -atleast N without -samehost gathers its slots across the matching blades: the claiming
+    # blade needs one free slot, the others lend the rest (functions/bindings.sql)
+    spread = need > 1 and not q["samehost"]
+    total = sum(_free_slots(b) for b in matching)
+    if spread:
+        free = [b for b in matching if _free_slots(b) >= 1] if total >= need else []
+    else:
+        free = [b for b in matching if _free_slots(b) >= need]
     if not free:
-        return [Reason("busy", f"ready; every blade matching {what} is busy: "
-                       + ", ".join(f"{b['name']} ({b['slotsinuse']}/{b['numslots']} slots)" for b in matching),
-                       {"service": expr_text, "blades": names, "minslots": q["minslots"]})]
+        use = ", ".join(f"{b['name']} ({b['slotsinuse']}/{b['numslots']} slots)" for b in matching)
+        text = (f"ready; it needs {need} slots gathered across the blades matching {what}, and {total} "
+                f"are free: {use}" if spread else f"ready; every blade matching {what} is busy: {use}")
+        return [Reason("busy", text, {"service": expr_text, "blades": names, "minslots": need,
+                                      "samehost": bool(q["samehost"]), "free": total})]
 
     def refuses(b) -> bool:
         n = b["nimby"] or ""
@@ -287,14 +255,20 @@ def _ready(conn, t: dict) -> list[Reason]:
                            {"service": expr_text, "limit": why.split()[1],
                             "blades": {b["name"]: w for b, w in zip(open_, refused)}})]
         open_ = room
+    lent = (f" (with slots the other matching blades lend: {total} free, {need} needed)"
+            if spread and not any(_free_slots(b) >= need for b in open_) else "")
     return [Reason("waiting", f"ready; blade(s) {', '.join(b['name'] for b in open_)} match {what} and have "
-                   "free slots: it should start at their next poll",
+                   f"free slots{lent}: it should start at their next poll",
                    {"service": expr_text, "blades": [b["name"] for b in open_]})]
+
+
+def _free_slots(blade: dict) -> int:
+    return max(int(blade["numslots"] or 0) - int(blade["slotsinuse"] or 0), 0)
 
 
 def explain_task(conn: psycopg.Connection, jid: int, tid: int, *, now: dt.datetime | None = None) -> TaskWhy | None:
     """Why task (jid, tid) is not running; None if there is no such task."""
-    t = conn.execute(_TASK, {"jid": jid, "tid": tid}).fetchone()
+    t = conn.execute(queries.get("explain_task"), {"jid": jid, "tid": tid}).fetchone()
     if t is None:
         return None
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -305,7 +279,7 @@ def explain_task(conn: psycopg.Connection, jid: int, tid: int, *, now: dt.dateti
         # never dispatched again: what it would otherwise wait for does not matter
         return TaskWhy(jid, tid, t["title"], state, tuple(reasons))
     if state == "active":
-        inv = conn.execute(_LAST_INVOCATION, {"jid": jid, "tid": tid}).fetchone()
+        inv = conn.execute(queries.get("explain_last_invocation"), {"jid": jid, "tid": tid}).fetchone()
         blade = inv["bladename"] if inv else ""
         reasons.append(Reason("active", f"running on {blade or 'a blade'}" + (
             f" since {inv['starttime']:%Y-%m-%d %H:%M:%S}" if inv else ""), {"blade": blade}))
@@ -314,7 +288,7 @@ def explain_task(conn: psycopg.Connection, jid: int, tid: int, *, now: dt.dateti
         reasons.append(Reason("done", "done", {}))
         return TaskWhy(jid, tid, t["title"], state, tuple(reasons))
     if state == "error":
-        inv = conn.execute(_LAST_INVOCATION, {"jid": jid, "tid": tid}).fetchone()
+        inv = conn.execute(queries.get("explain_last_invocation"), {"jid": jid, "tid": tid}).fetchone()
         if inv is not None:
             reasons.append(Reason("error", f"in error: command {inv['cid']} exited with {inv['rcode']} on "
                                   f"{inv['bladename'] or 'a blade'}; retry or skip it",

@@ -164,8 +164,17 @@ def _job_refusal(r: dict, now: dt.datetime) -> tuple[str, str, dict] | None:
     return None
 
 
+def _lends_to(blade: dict, r: dict) -> bool:
+    """Whether `blade` (a trace_lenders row) may lend slots to ready command `r`, as
+    tractor_borrow_slots decides: it matched the command's service at its last claim and its
+    NIMBY lets the job in."""
+    nimby = blade["nimby"] or ""
+    return r["svcid"] in (blade["svcids"] or ()) and (
+        not nimby or (nimby == "1" and r["jobhost"] == blade["name"]) or r["owner"] == nimby)
+
+
 def _trace_one(b: dict, rows: list[dict], total: int, limit: int, now: dt.datetime,
-               limited: dict[tuple[int, int], str] | None = None) -> BladeTrace:
+               limited: dict[tuple[int, int], str] | None = None, others: list[dict] = ()) -> BladeTrace:
     facts = blade_facts(b)
     svc = _Service()
     lines: list[TraceLine] = []
@@ -233,7 +242,13 @@ def _trace_one(b: dict, rows: list[dict], total: int, limit: int, now: dt.dateti
             skip("limit", f"{matched}, but {held}", {"limit": held.split()[1]})
             continue
         need = int(r["minslots"])
-        if need > free:
+        # -atleast N without -samehost: this blade holds what it has free, other blades that match
+        # the command lend the rest (functions/bindings.sql)
+        lend = 0
+        if need > free > 0 and not r["samehost"]:
+            lendable = sum(o["free"] for o in others if o["bladeid"] != b["bladeid"] and _lends_to(o, r))
+            lend = need - free if lendable >= need - free else 0
+        if need > free and not lend:
             if free == 0:
                 why = f"{matched}, but no free slot ({slots - free} of {slots} in use" + (
                     " with the commands above)" if taken else ")")
@@ -248,10 +263,12 @@ def _trace_one(b: dict, rows: list[dict], total: int, limit: int, now: dt.dateti
                      "commands above", {"maxactive": r["maxactive"]})
                 continue
             active[r["jid"]] = n + 1
-        free -= need
+        free -= need - lend
         taken += 1
-        lines.append(TraceLine("ready", f"{head} ready: {matched}", detail={"service": expr, "numslots": need},
-                               **where))
+        lines.append(TraceLine("ready", f"{head} ready: {matched}"
+                               + (f"; {need - lend} slot(s) here, {lend} to be lent by other blades that match it"
+                                  if lend else ""),
+                               detail={"service": expr, "numslots": need - lend, "lent": lend}, **where))
     if rows:
         lines.append(TraceLine("summary", f"would take {taken} of them" + ("" if b["up"] else " once it is up"),
                                detail={"taken": taken}))
@@ -276,4 +293,7 @@ def trace_blades(conn: "psycopg.Connection", bladeids: list["uuid.UUID"], *, lim
                 if why not in held_by:
                     held_by[why] = limits_db.holders(conn, why)
                 limited[bladeid][(jid, cid)] = f"{why}; {held_by[why]}"
-    return [_trace_one(b, rows, total, limit, now, limited[b["bladeid"]]) for b in blades]
+    # the blades that may lend slots to -atleast commands (only asked for when one is ready)
+    others = (conn.execute(queries.get("trace_lenders")).fetchall()
+              if any(r["minslots"] > 1 and not r["samehost"] for r in rows) else [])
+    return [_trace_one(b, rows, total, limit, now, limited[b["bladeid"]], others) for b in blades]

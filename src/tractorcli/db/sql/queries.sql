@@ -468,13 +468,24 @@ SELECT bladeid, name, ipaddr, profile, provides, metrics, nimby, numslots, slots
 FROM blades WHERE bladeid = ANY(%(bladeids)s::uuid[])
 ORDER BY name, ipaddr
 
+-- name: trace_lenders
+-- Blades that may lend slots to an -atleast command, with what they have free (the first
+-- filters of tractor_borrow_slots: up, heard from within the lease, slots free after what they
+-- lend); the service expressions each matched at its last claim and its NIMBY are asked per
+-- command.
+SELECT b.bladeid, b.name, b.nimby, b.svcids,
+       greatest(b.numslots - b.slotsinuse - tractor_blade_lent(b.bladeid), 0) AS free
+FROM blades b
+WHERE b.status = 'up' AND b.heartbeattime > now() - make_interval(secs => tractor_param_int('BladeLeaseSecs', 30))
+  AND b.numslots > b.slotsinuse
+
 -- name: trace_ready
 -- The first N (limit) ready commands in the order tractor_claim_v2 walks
 -- them (tier priority, job priority, the SchedulingMode's order, jid; in a
 -- job by service expression id, then cid), with the job facts its filters
 -- read and the command's limit tags.
 SELECT q.jid, q.tid, q.cid, q.svcid, coalesce(s.expr, '') AS expr, q.local, q.spoolhost, q.pinblade,
-       pb.name AS pinname, greatest(coalesce(c.minslots, 1), 1) AS minslots,
+       pb.name AS pinname, greatest(coalesce(c.minslots, 1), 1) AS minslots, c.samehost,
        tractor_limit_tags(c.tags, c.argv[1]) AS ltags,
        j.owner, j.spoolhost AS jobhost, j.pausetime, j.aftertime, (j.aftertime > now()) AS delayed, j.deletetime,
        j.phase, j.maxactive, j.numactive, j.tierpri, j.priority,
@@ -691,3 +702,56 @@ SELECT invariant, ids, detail, repaired FROM tractor_audit_v1(%(repair)s)
 -- The process ids of launched commands (functions/blades.sql).
 SELECT tractor_pids_v1(%(bladeid)s, %(jids)s::bigint[], %(cids)s::integer[], %(iids)s::integer[],
                        %(pids)s::integer[]) AS recorded
+
+-- name: explain_task
+-- tq explain / tq why (db/explain.py): the task, with its job
+SELECT t.jid, t.tid, t.title, t.state, t.attached, t.parent_tid, t.position, t.currcid,
+       j.title AS jobtitle, j.owner, j.spoolhost, j.pausetime, j.aftertime, j.deletetime, j.phase,
+       j.afterjids, j.maxactive, j.numactive, j.serialsubtasks AS jobserial
+FROM tasks t JOIN jobs j ON j.jid = t.jid
+WHERE t.jid = %(jid)s AND t.tid = %(tid)s
+
+-- name: explain_tree
+SELECT tid, title, state, parent_tid, position, serialsubtasks FROM tasks WHERE jid = %(jid)s AND tid = ANY(%(tids)s)
+
+-- name: explain_subtasks
+SELECT tid, title, state FROM tasks
+WHERE jid = %(jid)s AND parent_tid = %(tid)s AND attached AND state <> 'done' ORDER BY position
+
+-- name: explain_instances
+SELECT x.tid, x.title, x.state FROM task_edges e JOIN tasks x ON x.jid = e.jid AND x.tid = e.child_tid
+WHERE e.jid = %(jid)s AND e.parent_tid = %(tid)s AND x.attached AND x.state <> 'done'
+  AND x.parent_tid IS DISTINCT FROM %(tid)s
+ORDER BY x.tid
+
+-- name: explain_prev
+SELECT tid, title, state FROM tasks
+WHERE jid = %(jid)s AND parent_tid IS NOT DISTINCT FROM %(parent)s AND position = %(position)s - 1 AND attached
+
+-- name: explain_last_invocation
+SELECT i.cid, i.iid, i.rcode, i.bladename, i.starttime, i.stoptime FROM invocations i
+WHERE i.jid = %(jid)s AND i.tid = %(tid)s ORDER BY i.starttime DESC, i.cid DESC, i.iid DESC LIMIT 1
+
+-- name: explain_afterjids
+SELECT jid, title, phase FROM jobs WHERE jid = ANY(%(jids)s) AND phase <> 'finished' AND deletetime IS NULL
+ORDER BY jid
+
+-- name: explain_ready
+SELECT q.cid, q.local, q.spoolhost, q.pinblade, s.expr, c.argv, greatest(coalesce(c.minslots, 1), 1) AS minslots,
+       c.samehost
+FROM ready q JOIN commands c ON c.jid = q.jid AND c.cid = q.cid
+LEFT JOIN service_exprs s ON s.svcid = q.svcid
+WHERE q.jid = %(jid)s AND q.tid = %(tid)s ORDER BY q.cid LIMIT 1
+
+-- name: explain_blades
+SELECT bladeid, name, ipaddr, profile, provides, metrics, nimby, numslots, slotsinuse, availdisk, availmemory,
+       numcpu, loadavg,
+       (status <> 'down' AND heartbeattime > now() - make_interval(secs => %(up)s)) AS up
+FROM blades
+WHERE heartbeattime IS NOT NULL AND (cleartime IS NULL OR heartbeattime > cleartime)
+ORDER BY name, ipaddr
+
+-- name: follow_job
+-- tractor-spool --wait and tractor-engine --spool follow a job (follow.py)
+SELECT jid, title, phase, numtasks, numblocked, numready, numactive, numerror, numdone,
+       deletetime IS NOT NULL AS deleted FROM jobs WHERE jid = %(jid)s
