@@ -1,15 +1,15 @@
 """Transactions PostgreSQL aborts to break a deadlock are run again.
 
-Locks are taken in one order where the work allows it (jobs by jid, then the
-blades' rows), but some work meets in both orders: a blade's cycle finishes
-one job's command (its own blade row first) and then claims from another job,
-while an operator's batch (`tq retry` of tasks whose commands run on that
-blade) holds the jobs and frees the blade's slots.  PostgreSQL finds such a
-cycle after `deadlock_timeout` and aborts one side (SQLSTATE 40P01; 40001 for
-a serialization failure) with nothing of it done, so running that side again
-is always safe and is what the manual asks of clients.  Nothing is retried
-inside a transaction the caller opened: only the caller can run all of it
-again.
+Work takes rows in one order where it can (functions/blades.sql, "Lock
+order": jobs, then their invocations, a blade's own row last), but some work
+meets in both orders still: a blade's claim takes jobs in priority order
+after its reports took others by jid, and a claim holding a ready row waits
+for that row's job while `tq retry` holds the job and deletes the row.
+PostgreSQL finds such a cycle after `deadlock_timeout` and aborts one side
+(SQLSTATE 40P01; 40001 for a serialization failure) with nothing of it
+done, so running that side again is always safe and is what the manual asks
+of clients.  Nothing is run again inside a transaction the caller opened:
+only the caller can run all of it again.
 """
 
 from __future__ import annotations
