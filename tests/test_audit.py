@@ -41,6 +41,18 @@ def test_a_database_in_use_keeps_every_invariant(site):
     assert dbctl(site.cfg, "--check").returncode == 0
 
 
+def test_a_deleted_job_keeps_its_queued_commands_for_undelete(site):
+    from tractorcli.db import ops
+
+    a, b, _ = two_jobs(site)
+    ops.delete(site.conn, b)
+    ops.pause(site.conn, a)
+    assert audit(site.conn) == [] and audit(site.conn, repair=True) == []  # (the soak bench found 990)
+    ops.undelete(site.conn, b)
+    assert Blade(site.conn, "second", slots=1).claim() == [(b, 1)]  # (job a is paused)
+    assert audit(site.conn) == []
+
+
 def test_damage_is_found_and_what_can_be_derived_is_repaired(site):
     a, b, blade = two_jobs(site)
     site.conn.execute("UPDATE jobs SET numdone = 7, numready = 0 WHERE jid = %s", (a,))  # counters

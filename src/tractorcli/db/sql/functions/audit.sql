@@ -101,12 +101,13 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
-    -- the ready queue holds exactly the commands in state ready
+    -- the ready queue holds exactly the commands in state ready (those of paused and deleted
+    -- jobs too: claims pass their jobs by, and unpause or undelete finds them queued)
     FOR r IN
         SELECT c.jid, c.cid, c.state, q.cid IS NOT NULL AS queued
-        FROM commands c JOIN jobs j ON j.jid = c.jid
+        FROM commands c
         LEFT JOIN ready q ON q.jid = c.jid AND q.cid = c.cid
-        WHERE (c.state = 'ready' AND j.deletetime IS NULL) <> (q.cid IS NOT NULL)
+        WHERE (c.state = 'ready') <> (q.cid IS NOT NULL)
         ORDER BY c.jid, c.cid
     LOOP
         IF p_repair AND r.queued THEN
