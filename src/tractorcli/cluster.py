@@ -558,6 +558,12 @@ class Cluster:
             # whose row estimate is off (states change under the planner's
             # statistics all the time) cost 100-300 ms a statement.
             "jit = off\n"
+            # The queue's hot tables (ready, jobs, blades) are small and churn: a row of `ready`
+            # lives for seconds.  Autovacuum's default visit once a minute let them grow to
+            # several times their size in between (the soak bench); every 10 s they stay near
+            # it.  Per-table thresholds are in the schema (migration 0019).
+            "autovacuum_naptime = '10s'\n"
+            "log_autovacuum_min_duration = '1s'\n"
         )
         if self.db.tls:
             # the certificate and key as the server wants them: in its data directory, the key

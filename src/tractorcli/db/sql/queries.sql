@@ -203,6 +203,10 @@ UNION ALL
 SELECT 'default privilege', d.defaclobjtype::text,
        array_to_string(ARRAY(SELECT x::text FROM unnest(d.defaclacl) AS x ORDER BY 1), ' ')
 FROM pg_default_acl d WHERE d.defaclnamespace = 'public'::regnamespace
+UNION ALL
+-- storage parameters (autovacuum thresholds, fillfactor) of tables and indexes
+SELECT 'storage', c.relname, array_to_string(ARRAY(SELECT x FROM unnest(c.reloptions) AS x ORDER BY 1), ' ')
+FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.reloptions IS NOT NULL
 ORDER BY 1, 2, 3
 
 -- ---------------------------------------------------------------------------
