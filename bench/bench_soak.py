@@ -1,13 +1,16 @@
 """soak: 8 blade slots run 100,000 short commands from 200 jobs under random operations.
 
 200 jobs x 500 one-command tasks (`/bin/true`, the dispatch benchmark's
-command) are spooled; 2 real `tractor-blade` processes of 4 slots run them
-while housekeeping runs each second (as `tractor-engine`'s does) and an
-operator thread retries, skips, kills, pauses, unpauses, restarts and
-deletes at random (tractorcli.db.dispatch and tractorcli.db.ops, a short
-random pause between operations), recording what each operation says it
-did.  The operator stops when every job not paused has nothing left to
-run; then every job is unpaused and the run waits until nothing is left.
+command) are spooled, 20 at first and the next one whenever fewer than 20
+have work left (--ahead; 0 spools all at once, and the queue only drains).
+2 real `tractor-blade` processes of 4 slots run them while housekeeping
+runs each second (as `tractor-engine`'s does) and an operator thread
+retries, skips, kills, pauses, unpauses, restarts (at most 1 job in 20)
+and deletes (1 in 40) at random (tractorcli.db.dispatch and
+tractorcli.db.ops, 0-50 ms between operations), recording what each
+operation says it did.  The operator stops when every job is spooled and
+none that is not paused has anything left to run; then every job is
+unpaused and the run waits until nothing is left.
 
 Reconciliation, exact, against the operator's record: for every job not
 deleted its counters equal its tasks' states and nothing is blocked, ready
@@ -24,9 +27,9 @@ Bloat: every ~10 s the sizes of the hot tables (ready, invocations,
 commands, tasks, jobs, blades: pg_total_relation_size, heap and indexes),
 their dead tuples and autovacuum runs (pg_stat_user_tables), the oldest
 open transaction and the autovacuum workers at work are sampled; reported
-per table: start (after spooling), peak, final; for `ready` and `blades`
-(rows that only churn) the peak against the size after the first 10 % of
-the run.
+per table: start (after the first spool), peak, final, and the growth over
+the second half; for `ready` and `blades` (rows that only churn) the peak
+against the size after the first 10 % of the run.
 
     python bench/run.py soak                          # full size, into bench/results/latest.json
     python bench/bench_soak.py --jobs 10 --tasks 50   # a small run (JSON: bench/results/soak-10x50.json)
@@ -46,8 +49,8 @@ from pathlib import Path
 from _common import BenchError, Site, clean_env, figure, log, pick_port
 from bench_dispatch import blade_argv, spool
 
-FULL = {"jobs": 200, "tasks": 500, "blades": 2, "slots": 4, "seed": 2026, "pause": 0.05}
-QUICK = {"jobs": 20, "tasks": 100, "blades": 2, "slots": 4, "seed": 2026, "pause": 0.05}
+FULL = {"jobs": 200, "tasks": 500, "blades": 2, "slots": 4, "seed": 2026, "pause": 0.05, "ahead": 20}
+QUICK = {"jobs": 20, "tasks": 100, "blades": 2, "slots": 4, "seed": 2026, "pause": 0.05, "ahead": 5}
 SIZE: dict = {}  # set by the command line (python bench/bench_soak.py --jobs ...) before run.main runs us
 
 HOT = ("ready", "invocations", "commands", "tasks", "jobs", "blades")
@@ -59,6 +62,9 @@ WEIGHTS = (30, 20, 15, 10, 10, 5, 1)  # as the in-suite soak (tests/faults/test_
 # The benchmark's own SQL (reads only, parameters bound): named here, as bench_dispatch keeps its own.
 SQL = {
     "running": "SELECT jid, tid FROM invocations WHERE current AND stoptime IS NULL",
+    "with_work": """
+        SELECT count(*) AS n FROM jobs
+        WHERE jid = ANY(%(jids)s) AND deletetime IS NULL AND numblocked + numready + numactive > 0""",
     "progress": """
         SELECT coalesce(sum(numblocked + numready + numactive), 0) AS left_all,
                coalesce(sum(numblocked + numready + numactive) FILTER (WHERE pausetime IS NULL), 0) AS left_unpaused,
@@ -123,7 +129,7 @@ class Operator(threading.Thread):
 
     def __init__(self, settings, jids: list[int], tasks: int, seed: int, budget: dict, pause: float):
         super().__init__(name="operator", daemon=True)
-        self.settings, self.jids, self.ntasks = settings, list(jids), tasks
+        self.settings, self.jids, self.ntasks = settings, jids, tasks  # jids: the main thread appends as it spools
         self.rng = random.Random(seed)
         self.budget = budget  # {"restart": n, "delete": n}
         self.pause = pause  # at most this long between two operations (uniform)
@@ -441,14 +447,21 @@ def soak(size: dict) -> list[dict]:
         conn = connect(settings, autocommit=True)
         server = {r["name"]: (r["setting"] + (r["unit"] or "")) for r in conn.execute(SQL["settings"]).fetchall()}
         reloptions = {r["relname"]: r["reloptions"] for r in conn.execute(SQL["reloptions"], {"tables": list(HOT)})}
-        log(f"spooling {njobs} jobs x {ntasks} tasks of /bin/true")
-        t0 = time.perf_counter()
-        jids = []
-        for j in range(njobs):
-            jids.append(spool(site, Job(title=f"soak {j}", subtasks=tuple(
+        ahead = size["ahead"] if 0 < size["ahead"] < njobs else njobs
+
+        def spool_next() -> None:
+            jids.append(spool(site, Job(title=f"soak {len(jids)}", subtasks=tuple(
                 Task(f"t{i}", cmds=(Command(("/bin/true",), service="PixarRender"),)) for i in range(ntasks)))))
+
+        log(f"spooling {ahead} of {njobs} jobs x {ntasks} tasks of /bin/true"
+            + (f" (the others as jobs finish: {ahead} with work at a time)" if ahead < njobs else ""))
+        t0 = time.perf_counter()
+        jids: list[int] = []
+        for _ in range(ahead):
+            spool_next()
         spool_s = time.perf_counter() - t0
-        log(f"spooled {total:,} tasks in {spool_s:.1f} s")
+        spool_run_s = 0.0
+        log(f"spooled {ahead * ntasks:,} tasks in {spool_s:.1f} s")
         start = sample(conn, 0.0)
 
         budget = {"restart": max(1, njobs // 20), "delete": max(1, njobs // 40)}
@@ -477,12 +490,18 @@ def soak(size: dict) -> list[dict]:
                 if now >= next_sample:
                     samples.append(sample(conn, t))
                     next_sample += SAMPLE_EVERY
+                if len(jids) < njobs:  # keep `ahead` jobs with work spooled
+                    t1 = time.perf_counter()
+                    for _ in range(ahead - conn.execute(SQL["with_work"], {"jids": op.live()}).fetchone()["n"]):
+                        if len(jids) < njobs:
+                            spool_next()
+                    spool_run_s += time.perf_counter() - t1
                 p = conn.execute(SQL["progress"], {"jids": op.live()}).fetchone()
                 if now >= next_log:
                     inv = conn.execute(SQL["counts"], {"jids": jids}).fetchone()["invocations"]
                     log(f"t={t:5.0f} s: {inv:,} invocations ({inv / max(t, 1e-9):.0f}/s), {p['left_all']:,} tasks "
                         f"left ({p['left_unpaused']:,} in unpaused jobs), {p['error']} error, {p['paused']} "
-                        f"paused, {sum(op.asked.values()):,} operations")
+                        f"paused, {sum(op.asked.values()):,} operations, {len(jids)} jobs spooled")
                     next_log += 30.0
                 if op.error or keeper.error:
                     raise BenchError(f"operator/housekeeper failed: {op.error or keeper.error!r}")
@@ -490,7 +509,7 @@ def soak(size: dict) -> list[dict]:
                 if dead:
                     raise BenchError(f"blade soak{dead[0]} exited {procs[dead[0]].returncode}: "
                                      f"{(logs / f'soak{dead[0]}.log').read_text(errors='replace')[-800:]}")
-                if op.is_alive() and p["left_unpaused"] == 0:
+                if op.is_alive() and p["left_unpaused"] == 0 and len(jids) == njobs:
                     op.stop.set()
                     op.join(60)
                     log(f"t={t:5.0f} s: every unpaused job has nothing left; operator stopped after "
@@ -564,8 +583,9 @@ def soak(size: dict) -> list[dict]:
     ops_total = sum(op.asked.values())
 
     out.append(figure("soak_commands_run", inv["total"], "invocations", None, jobs=njobs, tasks=ntasks,
-                      blades=nblades, slots=nslots, seed=size["seed"], pause=size["pause"], **{k: inv[k] for k in inv if k != "total"}))
-    out.append(figure("soak_wall", round(wall, 1), "s", None, spool_s=round(spool_s, 1),
+                      blades=nblades, slots=nslots, seed=size["seed"], pause=size["pause"], ahead=ahead, **{k: inv[k] for k in inv if k != "total"}))
+    out.append(figure("soak_wall", round(wall, 1), "s", None, spool_s=round(spool_s, 1), ahead=ahead,
+                      spool_during_run_s=round(spool_run_s, 1),
                       note="blades started to every job quiet (nothing blocked, ready or running)"))
     out.append(figure("soak_rate", round(inv["total"] / wall, 1), "commands/s", None,
                       note="invocations (each launched on a blade) per second of wall time"))
@@ -621,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blades", type=int, default=FULL["blades"])
     ap.add_argument("--slots", type=int, default=FULL["slots"], help="slots per blade")
     ap.add_argument("--seed", type=int, default=FULL["seed"], help="the operator's random seed")
+    ap.add_argument("--ahead", type=int, default=FULL["ahead"],
+                    help="spool this many jobs first and the next whenever fewer have work left (0: all at once)")
     ap.add_argument("--pause", type=float, default=FULL["pause"],
                     help="the operator waits 0 to this many seconds between two operations")
     ap.add_argument("--out", type=Path, default=None,
@@ -633,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     import run as runner
 
     bench_soak.SIZE.update(jobs=args.jobs, tasks=args.tasks, blades=args.blades, slots=args.slots, seed=args.seed,
-                           pause=args.pause)
+                           pause=args.pause, ahead=args.ahead)
     full = all(bench_soak.SIZE[k] == FULL[k] for k in FULL)
     out = args.out or bench_dir / "results" / ("latest.json" if full else f"soak-{args.jobs}x{args.tasks}.json")
     return runner.main(["soak", "--out", str(out)] + (["--strict"] if args.strict else []))
