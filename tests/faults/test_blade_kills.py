@@ -33,7 +33,12 @@ def test_blades_killed_at_random_points_lose_nothing_and_run_nothing_twice_unsee
         assert time.monotonic() < deadline, f"not done: {states(s, jid)}"
         blade = s.blade("--name", f"victim{kills}", "--slots", "3")
         if kills < 12:
-            time.sleep(rng.uniform(0.05, 0.9))
+            # from its first claim on (a loaded machine starts a blade slowly: a kill before it
+            # claims would test nothing), a random point of its commands' lives
+            name = f"victim{kills}"
+            s.wait(lambda: s.one("SELECT count(*) AS n FROM invocations WHERE jid = %s AND bladename = %s",
+                                 jid, name)["n"], timeout=30, msg=f"{name}'s first claim")
+            time.sleep(rng.uniform(0.0, 0.6))
             blade.proc.send_signal(signal.SIGKILL)
             blade.proc.wait(10)
             kills += 1
