@@ -371,7 +371,7 @@ def test_nasty_job_through_tclsh(tmp_path):
 
 
 @given(jobs(alfred=True))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                     HealthCheck.data_too_large])
 def test_parse_of_emitted_job_is_the_job(job):
     alfred = pytest.importorskip("tractorcli.jobs.alfred")

@@ -415,7 +415,7 @@ def mutated_documents(draw):
 
 
 @given(mutated_documents())
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                     HealthCheck.data_too_large])
 def test_mutated_jobs(doc):
     _loads_or_job_error(json.dumps(doc))
