@@ -36,7 +36,7 @@ from . import queries
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
-__all__ = ["UP_SECS", "Reason", "TaskWhy", "blade_facts", "explain_task"]
+__all__ = ["UP_SECS", "Reason", "TaskWhy", "blade_facts", "explain_task", "nimby_admits"]
 
 UP_SECS = 360  # a blade is up when not marked down and its last heartbeat is newer than this (`up`: -6m)
 
@@ -87,6 +87,12 @@ def _jsonable(v: Any) -> Any:
 
 def _tasks_text(rows) -> str:
     return ", ".join(f"{r['tid']} {r['title']!r} ({r['state']})" for r in rows)
+
+
+def nimby_admits(nimby: str | None, owner: str, spoolhost: str | None, hosts) -> bool:
+    """Whether a blade whose NIMBY is `nimby` ('' any job, '1' jobs spooled from one of its
+    `hosts`, else that user's) takes a job of `owner` spooled from `spoolhost`: the claim's rule."""
+    return not nimby or (nimby == "1" and spoolhost in hosts) or owner == nimby
 
 
 def blade_facts(row: dict):
@@ -230,15 +236,7 @@ def _ready(conn, t: dict) -> list[Reason]:
         return [Reason("busy", text, {"service": expr_text, "blades": names, "minslots": need,
                                       "samehost": bool(q["samehost"]), "free": total})]
 
-    def refuses(b) -> bool:
-        n = b["nimby"] or ""
-        if n == "":
-            return False
-        if n == "1":
-            return t["spoolhost"] not in (b["name"], b["ipaddr"])
-        return t["owner"] != n
-
-    open_ = [b for b in free if not refuses(b)]
+    open_ = [b for b in free if nimby_admits(b["nimby"], t["owner"], t["spoolhost"], (b["name"], b["ipaddr"]))]
     if not open_:
         return [Reason("nimby", "ready; every free blade matching " + what + " is NIMBY: "
                        + ", ".join(f"{b['name']} ({'local jobs only' if b['nimby'] == '1' else 'only ' + b['nimby']})"

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import limits as limits_db
 from . import queries
-from .explain import UP_SECS, _jsonable, blade_facts
+from .explain import UP_SECS, _jsonable, blade_facts, nimby_admits
 
 if TYPE_CHECKING:  # pragma: no cover
     import uuid
@@ -168,9 +168,8 @@ def _lends_to(blade: dict, r: dict) -> bool:
     """Whether `blade` (a trace_lenders row) may lend slots to ready command `r`, as
     tractor_borrow_slots decides: it matched the command's service at its last claim and its
     NIMBY lets the job in."""
-    nimby = blade["nimby"] or ""
-    return r["svcid"] in (blade["svcids"] or ()) and (
-        not nimby or (nimby == "1" and r["jobhost"] == blade["name"]) or r["owner"] == nimby)
+    return r["svcid"] in (blade["svcids"] or ()) and nimby_admits(blade["nimby"], r["owner"], r["jobhost"],
+                                                                  (blade["name"],))
 
 
 def _trace_one(b: dict, rows: list[dict], total: int, limit: int, now: dt.datetime,
@@ -216,7 +215,7 @@ def _trace_one(b: dict, rows: list[dict], total: int, limit: int, now: dt.dateti
         if job is not None:
             skip(*job)
             continue
-        if nimby and not ((nimby == "1" and r["jobhost"] in hosts) or r["owner"] == nimby):
+        if not nimby_admits(nimby, r["owner"], r["jobhost"], hosts):
             skip("nimby", f"nimby: {_nimby_text(nimby)} (job of {r['owner']}, spooled from {r['jobhost'] or '?'})",
                  {"nimby": nimby, "owner": r["owner"], "spoolhost": r["jobhost"]})
             continue
