@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["INVARIANTS", "audit", "describe", "left"]
 
 # what is checked, in the order the rows come
-INVARIANTS = ("job counters", "active commands", "task order", "ready queue", "blade slots", "orphans")
+INVARIANTS = ("job counters", "active commands", "task order", "ready queue", "blade slots", "row values", "orphans")
 
 
 def audit(conn: "psycopg.Connection", repair: bool = False) -> list[dict]:

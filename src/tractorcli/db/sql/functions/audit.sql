@@ -141,6 +141,43 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
+    -- row values in their sets and ranges (the hot tables keep no CHECK constraints: migration 20)
+    FOR r IN
+        SELECT 'job' AS kind, j.jid, NULL::integer AS id, v.what
+        FROM jobs j CROSS JOIN LATERAL (VALUES
+            (CASE WHEN j.phase NOT IN ('live', 'postscript', 'finished') THEN format('phase %L', j.phase) END),
+            (CASE WHEN j.maxactive < 0 THEN format('maxactive %s', j.maxactive) END),
+            (CASE WHEN j.scriptformat NOT IN ('alfred', 'json', 'generated')
+                  THEN format('scriptformat %L', j.scriptformat) END)) AS v(what)
+        WHERE v.what IS NOT NULL
+        UNION ALL
+        SELECT 'task', t.jid, t.tid, v.what
+        FROM tasks t CROSS JOIN LATERAL (VALUES
+            (CASE WHEN t.state NOT IN ('blocked', 'ready', 'active', 'error', 'done') THEN format('state %L', t.state) END),
+            (CASE WHEN NOT (t.progress >= 0 AND t.progress <= 100) THEN format('progress %s', t.progress) END),
+            (CASE WHEN t.pending < 0 THEN format('pending %s', t.pending) END),
+            (CASE WHEN t.tid <= 0 THEN format('tid %s', t.tid) END)) AS v(what)
+        WHERE v.what IS NOT NULL
+        UNION ALL
+        SELECT 'command', c.jid, c.cid, v.what
+        FROM commands c CROSS JOIN LATERAL (VALUES
+            (CASE WHEN c.state NOT IN ('blocked', 'ready', 'active', 'error', 'done', 'skipped')
+                  THEN format('state %L', c.state) END),
+            (CASE WHEN c.runtype NOT IN ('regular', 'cleanup', 'post_always', 'post_error', 'post_done')
+                  THEN format('runtype %L', c.runtype) END),
+            (CASE WHEN c.cid <= 0 THEN format('cid %s', c.cid) END)) AS v(what)
+        WHERE v.what IS NOT NULL
+        UNION ALL
+        SELECT 'invocation', i.jid, i.cid, format('iid %s', i.iid) FROM invocations i WHERE i.iid <= 0
+        ORDER BY 2, 3 NULLS FIRST, 4
+    LOOP
+        invariant := 'row values';
+        ids := format('job %s', r.jid) || CASE WHEN r.id IS NULL THEN '' ELSE format(' %s %s', r.kind, r.id) END;
+        detail := r.what;
+        repaired := false;
+        RETURN NEXT;
+    END LOOP;
+
     -- no orphans: rows that name a task or blade that is not there
     FOR r IN
         SELECT 'command' AS kind, c.jid, c.cid AS id FROM commands c

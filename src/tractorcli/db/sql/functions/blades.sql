@@ -160,7 +160,8 @@ WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
 -- (params): P+FIFO job id (spool order); P+ATCL fewest active commands
 -- first; P+RR the job the claim turned to longest ago first, one command per
 -- job on a first pass over the jobs and as many as fit on a second;
--- P+ATCL+RR both.  Within a job by service expression, then cid.
+-- P+ATCL+RR both.  Within a job by cid when the blade matches every service
+-- expression of the job; else by expression, then cid.
 -- Paused, delayed (-after), waiting (-afterjids), deleted and finished jobs
 -- are skipped, as are jobs at their -maxactive and, on a NIMBY blade, jobs
 -- from other hosts ('1') or other users (a user name).  A command whose
@@ -203,7 +204,8 @@ DECLARE
     LIMIT_SKIPS CONSTANT integer := 16;
     jobs_c refcursor;
     j record;
-    s integer;
+    s integer;  -- the expression of the command at hand
+    walk integer;  -- the expression walked (NULL: all of the job's)
     svcs integer[];
     local_only boolean;
     r record;
@@ -290,23 +292,41 @@ BEGIN
             EXIT WHEN NOT FOUND;
             job_full := false;
             job_done := false;
-            svcs := ARRAY(SELECT x FROM unnest(j.svcids) AS x
-                          WHERE x = ANY(p_svcids) OR j.spoolhost = p_host ORDER BY x);
-            FOREACH s IN ARRAY svcs LOOP
+            -- a blade that matches every expression of the job walks its ready commands once, in
+            -- cid order (NULL: any expression); else one expression after the other, so the walk
+            -- never steps over commands of expressions it does not match (nor, per expression,
+            -- over the dead index entries of one whose commands were all taken)
+            IF j.svcids <@ p_svcids THEN
+                svcs := ARRAY[NULL]::integer[];
+            ELSE
+                svcs := ARRAY(SELECT x FROM unnest(j.svcids) AS x
+                              WHERE x = ANY(p_svcids) OR j.spoolhost = p_host ORDER BY x);
+            END IF;
+            FOREACH walk IN ARRAY svcs LOOP
                 -- an expression this blade does not match: only local Cmds that bind servers
-                local_only := NOT (s = ANY(p_svcids));
+                local_only := walk IS NOT NULL AND NOT (walk = ANY(p_svcids));
                 last_cid := 0;
                 refused := 0;
                 LOOP
-                    SELECT q.cid, q.tid INTO r FROM ready q
-                    WHERE q.jid = j.jid AND q.svcid = s AND q.cid > last_cid
-                      AND (NOT q.local OR q.spoolhost = p_host)
-                      AND (NOT local_only OR q.local)
-                      AND (q.pinblade IS NULL OR q.pinblade = p_blade)
-                    ORDER BY q.cid LIMIT 1
-                    FOR UPDATE SKIP LOCKED;
+                    IF walk IS NULL THEN
+                        SELECT q.cid, q.tid, q.svcid INTO r FROM ready q
+                        WHERE q.jid = j.jid AND q.cid > last_cid AND q.svcid IS NOT NULL
+                          AND (NOT q.local OR q.spoolhost = p_host)
+                          AND (q.pinblade IS NULL OR q.pinblade = p_blade)
+                        ORDER BY q.cid LIMIT 1
+                        FOR UPDATE SKIP LOCKED;
+                    ELSE
+                        SELECT q.cid, q.tid, q.svcid INTO r FROM ready q
+                        WHERE q.jid = j.jid AND q.svcid = walk AND q.cid > last_cid
+                          AND (NOT q.local OR q.spoolhost = p_host)
+                          AND (NOT local_only OR q.local)
+                          AND (q.pinblade IS NULL OR q.pinblade = p_blade)
+                        ORDER BY q.cid LIMIT 1
+                        FOR UPDATE SKIP LOCKED;
+                    END IF;
                     EXIT WHEN NOT FOUND;
                     last_cid := r.cid;
+                    s := r.svcid;
                     SELECT greatest(coalesce(x.minslots, 1), 1) AS need,
                            greatest(coalesce(x.maxslots, x.minslots, 1), coalesce(x.minslots, 1), 1) AS want,
                            x.samehost, x.local AND x.service <> '' AND x.refersto IS NULL AS servers,

@@ -114,6 +114,7 @@ DECLARE
     v_checkpoint boolean := p_checkpoint;
     in_block boolean := false;
     root integer;
+    running boolean := false;  -- the job's counters say it runs on: no end, no postscripts yet
 BEGIN
     -- the job before the invocation, as operations on the job take them (blades.sql: lock order)
     PERFORM 1 FROM jobs WHERE jid = p_jid FOR NO KEY UPDATE;
@@ -158,7 +159,8 @@ BEGIN
             UPDATE tasks SET state = 'ready', statetime = now(), readytime = now(), currcid = NULL
             WHERE jid = p_jid AND tid = cmd.tid;
             PERFORM tractor_queue_command(p_jid, nxt);
-            UPDATE jobs SET numactive = numactive - 1, numready = numready + 1 WHERE jid = p_jid;
+            UPDATE jobs SET numactive = numactive - 1, numready = numready + 1 WHERE jid = p_jid
+            RETURNING tractor_job_running(jobs) INTO running;
         ELSE
             UPDATE tasks SET state = 'done', statetime = now(), progress = 100, currcid = NULL
             WHERE jid = p_jid AND tid = cmd.tid
@@ -176,7 +178,8 @@ BEGIN
             UPDATE jobs SET numactive = numactive - 1, numdone = numdone + 1 + rel.o_done,
                             numready = numready + rel.o_ready,
                             numblocked = numblocked - rel.o_ready - rel.o_done
-            WHERE jid = p_jid;
+            WHERE jid = p_jid
+            RETURNING tractor_job_running(jobs) INTO running;
         END IF;
     ELSIF v_checkpoint THEN
         -- a checkpoint outside any -resumeblock (or of a job-level command): the
@@ -213,9 +216,12 @@ BEGIN
             RETURN outcome;
         END IF;
         UPDATE tasks SET state = 'error', statetime = now(), currcid = NULL WHERE jid = p_jid AND tid = cmd.tid;
-        UPDATE jobs SET numactive = numactive - 1, numerror = numerror + 1 WHERE jid = p_jid;
+        UPDATE jobs SET numactive = numactive - 1, numerror = numerror + 1 WHERE jid = p_jid
+        RETURNING tractor_job_running(jobs) INTO running;
     END IF;
-    PERFORM tractor_job_check(p_jid);
+    IF NOT running THEN
+        PERFORM tractor_job_check(p_jid);
+    END IF;
     RETURN outcome;
 END $$;
 

@@ -223,6 +223,15 @@ LANGUAGE sql AS $$
     WHERE j.jid = p_jid
 $$;
 
+-- Whether a job's row says it runs on as it is: live, tasks left to do, and not stalled on
+-- errors with nothing ready or running.  tractor_job_check has nothing to do for such a job;
+-- a finish that leaves its job so does not call it.
+CREATE OR REPLACE FUNCTION tractor_job_running(j jobs) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT j.phase = 'live' AND j.numdone <> j.numtasks
+           AND NOT (j.numerror > 0 AND j.numactive = 0 AND j.numready = 0)
+$$;
+
 -- The job's counters moved; when nothing more can happen, start its
 -- postscript phase: all tasks done -> -cleanup, -postscript -when done and
 -- always; stalled on errors -> -postscript -when error and always.  With no
