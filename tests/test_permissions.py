@@ -289,3 +289,40 @@ def test_no_table_or_sequence_can_be_written_by_a_person_or_a_blade(farm):
                     conn.execute(f"SELECT nextval('{q}')")
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("CREATE FUNCTION public.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+
+
+def test_a_staged_spool_with_values_outside_their_sets_is_refused(farm):
+    """The job tables keep no CHECK constraints (migration 20): the staged spool a person writes
+    by hand is checked by tractor_staged_values_ok, as the constraints did."""
+    from tractorcli.db import queries
+
+    _, s, _ = farm
+
+    def stage(conn, runtype: str, maxactive: int):
+        conn.execute(queries.get("spool_staging_tables"))
+        conn.execute("INSERT INTO pg_temp.spool_jobs (owner, title, tier, numtasks, numready, maxtid, maxcid, "
+                     "maxactive, scriptformat) VALUES ('ann', 'by hand', 'default', 1, 1, 1, 1, %s, 'generated')",
+                     (maxactive,))
+        conn.execute("INSERT INTO pg_temp.spool_tasks (jid, tid, title, state, pending, lasttid) "
+                     "VALUES (0, 1, 't', 'ready', 0, 1)")
+        conn.execute("INSERT INTO pg_temp.spool_commands (jid, cid, tid, argv, runtype, state) "
+                     "VALUES (0, 1, 1, '{/bin/true}', %s, 'ready')", (runtype,))
+        return conn.execute("SELECT * FROM tractor_spool_staged_v1('ann')").fetchone()
+
+    with as_role(s, "ann", PASSWORDS["ann"]) as conn:
+        for runtype, maxactive in (("sometimes", 0), ("regular", -2)):
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="not one consistent job"):
+                with conn.transaction():
+                    stage(conn, runtype, maxactive)
+        with conn.transaction():
+            jid = stage(conn, "regular", 0)[0]
+    assert job(s, jid)["owner"] == "ann"
+
+
+def test_a_negative_maxactive_is_refused(farm, tmp_path):
+    _, _, people = farm
+    jid = jid_of(spool(people["ann"], "capped", tmp_path))
+    r = run("tq", people["ann"], "--yes", "jattr", "-k", "maxactive", "-v", "-1", str(jid))
+    assert r.returncode != 0 and "maxactive is 0 (no cap) or more, not -1" in r.stderr, r.stderr
+    r = run("tq", people["ann"], "--yes", "jattr", "-k", "maxactive", "-v", "2", str(jid))
+    assert r.returncode == 0, r.stderr

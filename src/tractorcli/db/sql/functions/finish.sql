@@ -451,6 +451,7 @@ BEGIN
                      OR NOT EXISTS (SELECT 1 FROM pg_temp.spool_tasks t WHERE t.tid = c.tid))
        OR EXISTS (SELECT 1 FROM pg_temp.spool_commands c
                   WHERE c.svcid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM service_exprs s WHERE s.svcid = c.svcid))
+       OR NOT tractor_staged_values_ok()
     THEN
         RAISE EXCEPTION 'the staged graft is not one of job % under task %', p_jid, inv.tid
             USING ERRCODE = 'invalid_parameter_value';

@@ -59,6 +59,9 @@ BEGIN
     WHEN 'metadata' THEN
         UPDATE jobs SET metadata = v_text WHERE jid = p_jid;
     WHEN 'maxactive' THEN
+        IF v_text::integer < 0 THEN  -- (the jobs table has no CHECK: migration 20)
+            RAISE EXCEPTION 'maxactive is 0 (no cap) or more, not %', v_text USING ERRCODE = 'invalid_parameter_value';
+        END IF;
         UPDATE jobs SET maxactive = v_text::integer WHERE jid = p_jid;
     WHEN 'tags' THEN
         UPDATE jobs SET tags = tractor_json_texts(p_value) WHERE jid = p_jid;

@@ -25,6 +25,20 @@ BEGIN
     RETURN QUERY SELECT s.svcid, s.expr FROM service_exprs s WHERE s.expr = ANY(p_exprs) FOR KEY SHARE;
 END $$;
 
+-- The values of the staged rows (pg_temp.spool_*) are in their sets and ranges: what the CHECK
+-- constraints of the job tables said before migration 20 moved those checks to the audit.  A
+-- person or a blade login stages these rows itself, so a staged spool or graft is refused
+-- when one is not (the site's own spool writes its rows by construction).
+CREATE OR REPLACE FUNCTION tractor_staged_values_ok() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT NOT EXISTS (SELECT 1 FROM pg_temp.spool_jobs j
+                       WHERE j.maxactive < 0 OR j.scriptformat NOT IN ('alfred', 'json', 'generated'))
+       AND NOT EXISTS (SELECT 1 FROM pg_temp.spool_tasks t WHERE t.tid <= 0 OR t.pending < 0)
+       AND NOT EXISTS (SELECT 1 FROM pg_temp.spool_commands c
+                       WHERE c.cid <= 0 OR c.runtype NOT IN ('regular', 'cleanup', 'post_always', 'post_error',
+                                                             'post_done'))
+$$;
+
 -- The staged job (pg_temp.spool_jobs, spool_tasks, spool_task_edges,
 -- spool_commands; jid 0) becomes a job owned by `p_owner` (NULL or '': the
 -- logged-in role), which must be the logged-in role unless it may act for
@@ -66,6 +80,7 @@ BEGIN
        OR (SELECT count(*) FROM pg_temp.spool_tasks t WHERE t.state = 'blocked') <> j.numblocked
        OR EXISTS (SELECT 1 FROM pg_temp.spool_tasks t WHERE t.state NOT IN ('blocked', 'ready', 'done'))
        OR EXISTS (SELECT 1 FROM pg_temp.spool_commands c WHERE c.state NOT IN ('blocked', 'ready'))
+       OR NOT tractor_staged_values_ok()
     THEN
         RAISE EXCEPTION 'the staged job is not one consistent job' USING ERRCODE = 'invalid_parameter_value';
     END IF;
