@@ -1,0 +1,239 @@
+"""farm_sim: N simulated blades on one database, through a pool of connections (issue 14).
+
+One scratch site; a queue of 1,000,000 ready one-command tasks (`/bin/true`,
+service "PixarRender") in 1,000 jobs (`--quick`: 50,000 in 100 jobs),
+spooled through `db.spool.spool_job` (one transaction and binary COPY per
+job).  Then `farm_sim.Farm` (bench/farm_sim.py, which says exactly what a
+simulated blade does) runs N blades of 4 slots that make the calls a real
+`tractor-blade` makes, through `tractorcli.db.dispatch` and nothing else,
+multiplexed over K = min(N, 64) connections as a pooler in transaction mode
+would hand them out, with an engine thread housekeeping every 2 s on one
+more connection.  No processes are started.
+
+* The curve: N = 50, 200, 500, 1,000 (`--quick`: 20, 50) blades holding
+  each command 0 s (claim, report at once, claim again: the database's
+  throughput), each for 20 s (`--quick`: 5 s) after a 3 s warm-up (1 s),
+  one after another on the same queue.  Per N:
+  `farm_N_claims_per_s` (commands claimed per second in the window),
+  `farm_N_claim_p50` / `_p99` (the claim call's round trip,
+  `finish_and_claim` - or `claim` for a blade holding nothing - from
+  sending to the answer, not counting the wait for a free connection),
+  `farm_N_server_cpu_per_claim` (the server's user + system CPU over the
+  window - the postmaster and all its children, from /proc - per command
+  claimed), `farm_N_server_connections` (the most connections to the job
+  database seen at once, sampled from pg_stat_activity every 0.25 s, the
+  sampler's own left out: the pool and the engine) and `farm_N_sim_cpu`
+  (this process's CPU, all threads, as a percentage of one core: on this
+  2-core machine the simulator and the server share the CPUs).  The JSON
+  adds the window, cycles, heartbeats' p99, the longest gap between two
+  heartbeats of one blade (the lease is 30 s), how late steps started after
+  they were due (the pool's backlog: p50/p99 `lag_ms`), deadlock reruns
+  and steps given up after all of rerun's attempts (`gave_up`: a real blade
+  would stop there).
+  Target (issue 14): p99 under 20 ms at 1,000 blades.
+* Steady: 1,000 blades (`--quick`: 50) holding each command 10 s (2 s),
+  for 30 s (5 s) after a warm-up of one hold (the blades' first claims are
+  spread over it): a farm at work rather than flat out.  Claims/s, claim
+  p50/p99 and the server's CPU as a percentage of one core (informational).
+* Idle cost: 1,000 blades (`--quick`: 50) whose keys match no job (their
+  claims find nothing while the rest of the queue is still ready) for 30 s
+  (5 s): they poll every 1.5 s and heartbeat every 2 s, as real blades do
+  when no notification wakes them.  `idle_N_server_cpu`: the server's CPU
+  (engine housekeeping included) as a percentage of one core.  Target
+  (issue 14): under 5 % at 1,000 blades.  `idle_N_server_cpu_pool8`: the
+  same farm through 8 connections (informational: the same calls cost the
+  server less on fewer, busier backends; a pooler's pool size).
+
+Before every run the tables are vacuumed and analyzed and the WAL
+checkpointed (settled, as autovacuum keeps a farm's: no run pays for the
+one before's dead rows).  The server's CPU is the whole server's
+(autovacuum, WAL writer and checkpointer too); the JSON also has the farm's
+own backends' (`backends_cpu_pct`, `backends_per_claim_ms`).
+
+After every run each blade reports what it holds and leaves, and the whole
+database is checked (`farm_sim.check_exactly_once`): as many commands and
+tasks done as the simulator claimed in all runs so far, one invocation each,
+none running or failed, no report answered other than 'done', the audit
+(`tractor_audit_v1`) clean; anything else fails the benchmark.  A run that
+drains the queue fails it too (its rate would not mean what it says).
+The targets apply at 1,000 blades; `--quick` reports the same figures
+without targets.
+
+Run directly for one farm of any size, e.g.
+`python bench/bench_farm_sim.py --blades 20 --tasks 20000 --jobs 20 --hold 0 --seconds 5`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import BenchError, Site, figure, log, pick_port  # noqa: E402
+from farm_sim import Farm, FarmResult, check_exactly_once, percentile, spool_queue  # noqa: E402
+
+SLOTS = 4
+SMALL_POOL = 8  # the idle farm again through this many connections
+
+
+def _ms(x: float) -> float:
+    return round(x * 1000, 2)
+
+
+def settle(site: Site) -> None:
+    """The tables as autovacuum keeps a running farm's (no run meets the one before's dead rows
+    or its autovacuum), the WAL checkpointed."""
+    with site.connect(autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) jobs, tasks, commands, ready, invocations, blades")
+        conn.execute("CHECKPOINT")
+
+
+def _ready_left(site: Site) -> int:
+    with site.connect() as conn:
+        return conn.execute("SELECT count(*) FROM ready").fetchone()[0]
+
+
+class Runner:
+    """One site, its queue, and the count of commands claimed so far (for the checks)."""
+
+    def __init__(self, site: Site):
+        self.site = site
+        self.claimed = 0
+
+    def farm(self, blades: int, *, hold: float, seconds: float, warmup: float, provides=("PixarRender",),
+             prefix: str, pool: int | None = None) -> FarmResult:
+        settle(self.site)
+        farm = Farm(self.site.settings, blades, pool=pool, slots=SLOTS, hold=hold, provides=provides, prefix=prefix,
+                    data_dir=self.site.db_data_dir)
+        r = farm.run(seconds=seconds, warmup=warmup, log=log)
+        self.claimed += r.total_claims
+        check_exactly_once(self.site.settings, self.claimed, r)
+        if provides == ("PixarRender",) and _ready_left(self.site) == 0:
+            raise BenchError(f"{blades} blades drained the queue: the figures would not mean what they say")
+        return r
+
+
+def _describe(label: str, r: FarmResult) -> str:
+    cpu = f", server {_pct(r.server_cpu, r):.0f} % of a core (the farm's backends {_pct(r.backends_cpu, r):.0f})" \
+        if r.server_cpu is not None else ""
+    return (f"{label}: {r.claims_per_s:.0f} claims/s, claim p50 {_ms(percentile(r.claim_latencies, 50))} "
+            f"p99 {_ms(percentile(r.claim_latencies, 99))} ms, lag p99 {_ms(percentile(r.lags, 99))} ms{cpu}, "
+            f"simulator {_pct(r.sim_cpu, r):.0f} %, {r.connections_max} connections, {r.reruns} reruns, {r.gave_up} given up, "
+            f"heartbeat gap max {r.heartbeat_gap_max:.1f} s")
+
+
+def _pct(cpu: float | None, r: FarmResult) -> float | None:
+    """CPU seconds over the window, as a percentage of one core."""
+    return round(cpu / r.window * 100, 2) if cpu is not None else None
+
+
+def _extra(r: FarmResult) -> dict:
+    """What the JSON keeps besides the figure."""
+    return dict(
+        blades=r.blades, pool=r.pool, hold=r.hold, window_s=round(r.window, 2), cycles=r.cycles, claims=r.claims,
+        server_cpu_pct=_pct(r.server_cpu, r), backends_cpu_pct=_pct(r.backends_cpu, r), sim_cpu_pct=_pct(r.sim_cpu, r),
+        connections=r.connections_max, heartbeats=len(r.heartbeat_latencies),
+        heartbeat_p99_ms=_ms(percentile(r.heartbeat_latencies, 99)) if r.heartbeat_latencies else None,
+        claim_p99_ms=_ms(percentile(r.claim_latencies, 99)) if r.claim_latencies else None,
+        lag_p50_ms=_ms(percentile(r.lags, 50)), lag_p99_ms=_ms(percentile(r.lags, 99)), reruns=r.reruns,
+        gave_up=r.gave_up, heartbeat_gap_max_s=round(r.heartbeat_gap_max, 2))
+
+
+def curve_figures(n: int, r: FarmResult, target: bool) -> list[dict]:
+    lat = r.claim_latencies
+    if not lat or not r.claims:
+        raise BenchError(f"{n} blades claimed nothing in {r.window:.1f} s")
+
+    def per_claim(cpu: float | None) -> float | None:
+        return round(cpu / r.claims * 1000, 3) if cpu is not None else None
+
+    return [
+        figure(f"farm_{n}_claims_per_s", round(r.claims_per_s), "commands/s", **_extra(r)),
+        figure(f"farm_{n}_claim_p50", _ms(percentile(lat, 50)), "ms"),
+        figure(f"farm_{n}_claim_p99", _ms(percentile(lat, 99)), "ms", "< 20" if target else None),
+        figure(f"farm_{n}_server_cpu_per_claim", per_claim(r.server_cpu), "ms",
+               server_cpu_pct=_pct(r.server_cpu, r), backends_per_claim_ms=per_claim(r.backends_cpu)),
+        figure(f"farm_{n}_server_connections", r.connections_max, "connections"),
+        figure(f"farm_{n}_sim_cpu", _pct(r.sim_cpu, r), "% of a core", per_claim_ms=per_claim(r.sim_cpu)),
+    ]
+
+
+def run(quick: bool) -> list[dict]:
+    tasks, jobs = (50_000, 100) if quick else (1_000_000, 1000)
+    sizes = (20, 50) if quick else (50, 200, 500, 1000)
+    seconds, warmup = (5.0, 1.0) if quick else (20.0, 3.0)
+    steady_n, steady_hold, steady_secs = (50, 2.0, 5.0) if quick else (1000, 10.0, 30.0)
+    idle_n, idle_secs = (50, 5.0) if quick else (1000, 30.0)
+    out: list[dict] = []
+    with Site("farm_sim", pick_port(9929)) as site:
+        site.dbctl("--start-for-engine", timeout=600)
+        log(f"spooling {tasks:,} one-command tasks in {jobs:,} jobs")
+        t0 = time.perf_counter()
+        spool_queue(site.settings, tasks, jobs, log=log)
+        took = time.perf_counter() - t0
+        out.append(figure("farm_queue_spool", round(took, 1), "s", tasks=tasks, jobs=jobs, rate=round(tasks / took)))
+        runner = Runner(site)
+        for n in sizes:
+            log(f"{n} blades of {SLOTS} slots, hold 0 s, {warmup:g} + {seconds:g} s")
+            r = runner.farm(n, hold=0.0, seconds=seconds, warmup=warmup, prefix=f"b{n}-")
+            log(_describe(f"{n} blades", r))
+            out += curve_figures(n, r, target=n == 1000)
+
+        log(f"steady: {steady_n} blades holding each command {steady_hold:g} s, {steady_secs:g} s")
+        r = runner.farm(steady_n, hold=steady_hold, seconds=steady_secs, warmup=steady_hold + 1, prefix="steady-")
+        log(_describe(f"steady {steady_n} blades", r))
+        out.append(figure(f"steady_{steady_n}_claims_per_s", round(r.claims_per_s), "commands/s", **_extra(r)))
+        out.append(figure(f"steady_{steady_n}_claim_p50", _ms(percentile(r.claim_latencies, 50)), "ms"))
+        out.append(figure(f"steady_{steady_n}_claim_p99", _ms(percentile(r.claim_latencies, 99)), "ms"))
+        out.append(figure(f"steady_{steady_n}_server_cpu", _pct(r.server_cpu, r), "% of a core",
+                          backends_cpu_pct=_pct(r.backends_cpu, r)))
+
+        log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s")
+        r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idle-")
+        log(_describe(f"idle {idle_n} blades", r))
+        if r.total_claims:
+            raise BenchError(f"idle blades claimed {r.total_claims} commands")
+        out.append(figure(f"idle_{idle_n}_server_cpu", _pct(r.server_cpu, r), "% of a core",
+                          "< 5" if idle_n == 1000 else None, **_extra(r)))
+        # the same work through fewer connections: each backend busier, the server cheaper (a
+        # pooler's pool size)
+        log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, through {SMALL_POOL} connections")
+        r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idle8-",
+                        pool=SMALL_POOL)
+        log(_describe(f"idle {idle_n} blades, {SMALL_POOL} connections", r))
+        if r.total_claims:
+            raise BenchError(f"idle blades claimed {r.total_claims} commands")
+        out.append(figure(f"idle_{idle_n}_server_cpu_pool{SMALL_POOL}", _pct(r.server_cpu, r), "% of a core",
+                          **_extra(r)))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="One simulated farm on a scratch site (see the module docstring).")
+    ap.add_argument("--blades", type=int, default=20)
+    ap.add_argument("--pool", type=int, default=None, help="connections (default min(blades, 64))")
+    ap.add_argument("--hold", type=float, default=0.0, help="seconds each command is held")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--tasks", type=int, default=20_000)
+    ap.add_argument("--jobs", type=int, default=20)
+    ap.add_argument("--idle", action="store_true", help="blades whose keys match no job")
+    args = ap.parse_args()
+    with Site("farm_sim", pick_port(9929)) as site:
+        site.dbctl("--start-for-engine", timeout=600)
+        log(f"spooling {args.tasks:,} tasks in {args.jobs:,} jobs")
+        spool_queue(site.settings, args.tasks, args.jobs, log=log)
+        runner = Runner(site)
+        r = runner.farm(args.blades, hold=args.hold, seconds=args.seconds, warmup=args.warmup, pool=args.pool,
+                        provides=("NoSuchKey",) if args.idle else ("PixarRender",), prefix="b")
+        log(_describe(f"{args.blades} blades", r))
+        print(json.dumps(curve_figures(args.blades, r, False) if r.claims else _extra(r), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
