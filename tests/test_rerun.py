@@ -16,7 +16,7 @@ import pytest
 
 from tractorcli.db import dispatch as d
 from tractorcli.db.connection import connect, translate
-from tractorcli.db.rerun import SiteConnection, rerun
+from tractorcli.db.rerun import ATTEMPTS, SiteConnection, rerun
 from tractorcli.errors import StateError
 
 from test_dispatch import C, Blade, check_counters, spool, task_states
@@ -135,3 +135,25 @@ def test_a_blades_cycle_does_not_hold_its_row_while_an_operation_stops_its_comma
     assert conn.execute("SELECT slotsinuse FROM blades WHERE bladeid = %s", (blade.id,)).fetchone()["slotsinuse"] == 1
     check_counters(conn, j1)
     check_counters(conn, j2)
+
+
+def test_a_blade_keeps_its_connection_when_a_call_is_aborted_by_deadlocks_every_time(db_settings):
+    """Five reruns aborted too (a busy farm under P+RR): the blade keeps its connection and its
+    reports for the loop's next turn, where before it dropped the connection as if lost."""
+    from tractorcli.blade import worker
+
+    blade = worker.Blade(db_settings, worker.BladeOptions())
+    blade.conn = blade._connect()
+    calls = []
+
+    def always_a_deadlock(conn):
+        calls.append(1)
+        conn.execute("DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$")
+
+    try:
+        with pytest.raises(worker._Contended):
+            blade._db(always_a_deadlock)
+        assert len(calls) == ATTEMPTS
+        assert not blade.conn.closed and blade.conn.execute("SELECT 1 AS one").fetchone()["one"] == 1
+    finally:
+        blade.conn.close()

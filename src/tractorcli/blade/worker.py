@@ -251,6 +251,11 @@ class _Stalled(_Offline):
     heartbeats go on, so the leases of what runs here do not run out."""
 
 
+class _Contended(_Offline):
+    """PostgreSQL aborted the call to break a lock cycle each time it was run again (db/rerun.py):
+    the connection is kept and what was not stored is sent again at the loop's next turn."""
+
+
 class Blade:
     """One blade process.  `run()` returns the exit status."""
 
@@ -298,12 +303,17 @@ class Blade:
         aborted to break a deadlock runs again (each dispatch call is safe to repeat)."""
         import psycopg
 
-        from ..db.rerun import rerun
+        from ..db.rerun import ATTEMPTS, CONFLICTS, rerun
 
         if self.conn is None:
             raise _Offline()
         try:
             return rerun(fn, self.conn, *args, **kw)
+        except CONFLICTS as exc:
+            # (before the OperationalErrors they are: the connection is fine)
+            self.detail(f"the database aborted this call {ATTEMPTS} times to break deadlocks "
+                        f"({str(exc).splitlines()[0]}); trying again at the next turn")
+            raise _Contended() from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             if (getattr(exc, "sqlstate", None) or "").startswith("53") and not self.conn.broken:
                 # class 53, insufficient resources (disk full, out of memory): the server is there
