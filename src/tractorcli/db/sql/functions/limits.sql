@@ -94,10 +94,14 @@ DECLARE
     hint text[];  -- the limits this session found near at its last claim
     near text[];  -- limits with room, but too little to take on one stripe
     exact text[] := '{}';  -- limits whose every stripe this call holds
+    v_perhost boolean;  -- a limit of these counts hosts (SiteMaxCounting perHost)
 BEGIN
+    -- (the job's owner and projects in the same statement: one statement fewer a claim)
     SELECT array_agg(lm.name ORDER BY lm.name),
-           coalesce(array_agg(lm.name ORDER BY lm.name) FILTER (WHERE tractor_limit_site_wide(lm)), '{}')
-    INTO v_limits, v_wide FROM limits lm WHERE lm.name = ANY(p_tags);
+           coalesce(array_agg(lm.name ORDER BY lm.name) FILTER (WHERE tractor_limit_site_wide(lm)), '{}'),
+           bool_or(lm.sitemax >= 0 AND lm.sitecounting = 'perHost'),
+           (SELECT j.owner FROM jobs j WHERE j.jid = p_jid), (SELECT j.projects FROM jobs j WHERE j.jid = p_jid)
+    INTO v_limits, v_wide, v_perhost, v_owner, v_projects FROM limits lm WHERE lm.name = ANY(p_tags);
     IF v_limits IS NULL THEN
         RETURN NULL;
     END IF;
@@ -112,7 +116,6 @@ BEGIN
             END IF;
         END LOOP;
     END IF;
-    SELECT j.owner, j.projects INTO v_owner, v_projects FROM jobs j WHERE j.jid = p_jid;
     LOOP
         refusal := NULL;
         near := '{}';
@@ -122,7 +125,9 @@ BEGIN
             FROM limits lm
             LEFT JOIN (
                 -- one scan of the running invocations carrying any of the limits, counted per limit
-                SELECT t.tag, count(*)::integer AS n_site, count(DISTINCT i.bladeid)::integer AS n_hosts,
+                -- (hosts are counted, a sort per limit, only where a limit counts them)
+                SELECT t.tag, count(*)::integer AS n_site,
+                       count(DISTINCT i.bladeid) FILTER (WHERE v_perhost)::integer AS n_hosts,
                        count(*) FILTER (WHERE i.bladeid = p_blade)::integer AS n_blade,
                        count(*) FILTER (WHERE j.owner = v_owner)::integer AS n_owner
                 FROM invocations i JOIN jobs j ON j.jid = i.jid
