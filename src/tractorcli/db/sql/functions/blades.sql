@@ -167,7 +167,7 @@ WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
 -- from other hosts ('1') or other users (a user name).  A command whose
 -- tags name a full limit stays ready (tractor_limit_refusal, limits.sql);
 -- after LIMIT_SKIPS such commands the claim leaves the job's service
--- expression for this pass.
+-- expression (the job, when it walks all of them at once) for this pass.
 --
 -- Slots (bindings.sql): -atleast N -atmost M is N..M slots, on this blade
 -- alone with -samehost (or when M is 1), else this blade's free slots and,
