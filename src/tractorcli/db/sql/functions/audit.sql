@@ -7,6 +7,41 @@
 -- Applied after the migrations by every upgrade (CREATE OR REPLACE): a function lives here,
 -- in one file, and nowhere else; a signature clients call is never changed (add _v2 instead).
 
+-- The values a row may hold (the job tables' CHECK constraints before migration 20, which
+-- moved them here): what is wrong with a job's, task's or command's values, one text each
+-- ('{}': nothing).  The audit reports them; tractor_staged_values_ok (spool.sql) refuses staged
+-- rows with any.  (One expression each: the planner inlines them into the audit's scans.)
+CREATE OR REPLACE FUNCTION tractor_job_value_problems(p_phase text, p_maxactive integer, p_scriptformat text)
+RETURNS text[] LANGUAGE sql STABLE AS $$
+    SELECT array_remove(ARRAY[
+        CASE WHEN p_phase NOT IN ('live', 'postscript', 'finished') THEN format('phase %L', p_phase) END,
+        CASE WHEN p_maxactive < 0 THEN format('maxactive %s', p_maxactive) END,
+        CASE WHEN p_scriptformat NOT IN ('alfred', 'json', 'generated') THEN format('scriptformat %L', p_scriptformat) END
+    ], NULL)
+$$;
+
+CREATE OR REPLACE FUNCTION tractor_task_value_problems(p_state text, p_progress double precision,
+                                                       p_pending integer, p_tid integer)
+RETURNS text[] LANGUAGE sql STABLE AS $$
+    SELECT array_remove(ARRAY[
+        CASE WHEN p_state NOT IN ('blocked', 'ready', 'active', 'error', 'done') THEN format('state %L', p_state) END,
+        CASE WHEN NOT (p_progress >= 0 AND p_progress <= 100) THEN format('progress %s', p_progress) END,
+        CASE WHEN p_pending < 0 THEN format('pending %s', p_pending) END,
+        CASE WHEN p_tid <= 0 THEN format('tid %s', p_tid) END
+    ], NULL)
+$$;
+
+CREATE OR REPLACE FUNCTION tractor_command_value_problems(p_state text, p_runtype text, p_cid integer)
+RETURNS text[] LANGUAGE sql STABLE AS $$
+    SELECT array_remove(ARRAY[
+        CASE WHEN p_state NOT IN ('blocked', 'ready', 'active', 'error', 'done', 'skipped')
+             THEN format('state %L', p_state) END,
+        CASE WHEN p_runtype NOT IN ('regular', 'cleanup', 'post_always', 'post_error', 'post_done')
+             THEN format('runtype %L', p_runtype) END,
+        CASE WHEN p_cid <= 0 THEN format('cid %s', p_cid) END
+    ], NULL)
+$$;
+
 CREATE OR REPLACE FUNCTION tractor_audit_v1(p_repair boolean)
 RETURNS TABLE (invariant text, ids text, detail text, repaired boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
@@ -143,30 +178,14 @@ BEGIN
 
     -- row values in their sets and ranges (the hot tables keep no CHECK constraints: migration 20)
     FOR r IN
-        SELECT 'job' AS kind, j.jid, NULL::integer AS id, v.what
-        FROM jobs j CROSS JOIN LATERAL (VALUES
-            (CASE WHEN j.phase NOT IN ('live', 'postscript', 'finished') THEN format('phase %L', j.phase) END),
-            (CASE WHEN j.maxactive < 0 THEN format('maxactive %s', j.maxactive) END),
-            (CASE WHEN j.scriptformat NOT IN ('alfred', 'json', 'generated')
-                  THEN format('scriptformat %L', j.scriptformat) END)) AS v(what)
-        WHERE v.what IS NOT NULL
+        SELECT 'job' AS kind, j.jid, NULL::integer AS id, p.what
+        FROM jobs j CROSS JOIN LATERAL unnest(tractor_job_value_problems(j.phase, j.maxactive, j.scriptformat)) AS p(what)
         UNION ALL
-        SELECT 'task', t.jid, t.tid, v.what
-        FROM tasks t CROSS JOIN LATERAL (VALUES
-            (CASE WHEN t.state NOT IN ('blocked', 'ready', 'active', 'error', 'done') THEN format('state %L', t.state) END),
-            (CASE WHEN NOT (t.progress >= 0 AND t.progress <= 100) THEN format('progress %s', t.progress) END),
-            (CASE WHEN t.pending < 0 THEN format('pending %s', t.pending) END),
-            (CASE WHEN t.tid <= 0 THEN format('tid %s', t.tid) END)) AS v(what)
-        WHERE v.what IS NOT NULL
+        SELECT 'task', t.jid, t.tid, p.what
+        FROM tasks t CROSS JOIN LATERAL unnest(tractor_task_value_problems(t.state, t.progress, t.pending, t.tid)) AS p(what)
         UNION ALL
-        SELECT 'command', c.jid, c.cid, v.what
-        FROM commands c CROSS JOIN LATERAL (VALUES
-            (CASE WHEN c.state NOT IN ('blocked', 'ready', 'active', 'error', 'done', 'skipped')
-                  THEN format('state %L', c.state) END),
-            (CASE WHEN c.runtype NOT IN ('regular', 'cleanup', 'post_always', 'post_error', 'post_done')
-                  THEN format('runtype %L', c.runtype) END),
-            (CASE WHEN c.cid <= 0 THEN format('cid %s', c.cid) END)) AS v(what)
-        WHERE v.what IS NOT NULL
+        SELECT 'command', c.jid, c.cid, p.what
+        FROM commands c CROSS JOIN LATERAL unnest(tractor_command_value_problems(c.state, c.runtype, c.cid)) AS p(what)
         UNION ALL
         SELECT 'invocation', i.jid, i.cid, format('iid %s', i.iid) FROM invocations i WHERE i.iid <= 0
         ORDER BY 2, 3 NULLS FIRST, 4

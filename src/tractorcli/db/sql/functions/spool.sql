@@ -25,18 +25,17 @@ BEGIN
     RETURN QUERY SELECT s.svcid, s.expr FROM service_exprs s WHERE s.expr = ANY(p_exprs) FOR KEY SHARE;
 END $$;
 
--- The values of the staged rows (pg_temp.spool_*) are in their sets and ranges: what the CHECK
--- constraints of the job tables said before migration 20 moved those checks to the audit.  A
--- person or a blade login stages these rows itself, so a staged spool or graft is refused
--- when one is not (the site's own spool writes its rows by construction).
+-- The staged rows (pg_temp.spool_*) hold only values their tables may (audit.sql, "the values a
+-- row may hold"): a person or a blade login stages these rows itself, so a staged spool or graft
+-- is refused when one does not (the site's own spool writes its rows by construction).
 CREATE OR REPLACE FUNCTION tractor_staged_values_ok() RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT NOT EXISTS (SELECT 1 FROM pg_temp.spool_jobs j
-                       WHERE j.maxactive < 0 OR j.scriptformat NOT IN ('alfred', 'json', 'generated'))
-       AND NOT EXISTS (SELECT 1 FROM pg_temp.spool_tasks t WHERE t.tid <= 0 OR t.pending < 0)
+                       WHERE tractor_job_value_problems(j.phase, j.maxactive, j.scriptformat) <> '{}')
+       AND NOT EXISTS (SELECT 1 FROM pg_temp.spool_tasks t
+                       WHERE tractor_task_value_problems(t.state, t.progress, t.pending, t.tid) <> '{}')
        AND NOT EXISTS (SELECT 1 FROM pg_temp.spool_commands c
-                       WHERE c.cid <= 0 OR c.runtype NOT IN ('regular', 'cleanup', 'post_always', 'post_error',
-                                                             'post_done'))
+                       WHERE tractor_command_value_problems(c.state, c.runtype, c.cid) <> '{}')
 $$;
 
 -- The staged job (pg_temp.spool_jobs, spool_tasks, spool_task_edges,
