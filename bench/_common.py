@@ -138,6 +138,28 @@ MB = 1e6
 _taken: set[int] = set()
 
 
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")  # /proc's CPU times are in these
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name: [state, ppid, ...] (fields 3 on; utime and stime
+    are [11] and [12], cutime and cstime [13] and [14]), or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far."""
+    st = proc_stat(pid)
+    if st is None:
+        raise BenchError(f"process {pid} is gone")
+    return (int(st[11]) + int(st[12])) / CLOCK_TICK
+
+
 def _port_free(port: int) -> bool:
     for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
         try:

@@ -12,24 +12,17 @@ time from the server's start to a new job's command finished on that blade
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _common import BenchError, Site, clean_env, figure, log, pick_port
+from _common import BenchError, Site, clean_env, cpu_seconds, figure, log, pick_port
 from bench_dispatch import blade_argv, spool, wait_finished
 
 LEASE = 5
 OUTAGE = 2 * LEASE
-
-
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _engine_argv(site: Site) -> list[str]:
@@ -76,9 +69,9 @@ def run(quick: bool) -> list[dict]:
                     time.sleep(0.05)
             log(f"4 commands running; stopping the server for {OUTAGE} s (BladeLeaseSecs {LEASE})")
             site.dbctl("--stop")
-            cpu0, engine_cpu0 = _cpu_seconds(blade.pid), _cpu_seconds(engine.pid)
+            cpu0, engine_cpu0 = cpu_seconds(blade.pid), cpu_seconds(engine.pid)
             time.sleep(OUTAGE)
-            cpu, engine_cpu = _cpu_seconds(blade.pid) - cpu0, _cpu_seconds(engine.pid) - engine_cpu0
+            cpu, engine_cpu = cpu_seconds(blade.pid) - cpu0, cpu_seconds(engine.pid) - engine_cpu0
             site.dbctl("--start")
             started = time.monotonic()
             probe = spool(site, Job(title="after", subtasks=(Task("p", cmds=(Command(("/bin/true",)),)),)))

@@ -76,7 +76,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import BenchError
+from _common import CLOCK_TICK, BenchError, cpu_seconds, proc_stat
 
 BLADE_HEARTBEAT = 2.0  # tractor-blade's defaults (blade/worker.py BladeOptions)
 BLADE_POLL = 1.5
@@ -100,18 +100,6 @@ _AUDIT = "SELECT invariant, ids, detail FROM tractor_audit_v1(false)"
 
 # --- the server's CPU time ------------------------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str] | None:
-    """/proc/PID/stat after the command name: [state, ppid, ...] (fields 3 on), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2:].split()
-
 
 def postmaster_pid(data_dir: Path) -> int:
     try:
@@ -126,7 +114,7 @@ def server_cpu(data_dir: Path) -> float:
     autovacuum, the WAL writer, ...).  The difference of two readings is what the server used
     in between, also when children come and go."""
     pm = postmaster_pid(data_dir)
-    st = _stat(pm)
+    st = proc_stat(pm)
     if st is None:
         raise BenchError(f"the postmaster (pid {pm}) is not running")
     # fields 14-17 (utime, stime, cutime, cstime) are st[11:15]; ppid (field 4) is st[1]
@@ -134,21 +122,15 @@ def server_cpu(data_dir: Path) -> float:
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        s = _stat(int(name))
+        s = proc_stat(int(name))
         if s is not None and s[1] == str(pm):
             ticks += int(s[11]) + int(s[12])
-    return ticks / _TICK
+    return ticks / CLOCK_TICK
 
 
 def procs_cpu(pids: list[int]) -> float:
     """CPU seconds (user + system) used so far by these processes (the farm's own backends)."""
-    ticks = 0
-    for pid in pids:
-        st = _stat(pid)
-        if st is None:
-            raise BenchError(f"backend {pid} is gone")
-        ticks += int(st[11]) + int(st[12])
-    return ticks / _TICK
+    return sum(cpu_seconds(pid) for pid in pids)
 
 
 # --- the queue ----------------------------------------------------------------------------------
