@@ -308,6 +308,8 @@ BEGIN
                 last_cid := 0;
                 refused := 0;
                 LOOP
+                    -- (two statements, not one with `walk IS NULL OR`: each keeps a plan of its
+                    -- own index, the primary key's cid order or ready_job_svc_idx)
                     IF walk IS NULL THEN
                         SELECT q.cid, q.tid, q.svcid INTO r FROM ready q
                         WHERE q.jid = j.jid AND q.cid > last_cid AND q.svcid IS NOT NULL
