@@ -87,8 +87,9 @@ GIVE_UP_PAUSE = 0.1  # seconds before a step that deadlocked every time is tried
 SAMPLE_EVERY = 0.25  # seconds between samples of pg_stat_activity
 
 # read-only queries of the checks and the sampler (literal text, no parameters pasted in)
-_CONNECTIONS = ("SELECT count(*) AS n FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+# client backends only: an autovacuum worker also shows the database's name
+_CONNECTIONS = ("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
 _DUPLICATES = "SELECT jid, cid, count(*) AS n FROM invocations GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 10"
 _INVOCATIONS = ("SELECT count(*) AS total, count(*) FILTER (WHERE stoptime IS NULL) AS running, "
                 "count(*) FILTER (WHERE rcode IS DISTINCT FROM 0) AS failed, "
