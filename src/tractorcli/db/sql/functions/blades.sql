@@ -94,20 +94,21 @@ BEGIN
     PERFORM tractor_slots_change(p_blade, delta);
 END $$;
 
--- A blade is alive: renew the leases of the invocations it runs (p_jids,
--- p_cids, p_iids: the commands it holds, running or not yet reported) and
--- record its metrics.  Its other current invocations older than a few
--- seconds are not running anywhere (a claim whose answer was lost with the
--- connection, say): they are queued again.  Returns the invocations it
--- should be running; any other process it has (retried, killed or
--- requeued meanwhile) it must stop.
+-- A blade is alive: its heartbeat time renews the leases of all the
+-- invocations it runs (tractor_housekeep_v1), and its metrics are recorded.
+-- p_jids, p_cids, p_iids are the commands it holds, running or not yet
+-- reported.  Its other current invocations older than a few seconds are not
+-- running anywhere (a claim whose answer was lost with the connection, say):
+-- they are queued again.  Returns the invocations it should be running; any
+-- other process it has (retried, killed or requeued meanwhile) it must stop.
+-- In the usual case it writes the blade's row alone, in place (no indexed
+-- column changes): a heartbeat needs no new space, on a full disk too.
 CREATE OR REPLACE FUNCTION tractor_heartbeat_v1(p_blade uuid, p_metrics jsonb, p_loadavg real, p_availmemory real,
                                      p_availdisk real, p_jids bigint[], p_cids integer[], p_iids integer[])
 RETURNS TABLE (jid bigint, cid integer, iid integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    lease integer := tractor_param_int('BladeLeaseSecs', 30);
     r record;
 BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
@@ -128,9 +129,8 @@ BEGIN
         PERFORM tractor_requeue(r.jid, r.cid, r.iid);
     END LOOP;
     RETURN QUERY
-    UPDATE invocations i SET leasetime = now() + make_interval(secs => lease)
-    WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL
-    RETURNING i.jid, i.cid, i.iid;
+    SELECT i.jid, i.cid, i.iid FROM invocations i
+    WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL;
     -- the blade's own row last (see tractor_slots_change)
     PERFORM tractor_cycle_end_v1(p_blade);
     UPDATE blades SET heartbeattime = now(), metrics = p_metrics, loadavg = p_loadavg,
@@ -607,8 +607,9 @@ BEGIN
     RETURN true;
 END $$;
 
--- Housekeeping: invocations whose lease ran out (their blade stopped
--- heartbeating) are queued again, marked lapsed; jobs with nothing left to
+-- Housekeeping: invocations whose lease ran out (the lease their claim
+-- gave, and their blade has not heartbeaten for BladeLeaseSecs, or is gone)
+-- are queued again, marked lapsed; jobs with nothing left to
 -- run enter or leave their postscript phase.  Returns (requeued, jobs
 -- checked).  For a lease after the server started (a restart, a crash, an
 -- engine stopped and started) nobody could heartbeat while it was down: its
@@ -623,9 +624,15 @@ DECLARE
 BEGIN
     requeued := 0;
     finished := 0;
+    -- from the silent blades (a scan of the blades, then their invocations by index), not
+    -- from every running invocation
     FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i
              WHERE settled AND i.current AND i.stoptime IS NULL AND i.leasetime < now()
-             FOR UPDATE SKIP LOCKED LOOP
+               AND (i.bladeid IS NULL
+                    OR i.bladeid = ANY (ARRAY(SELECT b.bladeid FROM blades b
+                                              WHERE b.heartbeattime IS NULL
+                                                 OR b.heartbeattime < now() - make_interval(secs => lease))))
+             FOR UPDATE OF i SKIP LOCKED LOOP
         IF tractor_requeue(r.jid, r.cid, r.iid) THEN
             UPDATE invocations SET lapsed = true WHERE jid = r.jid AND cid = r.cid AND iid = r.iid;
             requeued := requeued + 1;
