@@ -222,9 +222,12 @@ DECLARE
     b_slots integer[];
     lent_total integer;
     refused integer;
-    lease integer := tractor_param_int('BladeLeaseSecs', 30);
-    mode text := coalesce((SELECT p.value FROM params p WHERE p.name = 'SchedulingMode'), 'P+FIFO');
-    limit_names text[] := ARRAY(SELECT l.name FROM limits l);
+    lease integer;
+    mode text;
+    limit_names text[];
+    moved boolean;  -- the blade matches other expressions than at its last claim
+    v_retry integer;
+    v_resume integer;
     rr boolean;
     atcl boolean;
     pass integer;
@@ -239,14 +242,25 @@ BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
     END IF;
+    -- the blade, the site's settings and the limits' names in one statement (a statement's
+    -- start-up is most of a claim's cost)
+    SELECT b.name, b.nimby, b.svcids IS DISTINCT FROM p_svcids,
+           coalesce((SELECT p.value FROM params p WHERE p.name = 'SchedulingMode'), 'P+FIFO'),
+           coalesce((SELECT p.value::integer FROM params p WHERE p.name = 'BladeLeaseSecs'), 30),
+           ARRAY(SELECT l.name FROM limits l)
+    INTO bname, bnimby, moved, mode, lease, limit_names FROM blades b WHERE b.bladeid = p_blade;
+    IF NOT FOUND THEN
+        IF p_slots <= 0 THEN
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'no blade %', p_blade USING ERRCODE = 'no_data_found';
+    END IF;
     -- whom a multi-host command may borrow from: the expressions each blade matched last
-    UPDATE blades SET svcids = p_svcids WHERE bladeid = p_blade AND svcids IS DISTINCT FROM p_svcids;
+    IF moved THEN
+        UPDATE blades SET svcids = p_svcids WHERE bladeid = p_blade;
+    END IF;
     IF p_slots <= 0 THEN
         RETURN;
-    END IF;
-    SELECT b.name, b.nimby INTO bname, bnimby FROM blades b WHERE b.bladeid = p_blade;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no blade %', p_blade USING ERRCODE = 'no_data_found';
     END IF;
     -- another claim is borrowing this blade's slots just now: nothing on this pass
     IF NOT tractor_blade_try_lock(p_blade) THEN
@@ -409,7 +423,10 @@ BEGIN
                             p_blade, s, CASE WHEN c.samehost THEN c.need ELSE greatest(c.need - serve, 0) END,
                             c.want - serve, c.samehost, j.owner, j.spoolhost) AS o;
                     END IF;
-                    lent_total := coalesce((SELECT sum(x) FROM unnest(b_slots) AS x), 0);
+                    lent_total := 0;
+                    IF cardinality(b_slots) > 0 THEN
+                        lent_total := (SELECT sum(x) FROM unnest(b_slots) AS x);
+                    END IF;
                     CONTINUE WHEN NOT c.shared AND serve + lent_total < c.need;
                     IF co_blade IS NOT NULL THEN  -- a new check-out (a dropped one ends first)
                         UPDATE checkouts SET active = false, stoptime = now()
@@ -418,6 +435,8 @@ BEGIN
                         SELECT j.jid, c.refersto, coalesce(max(k.n), 0) + 1, co_blade, co_name
                         FROM checkouts k WHERE k.jid = j.jid AND k.id = c.refersto;
                     END IF;
+                    v_retry := 0;
+                    v_resume := 0;
                     IF r.tid > 0 THEN
                         UPDATE jobs SET numactive = numactive + 1, numready = numready - 1,
                                         starttime = coalesce(starttime, now()),
@@ -430,7 +449,8 @@ BEGIN
                         END IF;
                         UPDATE tasks SET state = 'active', statetime = now(), activetime = now(), currcid = r.cid,
                                          checkpointed = false
-                        WHERE tasks.jid = j.jid AND tasks.tid = r.tid;
+                        WHERE tasks.jid = j.jid AND tasks.tid = r.tid
+                        RETURNING tasks.retrycount, tasks.resumecount INTO v_retry, v_resume;
                     END IF;
                     DELETE FROM ready WHERE ready.jid = j.jid AND ready.cid = r.cid;
                     UPDATE commands SET state = 'active', statetime = now()
@@ -441,11 +461,10 @@ BEGIN
                     numslots := own;
                     INSERT INTO invocations AS i (jid, tid, cid, iid, bladeid, bladename, numslots, leasetime,
                                                   retrycount, resumecount, limits, lent)
-                    SELECT j.jid, r.tid, r.cid,
-                           coalesce((SELECT max(x.iid) FROM invocations x WHERE x.jid = j.jid AND x.cid = r.cid), 0) + 1,
-                           p_blade, bname, own, now() + make_interval(secs => lease),
-                           coalesce(t.retrycount, 0), coalesce(t.resumecount, 0), c.tags, lent_total
-                    FROM (SELECT 1) AS one LEFT JOIN tasks t ON t.jid = j.jid AND t.tid = r.tid
+                    VALUES (j.jid, r.tid, r.cid,
+                            coalesce((SELECT max(x.iid) FROM invocations x WHERE x.jid = j.jid AND x.cid = r.cid), 0) + 1,
+                            p_blade, bname, own, now() + make_interval(secs => lease),
+                            coalesce(v_retry, 0), coalesce(v_resume, 0), c.tags, lent_total)
                     RETURNING i.iid INTO iid;
                     hosts := NULL;
                     boundslots := NULL;
