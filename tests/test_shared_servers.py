@@ -11,6 +11,7 @@ import sys
 import pytest
 from test_dispatch import Blade
 
+from tractorcli.blade.launch import _idrefs
 from tractorcli.db import dispatch as d
 from tractorcli.db.connection import connect
 from tractorcli.db.spool import spool_job
@@ -63,6 +64,7 @@ def test_the_seeds_shared_server(conn):
     server = c.info["hosts"][0]
     srv, other = (r1, r2) if server == "r1" else (r2, r1)
     assert c.info["argv"] == ["rsh", "%h", "mkdir", "/tmp/somedir"] and c.numslots == 1
+    assert c.info["idrefs"] == {"bob": [server]}  # its text has a % sequence: the job's ids come along
     # the server's one slot is held: nothing else runs there
     filler = spool_job(conn, resolve(parse("Job -subtasks { Task f -cmds { RemoteCmd {x} -service pixarRender } }")),
                        owner="ann", spoolhost="ws1")
@@ -76,7 +78,8 @@ def test_the_seeds_shared_server(conn):
     other.finish(filler, 1)
     assert other.claim() == []
     (jt, c) = only(srv)
-    assert c.numslots == 0 and c.info["hosts"] == [server] and c.info["idrefs"] == {"bob": [server]}
+    assert c.numslots == 0 and c.info["hosts"] == [server] and _idrefs(c.info) == {"bob": [server]}
+    assert c.info["idrefs"] is None  # no % sequence in its text: no id to name, none looked up
     assert checkouts(conn, jid) == [("bob", server, True)]
     srv.finish(*jt)
     assert checkouts(conn, jid) == [("bob", server, False)]  # the last reference ended

@@ -1,7 +1,7 @@
 """`tq trace`: what a blade would be offered now, and why it would or would not take it.
 
 `trace_blades(conn, bladeids, limit=N)` replays, for each blade, the claim
-(`tractor_claim_v1`, migration 0003) over the first N commands of the ready
+(`tractor_claim_v3`, functions/blades.sql) over the first N commands of the ready
 queue in the order the claim walks them: tier priority, job priority, job
 id, then within a job by service expression id and cid.  For each command it
 says ``ready`` (the blade would take it at its next poll) or ``skipped`` and

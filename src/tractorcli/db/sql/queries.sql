@@ -323,27 +323,8 @@ SELECT tractor_blade_register_v1(%(name)s, %(ipaddr)s, %(port)s, %(profile)s, %(
 SELECT svcid, expr FROM service_exprs WHERE svcid > %(after)s OR svcid = ANY(%(holes)s::integer[]) ORDER BY svcid
 
 -- name: claim
--- The claimed commands with what launching them takes, in one round trip
--- (the launch fields do not change when a command is claimed).
-SELECT c.jid, c.tid, c.cid, c.iid, c.numslots,
-       l.argv, l.local, l.expand, l.msg, l.cmd_envkey, l.minrunsecs, l.maxrunsecs, l.retryrcodes, l.resumewhile,
-       l.resumepin, l.minslots, l.maxslots, l.runtype, l.owner, l.jobtitle, l.projects, l.spoolcwd, l.spoolhost,
-       l.dirmap, l.assignments, l.job_envkey, l.priority, l.tasktitle, l.retrycount, l.resumecount, l.recover,
-       c.hosts, c.boundslots, tractor_quality(c.jid, c.tid) AS quality,
-       (SELECT x.refersto FROM commands x WHERE x.jid = c.jid AND x.cid = c.cid) AS refersto,
-       -- the job's shared servers checked out before this claim (for the ID(host) substitution)
-       (SELECT jsonb_object_agg(k.id, jsonb_build_array(k.bladename)) FROM checkouts k
-        WHERE k.jid = c.jid AND k.active) AS idrefs,
-       -- the job's commands with an -id: the blades of each one's latest run (bound ones, or its own)
-       (SELECT jsonb_object_agg(x.id, h.hosts) FROM commands x
-        CROSS JOIN LATERAL (
-            SELECT coalesce((SELECT jsonb_agg(b.bladename ORDER BY b.seq) FROM bindings b
-                             WHERE b.jid = i.jid AND b.cid = i.cid AND b.iid = i.iid),
-                            jsonb_build_array(i.bladename)) AS hosts
-            FROM invocations i WHERE i.jid = x.jid AND i.cid = x.cid ORDER BY i.iid DESC LIMIT 1) h
-        WHERE x.jid = c.jid AND x.id IS NOT NULL) AS cmdrefs
-FROM tractor_claim_v2(%(bladeid)s, %(svcids)s::integer[], %(host)s, %(slots)s) AS c
-JOIN tractor_launch_v1 AS l ON l.jid = c.jid AND l.cid = c.cid
+-- The claimed commands with what launching them takes, in one round trip.
+SELECT * FROM tractor_claim_v3(%(bladeid)s, %(svcids)s::integer[], %(host)s, %(slots)s) AS c
 ORDER BY c.jid, c.cid
 
 -- name: launch_info
@@ -484,7 +465,7 @@ WHERE b.status = 'up' AND b.heartbeattime > now() - make_interval(secs => tracto
   AND b.numslots > b.slotsinuse
 
 -- name: trace_ready
--- The first N (limit) ready commands in the order tractor_claim_v2 walks
+-- The first N (limit) ready commands in the order tractor_claim_v3 walks
 -- them (tier priority, job priority, the SchedulingMode's order, jid; in a
 -- job by service expression id, then cid), with the job facts its filters
 -- read and the command's limit tags.

@@ -188,16 +188,25 @@ WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
 -- on that blade, in the check-out's slot; %h names it.  A check-out whose
 -- blade is no longer up is dropped and made again.
 --
--- FOR UPDATE SKIP LOCKED: two blades never get one command.  ROWS 4 (a few
--- slots' worth) lets the planner join the result to tractor_launch_v1 by
--- index, not by a scan of every command of the job.
+-- FOR UPDATE SKIP LOCKED: two blades never get one command.
 --
 -- Returns, for each command, the slots it holds on this blade (numslots) and, for a command
 -- with bindings, the blades bound once per slot (hosts: %h) and their slots (boundslots: %n);
--- NULL for the others (this blade's host and numslots).
-CREATE OR REPLACE FUNCTION tractor_claim_v2(p_blade uuid, p_svcids integer[], p_host text, p_slots integer)
+-- NULL for the others (this blade's host and numslots).  Then what launching it takes: the
+-- fields of tractor_launch_v1, its task's %q (quality), what it -refersto, and the job's ids
+-- a % sequence may name (idrefs: shared servers checked out; cmdrefs: the hosts of each
+-- command with an -id).  They come from the rows the claim reads and writes anyway: a query
+-- joining the launch view to the claim's answer cost a fifth of a claim.
+CREATE OR REPLACE FUNCTION tractor_claim_v3(p_blade uuid, p_svcids integer[], p_host text, p_slots integer)
 RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integer, hosts text[],
-               boundslots integer)
+               boundslots integer,
+               argv text[], local boolean, expand text, msg text, cmd_envkey text[],
+               minrunsecs double precision, maxrunsecs double precision, retryrcodes integer[],
+               resumewhile text[], resumepin boolean, minslots integer, maxslots integer, runtype text,
+               owner text, jobtitle text, projects text[], spoolcwd text, spoolhost text, dirmap jsonb,
+               assignments jsonb, job_envkey text[], priority double precision,
+               tasktitle text, retrycount integer, resumecount integer, recover boolean,
+               quality real, refersto text, idrefs jsonb, cmdrefs jsonb)
 LANGUAGE plpgsql ROWS 4 SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
@@ -228,6 +237,10 @@ DECLARE
     moved boolean;  -- the blade matches other expressions than at its last claim
     v_retry integer;
     v_resume integer;
+    v_title text;  -- the claimed command's task: its title, whether it recovers, its last subtask
+    v_recover boolean;
+    v_last integer;
+    jl record;  -- the claimed command's job: what its launch takes
     rr boolean;
     atcl boolean;
     pass integer;
@@ -350,7 +363,9 @@ BEGIN
                            x.refersto IS NOT NULL AND EXISTS (
                                SELECT 1 FROM tasks st WHERE st.jid = x.jid AND st.id = x.refersto
                                  AND st.service <> '') AS shared,
-                           tractor_limit_tags(x.tags, x.argv[1]) AS tags
+                           tractor_limit_tags(x.tags, x.argv[1]) AS tags,
+                           x.argv, x.expand, x.msg, x.envkey, x.minrunsecs, x.maxrunsecs, x.retryrcodes,
+                           x.resumewhile, x.resumepin, x.minslots, x.maxslots, x.runtype
                     INTO c FROM commands x
                     WHERE x.jid = j.jid AND x.cid = r.cid;
                     CONTINUE WHEN local_only AND NOT (c.servers OR c.shared AND c.islocal);
@@ -437,12 +452,17 @@ BEGIN
                     END IF;
                     v_retry := 0;
                     v_resume := 0;
+                    v_title := NULL;
+                    v_recover := false;
+                    v_last := NULL;
                     IF r.tid > 0 THEN
                         UPDATE jobs SET numactive = numactive + 1, numready = numready - 1,
                                         starttime = coalesce(starttime, now()),
                                         -- only where an order reads it: elsewhere the update stays HOT
                                         dispatchtime = CASE WHEN rr THEN clock_timestamp() ELSE dispatchtime END
-                        WHERE jobs.jid = j.jid AND (maxactive = 0 OR numactive < maxactive);
+                        WHERE jobs.jid = j.jid AND (maxactive = 0 OR numactive < maxactive)
+                        RETURNING jobs.owner, jobs.title, jobs.projects, jobs.spoolcwd, jobs.spoolhost, jobs.dirmap,
+                                  jobs.assignments, jobs.envkey, jobs.priority INTO jl;
                         IF NOT FOUND THEN
                             job_full := true;
                             EXIT;
@@ -450,7 +470,12 @@ BEGIN
                         UPDATE tasks SET state = 'active', statetime = now(), activetime = now(), currcid = r.cid,
                                          checkpointed = false
                         WHERE tasks.jid = j.jid AND tasks.tid = r.tid
-                        RETURNING tasks.retrycount, tasks.resumecount INTO v_retry, v_resume;
+                        RETURNING tasks.retrycount, tasks.resumecount, tasks.title, tasks.recover, tasks.lasttid
+                        INTO v_retry, v_resume, v_title, v_recover, v_last;
+                    ELSE
+                        SELECT jb.owner, jb.title, jb.projects, jb.spoolcwd, jb.spoolhost, jb.dirmap, jb.assignments,
+                               jb.envkey, jb.priority
+                        INTO jl FROM jobs jb WHERE jb.jid = j.jid;
                     END IF;
                     DELETE FROM ready WHERE ready.jid = j.jid AND ready.cid = r.cid;
                     UPDATE commands SET state = 'active', statetime = now()
@@ -483,6 +508,54 @@ BEGIN
                         SELECT j.jid, r.cid, iid, n, b.id, b.name, b.slots, true
                         FROM unnest(b_ids, b_names, b_slots) WITH ORDINALITY AS b(id, name, slots, n);
                     END IF;
+                    -- what launching it takes
+                    argv := c.argv;
+                    local := c.islocal;
+                    expand := c.expand;
+                    msg := c.msg;
+                    cmd_envkey := c.envkey;
+                    minrunsecs := c.minrunsecs;
+                    maxrunsecs := c.maxrunsecs;
+                    retryrcodes := c.retryrcodes;
+                    resumewhile := c.resumewhile;
+                    resumepin := c.resumepin;
+                    minslots := c.minslots;
+                    maxslots := c.maxslots;
+                    runtype := c.runtype;
+                    owner := jl.owner;
+                    jobtitle := jl.title;
+                    projects := jl.projects;
+                    spoolcwd := jl.spoolcwd;
+                    spoolhost := jl.spoolhost;
+                    dirmap := jl.dirmap;
+                    assignments := jl.assignments;
+                    job_envkey := jl.envkey;
+                    priority := jl.priority;
+                    tasktitle := v_title;
+                    retrycount := coalesce(v_retry, 0);
+                    resumecount := coalesce(v_resume, 0);
+                    recover := coalesce(v_recover, false);
+                    -- %q: 1.0 for a task without subtasks (most), without a statement
+                    quality := CASE WHEN v_last IS NULL OR v_last <= r.tid THEN 1.0
+                                    ELSE tractor_quality(j.jid, r.tid) END;
+                    refersto := c.refersto;
+                    idrefs := NULL;
+                    cmdrefs := NULL;
+                    -- the job's ids, for a command whose text has a % sequence that may name one
+                    IF strpos(concat(array_to_string(c.argv, ' '), c.msg, c.expand,
+                                     array_to_string(c.resumewhile, ' ')), '%') > 0 THEN
+                        SELECT (SELECT jsonb_object_agg(k.id, jsonb_build_array(k.bladename)) FROM checkouts k
+                                WHERE k.jid = j.jid AND k.active),
+                               -- the blades of each -id command's latest run (bound ones, or its own)
+                               (SELECT jsonb_object_agg(x.id, h.hosts) FROM commands x
+                                CROSS JOIN LATERAL (
+                                    SELECT coalesce((SELECT jsonb_agg(b.bladename ORDER BY b.seq) FROM bindings b
+                                                     WHERE b.jid = i.jid AND b.cid = i.cid AND b.iid = i.iid),
+                                                    jsonb_build_array(i.bladename)) AS hosts
+                                    FROM invocations i WHERE i.jid = x.jid AND i.cid = x.cid ORDER BY i.iid DESC LIMIT 1) h
+                                WHERE x.jid = j.jid AND x.id IS NOT NULL)
+                        INTO idrefs, cmdrefs;
+                    END IF;
                     free := free - own - co_take;
                     used := used + own;
                     took := took + 1;
@@ -501,11 +574,20 @@ BEGIN
     PERFORM tractor_slots_change(p_blade, used);
 END $$;
 
+-- The claim as blades of schema 20 and before call it (they read the launch fields apart).
+CREATE OR REPLACE FUNCTION tractor_claim_v2(p_blade uuid, p_svcids integer[], p_host text, p_slots integer)
+RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integer, hosts text[],
+               boundslots integer)
+LANGUAGE sql ROWS 4 SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT c.jid, c.tid, c.cid, c.iid, c.numslots, c.hosts, c.boundslots
+    FROM tractor_claim_v3(p_blade, p_svcids, p_host, p_slots) AS c
+$$;
+
 -- The claim as blades of schema 12 and before call it (no bindings in the answer).
 CREATE OR REPLACE FUNCTION tractor_claim_v1(p_blade uuid, p_svcids integer[], p_host text, p_slots integer)
 RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integer)
 LANGUAGE sql ROWS 4 SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT c.jid, c.tid, c.cid, c.iid, c.numslots FROM tractor_claim_v2(p_blade, p_svcids, p_host, p_slots) AS c
+    SELECT c.jid, c.tid, c.cid, c.iid, c.numslots FROM tractor_claim_v3(p_blade, p_svcids, p_host, p_slots) AS c
 $$;
 
 -- Progress of a running command's task (TR_PROGRESS); fenced like finish.
