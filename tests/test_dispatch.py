@@ -366,13 +366,19 @@ def test_a_lost_blade_loses_its_commands_after_the_lease(conn):
 
 def test_heartbeats_keep_the_lease(conn):
     d.set_params(conn, {"BladeLeaseSecs": 1})
-    spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)),)))
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)),)))
     b = Blade(conn)
     b.claim()
-    for _ in range(4):
+    version = "SELECT ctid::text AS v FROM invocations WHERE jid = %s"
+    before = conn.execute(version, (jid,)).fetchone()["v"]
+    for _ in range(4):  # past the lease the claim gave (1 s): the heartbeats keep it
         time.sleep(0.4)
         d.heartbeat(conn, b.id, [c.key for c in b.running.values()])
         assert d.housekeep(conn)[0] == 0
+    # the lease is the blade's heartbeat: the invocation's row was not written again (a heartbeat
+    # needs no new space, on a full disk too)
+    assert conn.execute(version, (jid,)).fetchone()["v"] == before
+    assert task_states(conn, jid) == {"a": "active"}
 
 
 def test_a_claim_the_blade_never_heard_of_is_queued_again(conn):
