@@ -284,6 +284,14 @@ BEGIN
     IF free <= 0 AND NOT EXISTS (SELECT 1 FROM checkouts co WHERE co.bladeid = p_blade AND co.active) THEN
         RETURN;
     END IF;
+    -- nothing queued that this blade could take (an idle blade's poll on a farm whose work needs
+    -- other keys): answered by the ready queue's indexes, before any walk over the jobs.  (min(),
+    -- not EXISTS: the plan kept for every blade would be a scan that stops at its first row,
+    -- cheap where most rows match and a scan of the whole queue where none does.)
+    IF (SELECT min(q.svcid) FROM ready q WHERE q.svcid = ANY(p_svcids)) IS NULL
+       AND NOT EXISTS (SELECT 1 FROM ready q WHERE q.local AND q.spoolhost = p_host) THEN
+        RETURN;
+    END IF;
     rr := mode LIKE '%RR%';
     atcl := mode LIKE '%ATCL%';
     FOR pass IN 1 .. CASE WHEN rr THEN 2 ELSE 1 END LOOP
