@@ -110,29 +110,48 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp 
 #variable_conflict use_column
 DECLARE
     r record;
+    begun boolean := false;  -- a cycle begun (tractor_cycle_begin_v1): only when a command moves
 BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
     END IF;
-    PERFORM tractor_cycle_begin_v1(p_blade);
     -- commands it still runs whose lease ran out while it could not reach the database: its
     -- own again when nobody has taken them since
-    FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i
-             JOIN unnest(p_jids, p_cids, p_iids) AS h(jid, cid, iid) ON (h.jid, h.cid, h.iid) = (i.jid, i.cid, i.iid)
-             WHERE i.lapsed AND NOT i.current AND i.bladeid = p_blade LOOP
-        PERFORM tractor_unrequeue(r.jid, r.cid, r.iid, p_blade);
+    IF cardinality(p_jids) > 0 THEN
+        FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i
+                 JOIN unnest(p_jids, p_cids, p_iids) AS h(jid, cid, iid) ON (h.jid, h.cid, h.iid) = (i.jid, i.cid, i.iid)
+                 WHERE i.lapsed AND NOT i.current AND i.bladeid = p_blade LOOP
+            IF NOT begun THEN
+                PERFORM tractor_cycle_begin_v1(p_blade);
+                begun := true;
+            END IF;
+            PERFORM tractor_unrequeue(r.jid, r.cid, r.iid, p_blade);
+        END LOOP;
+    END IF;
+    -- what it runs (returned), but what it does not hold and was claimed over a few seconds ago
+    -- is queued again; one statement for both (an idle blade's heartbeat is two)
+    FOR r IN SELECT i.jid, i.cid, i.iid,
+                    i.starttime < now() - interval '5 seconds'
+                    AND (i.jid, i.cid, i.iid) NOT IN (SELECT * FROM unnest(p_jids, p_cids, p_iids)) AS gone
+             FROM invocations i
+             WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL LOOP
+        IF r.gone THEN
+            IF NOT begun THEN
+                PERFORM tractor_cycle_begin_v1(p_blade);
+                begun := true;
+            END IF;
+            PERFORM tractor_requeue(r.jid, r.cid, r.iid);
+        ELSE
+            jid := r.jid;
+            cid := r.cid;
+            iid := r.iid;
+            RETURN NEXT;
+        END IF;
     END LOOP;
-    FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i
-             WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL
-               AND i.starttime < now() - interval '5 seconds'
-               AND (i.jid, i.cid, i.iid) NOT IN (SELECT * FROM unnest(p_jids, p_cids, p_iids)) LOOP
-        PERFORM tractor_requeue(r.jid, r.cid, r.iid);
-    END LOOP;
-    RETURN QUERY
-    SELECT i.jid, i.cid, i.iid FROM invocations i
-    WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL;
     -- the blade's own row last (see tractor_slots_change)
-    PERFORM tractor_cycle_end_v1(p_blade);
+    IF begun THEN
+        PERFORM tractor_cycle_end_v1(p_blade);
+    END IF;
     UPDATE blades SET heartbeattime = now(), metrics = p_metrics, loadavg = p_loadavg,
                       availmemory = p_availmemory, availdisk = p_availdisk, status = 'up'
     WHERE bladeid = p_blade;
