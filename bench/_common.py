@@ -160,6 +160,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(st[11]) + int(st[12])) / CLOCK_TICK
 
 
+def postmaster_pid(data_dir: Path) -> int:
+    try:
+        return int((Path(data_dir) / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"no postmaster.pid in {data_dir}: {exc}") from None
+
+
+def server_cpu(data_dir: Path) -> float:
+    """CPU seconds (user + system) the server has used: the postmaster's own and those of its
+    children that have ended (cutime, cstime), plus the live children's (the backends,
+    autovacuum, the WAL writer, ...).  The difference of two readings is what the server used
+    in between, also when children come and go."""
+    pm = postmaster_pid(data_dir)
+    st = proc_stat(pm)
+    if st is None:
+        raise BenchError(f"the postmaster (pid {pm}) is not running")
+    # fields 14-17 (utime, stime, cutime, cstime) are st[11:15]; ppid (field 4) is st[1]
+    ticks = sum(int(x) for x in st[11:15])
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        s = proc_stat(int(name))
+        if s is not None and s[1] == str(pm):
+            ticks += int(s[11]) + int(s[12])
+    return ticks / CLOCK_TICK
+
+
 def _port_free(port: int) -> bool:
     for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
         try:

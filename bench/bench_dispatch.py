@@ -5,6 +5,9 @@
   timed until the job is finished (every command claimed, launched, reported
   and the job's end recorded).  Every task is checked done and every command
   checked to have exactly one invocation, so a fast but wrong run cannot pass.
+  With each rate, the per-command budget from /proc: the blades' own CPU,
+  their commands' (children), the server's, and what no process used of the
+  machine's cores (`dispatch_N_blades_{blade,child,server,idle}_ms`).
 * Latency: an idle blade waits (LISTEN/NOTIFY, polling as fallback); a
   one-task job whose command writes the time it starts is spooled through
   the library; the figure is start time minus commit time, median of 20.
@@ -15,6 +18,7 @@ spool-to-start under 50 ms at the median.
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -22,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import BenchError, Site, clean_env, figure, log, pick_port
+from _common import CLOCK_TICK, BenchError, Site, clean_env, figure, log, pick_port, proc_stat, server_cpu
 
 
 SLOTS = 4  # per blade: a render node runs several commands at once
@@ -64,12 +68,18 @@ def wait_finished(site: Site, jid: int, timeout: float) -> None:
             time.sleep(0.01)
 
 
-def run_job(site: Site, job, blades: int, slots: int) -> tuple[int, float]:
+def run_job(site: Site, job, blades: int, slots: int, budget: dict | None = None) -> tuple[int, float]:
     """Spool `job`, start `blades` blades of `slots` slots and time them until it is finished; every
-    command checked to have run exactly once.  (jid, seconds)."""
+    command checked to have run exactly once.  (jid, seconds).
+
+    `budget` (a dict) is filled with where the machine's time went, in CPU seconds from /proc:
+    the blades' own (`blade`), the commands they started (`child`: reaped children, the
+    exec'd command and anything between), the whole server's (`server`), and what no process
+    of the run used of all the machine's cores (`idle`; this process's polling is in it)."""
     n = sum(len(t.cmds) for t in job.subtasks)
     jid = spool(site, job)
     procs = []
+    server0 = server_cpu(site.db_data_dir)
     t0 = time.perf_counter()
     try:
         for k in range(blades):
@@ -77,6 +87,16 @@ def run_job(site: Site, job, blades: int, slots: int) -> tuple[int, float]:
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env()))
         wait_finished(site, jid, timeout=600)
         took = time.perf_counter() - t0
+        if budget is not None:
+            # read before the blades stop (their exit is no part of the work)
+            stats = [proc_stat(p.pid) for p in procs]
+            if any(st is None for st in stats):
+                raise BenchError("a blade ended before its job did")
+            budget["blade"] = sum(int(st[11]) + int(st[12]) for st in stats) / CLOCK_TICK
+            budget["child"] = sum(int(st[13]) + int(st[14]) for st in stats) / CLOCK_TICK
+            budget["server"] = server_cpu(site.db_data_dir) - server0
+            budget["idle"] = max(took * (os.cpu_count() or 1) - budget["blade"] - budget["child"]
+                                 - budget["server"], 0.0)
     finally:
         for p in procs:
             p.terminate()
@@ -92,12 +112,12 @@ def run_job(site: Site, job, blades: int, slots: int) -> tuple[int, float]:
     return jid, took
 
 
-def throughput(site: Site, n: int, blades: int, slots: int) -> float:
+def throughput(site: Site, n: int, blades: int, slots: int, budget: dict | None = None) -> float:
     from tractorcli.jobs.model import Command, Job, Task
 
     job = Job(title=f"true x{n}", subtasks=tuple(
         Task(f"t{i}", cmds=(Command(("/bin/true",), service="PixarRender"),)) for i in range(n)))
-    return n / run_job(site, job, blades, slots)[1]
+    return n / run_job(site, job, blades, slots, budget)[1]
 
 
 def latency(site: Site, samples: int) -> list[float]:
@@ -142,9 +162,14 @@ def run(quick: bool) -> list[dict]:
         site.dbctl("--start-for-engine", timeout=600)
         for blades in (1, 2, 4):
             log(f"{n} x /bin/true on {blades} blade(s) of {SLOTS} slots")
-            rate = throughput(site, n, blades, SLOTS)
+            budget: dict = {}
+            rate = throughput(site, n, blades, SLOTS, budget)
             out.append(figure(f"dispatch_rate_{blades}_blades", round(rate), "commands/s",
                               ">= 500" if blades == 4 else None))
+            # the per-command budget (bench/README.md): milliseconds of CPU, and of idle cores
+            for part in ("blade", "child", "server", "idle"):
+                out.append(figure(f"dispatch_{blades}_blades_{part}_ms", round(budget[part] / n * 1000, 3),
+                                  "ms/command"))
         log("spool-to-start latency on an idle blade")
         lat = latency(site, 10 if quick else 20)
         out.append(figure("spool_to_start_median", round(statistics.median(lat) * 1000, 1), "ms", "< 50"))

@@ -67,7 +67,6 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
-import os
 import random
 import threading
 import time
@@ -76,7 +75,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import CLOCK_TICK, BenchError, cpu_seconds, proc_stat
+from _common import BenchError, cpu_seconds, server_cpu
 
 BLADE_HEARTBEAT = 2.0  # tractor-blade's defaults (blade/worker.py BladeOptions)
 BLADE_POLL = 1.5
@@ -100,33 +99,6 @@ _AUDIT = "SELECT invariant, ids, detail FROM tractor_audit_v1(false)"
 
 
 # --- the server's CPU time ------------------------------------------------------------------
-
-
-def postmaster_pid(data_dir: Path) -> int:
-    try:
-        return int((Path(data_dir) / "postmaster.pid").read_text().split("\n", 1)[0])
-    except (OSError, ValueError) as exc:
-        raise BenchError(f"no postmaster.pid in {data_dir}: {exc}") from None
-
-
-def server_cpu(data_dir: Path) -> float:
-    """CPU seconds (user + system) the server has used: the postmaster's own and those of its
-    children that have ended (cutime, cstime), plus the live children's (the backends,
-    autovacuum, the WAL writer, ...).  The difference of two readings is what the server used
-    in between, also when children come and go."""
-    pm = postmaster_pid(data_dir)
-    st = proc_stat(pm)
-    if st is None:
-        raise BenchError(f"the postmaster (pid {pm}) is not running")
-    # fields 14-17 (utime, stime, cutime, cstime) are st[11:15]; ppid (field 4) is st[1]
-    ticks = sum(int(x) for x in st[11:15])
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        s = proc_stat(int(name))
-        if s is not None and s[1] == str(pm):
-            ticks += int(s[11]) + int(s[12])
-    return ticks / CLOCK_TICK
 
 
 def procs_cpu(pids: list[int]) -> float:
