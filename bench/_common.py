@@ -152,12 +152,26 @@ def proc_stat(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2:].split()
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) process `pid` has used so far."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) process `pid` has used so far: its own, and its children's
+    that it has waited for."""
     st = proc_stat(pid)
     if st is None:
         raise BenchError(f"process {pid} is gone")
-    return (int(st[11]) + int(st[12])) / CLOCK_TICK
+    return (int(st[11]) + int(st[12])) / CLOCK_TICK, (int(st[13]) + int(st[14])) / CLOCK_TICK
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far."""
+    return cpu_times(pid)[0]
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile of `values` (nearest rank); NaN for none."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 def postmaster_pid(data_dir: Path) -> int:

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import CLOCK_TICK, BenchError, Site, clean_env, figure, log, pick_port, proc_stat, server_cpu
+from _common import BenchError, Site, clean_env, cpu_times, figure, log, pick_port, server_cpu
 
 
 SLOTS = 4  # per blade: a render node runs several commands at once
@@ -89,11 +89,9 @@ def run_job(site: Site, job, blades: int, slots: int, budget: dict | None = None
         took = time.perf_counter() - t0
         if budget is not None:
             # read before the blades stop (their exit is no part of the work)
-            stats = [proc_stat(p.pid) for p in procs]
-            if any(st is None for st in stats):
-                raise BenchError("a blade ended before its job did")
-            budget["blade"] = sum(int(st[11]) + int(st[12]) for st in stats) / CLOCK_TICK
-            budget["child"] = sum(int(st[13]) + int(st[14]) for st in stats) / CLOCK_TICK
+            times = [cpu_times(p.pid) for p in procs]
+            budget["blade"] = sum(own for own, _ in times)
+            budget["child"] = sum(children for _, children in times)
             budget["server"] = server_cpu(site.db_data_dir) - server0
             budget["idle"] = max(took * (os.cpu_count() or 1) - budget["blade"] - budget["child"]
                                  - budget["server"], 0.0)

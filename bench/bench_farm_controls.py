@@ -32,7 +32,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from _common import BenchError, Site, figure, log, pick_port
+from _common import BenchError, Site, figure, log, percentile, pick_port
 from bench_dispatch import SLOTS, run_job, spool
 
 SERVICES = 20
@@ -138,11 +138,6 @@ def flush_times(site: Site, n: int) -> list[float]:
     return times
 
 
-def _pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
 def _limits(site: Site, on: bool) -> None:
     """The bench's limits.toml in force (on) or no limits at all."""
     from tractorcli.db import limits as limits_db
@@ -206,8 +201,8 @@ def run(quick: bool) -> list[dict]:
             label = f"{mode.replace('+', '_').lower()}{'_limited' if limited else ''}"
             whole = [t + c for t, c in zip(ts, commits[(mode, limited)])]
             out.append(figure(f"claim_{label}_p50", ms(statistics.median(ts)), "ms"))
-            out.append(figure(f"claim_{label}_p99", ms(_pct(ts, 99)), "ms", "< 5"))
-            out.append(figure(f"claim_{label}_with_commit_p99", ms(_pct(whole, 99)), "ms"))
+            out.append(figure(f"claim_{label}_p99", ms(percentile(ts, 99)), "ms", "< 5"))
+            out.append(figure(f"claim_{label}_with_commit_p99", ms(percentile(whole, 99)), "ms"))
         out.append(figure("commit_one_row_p50", ms(statistics.median(flushes)), "ms"))
-        out.append(figure("commit_one_row_p99", ms(_pct(flushes, 99)), "ms"))
+        out.append(figure("commit_one_row_p99", ms(percentile(flushes, 99)), "ms"))
     return out

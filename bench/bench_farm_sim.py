@@ -73,8 +73,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BenchError, Site, figure, log, pick_port  # noqa: E402
-from farm_sim import Farm, FarmResult, check_exactly_once, percentile, spool_queue  # noqa: E402
+from _common import BenchError, Site, figure, log, percentile, pick_port  # noqa: E402
+from farm_sim import Farm, FarmResult, check_exactly_once, spool_queue  # noqa: E402
 
 SLOTS = 4
 SMALL_POOL = 8  # the idle farm again through this many connections

@@ -246,13 +246,6 @@ class FarmResult:
         return self.claims / self.window if self.window > 0 else 0.0
 
 
-def percentile(values: list[float], p: float) -> float:
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
 class Farm:
     """N simulated blades over a pool of K connections; see the module docstring."""
 
