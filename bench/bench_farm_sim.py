@@ -37,10 +37,13 @@ more connection.  No processes are started.
   p50/p99 and the server's CPU as a percentage of one core (informational).
 * Idle cost: 1,000 blades (`--quick`: 50) whose keys match no job (their
   claims find nothing while the rest of the queue is still ready) for 30 s
-  (5 s): they poll every 1.5 s and heartbeat every 2 s, as real blades do
-  when no notification wakes them.  `idle_N_server_cpu`: the server's CPU
-  (engine housekeeping included) as a percentage of one core.  Target
-  (issue 14): under 5 % at 1,000 blades.  `idle_N_server_cpu_pool8`: the
+  (5 s), as real blades of a site with `BladeWakeups = "engine"`: they poll
+  and heartbeat every 10 s (their idle heartbeat), as real blades do when
+  no datagram wakes them.  `idle_N_server_cpu`: the server's CPU (engine
+  housekeeping included) as a percentage of one core.  Target (issue 14):
+  under 5 % at 1,000 blades.  `idle_N_server_cpu_listen`: blades that
+  LISTEN each (the default; a connection each): they poll every 1.5 s
+  (informational).  `idle_N_server_cpu_pool8`: the
   same farm through 8 connections (informational: the same calls cost the
   server less on fewer, busier backends; a pooler's pool size).
 
@@ -74,7 +77,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BenchError, Site, figure, log, percentile, pick_port  # noqa: E402
-from farm_sim import Farm, FarmResult, check_exactly_once, spool_queue  # noqa: E402
+from farm_sim import BLADE_POLL, Farm, FarmResult, check_exactly_once, spool_queue  # noqa: E402
 
 SLOTS = 4
 SMALL_POOL = 8  # the idle farm again through this many connections
@@ -105,10 +108,10 @@ class Runner:
         self.claimed = 0
 
     def farm(self, blades: int, *, hold: float, seconds: float, warmup: float, provides=("PixarRender",),
-             prefix: str, pool: int | None = None) -> FarmResult:
+             prefix: str, pool: int | None = None, wakeups: str = "listen") -> FarmResult:
         settle(self.site)
         farm = Farm(self.site.settings, blades, pool=pool, slots=SLOTS, hold=hold, provides=provides, prefix=prefix,
-                    data_dir=self.site.db_data_dir)
+                    data_dir=self.site.db_data_dir, wakeups=wakeups)
         r = farm.run(seconds=seconds, warmup=warmup, log=log)
         self.claimed += r.total_claims
         check_exactly_once(self.site.settings, self.claimed, r)
@@ -192,18 +195,27 @@ def run(quick: bool) -> list[dict]:
         out.append(figure(f"steady_{steady_n}_server_cpu", _pct(r.server_cpu, r), "% of a core",
                           backends_cpu_pct=_pct(r.backends_cpu, r)))
 
-        log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s")
-        r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idle-")
+        log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, engine wake-ups")
+        r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idle-",
+                        wakeups="engine")
         log(_describe(f"idle {idle_n} blades", r))
         if r.total_claims:
             raise BenchError(f"idle blades claimed {r.total_claims} commands")
         out.append(figure(f"idle_{idle_n}_server_cpu", _pct(r.server_cpu, r), "% of a core",
-                          "< 5" if idle_n == 1000 else None, **_extra(r)))
+                          "< 5" if idle_n == 1000 else None, wakeups="engine", **_extra(r)))
+        log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, each LISTENing (polls every "
+            f"{BLADE_POLL:g} s)")
+        r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idlel-")
+        log(_describe(f"idle {idle_n} blades, listening", r))
+        if r.total_claims:
+            raise BenchError(f"idle blades claimed {r.total_claims} commands")
+        out.append(figure(f"idle_{idle_n}_server_cpu_listen", _pct(r.server_cpu, r), "% of a core",
+                          wakeups="listen", **_extra(r)))
         # the same work through fewer connections: each backend busier, the server cheaper (a
         # pooler's pool size)
         log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, through {SMALL_POOL} connections")
         r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idle8-",
-                        pool=SMALL_POOL)
+                        pool=SMALL_POOL, wakeups="engine")
         log(_describe(f"idle {idle_n} blades, {SMALL_POOL} connections", r))
         if r.total_claims:
             raise BenchError(f"idle blades claimed {r.total_claims} commands")
@@ -222,6 +234,8 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=20_000)
     ap.add_argument("--jobs", type=int, default=20)
     ap.add_argument("--idle", action="store_true", help="blades whose keys match no job")
+    ap.add_argument("--wakeups", choices=("listen", "engine"), default="listen",
+                    help="the site's BladeWakeups: how often an idle blade polls (1.5 s, or its idle heartbeat)")
     args = ap.parse_args()
     with Site("farm_sim", pick_port(9929)) as site:
         site.dbctl("--start-for-engine", timeout=600)
@@ -229,7 +243,7 @@ def main() -> int:
         spool_queue(site.settings, args.tasks, args.jobs, log=log)
         runner = Runner(site)
         r = runner.farm(args.blades, hold=args.hold, seconds=args.seconds, warmup=args.warmup, pool=args.pool,
-                        provides=("NoSuchKey",) if args.idle else ("PixarRender",), prefix="b")
+                        provides=("NoSuchKey",) if args.idle else ("PixarRender",), prefix="b", wakeups=args.wakeups)
         log(_describe(f"{args.blades} blades", r))
         print(json.dumps(curve_figures(args.blades, r, False) if r.claims else _extra(r), indent=2))
     return 0

@@ -18,16 +18,19 @@ A simulated blade runs no processes.  It makes the calls a real
   `ServiceCache.matching` reads new expressions at most once a second, as
   a real blade's cache does.  An empty claim is tried again after 10 ms,
   doubling up to the poll interval (1.5 s) while the blade found work
-  recently, else at the next poll: the real blade's back-off;
-* every `heartbeat` seconds (2 s, the real blade's default)
-  `dispatch.heartbeat` with what it holds, then `reload.generation`
-  ("blade"), as a real blade's heartbeat does; a held command the heartbeat
-  does not give back is counted as revoked and dropped (it must not happen);
+  recently, else at the next poll (`idle_heartbeat` with `wakeups =
+  "engine"`, 1.5 s else): the real blade's back-off;
+* every `heartbeat` seconds (2 s, the real blade's default; `idle_heartbeat`,
+  10 s, while it holds nothing) `dispatch.heartbeat` with what it holds and
+  the blade reload generation in the same round trip, as a real blade's
+  heartbeat does; a held command the heartbeat does not give back is
+  counted as revoked and dropped (it must not happen);
 * at the end, what it holds is reported (`finish_and_claim` with no free
   slots) and it leaves (`dispatch.blade_exit`, handback false).
 
-What is left out: a real blade's LISTEN connection (wake-ups: a simulated
-blade polls, as a real one does when no notification comes), progress
+What is left out: wake-ups (a real blade's LISTEN connection, or the
+engine's datagrams: a simulated blade polls, as a real one does when no
+wake-up comes), progress
 reports, launch and the command's process, pids.  A blade whose claim comes
 back short (fewer commands than slots) holds that batch to its end before it
 claims again.
@@ -78,6 +81,7 @@ from pathlib import Path
 from _common import BenchError, cpu_seconds, server_cpu
 
 BLADE_HEARTBEAT = 2.0  # tractor-blade's defaults (blade/worker.py BladeOptions)
+BLADE_IDLE_HEARTBEAT = 10.0  # (at most a third of BladeLeaseSecs, 30 s by default)
 BLADE_POLL = 1.5
 RETRY_FIRST = 0.01  # the real blade's first retry after an empty claim (Worker.RETRY_FIRST)
 ENGINE_INTERVAL = 2.0  # tractor-engine's housekeeping interval
@@ -251,12 +255,16 @@ class Farm:
 
     def __init__(self, settings, blades: int, *, pool: int | None = None, slots: int = 4, hold: float = 0.0,
                  heartbeat: float = BLADE_HEARTBEAT, poll: float = BLADE_POLL,
+                 idle_heartbeat: float = BLADE_IDLE_HEARTBEAT, wakeups: str = "listen",
                  provides: tuple[str, ...] = ("PixarRender",), prefix: str = "sim", engine: bool = True,
                  data_dir: Path | None = None, seed: int = 0) -> None:
         self.settings = settings
         self.pool = pool or min(blades, DEFAULT_POOL)
         self.hold = hold
         self.heartbeat = heartbeat
+        self.idle_heartbeat = max(heartbeat, idle_heartbeat)
+        # with engine wake-ups an idle blade polls only at its idle heartbeat (blade/worker.py)
+        self.idle_poll = self.idle_heartbeat if wakeups == "engine" else poll
         self.poll = poll
         self.engine = engine
         self.data_dir = data_dir
@@ -314,20 +322,19 @@ class Farm:
 
     def _heartbeat(self, conn, tally: _Tally, b: SimBlade, now: float) -> None:
         from tractorcli.db import dispatch
-        from tractorcli.db.reload import generation
 
         t0 = time.monotonic()
         if b.last_hb is not None:
             tally.hb_gap_max = max(tally.hb_gap_max, t0 - b.last_hb)
         b.last_hb = t0
         keep = self._call(tally, dispatch.heartbeat, conn, b.bladeid, [c.key for c in b.held],
-                          metrics={"nCPUs": b.slots, "sa": 0.0}, loadavg=0.0, availmemory=64.0, availdisk=500.0)
-        self._call(tally, generation, conn, "blade")
+                          metrics={"nCPUs": b.slots, "sa": 0.0}, loadavg=0.0, availmemory=64.0, availdisk=500.0,
+                          reload_part="blade")
         tally.hb_samples.append((t0, time.monotonic() - t0))
         kept = [c for c in b.held if c.key in keep]
         tally.revoked += len(b.held) - len(kept)
         b.held = kept
-        b.next_hb = now + self.heartbeat
+        b.next_hb = now + (self.heartbeat if b.held else self.idle_heartbeat)
 
     def _cycle(self, conn, tally: _Tally, b: SimBlade, now: float) -> None:
         from tractorcli.db import dispatch
@@ -357,12 +364,13 @@ class Farm:
         if claims:
             b.last_work = end
             b.retry_delay = RETRY_FIRST
-            b.next_claim = end + self.poll
+            b.next_claim = end + self.idle_poll
+            b.next_hb = min(b.next_hb, end + self.heartbeat)
         elif end - b.last_work < 2 * self.poll:
             b.next_claim = end + b.retry_delay
             b.retry_delay = min(b.retry_delay * 2, self.poll)
         else:
-            b.next_claim = end + self.poll
+            b.next_claim = end + self.idle_poll
 
     def _leave(self, conn, tally: _Tally, b: SimBlade) -> None:
         from tractorcli.db import dispatch

@@ -148,3 +148,35 @@ def test_children_get_the_config_dir_only_when_it_exists(tmp_path):
     assert site_args(settings) == ["--configdir", str(cfg)]
     # no configuration at all: the children find the same default themselves
     assert site_args(dataclasses.replace(settings, config_dir=tmp_path / "absent")) == []
+
+
+def test_engine_wakes_idle_blades_by_datagram_without_a_connection_each(tmp_site):
+    # BladeWakeups = "engine" (wakeups.py): the engine LISTENs once and sends each idle blade a
+    # datagram; the blade polls only every idle heartbeat (30 s here), so a job that ends
+    # within 3 s was started by the wake-up
+    cfg, settings = tmp_site('blade_wakeups = "engine"\nblade_lease_secs = 300\n')
+    eng = EngineProcess(cfg, "--blades", "2", "--blade-option=--idle-heartbeat=30")
+    try:
+        eng.wait_for("tractor-engine running")
+        with connect(settings, autocommit=True) as conn:
+            deadline = time.monotonic() + 30
+            while True:
+                row = conn.execute("SELECT wakeport, status FROM blades").fetchone()
+                if row is not None and row["wakeport"] is not None:
+                    break
+                assert time.monotonic() < deadline, "the local blade did not register a wake port"
+                time.sleep(0.05)
+            time.sleep(1.0)  # its first claim found nothing: it is idle until its next poll
+            for n in (1, 2):  # idle again between the two jobs
+                start = time.monotonic()
+                r = spool(cfg, "Job -subtasks {Task {a} -cmds {RemoteCmd {true}}}\n", "--wait")
+                took = time.monotonic() - start
+                assert r.returncode == 0, r.stderr
+                assert took < 3, f"job {n} took {took:.1f} s: not woken"
+            # the engine's two connections (housekeeping, LISTEN) and the blade's one, besides ours;
+            # a blade that LISTENs itself holds two
+            others = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                                  "AND pid <> pg_backend_pid()").fetchone()["n"]
+            assert others == 3
+    finally:
+        assert eng.stop() == 0

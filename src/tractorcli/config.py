@@ -36,6 +36,7 @@ DEFAULT_PORT = 9876
 # of them names the engine, not the job database (see `at_engine`)
 ENGINE_NAME = "tractor-engine"
 ENGINE_PORTS = (80, 443, 5600, 8080)
+WAKEUP_MODES = ("listen", "engine")  # BladeWakeups (wakeups.py)
 
 
 def is_root() -> bool:
@@ -151,6 +152,9 @@ class SiteSettings:
     # whose account a blade running as root runs commands as, where its profile does not say:
     # "owner" (the job's owner; never root for someone else's job), "blade", or an account name
     blade_run_as: str = "owner"
+    # how idle blades hear that work is queued: "listen" (a connection each) or "engine" (a
+    # datagram from tractor-engine; wakeups.py)
+    blade_wakeups: str = "listen"
     # the order of jobs of equal tier and priority (P+FIFO, P+RR, P+ATCL, P+ATCL+RR)
     scheduling_mode: str = "P+FIFO"
     # dispatch tiers: name -> priority (a job's tier orders the queue before its priority)
@@ -258,6 +262,7 @@ _TRACTOR_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "engine_name": (("EngineName",), _str),
     "engine_ports": (("EnginePorts",), lambda v: _port_list(v)),
     "blade_run_as": (("BladeRunAs",), _str),
+    "blade_wakeups": (("BladeWakeups",), lambda v: _choice(v, WAKEUP_MODES)),
     "scheduling_mode": (("SchedulingMode",), lambda v: _scheduling_mode(v)),
     "tiers": (("Tiers",), lambda v: _tiers(v)),
 }

@@ -7,7 +7,9 @@ the schema unless told not to), writes the site settings the SQL reads
 few seconds (`tractor_housekeep_v1`: requeue the work of blades whose lease
 ran out, start and end jobs' postscript phases; re-read tractor.toml and
 write those settings again when `tq reloadconfig --tractor` asked for it,
-db/reload.py), optionally runs a local blade with N slots as a child
+db/reload.py), wakes the blades of a site with BladeWakeups = "engine"
+when work is queued (one LISTEN connection for the farm, a datagram per
+blade: wakeups.py), optionally runs a local blade with N slots as a child
 process, and on exit stops that blade and the database (unless DBShutdown
 is off).
 
@@ -49,6 +51,7 @@ class Engine:
         self.blade: subprocess.Popen | None = None
         self.passes = 0
         self.reload_seen: str | None = None  # the tq reloadconfig --tractor generation acted on
+        self.waker = None  # wakeups.Waker: wakes the blades of BladeWakeups = "engine"
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -88,6 +91,10 @@ class Engine:
         from .db import dispatch
         from .db.connection import connect, translated
 
+        from .wakeups import Waker
+
+        self.waker = Waker(self.settings, self.say)
+        threading.Thread(target=self.waker.run, args=(self.stopping,), daemon=True, name="waker").start()
         conn = None
         warned = False
         try:

@@ -7,7 +7,7 @@ One blade process serves one host (or one `--name` on it).  It
    database under its name (the host name unless `--name`), offering the
    profile's slots and service keys;
 2. loops:
-   * every `heartbeat` seconds, renews the leases of what it runs and sends
+   * every `heartbeat` seconds (`idle_heartbeat` while it runs nothing), renews the leases of what it runs and sends
      its metrics (load, free memory and disk); whatever it runs that the
      answer does not list any more (retried or killed with tq, or given to
      another blade after a lost lease) is killed at once: SIGTERM to the
@@ -16,9 +16,11 @@ One blade process serves one host (or one `--name` on it).  It
      profile from blade.toml again and updates its keys, slots and zone
      in place (what it runs goes on);
    * when woken by a `tractor_ready` notification (a second connection
-     LISTENs), when one of its commands ends, or every `poll` seconds,
-     claims ready commands whose service expressions it matches, up to its
-     free slots, and launches each (`launch.py`);
+     LISTENs; or, with BladeWakeups = "engine", a datagram from
+     tractor-engine: wakeups.py), when one of its commands ends, or every
+     `poll` seconds (`idle_heartbeat` with engine wake-ups), claims ready
+     commands whose service expressions it matches, up to its free slots,
+     and launches each (`launch.py`);
    * reports each command's end (`dispatch.finish`) and its progress
      (`dispatch.progress`, at most 4 times a second per command).
 3. stops on SIGTERM/SIGINT: with `on_stop="wait"` it claims nothing more,
@@ -66,6 +68,7 @@ from ..config import SiteSettings
 from ..db import queries
 from ..db.reload import generation as reload_generation
 from ..errors import ConfigError, DatabaseUnavailable, SchemaError, TractorError
+from ..host import host_addresses
 from .launch import KILL_GRACE, BladeSide, Run, prepare
 from .profile import Profile, default_profile, load_profiles, select_profile
 
@@ -89,7 +92,10 @@ class BladeOptions:
     slots: int | None = None  # default: the profile's (0: CPU count)
     profile: str | None = None  # force a profile by name
     heartbeat: float = 2.0
-    poll: float = 1.5  # seconds between claims when nothing wakes the blade
+    # while nothing runs here, at most a third of BladeLeaseSecs: a thousand idle blades
+    # heartbeating every 2 s would keep a server core busy
+    idle_heartbeat: float = 10.0
+    poll: float = 1.5  # seconds between claims when nothing wakes the blade (BladeWakeups listen)
     on_stop: str = "wait"
     exit_when_idle: bool = False
     max_commands: int | None = None
@@ -97,24 +103,6 @@ class BladeOptions:
 
 
 # --- the host ----------------------------------------------------------------------
-
-def host_addresses(hostname: str) -> list[str]:
-    """This host's IPv4 addresses, the one it reaches the network with first."""
-    out: list[str] = []
-    try:  # a UDP "connection" sends nothing; it only picks the outgoing address
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("192.0.2.1", 9))
-            out.append(s.getsockname()[0])
-    except OSError:
-        pass
-    try:
-        out += socket.gethostbyname_ex(hostname)[2]
-    except OSError:
-        pass
-    out = [a for a in dict.fromkeys(out) if a and a != "0.0.0.0"]
-    out.sort(key=lambda a: a.startswith("127."))
-    return out or ["127.0.0.1"]
-
 
 def _meminfo_gb() -> tuple[float | None, float | None]:
     """(available, total) memory in GB, or None when unknown."""
@@ -281,6 +269,7 @@ class Blade:
         self.launched = 0
         self.closing = threading.Event()
         self._listener: threading.Thread | None = None
+        self._wakeport = None  # wakeups.WakePort with BladeWakeups = "engine"
         self._svc = None
         self._base_env: dict[str, str] | None = None
         self._metrics: dict[str, float | None] = {}
@@ -377,6 +366,11 @@ class Blade:
             return
         self.say("database connection restored")
 
+    def _woken(self) -> None:
+        """Work was queued (a notification, or the engine's datagram): claim at the next turn."""
+        self.notified = True
+        self.wake.set()
+
     def _listen(self) -> None:
         """Wake the loop on every `tractor_ready` notification (own connection)."""
         while not self.closing.is_set():
@@ -389,8 +383,7 @@ class Blade:
                 conn.execute("LISTEN tractor_ready")
                 while not self.closing.is_set():
                     for _ in conn.notifies(timeout=1.0):
-                        self.notified = True
-                        self.wake.set()
+                        self._woken()
             except Exception:  # noqa: BLE001 - fall back to polling until it works again
                 self.closing.wait(RECONNECT_MAX)
             finally:
@@ -438,6 +431,7 @@ class Blade:
             osversion=platform.release(), version=__version__, numcpu=os.cpu_count() or 1,
             zone=ident.profile.dirmap_zone, nimby=ident.nimby(), metrics=_clean(m))
         self.bladeid = self._db(dispatch.register, info)
+        self._db(dispatch.set_wakeport, self.bladeid, self._wakeport.port if self._wakeport else None)
         self._svc = dispatch.ServiceCache()
         self._reload_seen = self._db(reload_generation, "blade")
 
@@ -449,7 +443,7 @@ class Blade:
         holding = [*self.runs, *(c.key for c in self.pending), *(c.key for c, _ in self.reports)]
         keep = self._db(dispatch.heartbeat, self.bladeid, holding, metrics={**_clean(m), "sa": self.free_slots()},
                         loadavg=m.get("loadavg") or 0.0, availmemory=m.get("mem") or 0.0,
-                        availdisk=m.get("disk") or 0.0, pids=pids)
+                        availdisk=m.get("disk") or 0.0, pids=pids, reload_part="blade")
         del self.unsent_pids[:len(pids)]
         self._stored()
         for key, run in list(self.runs.items()):
@@ -457,7 +451,7 @@ class Blade:
                 self.say(f"J{key[0]} C{key[1]}: no longer this blade's (retried, killed or requeued); killing it")
                 run.log_line("the command was retried, killed or given to another blade; stopping it")
                 run.terminate(REVOKED)
-        if self._db(reload_generation, "blade") != self._reload_seen:
+        if keep.reload != self._reload_seen:
             self.reload()
 
     # -- tq reloadconfig --blade -------------------------------------------------------
@@ -691,6 +685,10 @@ class Blade:
     def run(self) -> int:
         self.ident = identify(self.settings, self.options)
         ident = self.ident
+        if self.settings.blade_wakeups == "engine":
+            from ..wakeups import WakePort
+
+            self._wakeport = WakePort()
         self.conn = self._connect()
         self._next_reconnect = 0.0
         self._reconnect_wait = RECONNECT_FIRST
@@ -703,12 +701,18 @@ class Blade:
         self.say(f"blade {ident.name} up: profile {ident.profile.name}, {ident.slots} slot(s), "
                  f"keys {', '.join(ident.provides) or '-'}; host {ident.hostname} {', '.join(ident.addresses)}")
         old = self._install_signals()
-        self._listener = threading.Thread(target=self._listen, daemon=True, name="listen")
+        if self._wakeport is not None:
+            self._listener = threading.Thread(target=self._wakeport.run, args=(self._woken, self.closing),
+                                              daemon=True, name="wake port")
+        else:
+            self._listener = threading.Thread(target=self._listen, daemon=True, name="listen")
         self._listener.start()
         try:
             return self._loop()
         finally:
             self.closing.set()
+            if self._wakeport is not None:
+                self._wakeport.close()
             for s, h in old.items():
                 signal.signal(s, h)
             if self.conn is not None:
@@ -734,6 +738,11 @@ class Blade:
         from ..db import dispatch
 
         opts = self.options
+        # an idle blade heartbeats less often, well inside its lease; with engine wake-ups it
+        # polls as seldom (a lost datagram costs that long), else a notification can be missed
+        # only while its listener reconnects
+        idle_hb = max(opts.heartbeat, min(opts.idle_heartbeat, self.settings.blade_lease_secs / 3))
+        poll = idle_hb if self._wakeport is not None else opts.poll
         now = time.monotonic()
         next_hb = now + opts.heartbeat
         next_poll = now  # claim at once
@@ -752,7 +761,8 @@ class Blade:
                 except _Stalled:
                     pass  # held; the heartbeat still goes, so the leases of what runs here stay ours
                 if now >= next_hb and self.conn is not None:
-                    next_hb = now + opts.heartbeat
+                    busy = self.runs or self.reports or self.pending
+                    next_hb = now + (opts.heartbeat if busy else idle_hb)
                     self.heartbeat()
 
                 if self.stop_mode != stop_announced:
@@ -784,12 +794,13 @@ class Blade:
                         and (self.notified or now >= next_poll or now >= self.retry_at
                              or idle_checked is False)):
                     self.notified = False
-                    next_poll = now + opts.poll
+                    next_poll = now + poll
                     self.retry_at = float("inf")  # the claim sets it again when it comes back empty
                     got = self.claim()
                     idle_checked = True
                     if got:
                         self.notified = True
+                        next_hb = min(next_hb, now + opts.heartbeat)  # busy now: kill checks every heartbeat
                         continue  # maybe more (another slot, another job)
                     if opts.exit_when_idle and not self.runs and not self.reports and not self.pending:
                         self._db(dispatch.blade_exit, self.bladeid, handback=False)

@@ -55,6 +55,10 @@ host, bad blade.toml); 6 database unreachable; 9 schema mismatch; 11 bad
 @click.option("--profile", "profile_name", metavar="NAME", help="Use this blade.toml profile instead of the first that matches.")
 @click.option("--heartbeat", type=click.FloatRange(0.05, 600), default=2.0, show_default=True, metavar="SECS",
               help="Seconds between heartbeats (lease renewals, metrics, kill checks).")
+@click.option("--idle-heartbeat", type=click.FloatRange(0.05, 600), default=10.0, show_default=True,
+              metavar="SECS",
+              help="Seconds between heartbeats while nothing runs here (at most a third of BladeLeaseSecs); "
+                   "with BladeWakeups = \"engine\" also between polls for work.")
 @click.option("--on-stop", type=click.Choice(["wait", "handback"]), default="wait", show_default=True,
               help="On SIGTERM/SIGINT: let running commands finish, or kill them and requeue them.")
 @click.option("--exit-when-idle", "--once", "exit_when_idle", is_flag=True,
@@ -68,7 +72,7 @@ host, bad blade.toml); 6 database unreachable; 9 schema mismatch; 11 bad
 @site_options
 @version_option(PROG)
 def command(engine: str | None, name: str | None, slots: int | None, profile_name: str | None, heartbeat: float,
-            on_stop: str, exit_when_idle: bool, max_commands: int | None, log_dir: str | None,
+            idle_heartbeat: float, on_stop: str, exit_when_idle: bool, max_commands: int | None, log_dir: str | None,
             explain: str | None) -> int:
     """Run the blade: claim ready commands this host may run, launch them, report their ends.
 
@@ -83,6 +87,7 @@ def command(engine: str | None, name: str | None, slots: int | None, profile_nam
 
     ctx = get_context()
     options = BladeOptions(name=name, slots=slots, profile=profile_name, heartbeat=heartbeat,
+                           idle_heartbeat=idle_heartbeat,
                            poll=min(1.5, max(heartbeat, 0.2)), on_stop=on_stop, exit_when_idle=exit_when_idle,
                            max_commands=max_commands, log_dir=Path(log_dir) if log_dir else None)
     settings = _settings(ctx, engine)

@@ -225,17 +225,26 @@ def progress(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, percent: 
                                                   "progress": percent}).fetchone()["ok"]
 
 
+class Kept(frozenset):
+    """What a heartbeat says the blade should still be running: (jid, cid, iid) of each, and
+    the blade reload generation (db/reload.py) when the heartbeat was asked to read it."""
+
+    reload: str | None = None
+
+
 def heartbeat(conn: "psycopg.Connection", bladeid: uuid.UUID, holding: Iterable[tuple[int, int, int]] = (), *,
               metrics: dict | None = None, loadavg: float = 0.0, availmemory: float = 0.0,
-              availdisk: float = 0.0, pids: list[tuple[tuple[int, int, int], int]] = ()
-              ) -> set[tuple[int, int, int]]:
+              availdisk: float = 0.0, pids: list[tuple[tuple[int, int, int], int]] = (),
+              reload_part: str | None = None) -> Kept:
     """Renew the leases of what the blade holds (jid, cid, iid); what it should still be running.
-    `pids`: the process ids of commands launched since the last report, recorded first (in the
-    same round trip).
+    `pids`: the process ids of commands launched since the last report, recorded first;
+    `reload_part`: read that part's reload generation too (`Kept.reload`); all in one round trip.
 
     The blade's other unfinished invocations (older than a few seconds) are
     queued again: nothing runs them.
     """
+    from .reload import param_name
+
     holding = list(holding)
     with conn.pipeline():
         if pids:
@@ -244,7 +253,17 @@ def heartbeat(conn: "psycopg.Connection", bladeid: uuid.UUID, holding: Iterable[
             "bladeid": bladeid, "metrics": _json(metrics or {}), "loadavg": loadavg, "availmemory": availmemory,
             "availdisk": availdisk, "jids": [h[0] for h in holding], "cids": [h[1] for h in holding],
             "iids": [h[2] for h in holding]})
-    return {(r["jid"], r["cid"], r["iid"]) for r in cur.fetchall()}
+        gen = None if reload_part is None else conn.execute(
+            queries.get("reload_generation"), {"name": param_name(reload_part)})
+    kept = Kept((r["jid"], r["cid"], r["iid"]) for r in cur.fetchall())
+    if gen is not None:
+        kept.reload = gen.fetchone()["value"]
+    return kept
+
+
+def set_wakeport(conn: "psycopg.Connection", bladeid: uuid.UUID, port: int | None) -> None:
+    """Where tractor-engine wakes the blade (a UDP port; None: it LISTENs itself; wakeups.py)."""
+    conn.execute(queries.get("blade_wakeport"), {"bladeid": bladeid, "port": port})
 
 
 def blade_exit(conn: "psycopg.Connection", bladeid: uuid.UUID, *, handback: bool) -> int:

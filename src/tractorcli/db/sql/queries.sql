@@ -318,6 +318,15 @@ SELECT tractor_blade_register_v1(%(name)s, %(ipaddr)s, %(port)s, %(profile)s, %(
                                  %(numslots)s, %(osname)s, %(osversion)s, %(version)s, %(numcpu)s,
                                  %(zone)s, %(nimby)s, %(metrics)s) AS bladeid
 
+-- name: blade_wakeport
+-- The UDP port the engine wakes this blade on (NULL: it LISTENs itself; wakeups.py).
+SELECT tractor_blade_wakeport_v1(%(bladeid)s, %(port)s)
+
+-- name: wake_targets
+-- The blades the engine wakes when work is queued: those it may wake, up, with a free slot.
+SELECT ipaddr, wakeport FROM blades
+WHERE wakeport IS NOT NULL AND status = 'up' AND slotsinuse < numslots
+
 -- name: service_exprs_since
 -- (holes: ids below the highest read that a later commit may still fill)
 SELECT svcid, expr FROM service_exprs WHERE svcid > %(after)s OR svcid = ANY(%(holes)s::integer[]) ORDER BY svcid

@@ -40,6 +40,17 @@ BEGIN
     RETURN b;
 END $$;
 
+-- Where the engine wakes this blade when work is queued (wakeups.py): its UDP port on its
+-- address; NULL, it LISTENs for itself.  Called right after tractor_blade_register_v1.
+CREATE OR REPLACE FUNCTION tractor_blade_wakeport_v1(p_blade uuid, p_port integer) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF session_user <> current_user THEN
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
+    UPDATE blades SET wakeport = p_port WHERE bladeid = p_blade AND wakeport IS DISTINCT FROM p_port;
+END $$;
+
 -- Lock order.  Work that meets takes rows in one order where it can: job rows (by jid) before
 -- the rows of their invocations, and a blade's row last.  A blade's cycle (its reports and
 -- its claim, one transaction: db/dispatch.py finish_and_claim) opens with
