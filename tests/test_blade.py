@@ -369,6 +369,22 @@ def test_a_sigkilled_blade_loses_no_work(site):
     assert states(s, jid) == {"work": "done"}
 
 
+def test_the_whole_process_group_dies_with_a_sigkilled_blade(site):
+    # the blade's warden (blade/warden.py) kills each command's process group when the blade
+    # dies: the command and what it started, here a background sleep
+    s = site()
+    jid = s.spool(Task("long", cmds=(sh("sleep 300 & echo $! > child.pid; sleep 300"),)))
+    a = s.blade("--name", "doomed")
+    pidfile = s.work / "child.pid"
+    s.wait(lambda: pidfile.exists() and pidfile.read_text().strip(), msg="the command to start")
+    child = int(pidfile.read_text())
+    main = s.wait(lambda: s.invocations(jid)[0]["pid"], msg="the pid recorded")
+    assert alive(child) and alive(main)
+    a.proc.kill()
+    a.proc.wait(10)
+    s.wait(lambda: not alive(child) and not alive(main), timeout=5, msg="the command's group to be killed")
+
+
 def test_a_task_retried_while_active_is_killed(site):
     s = site()
     jid = s.spool(Task("long", cmds=(sh("sleep 60 & echo $! > pid.txt; wait"),)))

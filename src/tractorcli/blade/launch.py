@@ -11,12 +11,12 @@ and `envkeys` handlers, the command's `-envkey` or else the job's), the
 
 * argv is executed directly (no shell), in a new session, so the command
   and everything it starts form one process group that the blade signals
-  as a whole.  On Linux the command also gets SIGKILL when the blade dies
-  (PR_SET_PDEATHSIG, set by exec'ing through util-linux `setpriv
-  --pdeathsig KILL`, or a preexec function where setpriv is missing): a
-  blade that is killed leaves no command behind to
-  run a second time beside the copy the queue hands to another blade.
-  (Processes the command puts into sessions of their own are out of reach.)
+  as a whole.  The command's process group also gets SIGKILL when the
+  blade dies (the blade's warden, `warden.py`): a blade that is killed
+  leaves no command behind to run a second time beside the copy the queue
+  hands to another blade.  (Processes the command puts into sessions of
+  their own are out of reach.)  A command run as another account is exec'd
+  through util-linux `setpriv`, which changes the ids.
 * stdin is the `-msg` text (with a final newline), then end of file; with
   no `-msg`, /dev/null.
 * the directory is the job's spool directory mapped for the blade's dirmap
@@ -66,7 +66,6 @@ found (`rcode`, `progress`, times).
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import errno as _errno
 import glob
@@ -83,6 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TractorError
+from .warden import warden
 from ..subst import LaunchContext, dirmap, expand_argv, expand_text, launch_env
 from .output import OutputScanner
 
@@ -294,28 +294,8 @@ def prepare(info: Mapping[str, Any], claim: Any, side: BladeSide) -> LaunchSpec:
 
 # --- the child's start ------------------------------------------------------------
 
-def _pdeathsig_setup() -> Callable[[], None] | None:
-    """A preexec function making the child die with the blade (Linux), or None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    PR_SET_PDEATHSIG = 1
-
-    def setup() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:  # the blade died before prctl took effect
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return setup
-
-
 def _find_setpriv() -> str | None:
-    """util-linux `setpriv`, if it can set the parent-death signal (Linux)."""
+    """util-linux `setpriv`, if it works here (Linux)."""
     if not sys.platform.startswith("linux"):
         return None
     import shutil
@@ -331,21 +311,18 @@ def _find_setpriv() -> str | None:
     return path if ok else None
 
 
-# How a child is made to die with the blade.  A Python preexec function
-# forces subprocess to fork the whole blade and run Python in the child
-# (about 2 ms a launch); exec'ing through `setpriv --pdeathsig KILL` keeps
-# the fast vfork path and costs well under a millisecond.  The preexec
-# function is the fallback where setpriv is missing.
-_LAUNCHER: tuple[str | None, Callable[[], None] | None] | None = None
+# How a command runs as another account (a blade running as root, BladeRunAs): exec'd through
+# `setpriv`, which changes the ids and then execs the command.  subprocess's own user= and
+# group= would fork the whole blade instead of the fast vfork (about 2 ms a launch); so
+# would a Python preexec function.
+_SETPRIV: list[str | None] = []
 
 
-def _launcher() -> tuple[str | None, Callable[[], None] | None]:
-    """(setpriv path, preexec function): found once, at the first launch."""
-    global _LAUNCHER
-    if _LAUNCHER is None:
-        setpriv = _find_setpriv()
-        _LAUNCHER = (setpriv, None if setpriv else _pdeathsig_setup())
-    return _LAUNCHER
+def _setpriv() -> str | None:
+    """The setpriv path, found once, at the first launch as another account."""
+    if not _SETPRIV:
+        _SETPRIV.append(_find_setpriv())
+    return _SETPRIV[0]
 
 
 def _launch_error(argv0: str, env: Mapping[str, str] | None, cwd: str | None) -> int | None:
@@ -530,20 +507,19 @@ class Run:
         what_failed = {_errno.ENOENT: "program not found", _errno.EACCES: "permission denied",
                        _errno.ENOEXEC: "not an executable"}
         exe = argv
-        setpriv, preexec = _launcher()
         who: dict[str, Any] = {}
         a = spec.account
-        if setpriv:
-            err = _launch_error(argv[0], spec.env, spec.cwd)
-            if err is not None:
-                self._fail(f"cannot launch {argv[0]}: {what_failed[err]} (errno {err})", launch_failure_code(err))
-                return
-            # as the owner: setpriv changes the ids first and sets the parent-death signal after
-            # (a change of ids clears it)
-            ids = ["--reuid", str(a.uid), "--regid", str(a.gid), "--init-groups"] if a else []
-            exe = [setpriv, *ids, "--pdeathsig", "KILL", "--", *argv]
-        elif a is not None:  # subprocess changes the ids before the preexec function runs
-            who = {"user": a.uid, "group": a.gid, "extra_groups": os.getgrouplist(a.name, a.gid)}
+        if a is not None:
+            setpriv = _setpriv()
+            if setpriv:
+                err = _launch_error(argv[0], spec.env, spec.cwd)
+                if err is not None:
+                    self._fail(f"cannot launch {argv[0]}: {what_failed[err]} (errno {err})", launch_failure_code(err))
+                    return
+                exe = [setpriv, "--reuid", str(a.uid), "--regid", str(a.gid), "--init-groups", "--", *argv]
+            else:
+                who = {"user": a.uid, "group": a.gid, "extra_groups": os.getgrouplist(a.name, a.gid)}
+        keeper = warden()  # before the start: a warden that cannot start leaves nothing running
         try:
             # -expand 1: stdout is task definitions; stderr goes straight to the log
             err = subprocess.STDOUT if self._stdout is None else (
@@ -551,7 +527,7 @@ class Run:
             proc = subprocess.Popen(
                 exe, stdin=subprocess.PIPE if spec.msg is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=err, cwd=spec.cwd, env=spec.env,
-                start_new_session=True, close_fds=True, preexec_fn=preexec, **who)
+                start_new_session=True, close_fds=True, **who)
         except OSError as exc:
             what = what_failed.get(exc.errno, exc.strerror or str(exc))
             self._fail(f"cannot launch {argv[0]}: {what} (errno {exc.errno})", launch_failure_code(exc.errno))
@@ -560,6 +536,7 @@ class Run:
             self._fail(f"cannot launch {argv[0]}: {exc}", launch_failure_code(_errno.EINVAL))
             return
         self.pid = proc.pid
+        keeper.track(proc.pid)  # its process group (a new session: the group's id is its pid)
         self._proc = proc
         if spec.msg is not None:
             text = spec.msg if spec.msg.endswith("\n") else spec.msg + "\n"
@@ -666,6 +643,7 @@ class Run:
             proc.stdout.close()
         except OSError:
             pass
+        warden().untrack(proc.pid)  # ended: the blade's death no longer concerns it
         if rusage is not None:
             self.utime, self.stime = rusage.ru_utime, rusage.ru_stime
         if status is None:
@@ -877,7 +855,7 @@ def _feed_stdin(pipe, data: bytes) -> None:
 
 def _read_as(a: Account, path: str, limit: int) -> bytes:
     """At most `limit` bytes of a file, read by a child running as account `a` (OSError as open)."""
-    setpriv = _launcher()[0]
+    setpriv = _setpriv()
     ids = ["--reuid", str(a.uid), "--regid", str(a.gid), "--init-groups"]
     argv = [setpriv, *ids, "--", "cat", "--", path] if setpriv else ["cat", "--", path]
     extra = {} if setpriv else {"user": a.uid, "group": a.gid, "extra_groups": os.getgrouplist(a.name, a.gid)}
