@@ -37,9 +37,9 @@ more connection.  No processes are started.
   p50/p99 and the server's CPU as a percentage of one core (informational).
 * Idle cost: 1,000 blades (`--quick`: 50) whose keys match no job (their
   claims find nothing while the rest of the queue is still ready) for 30 s
-  (5 s), as real blades of a site with `BladeWakeups = "engine"`: they poll
-  and heartbeat every 10 s (their idle heartbeat), as real blades do when
-  no datagram wakes them.  `idle_N_server_cpu`: the server's CPU (engine
+  (5 s), as real blades of a site with `BladeWakeups = "engine"`: they
+  heartbeat every 10 s (their idle heartbeat) and poll every 30 s, as real
+  blades do when no datagram wakes them.  `idle_N_server_cpu`: the server's CPU (engine
   housekeeping included) as a percentage of one core.  Target (issue 14):
   under 5 % at 1,000 blades.  `idle_N_server_cpu_listen`: blades that
   LISTEN each (the default; a connection each): they poll every 1.5 s
@@ -235,7 +235,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=20)
     ap.add_argument("--idle", action="store_true", help="blades whose keys match no job")
     ap.add_argument("--wakeups", choices=("listen", "engine"), default="listen",
-                    help="the site's BladeWakeups: how often an idle blade polls (1.5 s, or its idle heartbeat)")
+                    help="the site's BladeWakeups: how often an idle blade polls (1.5 s, or 3 idle heartbeats)")
     args = ap.parse_args()
     with Site("farm_sim", pick_port(9929)) as site:
         site.dbctl("--start-for-engine", timeout=600)

@@ -18,8 +18,8 @@ A simulated blade runs no processes.  It makes the calls a real
   `ServiceCache.matching` reads new expressions at most once a second, as
   a real blade's cache does.  An empty claim is tried again after 10 ms,
   doubling up to the poll interval (1.5 s) while the blade found work
-  recently, else at the next poll (`idle_heartbeat` with `wakeups =
-  "engine"`, 1.5 s else): the real blade's back-off;
+  recently, else at the next poll (3 idle heartbeats, 30 s, with `wakeups =
+  "engine"`; 1.5 s else): the real blade's back-off;
 * every `heartbeat` seconds (2 s, the real blade's default; `idle_heartbeat`,
   10 s, while it holds nothing) `dispatch.heartbeat` with what it holds and
   the blade reload generation in the same round trip, as a real blade's
@@ -83,6 +83,7 @@ from _common import BenchError, cpu_seconds, server_cpu
 BLADE_HEARTBEAT = 2.0  # tractor-blade's defaults (blade/worker.py BladeOptions)
 BLADE_IDLE_HEARTBEAT = 10.0  # (at most a third of BladeLeaseSecs, 30 s by default)
 BLADE_POLL = 1.5
+ENGINE_POLL_BEATS = 3  # (worker.ENGINE_POLL_BEATS)
 RETRY_FIRST = 0.01  # the real blade's first retry after an empty claim (Worker.RETRY_FIRST)
 ENGINE_INTERVAL = 2.0  # tractor-engine's housekeeping interval
 DEFAULT_POOL = 64
@@ -263,8 +264,8 @@ class Farm:
         self.hold = hold
         self.heartbeat = heartbeat
         self.idle_heartbeat = max(heartbeat, idle_heartbeat)
-        # with engine wake-ups an idle blade polls only at its idle heartbeat (blade/worker.py)
-        self.idle_poll = self.idle_heartbeat if wakeups == "engine" else poll
+        # with engine wake-ups an idle blade polls only every few idle heartbeats (blade/worker.py)
+        self.idle_poll = ENGINE_POLL_BEATS * self.idle_heartbeat if wakeups == "engine" else poll
         self.poll = poll
         self.engine = engine
         self.data_dir = data_dir
@@ -339,6 +340,7 @@ class Farm:
     def _cycle(self, conn, tally: _Tally, b: SimBlade, now: float) -> None:
         from tractorcli.db import dispatch
 
+        asked = time.monotonic()
         svcids = b.svc.matching(conn, b.facts)  # new expressions at most once a second
         t0 = time.monotonic()
         if b.held:
@@ -350,7 +352,7 @@ class Farm:
         else:
             claims = self._call(tally, dispatch.claim, conn, b.bladeid, svcids, self.host, b.slots)
             took = time.monotonic() - t0
-            if not claims and b.svc.refresh(conn):  # a job with an expression it had not seen
+            if not claims and b.svc.refresh(conn, unless_since=asked):  # a job with an expression it had not seen
                 svcids = b.svc.matching(conn, b.facts, refresh=False)
                 t1 = time.monotonic()
                 claims = self._call(tally, dispatch.claim, conn, b.bladeid, svcids, self.host, b.slots)

@@ -18,7 +18,7 @@ One blade process serves one host (or one `--name` on it).  It
    * when woken by a `tractor_ready` notification (a second connection
      LISTENs; or, with BladeWakeups = "engine", a datagram from
      tractor-engine: wakeups.py), when one of its commands ends, or every
-     `poll` seconds (`idle_heartbeat` with engine wake-ups), claims ready
+     `poll` seconds (3 idle heartbeats with engine wake-ups), claims ready
      commands whose service expressions it matches, up to its free slots,
      and launches each (`launch.py`);
    * reports each command's end (`dispatch.finish`) and its progress
@@ -83,6 +83,7 @@ RECONNECT_MAX = 4.0
 REVOKED = "no longer assigned to this blade"  # kill reasons of runs that are not reported
 HANDBACK = "handback"
 OFFLINE_STOP_WAIT = 10.0  # a stopping blade gives up on an unreachable database after this long
+ENGINE_POLL_BEATS = 3  # with BladeWakeups = "engine", an idle blade polls every 3 idle heartbeats
 STALL_CLEAR = 5.0  # a database that refused to store (disk full) stores again after this long without refusing
 
 
@@ -537,9 +538,10 @@ class Blade:
         if not self._capacity_ok(m):
             return 0
         facts = self._facts(m, self.free_slots())
+        asked = time.monotonic()
         svcids = self._db(self._svc.matching, facts)
         claims = self._db(dispatch.claim, self.bladeid, svcids, self.ident.short_host, free)
-        if not claims and self._db(self._svc.refresh):
+        if not claims and self._db(self._svc.refresh, unless_since=asked):
             # a job with a service expression this blade had not seen yet
             svcids = self._db(self._svc.matching, facts, refresh=False)
             claims = self._db(dispatch.claim, self.bladeid, svcids, self.ident.short_host, free)
@@ -739,10 +741,11 @@ class Blade:
 
         opts = self.options
         # an idle blade heartbeats less often, well inside its lease; with engine wake-ups it
-        # polls as seldom (a lost datagram costs that long), else a notification can be missed
-        # only while its listener reconnects
+        # polls every ENGINE_POLL_BEATS idle heartbeats (a lost datagram, or an engine that is
+        # down, costs that long), else a notification can be missed only while its listener
+        # reconnects
         idle_hb = max(opts.heartbeat, min(opts.idle_heartbeat, self.settings.blade_lease_secs / 3))
-        poll = idle_hb if self._wakeport is not None else opts.poll
+        poll = ENGINE_POLL_BEATS * idle_hb if self._wakeport is not None else opts.poll
         now = time.monotonic()
         next_hb = now + opts.heartbeat
         next_poll = now  # claim at once

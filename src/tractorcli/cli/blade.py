@@ -58,7 +58,7 @@ host, bad blade.toml); 6 database unreachable; 9 schema mismatch; 11 bad
 @click.option("--idle-heartbeat", type=click.FloatRange(0.05, 600), default=10.0, show_default=True,
               metavar="SECS",
               help="Seconds between heartbeats while nothing runs here (at most a third of BladeLeaseSecs); "
-                   "with BladeWakeups = \"engine\" also between polls for work.")
+                   "with BladeWakeups = \"engine\" it polls for work every 3 idle heartbeats.")
 @click.option("--on-stop", type=click.Choice(["wait", "handback"]), default="wait", show_default=True,
               help="On SIGTERM/SIGINT: let running commands finish, or kill them and requeue them.")
 @click.option("--exit-when-idle", "--once", "exit_when_idle", is_flag=True,

@@ -117,10 +117,14 @@ class ServiceCache:
                     break
         return out
 
-    def refresh(self, conn: "psycopg.Connection") -> int:
-        """Read the expressions added since the last call; how many there were."""
+    def refresh(self, conn: "psycopg.Connection", *, unless_since: float | None = None) -> int:
+        """Read the expressions added since the last call; how many there were.  Not when they
+        were read at or after the time `unless_since` (time.monotonic()) already: a claim that
+        found nothing asks again only if its expressions are older than the claim."""
         from ..service import ServiceExprError, parse
 
+        if unless_since is not None and self._refreshed >= unless_since:
+            return 0
         self._refreshed = time.monotonic()
         new = 0
         for r in conn.execute(queries.get("service_exprs_since"), {"after": self.last, "holes": self.holes()}):
