@@ -22,7 +22,7 @@ A simulated blade runs no processes.  It makes the calls a real
   "engine"`; 1.5 s else): the real blade's back-off;
 * every `heartbeat` seconds (2 s, the real blade's default; `idle_heartbeat`,
   10 s, while it holds nothing) `dispatch.heartbeat` with what it holds and
-  the blade reload generation in the same round trip, as a real blade's
+  the blade reload generation in the same statement, as a real blade's
   heartbeat does; a held command the heartbeat does not give back is
   counted as revoked and dropped (it must not happen);
 * at the end, what it holds is reported (`finish_and_claim` with no free
@@ -330,7 +330,7 @@ class Farm:
         b.last_hb = t0
         keep = self._call(tally, dispatch.heartbeat, conn, b.bladeid, [c.key for c in b.held],
                           metrics={"nCPUs": b.slots, "sa": 0.0}, loadavg=0.0, availmemory=64.0, availdisk=500.0,
-                          reload_part="blade")
+                          reload=True)
         tally.hb_samples.append((t0, time.monotonic() - t0))
         kept = [c for c in b.held if c.key in keep]
         tally.revoked += len(b.held) - len(kept)

@@ -315,6 +315,25 @@ def test_two_blades_never_get_the_same_command(db_settings):
 # --- lost blades and fencing -----------------------------------------------------------
 
 
+def test_a_heartbeat_answers_the_blade_reload_generation_in_the_same_statement(conn):
+    from tractorcli.db import reload
+
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)),)))
+    b = Blade(conn, "beater")
+    assert b.claim() == [(jid, 1)]
+    (c,) = b.running.values()
+    before = reload.generation(conn, "blade")
+    kept = d.heartbeat(conn, b.id, [c.key], reload=True)
+    assert kept == {(jid, 1, 1)} and kept.reload == before
+    reload.request(conn, ["blade"])
+    kept = d.heartbeat(conn, b.id, [c.key], reload=True)
+    assert kept == {(jid, 1, 1)} and kept.reload == str(int(before) + 1)
+    idle = Blade(conn, "idler")  # nothing held: the generation alone
+    kept = d.heartbeat(conn, idle.id, [], reload=True)
+    assert kept == set() and kept.reload == str(int(before) + 1)
+    assert d.heartbeat(conn, idle.id, []).reload is None
+
+
 def test_a_blade_cut_off_past_its_lease_keeps_what_nobody_took_since(conn):
     """Its commands were queued again (lapsed) while it could not reach the database; back, it
     reports one finished (the result counts) and still runs the other (its heartbeat takes it back)."""

@@ -444,7 +444,7 @@ class Blade:
         holding = [*self.runs, *(c.key for c in self.pending), *(c.key for c, _ in self.reports)]
         keep = self._db(dispatch.heartbeat, self.bladeid, holding, metrics={**_clean(m), "sa": self.free_slots()},
                         loadavg=m.get("loadavg") or 0.0, availmemory=m.get("mem") or 0.0,
-                        availdisk=m.get("disk") or 0.0, pids=pids, reload_part="blade")
+                        availdisk=m.get("disk") or 0.0, pids=pids, reload=True)
         del self.unsent_pids[:len(pids)]
         self._stored()
         for key, run in list(self.runs.items()):

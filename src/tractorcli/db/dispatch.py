@@ -231,7 +231,7 @@ def progress(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, percent: 
 
 class Kept(frozenset):
     """What a heartbeat says the blade should still be running: (jid, cid, iid) of each, and
-    the blade reload generation (db/reload.py) when the heartbeat was asked to read it."""
+    the blade reload generation (db/reload.py) when the heartbeat was asked for it."""
 
     reload: str | None = None
 
@@ -239,29 +239,26 @@ class Kept(frozenset):
 def heartbeat(conn: "psycopg.Connection", bladeid: uuid.UUID, holding: Iterable[tuple[int, int, int]] = (), *,
               metrics: dict | None = None, loadavg: float = 0.0, availmemory: float = 0.0,
               availdisk: float = 0.0, pids: list[tuple[tuple[int, int, int], int]] = (),
-              reload_part: str | None = None) -> Kept:
+              reload: bool = False) -> Kept:
     """Renew the leases of what the blade holds (jid, cid, iid); what it should still be running.
-    `pids`: the process ids of commands launched since the last report, recorded first;
-    `reload_part`: read that part's reload generation too (`Kept.reload`); all in one round trip.
+    `pids`: the process ids of commands launched since the last report, recorded first (in the
+    same round trip); `reload`: the blade reload generation too (`Kept.reload`, same statement).
 
     The blade's other unfinished invocations (older than a few seconds) are
     queued again: nothing runs them.
     """
-    from .reload import param_name
-
     holding = list(holding)
     with conn.pipeline():
         if pids:
             conn.execute(queries.get("pids"), _pids_params(bladeid, list(pids)))
-        cur = conn.execute(queries.get("heartbeat"), {
+        cur = conn.execute(queries.get("heartbeat_reload" if reload else "heartbeat"), {
             "bladeid": bladeid, "metrics": _json(metrics or {}), "loadavg": loadavg, "availmemory": availmemory,
             "availdisk": availdisk, "jids": [h[0] for h in holding], "cids": [h[1] for h in holding],
             "iids": [h[2] for h in holding]})
-        gen = None if reload_part is None else conn.execute(
-            queries.get("reload_generation"), {"name": param_name(reload_part)})
-    kept = Kept((r["jid"], r["cid"], r["iid"]) for r in cur.fetchall())
-    if gen is not None:
-        kept.reload = gen.fetchone()["value"]
+    rows = cur.fetchall()
+    kept = Kept((r["jid"], r["cid"], r["iid"]) for r in rows if r["jid"] is not None)
+    if reload:
+        kept.reload = rows[-1]["reload"]
     return kept
 
 

@@ -363,6 +363,12 @@ SELECT jid, cid, iid FROM tractor_heartbeat_v1(%(bladeid)s, %(metrics)s, %(loada
                                                %(availmemory)s::real, %(availdisk)s::real,
                                                %(jids)s::bigint[], %(cids)s::integer[], %(iids)s::integer[])
 
+-- name: heartbeat_reload
+-- The same, and the blade reload generation in a last row (jid NULL).
+SELECT jid, cid, iid, reload FROM tractor_heartbeat_v2(%(bladeid)s, %(metrics)s, %(loadavg)s::real,
+                                               %(availmemory)s::real, %(availdisk)s::real,
+                                               %(jids)s::bigint[], %(cids)s::integer[], %(iids)s::integer[])
+
 -- name: blade_exit
 SELECT tractor_blade_exit_v1(%(bladeid)s, %(handback)s) AS requeued
 

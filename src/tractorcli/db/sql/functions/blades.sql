@@ -168,6 +168,20 @@ BEGIN
     WHERE bladeid = p_blade;
 END $$;
 
+-- tractor_heartbeat_v1, and the blade reload generation (db/reload.py: tq reloadconfig --blade)
+-- in a last row of its own (jid NULL): a heartbeat is one statement.
+CREATE OR REPLACE FUNCTION tractor_heartbeat_v2(p_blade uuid, p_metrics jsonb, p_loadavg real, p_availmemory real,
+                                     p_availdisk real, p_jids bigint[], p_cids integer[], p_iids integer[])
+RETURNS TABLE (jid bigint, cid integer, iid integer, reload text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT h.jid, h.cid, h.iid, NULL::text
+                 FROM tractor_heartbeat_v1(p_blade, p_metrics, p_loadavg, p_availmemory, p_availdisk,
+                                           p_jids, p_cids, p_iids) AS h;
+    RETURN QUERY SELECT NULL::bigint, NULL::integer, NULL::integer,
+                        coalesce((SELECT value FROM params WHERE name = 'reload-blade'), '0');
+END $$;
+
 -- The jobs a claim may take work from, whichever blade claims (each claim adds its own service
 -- expressions, host and NIMBY): live, with something ready (or postscripts to run), not paused,
 -- delayed (-after) or waiting for -afterjids, under their -maxactive.  A plain view: the planner
