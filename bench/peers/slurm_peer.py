@@ -23,7 +23,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from _common import BenchError, log, pick_port
+from _common import BenchError, log, pick_port, proc_stat
 
 PACKAGE = "slurm-wlm"
 PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
@@ -259,16 +259,21 @@ class SlurmNode:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _kill_leftover_steps(self) -> None:
-        """slurmstepd processes of this node's jobs that outlived slurmd (they are their own
-        sessions): found by their command line naming our spool directory, killed by pid."""
-        spool = str(self.root / "spool")
+        """Processes of this node's jobs that outlived slurmd (slurmstepd and what it ran): those
+        in the sessions our daemons led (each was started in a new session), or a slurmstepd
+        working in our scratch directory; killed by pid."""
+        sessions = {str(p.pid) for p in self.procs.values()}
+        root = str(self.root)
         for name in os.listdir("/proc"):
-            if not name.isdigit():
+            if not name.isdigit() or int(name) == os.getpid():
                 continue
+            st = proc_stat(int(name))
             try:
                 with open(f"/proc/{name}/cmdline", "rb") as f:
                     cmd = f.read().decode(errors="replace")
-                if "slurmstepd" in cmd and os.path.realpath(f"/proc/{name}/cwd").startswith(spool):
+                ours = (st is not None and st[3] in sessions) or (
+                    "slurmstepd" in cmd and os.path.realpath(f"/proc/{name}/cwd").startswith(root))
+                if ours:
                     os.kill(int(name), signal.SIGKILL)
             except OSError:
                 continue
