@@ -107,8 +107,9 @@ def run(quick: bool, commands: int | None = None, rounds: int | None = None, slu
     out.append(figure("pgqueuer_rate_defaults", round(n / pq_defaults["seconds"]), "commands/s", None,
                       workers=PGQ_WORKERS, batch_size=PGQ_DEFAULT_BATCH, max_concurrent_tasks=None,
                       note="informational: pgqueuer's default batch and no concurrency limit (one run)"))
+    paired = [round(p["seconds"] / t["seconds"], 2) for t, p in zip(tq, pq)]
     out.append(figure("ratio_tractorcli_pgqueuer", round(t_rate["value"] / p_rate["value"], 2), "x", ">= 1",
-                      note="median rates, same rounds"))
+                      round_ratios=paired, note="median rates; round_ratios: each round's pair"))
     out.extend(slurm_figures(n, t_rate["value"]) if slurm else
                skipped_slurm("not run (--no-slurm)"))
     return out
