@@ -280,13 +280,14 @@ class Site:
 
         return Cluster(self.settings).status(tcp=False).running
 
-    def connect(self, **kw):
-        """A psycopg connection to the job database, as the project's own code would make."""
+    def connect(self, dbname: str | None = None, **kw):
+        """A psycopg connection to the job database (or another database `dbname` of the
+        site's server), as the project's own code would make."""
         import psycopg
 
         from tractorcli.db.connection import conninfo
 
-        return psycopg.connect(**conninfo(self.settings), **kw)
+        return psycopg.connect(**conninfo(self.settings, dbname), **kw)
 
     def count(self, table: str) -> int:
         assert table.isidentifier()

@@ -110,12 +110,17 @@ def run_job(site: Site, job, blades: int, slots: int, budget: dict | None = None
     return jid, took
 
 
-def throughput(site: Site, n: int, blades: int, slots: int, budget: dict | None = None) -> float:
+def true_job(n: int):
+    """One job of `n` one-command tasks, each `/bin/true` (the workload of the throughput
+    figures here and of the peers benchmark)."""
     from tractorcli.jobs.model import Command, Job, Task
 
-    job = Job(title=f"true x{n}", subtasks=tuple(
+    return Job(title=f"true x{n}", subtasks=tuple(
         Task(f"t{i}", cmds=(Command(("/bin/true",), service="PixarRender"),)) for i in range(n)))
-    return n / run_job(site, job, blades, slots, budget)[1]
+
+
+def throughput(site: Site, n: int, blades: int, slots: int, budget: dict | None = None) -> float:
+    return n / run_job(site, true_job(n), blades, slots, budget)[1]
 
 
 def latency(site: Site, samples: int) -> list[float]:
