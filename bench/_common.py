@@ -161,6 +161,18 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return (int(st[11]) + int(st[12])) / CLOCK_TICK, (int(st[13]) + int(st[14])) / CLOCK_TICK
 
 
+def live_children_cpu(pid: int) -> float:
+    """CPU seconds used so far by the children of `pid` that are still running (a blade's warden:
+    its time reaches the blade's children's only when the blade reaps it, at its exit)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = proc_stat(int(entry))
+            if st is not None and st[1] == str(pid):
+                total += (int(st[11]) + int(st[12])) / CLOCK_TICK
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) process `pid` has used so far."""
     return cpu_times(pid)[0]

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import BenchError, Site, clean_env, cpu_times, figure, log, pick_port, server_cpu
+from _common import BenchError, Site, clean_env, cpu_times, figure, live_children_cpu, log, pick_port, server_cpu
 
 
 SLOTS = 4  # per blade: a render node runs several commands at once
@@ -90,7 +90,8 @@ def run_job(site: Site, job, blades: int, slots: int, budget: dict | None = None
         if budget is not None:
             # read before the blades stop (their exit is no part of the work)
             times = [cpu_times(p.pid) for p in procs]
-            budget["blade"] = sum(own for own, _ in times)
+            # the blade's own and its warden's (blade/warden.py), a helper for its whole life
+            budget["blade"] = sum(own for own, _ in times) + sum(live_children_cpu(p.pid) for p in procs)
             budget["child"] = sum(children for _, children in times)
             budget["server"] = server_cpu(site.db_data_dir) - server0
             budget["idle"] = max(took * (os.cpu_count() or 1) - budget["blade"] - budget["child"]

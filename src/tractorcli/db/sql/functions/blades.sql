@@ -206,6 +206,9 @@ WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
 -- job on a first pass over the jobs and as many as fit on a second;
 -- P+ATCL+RR both.  Within a job by cid when the blade matches every service
 -- expression of the job; else by expression, then cid.
+-- A job whose row another transaction holds just then (another blade's claim or report, until
+-- it commits: a millisecond or two) is passed over for the next one: a thousand blades do not
+-- queue behind the first job's row, and the order holds among the jobs whose rows are free.
 -- Paused, delayed (-after), waiting (-afterjids), deleted and finished jobs
 -- are skipped, as are jobs at their -maxactive and, on a NIMBY blade, jobs
 -- from other hosts ('1') or other users (a user name).  A command whose
@@ -295,6 +298,7 @@ DECLARE
     bnimby text;
     job_full boolean;
     job_done boolean;
+    held_jid bigint;  -- the job whose row this claim has locked last (its own, or its cycle's)
 BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
@@ -508,6 +512,17 @@ BEGIN
                     v_recover := false;
                     v_last := NULL;
                     IF r.tid > 0 THEN
+                        -- a job whose row another transaction holds (a claim or a report, until
+                        -- its commit) is passed over for the next rather than queued behind: a
+                        -- thousand blades do not wait in line for the first job's row
+                        IF held_jid IS DISTINCT FROM j.jid THEN
+                            PERFORM 1 FROM jobs WHERE jobs.jid = j.jid FOR NO KEY UPDATE SKIP LOCKED;
+                            IF NOT FOUND THEN
+                                job_full := true;
+                                EXIT;
+                            END IF;
+                            held_jid := j.jid;
+                        END IF;
                         UPDATE jobs SET numactive = numactive + 1, numready = numready - 1,
                                         starttime = coalesce(starttime, now()),
                                         -- only where an order reads it: elsewhere the update stays HOT
