@@ -34,7 +34,10 @@ more connection.  No processes are started.
 * Steady: 1,000 blades (`--quick`: 50) holding each command 10 s (2 s),
   for 30 s (5 s) after a warm-up of one hold (the blades' first claims are
   spread over it): a farm at work rather than flat out.  Claims/s, claim
-  p50/p99 and the server's CPU as a percentage of one core (informational).
+  p50/p99 and the server's CPU as a percentage of one core (informational);
+  then the same farm through 16 connections, a pooler's pool for a 2-core
+  server (`steady_1000_pool16_*`): each claim's round trip shrinks as fewer
+  backends share the cores, and the wait for a connection (`lag`) grows.
 * Idle cost: 1,000 blades (`--quick`: 50) whose keys match no job (their
   claims find nothing while the rest of the queue is still ready) for 30 s
   (5 s), as real blades of a site with `BladeWakeups = "engine"`: they
@@ -81,6 +84,7 @@ from farm_sim import BLADE_POLL, Farm, FarmResult, check_exactly_once, spool_que
 
 SLOTS = 4
 SMALL_POOL = 8  # the idle farm again through this many connections
+STEADY_SMALL_POOL = 16  # the steady farm again through this many (a pooler's pool for a 2-core server)
 
 
 def _ms(x: float) -> float:
@@ -186,14 +190,21 @@ def run(quick: bool) -> list[dict]:
             log(_describe(f"{n} blades", r))
             out += curve_figures(n, r, target=n == 1000)
 
-        log(f"steady: {steady_n} blades holding each command {steady_hold:g} s, {steady_secs:g} s")
-        r = runner.farm(steady_n, hold=steady_hold, seconds=steady_secs, warmup=steady_hold + 1, prefix="steady-")
-        log(_describe(f"steady {steady_n} blades", r))
-        out.append(figure(f"steady_{steady_n}_claims_per_s", round(r.claims_per_s), "commands/s", **_extra(r)))
-        out.append(figure(f"steady_{steady_n}_claim_p50", _ms(percentile(r.claim_latencies, 50)), "ms"))
-        out.append(figure(f"steady_{steady_n}_claim_p99", _ms(percentile(r.claim_latencies, 99)), "ms"))
-        out.append(figure(f"steady_{steady_n}_server_cpu", _pct(r.server_cpu, r), "% of a core",
-                          backends_cpu_pct=_pct(r.backends_cpu, r)))
+        # the steady farm through the default pool, and through a pooler's few connections (the
+        # claim's round trip shrinks, the wait for a connection grows: lag)
+        for pool, tag in ((None, ""), (STEADY_SMALL_POOL, f"_pool{STEADY_SMALL_POOL}")):
+            log(f"steady: {steady_n} blades holding each command {steady_hold:g} s, {steady_secs:g} s"
+                + (f", through {pool} connections" if pool else ""))
+            r = runner.farm(steady_n, hold=steady_hold, seconds=steady_secs, warmup=steady_hold + 1,
+                            prefix=f"steady{tag}-", pool=pool)
+            log(_describe(f"steady {steady_n} blades", r))
+            out.append(figure(f"steady_{steady_n}{tag}_claims_per_s", round(r.claims_per_s), "commands/s",
+                              **_extra(r)))
+            out.append(figure(f"steady_{steady_n}{tag}_claim_p50", _ms(percentile(r.claim_latencies, 50)), "ms"))
+            out.append(figure(f"steady_{steady_n}{tag}_claim_p99", _ms(percentile(r.claim_latencies, 99)), "ms"))
+            out.append(figure(f"steady_{steady_n}{tag}_lag_p99", _ms(percentile(r.lags, 99)), "ms"))
+            out.append(figure(f"steady_{steady_n}{tag}_server_cpu", _pct(r.server_cpu, r), "% of a core",
+                              backends_cpu_pct=_pct(r.backends_cpu, r)))
 
         log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, engine wake-ups")
         r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idle-",
