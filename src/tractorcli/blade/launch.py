@@ -519,7 +519,12 @@ class Run:
                 exe = [setpriv, "--reuid", str(a.uid), "--regid", str(a.gid), "--init-groups", "--", *argv]
             else:
                 who = {"user": a.uid, "group": a.gid, "extra_groups": os.getgrouplist(a.name, a.gid)}
-        keeper = warden()  # before the start: a warden that cannot start leaves nothing running
+        try:
+            keeper = warden()  # before the start: without a warden nothing is started
+        except OSError as exc:
+            self._fail(f"cannot start the blade's warden ({exc.strerror or exc}): a command that could outlive "
+                       "its blade is not started", launch_failure_code(exc.errno or _errno.EINVAL))
+            return
         try:
             # -expand 1: stdout is task definitions; stderr goes straight to the log
             err = subprocess.STDOUT if self._stdout is None else (
