@@ -20,7 +20,7 @@ A simulated blade runs no processes.  It makes the calls a real
   doubling up to the poll interval (1.5 s) while the blade found work
   recently, else at the next poll (3 idle heartbeats, 30 s, with `wakeups =
   "engine"`; 1.5 s else): the real blade's back-off;
-* every `heartbeat` seconds (2 s, the real blade's default; `idle_heartbeat`,
+* every `heartbeat` seconds (10 s, the real blade's default; `idle_heartbeat`,
   10 s, while it holds nothing) `dispatch.heartbeat` with what it holds and
   the blade reload generation in the same statement, as a real blade's
   heartbeat does; a held command the heartbeat does not give back is
@@ -80,7 +80,7 @@ from pathlib import Path
 
 from _common import BenchError, cpu_seconds, server_cpu
 
-BLADE_HEARTBEAT = 2.0  # tractor-blade's defaults (blade/worker.py BladeOptions)
+BLADE_HEARTBEAT = 10.0  # tractor-blade's defaults (blade/worker.py BladeOptions)
 BLADE_IDLE_HEARTBEAT = 10.0  # (at most a third of BladeLeaseSecs, 30 s by default)
 BLADE_POLL = 1.5
 ENGINE_POLL_BEATS = 3  # (worker.ENGINE_POLL_BEATS)

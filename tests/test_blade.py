@@ -405,6 +405,23 @@ def test_a_task_retried_while_active_is_killed(site):
     assert s.invocations(jid)[0]["rcode"] is None  # a stale end is not reported
 
 
+def test_a_retry_is_heard_at_once_not_at_the_next_heartbeat(site):
+    # the invocation taken from the blade sends tractor_check with its id (functions/blades.sql);
+    # the blade's listener hears it and heartbeats now: with a heartbeat of 60 s, a kill within
+    # a few seconds was that
+    s = site()
+    d.set_params(s.conn, {"BladeLeaseSecs": 300})
+    jid = s.spool(Task("long", cmds=(sh("sleep 60 & echo $! > pid.txt; wait"),)))
+    b = s.blade("--name", "b1", "--heartbeat", "60")
+    pidfile = s.work / "pid.txt"
+    s.wait(lambda: pidfile.exists() and pidfile.read_text().strip(), msg="the command to start")
+    pid = int(pidfile.read_text())
+    time.sleep(0.5)  # past the claim's own heartbeat
+    assert d.retry(s.conn, jid, [1]) == [1]
+    s.wait(lambda: not alive(pid), timeout=5, msg="the process group to be killed")
+    s.wait(lambda: "no longer this blade's" in b.text(), timeout=5)
+
+
 def test_stopping_wait_handback_and_a_second_signal(site):
     s = site()
     jid = s.spool(Task("long", cmds=(sh("sleep 60 & echo $! >> pids.txt; wait"),)))

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from conftest import clean_env, dbctl, program
+from test_blade import alive
 from tractorcli.db import dispatch as d
 from tractorcli.db.connection import connect
 
@@ -155,7 +156,7 @@ def test_engine_wakes_idle_blades_by_datagram_without_a_connection_each(tmp_site
     # datagram; the blade polls only every 3 idle heartbeats (90 s here), so a job that ends
     # within 3 s was started by the wake-up
     cfg, settings = tmp_site('blade_wakeups = "engine"\nblade_lease_secs = 300\n')
-    eng = EngineProcess(cfg, "--blades", "2", "--blade-option=--idle-heartbeat=30")
+    eng = EngineProcess(cfg, "--blades", "2", "--blade-option=--idle-heartbeat=30", "--blade-option=--heartbeat=60")
     try:
         eng.wait_for("tractor-engine running")
         with connect(settings, autocommit=True) as conn:
@@ -178,5 +179,23 @@ def test_engine_wakes_idle_blades_by_datagram_without_a_connection_each(tmp_site
             others = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' "
                                   "AND pid <> pg_backend_pid()").fetchone()["n"]
             assert others == 3
+            # a running command retried: the engine tells its blade (tractor_check), which stops it
+            # at once, not at its next heartbeat (60 s here)
+            pidfile = cfg.parent / "sleeper.pid"
+            r = spool(cfg, f"Job -subtasks {{Task {{a}} -cmds {{RemoteCmd {{/bin/sh -c {{sleep 300 & echo $! > {pidfile}; "
+                           "wait}}}}\n")
+            assert r.returncode == 0, r.stderr
+            deadline = time.monotonic() + 30
+            while not (pidfile.exists() and pidfile.read_text().strip()):
+                assert time.monotonic() < deadline, "the sleeper did not start"
+                time.sleep(0.05)
+            pid = int(pidfile.read_text())
+            jid = conn.execute("SELECT max(jid) AS j FROM jobs").fetchone()["j"]
+            assert d.retry(conn, jid, [1]) == [1]
+            deadline = time.monotonic() + 5
+            while alive(pid):
+                assert time.monotonic() < deadline, "the retried command still runs"
+                time.sleep(0.05)
+            d.kill(conn, jid, [1])  # (its second run, if it started again: the engine's stop waits for none)
     finally:
         assert eng.stop() == 0

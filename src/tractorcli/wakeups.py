@@ -15,8 +15,14 @@ it reaches the blades (tractor.toml `BladeWakeups`):
   datagram.  A burst of notifications (a spool of many jobs, finishes
   arriving hundreds a second) is one fan-out every `COALESCE` seconds: one
   query and one datagram per blade.  Such blades poll and heartbeat every
-  `idle_heartbeat` seconds while idle (blade/worker.py): a datagram that is
-  lost, or an engine that is down, costs that long at most.
+  few idle heartbeats (blade/worker.py): a datagram that is lost, or an
+  engine that is down, costs that long at most.
+
+The same way a blade hears `tractor_check`: a command it runs was taken
+from it (tq retry, kill, ...: the payload is its id), or `tq reloadconfig
+--blade` asked every blade ('*').  It heartbeats at once, and the answer
+says what to stop.  So a kill takes effect in milliseconds, not at the next
+heartbeat, and heartbeats can be seconds apart.
 
 A datagram tells a blade nothing but "ask now": whoever can send to its
 port can make it claim sooner, not claim anything the database would not
@@ -34,15 +40,17 @@ from collections.abc import Callable
 from .config import WAKEUP_MODES, SiteSettings
 from .errors import TractorError
 
-__all__ = ["COALESCE", "MESSAGE", "WAKEUP_MODES", "WakePort", "Waker"]
+__all__ = ["CHECK", "COALESCE", "MESSAGE", "WAKEUP_MODES", "WakePort", "Waker"]
 
-MESSAGE = b"tractor-wake\n"
+MESSAGE = b"tractor-wake\n"  # work is queued: claim
+CHECK = b"tractor-check\n"  # heartbeat now: something this blade runs was taken from it, or a reload
 COALESCE = 0.02  # seconds: at most one fan-out this often while notifications keep coming
 RECONNECT_MAX = 4.0
 
 
 class WakePort:
-    """The blade's end: a UDP socket on a port the system picks; `run` calls `wake` per datagram."""
+    """The blade's end: a UDP socket on a port the system picks; `run` calls `wake(data)` per
+    datagram."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -50,15 +58,15 @@ class WakePort:
         self.sock.settimeout(1.0)
         self.port: int = self.sock.getsockname()[1]
 
-    def run(self, wake: Callable[[], None], closing: threading.Event) -> None:
+    def run(self, wake: Callable[[bytes], None], closing: threading.Event) -> None:
         while not closing.is_set():
             try:
-                self.sock.recv(64)
+                data = self.sock.recv(64)
             except socket.timeout:
                 continue
             except OSError:  # closed under us
                 return
-            wake()
+            wake(data)
 
     def close(self) -> None:
         self.sock.close()
@@ -86,17 +94,42 @@ class Waker:
         """One datagram to each blade that is up with a free slot; how many were sent."""
         from .db import queries
 
+        n = self._send(conn.execute(queries.get("wake_targets")).fetchall(), MESSAGE)
+        self.fanouts += 1
+        return n
+
+    def check(self, conn, ids: set[str]) -> int:
+        """Tell the blades of these ids ('*': all) to heartbeat now; how many were told."""
+        from .db import queries
+
+        return self._send(conn.execute(queries.get("wake_check_targets"), {"ids": sorted(ids)}).fetchall(), CHECK)
+
+    def _send(self, rows, message: bytes) -> int:
         n = 0
-        for row in conn.execute(queries.get("wake_targets")).fetchall():
+        for row in rows:
             addr = "127.0.0.1" if self._is_local(row["ipaddr"]) else row["ipaddr"]
             try:
-                self.sock.sendto(MESSAGE, (addr, row["wakeport"]))
+                self.sock.sendto(message, (addr, row["wakeport"]))
                 n += 1
             except OSError:  # an address this host cannot reach just now: the blade's poll covers it
                 pass
-        self.fanouts += 1
         self.sent += n
         return n
+
+    def _dispatch(self, conn, notes) -> bool:
+        """Act on a batch of notifications; whether there was any."""
+        ready = False
+        checks: set[str] = set()
+        for n in notes:
+            if n.channel == "tractor_check":
+                checks.add(n.payload)
+            else:
+                ready = True
+        if checks:
+            self.check(conn, checks)
+        if ready:
+            self.fan_out(conn)
+        return ready or bool(checks)
 
     def run(self, stopping: threading.Event) -> None:
         """Until `stopping`: LISTEN on a connection of its own, reconnecting with back-off."""
@@ -113,18 +146,17 @@ class Waker:
             wait = 0.5
             try:
                 conn.execute("LISTEN tractor_ready")
+                conn.execute("LISTEN tractor_check")
                 self.fan_out(conn)  # what was queued while nobody listened
                 while not stopping.is_set():
-                    if not any(True for _ in conn.notifies(timeout=1.0, stop_after=1)):
+                    if not self._dispatch(conn, list(conn.notifies(timeout=1.0, stop_after=1))):
                         continue
-                    self.fan_out(conn)
                     # what else arrives within COALESCE is one more fan-out, not one each
                     until = time.monotonic() + COALESCE
-                    more = False
+                    notes = []
                     while (left := until - time.monotonic()) > 0:
-                        more = any(True for _ in conn.notifies(timeout=left)) or more
-                    if more:
-                        self.fan_out(conn)
+                        notes += conn.notifies(timeout=left)
+                    self._dispatch(conn, notes)
             except Exception:  # noqa: BLE001 - the server went away: listen again once it is back
                 stopping.wait(wait)
             finally:

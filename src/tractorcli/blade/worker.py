@@ -7,7 +7,10 @@ One blade process serves one host (or one `--name` on it).  It
    database under its name (the host name unless `--name`), offering the
    profile's slots and service keys;
 2. loops:
-   * every `heartbeat` seconds (`idle_heartbeat` while it runs nothing), renews the leases of what it runs and sends
+   * every `heartbeat` seconds (`idle_heartbeat` while it runs nothing;
+     and at once when a `tractor_check` notification or the engine's
+     datagram says a command was taken from it or a reload was asked),
+     renews the leases of what it runs and sends
      its metrics (load, free memory and disk); whatever it runs that the
      answer does not list any more (retried or killed with tq, or given to
      another blade after a lost lease) is killed at once: SIGTERM to the
@@ -92,10 +95,11 @@ class BladeOptions:
     name: str | None = None  # default: the host name
     slots: int | None = None  # default: the profile's (0: CPU count)
     profile: str | None = None  # force a profile by name
-    heartbeat: float = 2.0
-    # while nothing runs here, at most a third of BladeLeaseSecs: a thousand idle blades
-    # heartbeating every 2 s would keep a server core busy
-    idle_heartbeat: float = 10.0
+    # at most a third of BladeLeaseSecs.  A command taken from the blade (tq kill, retry) or a
+    # reload is told at once (tractor_check, wakeups.py): the heartbeat only renews leases and
+    # records metrics, and a thousand blades heartbeating every 2 s would keep a server core busy
+    heartbeat: float = 10.0
+    idle_heartbeat: float = 10.0  # while nothing runs here (as seldom or less often)
     poll: float = 1.5  # seconds between claims when nothing wakes the blade (BladeWakeups listen)
     on_stop: str = "wait"
     exit_when_idle: bool = False
@@ -265,6 +269,7 @@ class Blade:
         self.pending: list[Any] = []  # claimed, not launched yet (the connection broke in between)
         self.wake = threading.Event()
         self.notified = False
+        self.check_now = False  # heartbeat at the next turn (wakeups.CHECK, tractor_check)
         self.stop_mode: str | None = None  # None, "wait" or "handback"
         self.signals = 0
         self.launched = 0
@@ -367,10 +372,22 @@ class Blade:
             return
         self.say("database connection restored")
 
-    def _woken(self) -> None:
-        """Work was queued (a notification, or the engine's datagram): claim at the next turn."""
-        self.notified = True
+    def _woken(self, data: bytes = b"") -> None:
+        """Work was queued (a notification, or the engine's datagram): claim at the next turn.
+        Or (CHECK) a command running here was taken from it, or a reload was asked: heartbeat."""
+        from ..wakeups import CHECK
+
+        if data == CHECK:
+            self.check_now = True
+        else:
+            self.notified = True
         self.wake.set()
+
+    def _check(self, payload: str) -> None:
+        """A tractor_check notification: for this blade (its id) or all ('*')."""
+        if payload == "*" or (self.bladeid is not None and payload == str(self.bladeid)):
+            self.check_now = True
+            self.wake.set()
 
     def _listen(self) -> None:
         """Wake the loop on every `tractor_ready` notification (own connection)."""
@@ -382,9 +399,13 @@ class Blade:
                 continue
             try:
                 conn.execute("LISTEN tractor_ready")
+                conn.execute("LISTEN tractor_check")
                 while not self.closing.is_set():
-                    for _ in conn.notifies(timeout=1.0):
-                        self._woken()
+                    for n in conn.notifies(timeout=1.0):
+                        if n.channel == "tractor_check":
+                            self._check(n.payload)
+                        else:
+                            self._woken()
             except Exception:  # noqa: BLE001 - fall back to polling until it works again
                 self.closing.wait(RECONNECT_MAX)
             finally:
@@ -744,10 +765,12 @@ class Blade:
         # polls every ENGINE_POLL_BEATS idle heartbeats (a lost datagram, or an engine that is
         # down, costs that long), else a notification can be missed only while its listener
         # reconnects
-        idle_hb = max(opts.heartbeat, min(opts.idle_heartbeat, self.settings.blade_lease_secs / 3))
+        lease_third = self.settings.blade_lease_secs / 3
+        busy_hb = min(opts.heartbeat, lease_third)
+        idle_hb = max(busy_hb, min(opts.idle_heartbeat, lease_third))
         poll = ENGINE_POLL_BEATS * idle_hb if self._wakeport is not None else opts.poll
         now = time.monotonic()
-        next_hb = now + opts.heartbeat
+        next_hb = now + busy_hb
         next_poll = now  # claim at once
         stop_announced = None
         stop_at = 0.0
@@ -763,9 +786,10 @@ class Blade:
                     self.report()
                 except _Stalled:
                     pass  # held; the heartbeat still goes, so the leases of what runs here stay ours
-                if now >= next_hb and self.conn is not None:
+                if (now >= next_hb or self.check_now) and self.conn is not None:
+                    self.check_now = False
                     busy = self.runs or self.reports or self.pending
-                    next_hb = now + (opts.heartbeat if busy else idle_hb)
+                    next_hb = now + (busy_hb if busy else idle_hb)
                     self.heartbeat()
 
                 if self.stop_mode != stop_announced:
@@ -803,7 +827,7 @@ class Blade:
                     idle_checked = True
                     if got:
                         self.notified = True
-                        next_hb = min(next_hb, now + opts.heartbeat)  # busy now: kill checks every heartbeat
+                        next_hb = min(next_hb, now + busy_hb)  # busy now: its leases renewed every heartbeat
                         continue  # maybe more (another slot, another job)
                     if opts.exit_when_idle and not self.runs and not self.reports and not self.pending:
                         self._db(dispatch.blade_exit, self.bladeid, handback=False)

@@ -53,8 +53,9 @@ host, bad blade.toml); 6 database unreachable; 9 schema mismatch; 11 bad
 @click.option("--slots", type=click.IntRange(0, 100_000), metavar="N",
               help="Commands run at once (default: the profile's; 0: one per CPU).")
 @click.option("--profile", "profile_name", metavar="NAME", help="Use this blade.toml profile instead of the first that matches.")
-@click.option("--heartbeat", type=click.FloatRange(0.05, 600), default=2.0, show_default=True, metavar="SECS",
-              help="Seconds between heartbeats (lease renewals, metrics, kill checks).")
+@click.option("--heartbeat", type=click.FloatRange(0.05, 600), default=10.0, show_default=True, metavar="SECS",
+              help="Seconds between heartbeats (lease renewals, metrics, kill checks; at most a third of "
+                   "BladeLeaseSecs). Kills and reloads are heard at once besides.")
 @click.option("--idle-heartbeat", type=click.FloatRange(0.05, 600), default=10.0, show_default=True,
               metavar="SECS",
               help="Seconds between heartbeats while nothing runs here (at most a third of BladeLeaseSecs); "

@@ -51,6 +51,8 @@ def request(conn: "psycopg.Connection", parts) -> dict[str, int]:
         if part in SIGNALLED:
             row = conn.execute(queries.get("reload_request"), {"name": param_name(part)}).fetchone()
             out[part] = int(row["value"])
+            if part == "blade":  # the blades heartbeat now, and read it (at its commit)
+                conn.execute(queries.get("blades_check"))
     return out
 
 

@@ -569,6 +569,15 @@ ON CONFLICT (name) DO UPDATE SET
     value = (CASE WHEN params.value ~ '^[0-9]+$' THEN params.value::bigint + 1 ELSE 1 END)::text
 RETURNING value
 
+-- name: blades_check
+-- Every blade heartbeats now (tq reloadconfig --blade: they read the new generation then).
+SELECT pg_notify('tractor_check', '*')
+
+-- name: wake_check_targets
+-- The blades of these ids (all, for '*') that the engine reaches on a port (wakeups.py).
+SELECT ipaddr, wakeport FROM blades
+WHERE wakeport IS NOT NULL AND status = 'up' AND ('*' = ANY(%(ids)s) OR bladeid::text = ANY(%(ids)s))
+
 -- name: reload_generation
 SELECT coalesce((SELECT value FROM params WHERE name = %(name)s), '0') AS value
 

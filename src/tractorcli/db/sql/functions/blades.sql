@@ -51,6 +51,23 @@ BEGIN
     UPDATE blades SET wakeport = p_port WHERE bladeid = p_blade AND wakeport IS DISTINCT FROM p_port;
 END $$;
 
+-- A command running on a blade is taken from it (tq retry, kill, skip, delete of a running task;
+-- requeued from a silent blade): its blade hears at once (tractor_check with the blade's id)
+-- rather than at its next heartbeat, which tells it what to stop (blade/worker.py; the engine
+-- relays to blades that wait on a port, wakeups.py).  tq reloadconfig --blade sends '*'.
+CREATE OR REPLACE FUNCTION tractor_revoke_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('tractor_check', OLD.bladeid::text);
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER invocations_revoke_notify
+AFTER UPDATE OF current ON invocations
+FOR EACH ROW
+WHEN (OLD.current AND NOT NEW.current AND OLD.stoptime IS NULL AND OLD.bladeid IS NOT NULL)
+EXECUTE FUNCTION tractor_revoke_notify();
+
 -- Lock order.  Work that meets takes rows in one order where it can: job rows (by jid) before
 -- the rows of their invocations, and a blade's row last.  A blade's cycle (its reports and
 -- its claim, one transaction: db/dispatch.py finish_and_claim) opens with
@@ -209,6 +226,8 @@ WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
 -- A job whose row another transaction holds just then (another blade's claim or report, until
 -- it commits: a millisecond or two) is passed over for the next one: a thousand blades do not
 -- queue behind the first job's row, and the order holds among the jobs whose rows are free.
+-- Only when that leaves the claim empty does it wait for those rows (so a claim never comes
+-- back empty for a moment's lock while work is queued for the blade).
 -- Paused, delayed (-after), waiting (-afterjids), deleted and finished jobs
 -- are skipped, as are jobs at their -maxactive and, on a NIMBY blade, jobs
 -- from other hosts ('1') or other users (a user name).  A command whose
@@ -299,6 +318,9 @@ DECLARE
     job_full boolean;
     job_done boolean;
     held_jid bigint;  -- the job whose row this claim has locked last (its own, or its cycle's)
+    skipped boolean;  -- a job with work for this blade was passed over: its row was held
+    waiting boolean := false;  -- the walk again, waiting for the rows of such jobs
+    total integer := 0;
 BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
@@ -342,6 +364,8 @@ BEGIN
     END IF;
     rr := mode LIKE '%RR%';
     atcl := mode LIKE '%ATCL%';
+    LOOP  -- (a second time only when every job with work was passed over for its held row)
+    skipped := false;
     FOR pass IN 1 .. CASE WHEN rr THEN 2 ELSE 1 END LOOP
         took := 0;
         -- the same jobs either way; P+FIFO walks jobs_dispatch_idx and stops early
@@ -516,10 +540,15 @@ BEGIN
                         -- its commit) is passed over for the next rather than queued behind: a
                         -- thousand blades do not wait in line for the first job's row
                         IF held_jid IS DISTINCT FROM j.jid THEN
-                            PERFORM 1 FROM jobs WHERE jobs.jid = j.jid FOR NO KEY UPDATE SKIP LOCKED;
-                            IF NOT FOUND THEN
-                                job_full := true;
-                                EXIT;
+                            IF waiting THEN
+                                PERFORM 1 FROM jobs WHERE jobs.jid = j.jid FOR NO KEY UPDATE;
+                            ELSE
+                                PERFORM 1 FROM jobs WHERE jobs.jid = j.jid FOR NO KEY UPDATE SKIP LOCKED;
+                                IF NOT FOUND THEN
+                                    skipped := true;
+                                    job_full := true;
+                                    EXIT;
+                                END IF;
                             END IF;
                             held_jid := j.jid;
                         END IF;
@@ -626,6 +655,7 @@ BEGIN
                     free := free - own - co_take;
                     used := used + own;
                     took := took + 1;
+                    total := total + 1;
                     RETURN NEXT;
                     -- P+RR, first pass: one command per job, then the next job
                     job_done := rr AND pass = 1;
@@ -637,6 +667,11 @@ BEGIN
         END LOOP;
         CLOSE jobs_c;
         EXIT WHEN free <= 0 OR took = 0;
+    END LOOP;
+    -- every job with work for it was passed over (their rows held by other claims and reports,
+    -- all at once): rather than come back empty, walk again and wait for them, in order
+    EXIT WHEN total > 0 OR NOT skipped OR waiting;
+    waiting := true;
     END LOOP;
     PERFORM tractor_slots_change(p_blade, used);
 END $$;
