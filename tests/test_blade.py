@@ -369,6 +369,30 @@ def test_a_sigkilled_blade_loses_no_work(site):
     assert states(s, jid) == {"work": "done"}
 
 
+def test_a_sigkilled_blade_holding_a_batch_gives_every_command_back(site):
+    # one claim took four commands at once (a batch); the blade dies with all four running
+    s = site()
+    d.set_params(s.conn, {"BladeLeaseSecs": 1})
+    jid = s.spool(*(Task(f"t{i}", cmds=(sh("echo $$ >> pids.txt; sleep 2"),)) for i in range(4)))
+    a = s.blade("--name", "doomed", "--slots", "4")
+    pids = s.work / "pids.txt"
+    s.wait(lambda: pids.exists() and len(pids.read_text().split()) == 4, msg="four commands running")
+    assert {i["bladename"] for i in s.invocations(jid)} == {"doomed"}
+    a.proc.kill()
+    a.proc.wait(10)
+    first = [int(p) for p in pids.read_text().split()]
+    s.wait(lambda: not any(alive(p) for p in first), timeout=5, msg="the batch killed with its blade")
+    # the engine is not here: housekeep as it would, until the lease has run out
+    s.wait(lambda: d.housekeep(s.conn)[0] == 4, step=0.2, msg="the four leases to run out")
+    assert set(states(s, jid).values()) == {"ready"}
+    b = s.blade("--name", "rescuer", "--slots", "4", "--exit-when-idle")
+    assert b.wait() == 0, b.text()
+    assert set(states(s, jid).values()) == {"done"}
+    runs = [(i["cid"], i["iid"], i["bladename"], i["current"], i["rcode"]) for i in s.invocations(jid)]
+    assert sorted(runs) == sorted([(c, 1, "doomed", False, None) for c in range(1, 5)]
+                                  + [(c, 2, "rescuer", True, 0) for c in range(1, 5)])
+
+
 def test_the_whole_process_group_dies_with_a_sigkilled_blade(site):
     # the blade's warden (blade/warden.py) kills each command's process group when the blade
     # dies: the command and what it started, here a background sleep
