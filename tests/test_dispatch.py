@@ -511,3 +511,27 @@ def test_service_cache_reads_an_expression_whose_spool_committed_late(db_setting
         facts = BladeFacts(provides=frozenset({"late"}), hostname="b", profile="default")
         assert low in cache.matching(reader, facts, refresh=False)
         assert low not in cache.holes()
+
+
+def test_claims_and_finishes_never_scan_the_invocations(conn):
+    # a blade's connection keeps the plans it made first; made on a new site's empty tables they
+    # were whole-table scans that grew with the table (functions/blades.sql, enable_seqscan)
+    conn.execute("VACUUM ANALYZE invocations, jobs, blades")  # the tables empty, as on a new site
+    jid = spool(conn, Job(subtasks=tuple(Task(f"t{i}", cmds=(C("x"),)) for i in range(200))))
+    b = Blade(conn, "scanless", slots=4)
+    svcids = b.svc.matching(conn, b.facts, refresh=True)
+
+    def scans() -> dict[str, int]:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return {r["relname"]: r["seq_scan"] for r in conn.execute(
+            "SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname IN ('invocations', 'jobs', 'blades')")}
+
+    scans()  # (what the spool did is counted at the next flush: this one)
+    before = scans()
+    held = d.claim(conn, b.id, svcids, "scanless", 4)
+    for _ in range(49):
+        _, held = d.finish_and_claim(conn, b.id, [(c, 0, 0.1, 0.0, 0.0, False) for c in held], svcids, "scanless", 4, [])
+    d.heartbeat(conn, b.id, [c.key for c in held], reload=True)
+    assert scans() == before
+    assert len(held) == 4 and job_row(conn, jid)["numdone"] == 196

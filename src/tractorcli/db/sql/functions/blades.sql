@@ -134,7 +134,9 @@ END $$;
 CREATE OR REPLACE FUNCTION tractor_heartbeat_v1(p_blade uuid, p_metrics jsonb, p_loadavg real, p_availmemory real,
                                      p_availdisk real, p_jids bigint[], p_cids integer[], p_iids integer[])
 RETURNS TABLE (jid bigint, cid integer, iid integer)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+-- (enable_seqscan off: see tractor_claim_v3)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+    SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     r record;
@@ -273,7 +275,12 @@ RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integ
                assignments jsonb, job_envkey text[], priority double precision,
                tasktitle text, retrycount integer, resumecount integer, recover boolean,
                quality real, refersto text, idrefs jsonb, cmdrefs jsonb)
-LANGUAGE plpgsql ROWS 4 SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+-- enable_seqscan off: every lookup here has its index, and a blade's connection keeps the plans
+-- it made first for days.  Made while a table was small (a new site, or the invocations of a
+-- farm's first hour), a plan scans the whole table, and keeps scanning it as it grows: the
+-- claims and finishes of 5,000 commands on a new site read 10,000 invocation rows a cycle.
+LANGUAGE plpgsql ROWS 4 SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+    SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     LIMIT_SKIPS CONSTANT integer := 16;
@@ -695,7 +702,8 @@ $$;
 -- Progress of a running command's task (TR_PROGRESS); fenced like finish.
 CREATE OR REPLACE FUNCTION tractor_progress_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_progress real)
 RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+    SET enable_seqscan = off AS $$
 BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);

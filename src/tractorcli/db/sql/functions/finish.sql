@@ -15,7 +15,9 @@
 CREATE OR REPLACE FUNCTION tractor_finish_v1(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_rcode integer,
                                   p_elapsedreal double precision, p_elapsedapp double precision,
                                   p_elapsedsys double precision) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+-- (enable_seqscan off: see tractor_claim_v3 in blades.sql)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+    SET enable_seqscan = off AS $$
 BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
@@ -29,7 +31,8 @@ CREATE OR REPLACE FUNCTION tractor_finish_checkpoint_v1(p_jid bigint, p_cid inte
                                                         p_elapsedreal double precision,
                                                         p_elapsedapp double precision,
                                                         p_elapsedsys double precision) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+    SET enable_seqscan = off AS $$
 BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
