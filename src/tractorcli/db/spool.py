@@ -411,6 +411,10 @@ def _copy(cur, name: str, types: Sequence[str], rows: Iterable[tuple], tables: A
             write(row)
 
 
+# a script longer than this (characters) is compressed with lz4 (queries.sql spool_script_lz4);
+# below it pglz takes well under a millisecond
+_LZ4_SCRIPT = 256 * 1024
+
 _ARRAY = "bytea"  # see above
 _TASK_TYPES = ("int8", "int4", "text", "text", "text", "int4", "int4", "bool", "bool",
                "text", "timestamptz", _ARRAY, _ARRAY, "text", "int4", "int4", "int4", "int4")
@@ -518,6 +522,8 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
             for r in found:
                 svcid_of_expr[r["expr"]] = r["svcid"]
         svcid = {svc: svcid_of_expr[e] for svc, e in expr_of.items()}
+        if o.script is not None and len(o.script) > _LZ4_SCRIPT:
+            conn.execute(queries.get("spool_script_lz4"))
         tierpri = _tier_priority(conn, tier)
         jobrow["tierpri"] = tierpri
         jobrow["svcids"] = sorted(set(svcid.values()))

@@ -239,6 +239,15 @@ SELECT current_setting('session_replication_role') AS role
 -- spool.py tries it in a savepoint.
 SELECT set_config('session_replication_role', %(role)s, true)
 
+-- name: spool_script_lz4
+-- Transaction-local: a long job script (stored in jobs.script) is compressed
+-- with lz4 when the server has it, not pglz: about 0.5 s of server time for a
+-- 116 MB script (1,000,000 tasks) instead of 2.2 s, for 10.4 MB stored
+-- instead of 8.7 MB.  Columns with a compression of their own keep it; a
+-- server built without lz4 keeps pglz.
+SELECT set_config('default_toast_compression', 'lz4', true)
+FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)
+
 -- name: spool_insert_job
 -- jid from jid_seq (the column default).  spooltime is now(): the
 -- transaction's start, also used as readytime of the tasks ready at spool.
