@@ -427,6 +427,9 @@ def _copy(cur, name: str, types: Sequence[str], rows: Iterable[tuple], tables: A
 # a script longer than this (characters) is compressed with lz4 (queries.sql spool_script_lz4);
 # below it pglz takes well under a millisecond
 _LZ4_SCRIPT = 256 * 1024
+# a script longer than this (characters) is sent by COPY in pieces of _PIECE (spool_script_table)
+_COPY_SCRIPT = 1024 * 1024
+_PIECE = 1024 * 1024
 
 _ARRAY = "bytea"  # see above
 _TASK_TYPES = ("int8", "int4", "text", "text", "text", "int4", "int4", "bool", "bool",
@@ -539,6 +542,9 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
         svcid = {svc: svcid_of_expr[e] for svc, e in expr_of.items()}
         if o.script is not None and len(o.script) > _LZ4_SCRIPT:
             conn.execute(queries.get("spool_script_lz4"))
+        copy_script = o.script is not None and len(o.script) > _COPY_SCRIPT
+        if copy_script:
+            jobrow["script"] = None  # sent by COPY below
         tierpri = _tier_priority(conn, tier)
         jobrow["tierpri"] = tierpri
         jobrow["svcids"] = sorted(set(svcid.values()))
@@ -547,6 +553,10 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
         jid, now = (0 if staged else r["jid"]), r["spooltime"]
 
         cur = conn.cursor()
+        if copy_script:
+            conn.execute(queries.get("spool_script_table"))
+            _copy_script(cur, o.script)
+            conn.execute(sql.SQL(queries.get("spool_set_script")).format(jobs=table["jobs"]), {"jid": jid})
         # bytea values as they are, by psycopg's C dumper where there is one
         # (by default "bytea" picks a Python one that also takes dbapi Binary)
         cur.adapters.register_dumper(None, BytesBinaryDumper)
@@ -570,6 +580,21 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
         if restore is not None:  # for a caller's transaction that goes on after ours
             conn.execute(queries.get("spool_set_replication_role"), {"role": restore})
     return jid
+
+
+def _copy_script(cur, text: str) -> None:
+    """COPY the script into pg_temp.spool_script (queries.sql spool_script_table), one row of
+    one text value, in binary and in pieces of _PIECE characters."""
+    if text.isascii():
+        size = len(text)
+    else:  # its length in UTF-8 first, without keeping a copy
+        size = sum(len(text[i:i + _PIECE].encode()) for i in range(0, len(text), _PIECE))
+    with cur.copy(queries.get("spool_copy_script")) as copy:
+        # (the whole binary format: signature, flags, no header extension; one field; trailer)
+        copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack("!iihi", 0, 0, 1, size))
+        for i in range(0, len(text), _PIECE):
+            copy.write(text[i:i + _PIECE].encode())
+        copy.write(b"\xff\xff")
 
 
 def _tier_priority(conn: "psycopg.Connection", tier: str) -> int:

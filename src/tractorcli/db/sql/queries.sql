@@ -270,6 +270,21 @@ INSERT INTO {jobs} (
 )
 RETURNING jid, spooltime
 
+-- name: spool_script_table
+-- A long job script is sent by COPY, in pieces, into this table of the
+-- session (spool_copy_script) and moved into its job row by
+-- spool_set_script: as a parameter the client held two more copies of it
+-- (116 MB each for a 1,000,000-task job) and took seconds to send it.
+CREATE TEMP TABLE IF NOT EXISTS spool_script (script text) ON COMMIT DELETE ROWS
+
+-- name: spool_copy_script
+COPY pg_temp.spool_script (script) FROM STDIN (FORMAT BINARY)
+
+-- name: spool_set_script
+-- {jobs}: as in spool_insert_job.  The script stays compressed as stored.
+WITH s AS (DELETE FROM pg_temp.spool_script RETURNING script)
+UPDATE {jobs} SET script = (SELECT s.script FROM s) WHERE jid = %(jid)s
+
 -- name: spool_copy_tasks
 COPY {tasks} (jid, tid, title, id, service, minslots, maxslots, serialsubtasks, resumeblock,
             state, readytime, preview, chaser, metadata, parent_tid, position, pending, lasttid)
