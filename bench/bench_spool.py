@@ -12,8 +12,15 @@ each as wall time and the peak memory of that process (from wait4).
 After each spool the task count in the database is checked, so a broken
 spool cannot pass as fast.
 
-Targets (issue 3): 100,000 tasks spooled in under 3 s (aim 1.5 s); a
-1,000,000-task job spooled with peak memory under 1.5 GB.
+Targets (issue 14): 100,000 tasks spooled in under 1.2 s; 1,000,000 tasks
+in under 12 s with peak memory under 1.2 GB (issue 3 asked for 3 s and
+1.5 GB).
+
+The 1,000,000-task file has 116 MB, over the 64 MiB a job script may have
+(`script_text.MAX_SCRIPT_BYTES`, which refuses it before reading): a job
+file over that limit is run by `python -c` with the limit lifted in that
+process and otherwise the same program (`tractorcli.cli.spool.main`), and
+its figures say so (`limit_lifted`).
 """
 
 from __future__ import annotations
@@ -48,6 +55,20 @@ def spool_script() -> str:
     return found
 
 
+# tractor-spool with the script size limit lifted, for a job file over it (see above)
+_LIFTED = ("import sys; from tractorcli.jobs import script_text; script_text.MAX_SCRIPT_BYTES = 1 << 40; "
+           "from tractorcli.cli.spool import main; sys.argv[0] = 'tractor-spool'; main()")
+
+
+def spool_argv(script: str, path: Path) -> tuple[list[str], bool]:
+    """How to run tractor-spool on `path`, and whether the script size limit is lifted for it."""
+    from tractorcli.jobs.script_text import MAX_SCRIPT_BYTES
+
+    if path.stat().st_size > MAX_SCRIPT_BYTES:
+        return [sys.executable, "-c", _LIFTED], True
+    return [script], False
+
+
 def measure(argv: list[str]) -> tuple[float, int]:
     """Wall seconds and peak RSS (KB) of one run."""
     t0 = time.perf_counter()
@@ -73,7 +94,8 @@ def run(quick: bool) -> list[dict]:
             write_job(path, n)
             mb = path.stat().st_size / 1e6
             log(f"{n} tasks ({mb:.1f} MB): parse only")
-            base = [script, "--configdir", str(site.config_dir), "-q"]
+            program, lifted = spool_argv(script, path)
+            base = [*program, "--configdir", str(site.config_dir), "-q"]
             parse_s, parse_kb = measure([*base, "--parse-debug", str(path)])
             log(f"{n} tasks: parse and spool")
             before = site.count("tasks")
@@ -82,13 +104,13 @@ def run(quick: bool) -> list[dict]:
             if added != n:
                 raise BenchError(f"spooled {added} tasks, expected {n}")
             label = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
-            target_time = "< 3" if n == 100_000 else None
-            target_mem = "< 1500" if n == 1_000_000 else None
+            target_time = {100_000: "< 1.2", 1_000_000: "< 12"}.get(n)
+            target_mem = "< 1200" if n == 1_000_000 else None
             out += [
-                figure(f"parse_{label}", round(parse_s, 3), "s", None, file_mb=round(mb, 1)),
+                figure(f"parse_{label}", round(parse_s, 3), "s", None, file_mb=round(mb, 1), limit_lifted=lifted),
                 figure(f"parse_{label}_peak_mem", round(parse_kb / 1024), "MB"),
                 figure(f"spool_{label}", round(spool_s, 3), "s", target_time,
-                       note="parse + resolve + one-transaction COPY, process wall time"),
+                       note="parse + resolve + one-transaction COPY, process wall time", limit_lifted=lifted),
                 figure(f"spool_{label}_rate", round(n / spool_s), "tasks/s"),
                 figure(f"spool_{label}_peak_mem", round(spool_kb / 1024), "MB", target_mem),
             ]
