@@ -55,8 +55,9 @@ def spool_script() -> str:
     return found
 
 
-# tractor-spool with the script size limit lifted, for a job file over it (see above)
-_LIFTED = ("import sys; from tractorcli.jobs import script_text; script_text.MAX_SCRIPT_BYTES = 1 << 40; "
+# tractor-spool with the script size limit lifted to the file's size, for a job file over it (see
+# above; not higher: the reader allocates the limit's worth up front)
+_LIFTED = ("import sys; from tractorcli.jobs import script_text; script_text.MAX_SCRIPT_BYTES = %d; "
            "from tractorcli.cli.spool import main; sys.argv[0] = 'tractor-spool'; main()")
 
 
@@ -64,8 +65,9 @@ def spool_argv(script: str, path: Path) -> tuple[list[str], bool]:
     """How to run tractor-spool on `path`, and whether the script size limit is lifted for it."""
     from tractorcli.jobs.script_text import MAX_SCRIPT_BYTES
 
-    if path.stat().st_size > MAX_SCRIPT_BYTES:
-        return [sys.executable, "-c", _LIFTED], True
+    size = path.stat().st_size
+    if size > MAX_SCRIPT_BYTES:
+        return [sys.executable, "-c", _LIFTED % size], True
     return [script], False
 
 
