@@ -8,7 +8,10 @@ installed `tractor-spool`:
 * `--parse-debug FILE`: read, parse, resolve; nothing is spooled;
 * `FILE`: parse and commit the whole job (one transaction, COPY);
 
-each as wall time and the peak memory of that process (from wait4).
+each as wall time, the peak memory and CPU time of that process (from
+wait4) and, for the spool, the database server's CPU time (all its
+processes, from /proc): on a shared machine the CPU times move less than
+the wall times when other work runs.
 After each spool the task count in the database is checked, so a broken
 spool cannot pass as fast.
 
@@ -32,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import BenchError, Site, clean_env, figure, log, pick_port
+from _common import BenchError, Site, clean_env, figure, log, pick_port, server_cpu
 
 SIZES_FULL = (1_000, 100_000, 1_000_000)
 SIZES_QUICK = (1_000, 10_000, 100_000)
@@ -71,8 +74,8 @@ def spool_argv(script: str, path: Path) -> tuple[list[str], bool]:
     return [script], False
 
 
-def measure(argv: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KB) of one run."""
+def measure(argv: list[str]) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KB) and CPU seconds (user + system) of one run."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=clean_env())
@@ -82,7 +85,7 @@ def measure(argv: list[str]) -> tuple[float, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise BenchError(f"{' '.join(argv[:3])} ... exited {proc.returncode}: {err.strip()[-500:]}")
-    return wall, usage.ru_maxrss
+    return wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 def run(quick: bool) -> list[dict]:
@@ -98,10 +101,12 @@ def run(quick: bool) -> list[dict]:
             log(f"{n} tasks ({mb:.1f} MB): parse only")
             program, lifted = spool_argv(script, path)
             base = [*program, "--configdir", str(site.config_dir), "-q"]
-            parse_s, parse_kb = measure([*base, "--parse-debug", str(path)])
+            parse_s, parse_kb, parse_cpu = measure([*base, "--parse-debug", str(path)])
             log(f"{n} tasks: parse and spool")
             before = site.count("tasks")
-            spool_s, spool_kb = measure([*base, str(path)])
+            server_before = server_cpu(site.db_data_dir)
+            spool_s, spool_kb, spool_cpu = measure([*base, str(path)])
+            server_s = server_cpu(site.db_data_dir) - server_before
             added = site.count("tasks") - before
             if added != n:
                 raise BenchError(f"spooled {added} tasks, expected {n}")
@@ -111,9 +116,14 @@ def run(quick: bool) -> list[dict]:
             out += [
                 figure(f"parse_{label}", round(parse_s, 3), "s", None, file_mb=round(mb, 1), limit_lifted=lifted),
                 figure(f"parse_{label}_peak_mem", round(parse_kb / 1024), "MB"),
+                figure(f"parse_{label}_cpu", round(parse_cpu, 3), "s"),
                 figure(f"spool_{label}", round(spool_s, 3), "s", target_time,
                        note="parse + resolve + one-transaction COPY, process wall time", limit_lifted=lifted),
                 figure(f"spool_{label}_rate", round(n / spool_s), "tasks/s"),
                 figure(f"spool_{label}_peak_mem", round(spool_kb / 1024), "MB", target_mem),
+                # CPU, less moved than wall time by other work on a shared machine: the spooling
+                # process's, and the database server's (all its processes) during that spool
+                figure(f"spool_{label}_client_cpu", round(spool_cpu, 3), "s"),
+                figure(f"spool_{label}_server_cpu", round(server_s, 3), "s"),
             ]
     return out
