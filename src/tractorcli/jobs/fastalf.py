@@ -147,7 +147,7 @@ class FastBody:
             interp.depth -= 1
 
     def one_cmd_tasks(self, bucket: list, pos: int, end: int) -> int:
-        """Take the run of commonest Tasks (one RemoteCmd or Cmd, see _TASK_ONE_CMD) that starts at
+        """Take the run of commonest Tasks (one RemoteCmd or Cmd, see _SEP_TASK_ONE_CMD) that starts at
         `pos`; return where the run stops: the end of the last one taken, or the start of a Task
         the fast path leaves to the general one."""
         src = self.src
