@@ -120,11 +120,16 @@ Speed
     psycopg's C dumpers.  Client and server work overlap (two processes).
     Measured on the 2-core development VM (PostgreSQL 15, a second busy
     process on the machine), one-command tasks: 100,000 tasks in 1.4-2.2 s
-    wall (client 0.5 s CPU, server 1.4-1.9 s CPU: 400,000 rows and 9
-    index entries per task); 1,000,000 tasks in about 22 s, the spool adding
-    about 30 MB to the process (the job model itself is about 0.95 GB).
-    With the foreign key checks on (a role that may not turn them off),
-    100,000 tasks take about 5.5 s.
+    wall (client 0.5 s CPU, server 1.4-1.9 s CPU: 300,000 rows and 7
+    index entries per task, two thirds of the server's time in the
+    indexes); 1,000,000 tasks in about 22 s.  The rows are built from
+    Resolved's arrays (a flat job's plan is not counted at all); a script
+    over 1 MiB goes by COPY in pieces (as a parameter the client held two
+    more copies of it and took seconds to send it) and is stored with lz4
+    where the server has it.  A 1,000,000-task spool peaks at about
+    0.95 GB, the spool adding some 30 MB to the job model (bench/README.md,
+    `spool`).  With the foreign key checks on (a role that may not turn
+    them off), 100,000 tasks take about 5.5 s.
 
 Transactions
     Use an autocommit connection (as the CLI does): the spool is then its
