@@ -8,12 +8,22 @@ installed `tractor-spool`:
 * `--parse-debug FILE`: read, parse, resolve; nothing is spooled;
 * `FILE`: parse and commit the whole job (one transaction, COPY);
 
-each as wall time and the peak memory of that process (from wait4).
+each as wall time, the peak memory and CPU time of that process (from
+wait4) and, for the spool, the database server's CPU time (all its
+processes, from /proc): on a shared machine the CPU times move less than
+the wall times when other work runs.
 After each spool the task count in the database is checked, so a broken
 spool cannot pass as fast.
 
-Targets (issue 3): 100,000 tasks spooled in under 3 s (aim 1.5 s); a
-1,000,000-task job spooled with peak memory under 1.5 GB.
+Targets (issue 14): 100,000 tasks spooled in under 1.2 s; 1,000,000 tasks
+in under 12 s with peak memory under 1.2 GB (issue 3 asked for 3 s and
+1.5 GB).
+
+The 1,000,000-task file has 116 MB, over the 64 MiB a job script may have
+(`script_text.MAX_SCRIPT_BYTES`, which refuses it before reading): a job
+file over that limit is run by `python -c` with the limit lifted in that
+process and otherwise the same program (`tractorcli.cli.spool.main`), and
+its figures say so (`limit_lifted`).
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import BenchError, Site, clean_env, figure, log, pick_port
+from _common import BenchError, Site, clean_env, figure, log, pick_port, server_cpu
 
 SIZES_FULL = (1_000, 100_000, 1_000_000)
 SIZES_QUICK = (1_000, 10_000, 100_000)
@@ -48,8 +58,24 @@ def spool_script() -> str:
     return found
 
 
-def measure(argv: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KB) of one run."""
+# tractor-spool with the script size limit lifted to the file's size, for a job file over it (see
+# above; not higher: the reader allocates the limit's worth up front)
+_LIFTED = ("import sys; from tractorcli.jobs import script_text; script_text.MAX_SCRIPT_BYTES = %d; "
+           "from tractorcli.cli.spool import main; sys.argv[0] = 'tractor-spool'; main()")
+
+
+def spool_argv(script: str, path: Path) -> tuple[list[str], bool]:
+    """How to run tractor-spool on `path`, and whether the script size limit is lifted for it."""
+    from tractorcli.jobs.script_text import MAX_SCRIPT_BYTES
+
+    size = path.stat().st_size
+    if size > MAX_SCRIPT_BYTES:
+        return [sys.executable, "-c", _LIFTED % size], True
+    return [script], False
+
+
+def measure(argv: list[str]) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KB) and CPU seconds (user + system) of one run."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=clean_env())
@@ -59,7 +85,7 @@ def measure(argv: list[str]) -> tuple[float, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise BenchError(f"{' '.join(argv[:3])} ... exited {proc.returncode}: {err.strip()[-500:]}")
-    return wall, usage.ru_maxrss
+    return wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 def run(quick: bool) -> list[dict]:
@@ -73,23 +99,32 @@ def run(quick: bool) -> list[dict]:
             write_job(path, n)
             mb = path.stat().st_size / 1e6
             log(f"{n} tasks ({mb:.1f} MB): parse only")
-            base = [script, "--configdir", str(site.config_dir), "-q"]
-            parse_s, parse_kb = measure([*base, "--parse-debug", str(path)])
+            program, lifted = spool_argv(script, path)
+            base = [*program, "--configdir", str(site.config_dir), "-q"]
+            parse_s, parse_kb, parse_cpu = measure([*base, "--parse-debug", str(path)])
             log(f"{n} tasks: parse and spool")
             before = site.count("tasks")
-            spool_s, spool_kb = measure([*base, str(path)])
+            server_before = server_cpu(site.db_data_dir)
+            spool_s, spool_kb, spool_cpu = measure([*base, str(path)])
+            time.sleep(0.5)  # its backend ends after the client: then its CPU is the postmaster's cutime
+            server_s = server_cpu(site.db_data_dir) - server_before
             added = site.count("tasks") - before
             if added != n:
                 raise BenchError(f"spooled {added} tasks, expected {n}")
             label = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
-            target_time = "< 3" if n == 100_000 else None
-            target_mem = "< 1500" if n == 1_000_000 else None
+            target_time = {100_000: "< 1.2", 1_000_000: "< 12"}.get(n)
+            target_mem = "< 1200" if n == 1_000_000 else None
             out += [
-                figure(f"parse_{label}", round(parse_s, 3), "s", None, file_mb=round(mb, 1)),
+                figure(f"parse_{label}", round(parse_s, 3), "s", None, file_mb=round(mb, 1), limit_lifted=lifted),
                 figure(f"parse_{label}_peak_mem", round(parse_kb / 1024), "MB"),
+                figure(f"parse_{label}_cpu", round(parse_cpu, 3), "s"),
                 figure(f"spool_{label}", round(spool_s, 3), "s", target_time,
-                       note="parse + resolve + one-transaction COPY, process wall time"),
+                       note="parse + resolve + one-transaction COPY, process wall time", limit_lifted=lifted),
                 figure(f"spool_{label}_rate", round(n / spool_s), "tasks/s"),
                 figure(f"spool_{label}_peak_mem", round(spool_kb / 1024), "MB", target_mem),
+                # CPU, less moved than wall time by other work on a shared machine: the spooling
+                # process's, and the database server's (all its processes) during that spool
+                figure(f"spool_{label}_client_cpu", round(spool_cpu, 3), "s"),
+                figure(f"spool_{label}_server_cpu", round(server_s, 3), "s"),
             ]
     return out

@@ -61,19 +61,21 @@ def test_the_fast_path_is_taken():
     assert kind == "ok" and len(job.subtasks) == 5 and not warnings
     assert places[0] == ("task", "Frame 1", "t.alf:2:3")
     assert places[1] == ("cmd", ("prman", "f.1.rib"), "regular", "t.alf:3:5")
-    calls = []
-    original = alfred.FastBody.task_one_cmd
+    taken = []
+    original = alfred.FastBody.one_cmd_tasks
 
-    def spy(self, m):
-        calls.append(m.start())
-        return original(self, m)
+    def spy(self, bucket, pos, end):
+        before = len(bucket)
+        stop = original(self, bucket, pos, end)
+        taken.append(len(bucket) - before)
+        return stop
 
-    alfred.FastBody.task_one_cmd = spy
+    alfred.FastBody.one_cmd_tasks = spy
     try:
         alfred.parse(text, "t.alf")
     finally:
-        alfred.FastBody.task_one_cmd = original
-    assert len(calls) == 5
+        alfred.FastBody.one_cmd_tasks = original
+    assert taken == [5]  # one run of all five
 
 
 SHAPES = [
@@ -116,6 +118,16 @@ SHAPES = [
     "Task {q} -cmds {RemoteCmd {{a b} c} -tags {{x y}}}",
     "Task {r} -cmds {Task {nested}}",  # wrong operator in -cmds: an error
     "Task {s} -cmds {RemoteCmd {a}} -subtasks {RemoteCmd {b}}",
+    # launch expressions whose words before the last repeat (remembered once), split at runs of
+    # spaces, tabs, newlines and other white space, with the last word empty, or one word only
+    "Task {h1} -cmds {RemoteCmd {prman -p f.1.rib}}\nTask {h2} -cmds {RemoteCmd {prman -p f.2.rib}}\n"
+    "Task {h3} -cmds {RemoteCmd {prman  -p f.3.rib}}\nTask {h4} -cmds {RemoteCmd {prman -p\tf.4.rib}}\n"
+    "Task {h5} -cmds {RemoteCmd {prman -p\nf.5.rib}}\nTask {h6} -cmds {RemoteCmd {prman -p f.6.rib }}\n"
+    "Task {h7} -cmds {RemoteCmd {prman -p\u00a0f.7.rib}}\nTask {h8} -cmds {RemoteCmd {prman}}\n"
+    "Task {h9} -cmds {RemoteCmd { prman}}\nTask {h10} -cmds {RemoteCmd { }} ",
+    # options remembered by their text, then met again with a value that does not convert
+    "Task {o1} -atleast 2 -cmds {RemoteCmd {a} -atmost 3 -tags {t}}\nTask {o2} -atleast 2 -cmds {RemoteCmd {b} -atmost 3 -tags {t}}\n"
+    "Task {o3} -atleast x -cmds {RemoteCmd {c} -atmost 3 -tags {t}}",
 ]
 
 

@@ -152,6 +152,17 @@ def test_operations_on_anothers_job_are_refused_by_the_database(farm, tmp_path):
     assert job(s, bobs)["priority"] == 1 and job(s, anns)["priority"] == 3
 
 
+def test_a_persons_long_script_is_staged_and_stored_whole(farm, tmp_path):
+    """A script over 1 MiB goes by COPY into the person's session, then into the staged job row."""
+    cfg, s, people = farm
+    path = tmp_path / "long.alf"
+    path.write_text(JOB % "long" + "# " + "\u00e9" * 1_100_000 + "\n", encoding="utf-8")
+    jid = jid_of(run("tractor-spool", people["ann"], str(path)))
+    with connect(s) as conn:
+        row = conn.execute("SELECT owner, script FROM jobs WHERE jid = %s", (jid,)).fetchone()
+    assert row["owner"] == "ann" and row["script"] == path.read_text(encoding="utf-8")
+
+
 def test_crews_in_the_database_let_a_wrangler_force_and_spool_for_others(farm, tmp_path):
     cfg, s, people = farm
     bobs = jid_of(spool(people["bob"], "bob-w", tmp_path))

@@ -545,6 +545,25 @@ def test_a_100k_task_job(conn):
                         (jid,)).fetchone()["n"] == n
 
 
+def test_a_long_script_is_stored_whole(conn):
+    """A script over 1 MiB goes by COPY in pieces, compressed with lz4 where the server has it:
+    stored as given, with characters of every UTF-8 length, twice in one caller's transaction."""
+    piece = "# \u00e9 \u6f22 \U0001f3ac frame\n"
+    long = "Job -title {long} -subtasks {}\n" + piece * (1_200_000 // len(piece))
+    assert len(long) > spool._COPY_SCRIPT and not long.isascii()
+    scripts = (long, long + "x", "#" * (spool._COPY_SCRIPT + 10))
+    with conn.transaction():
+        jids = [spool_job(conn, resolve(small_job()), owner="o", script=s, scriptformat="alfred") for s in scripts]
+    lz4 = conn.execute("SELECT 'lz4' = ANY(enumvals) AS y FROM pg_settings "
+                       "WHERE name = 'default_toast_compression'").fetchone()["y"]
+    for jid, s in zip(jids, scripts):
+        row = conn.execute("SELECT script, pg_column_compression(script) AS how FROM jobs WHERE jid = %s",
+                           (jid,)).fetchone()
+        assert row["script"] == s and row["how"] == ("lz4" if lz4 else "pglz")
+        check_consistent(conn, jid)
+    assert conn.execute("SELECT count(*) AS n FROM pg_temp.spool_script").fetchone()["n"] == 0
+
+
 def test_bad_service_expressions_are_refused_with_their_place(conn):
     from tractorcli.errors import BadInput
     from tractorcli.jobs.alfred import parse

@@ -120,11 +120,16 @@ Speed
     psycopg's C dumpers.  Client and server work overlap (two processes).
     Measured on the 2-core development VM (PostgreSQL 15, a second busy
     process on the machine), one-command tasks: 100,000 tasks in 1.4-2.2 s
-    wall (client 0.5 s CPU, server 1.4-1.9 s CPU: 400,000 rows and 9
-    index entries per task); 1,000,000 tasks in about 22 s, the spool adding
-    about 30 MB to the process (the job model itself is about 0.95 GB).
-    With the foreign key checks on (a role that may not turn them off),
-    100,000 tasks take about 5.5 s.
+    wall (client 0.5 s CPU, server 1.4-1.9 s CPU: 300,000 rows and 7
+    index entries per task, two thirds of the server's time in the
+    indexes); 1,000,000 tasks in about 22 s.  The rows are built from
+    Resolved's arrays (a flat job's plan is not counted at all); a script
+    over 1 MiB goes by COPY in pieces (as a parameter the client held two
+    more copies of it and took seconds to send it) and is stored with lz4
+    where the server has it.  A 1,000,000-task spool peaks at about
+    0.95 GB, the spool adding some 30 MB to the job model (bench/README.md,
+    `spool`).  With the foreign key checks on (a role that may not turn
+    them off), 100,000 tasks take about 5.5 s.
 
 Transactions
     Use an autocommit connection (as the CLI does): the spool is then its
@@ -140,7 +145,7 @@ import datetime as dt
 import struct
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
-from ..jobs.model import FlatTask, Resolved, Task
+from ..jobs.model import FlatTasks, Resolved, Task
 from . import queries
 from .connection import settings_of, translated
 
@@ -219,25 +224,28 @@ class Plan:
 
 def plan(resolved: Resolved) -> Plan:
     """Count each task's prerequisites and settle what is ready or done at spool."""
-    tasks = resolved.tasks
-    n = len(tasks)
-    pending = [0] * (n + 1)
+    objs, parents = resolved.tasks.task, resolved.tasks.parent
+    n = len(objs)
     job_serial = resolved.job.serialsubtasks
+    edges = resolved.edges
+    if not job_serial and not edges and not any(parents):
+        return _flat_plan(objs)
+    pending = [0] * (n + 1)
     serial_last: dict[int, int] = {}  # serial parent -> its last Task child so far
     next_serial: list[int] | None = None  # tid -> next serial sibling (0: none)
 
     # Subtree sizes: tids count depth-first, so the subtree of t is the
     # contiguous range t .. t + size[t] - 1.
     size = [1] * (n + 1)
-    for ft in reversed(tasks):
-        if ft.parent:
-            size[ft.parent] += size[ft.tid]
+    for tid in range(n, 0, -1):
+        p = parents[tid - 1]
+        if p:
+            size[p] += size[tid]
 
-    for ft in tasks:
-        p = ft.parent
+    for tid, p in enumerate(parents, 1):
         if p:
             pending[p] += 1
-            serial = tasks[p - 1].task.serialsubtasks
+            serial = objs[p - 1].serialsubtasks
         else:
             serial = job_serial
         if serial:
@@ -245,15 +253,14 @@ def plan(resolved: Resolved) -> Plan:
             if prev is not None:
                 # the previous sibling gates this sibling's whole subtree:
                 # nothing under it may start before the previous one is done
-                for u in range(ft.tid, ft.tid + size[ft.tid]):
+                for u in range(tid, tid + size[tid]):
                     pending[u] += 1
                 if next_serial is None:
                     next_serial = [0] * (n + 1)
-                next_serial[prev] = ft.tid
-            serial_last[p] = ft.tid
+                next_serial[prev] = tid
+            serial_last[p] = tid
 
     # Instance edges: one per (referrer, target); none where the tree already has it.
-    edges = resolved.edges
     referrers: dict[int, list[int]] = {}
     positions: list[int] | None = None
     if edges:
@@ -261,7 +268,7 @@ def plan(resolved: Resolved) -> Plan:
         kept = []
         for e in edges:
             parent, child, _ = e
-            if tasks[child - 1].parent == parent or (parent, child) in seen:
+            if parents[child - 1] == parent or (parent, child) in seen:
                 continue
             seen.add((parent, child))
             if parent:
@@ -272,27 +279,27 @@ def plan(resolved: Resolved) -> Plan:
         # Instance nodes took places among siblings: number the Tasks alone.
         counter: dict[int, int] = {}
         positions = [0] * (n + 1)
-        for ft in tasks:
-            k = counter.get(ft.parent, 0)
-            positions[ft.tid] = k
-            counter[ft.parent] = k + 1
+        for tid, p in enumerate(parents, 1):
+            k = counter.get(p, 0)
+            positions[tid] = k
+            counter[p] = k + 1
 
     state = bytearray(n + 1)
     numready = numdone = 0
     work: list[int] = []
-    for ft in tasks:
-        if pending[ft.tid] == 0:
-            if ft.task.cmds:
-                state[ft.tid] = READY
+    for tid, t in enumerate(objs, 1):
+        if pending[tid] == 0:
+            if t.cmds:
+                state[tid] = READY
                 numready += 1
             else:
-                state[ft.tid] = DONE
+                state[tid] = DONE
                 numdone += 1
-                work.append(ft.tid)
+                work.append(tid)
     # cascade: a done task releases its waiters
     while work:
         t = work.pop()
-        waiters = [tasks[t - 1].parent]
+        waiters = [parents[t - 1]]
         if t in referrers:
             waiters.extend(referrers[t])
         if next_serial is not None and next_serial[t]:
@@ -303,7 +310,7 @@ def plan(resolved: Resolved) -> Plan:
                 continue
             pending[w] -= 1
             if pending[w] == 0:
-                if tasks[w - 1].task.cmds:
+                if objs[w - 1].cmds:
                     state[w] = READY
                     numready += 1
                 else:
@@ -311,6 +318,17 @@ def plan(resolved: Resolved) -> Plan:
                     numdone += 1
                     work.append(w)
     return Plan(state, pending, positions, size, edges, numready, numdone)
+
+
+def _flat_plan(objs: list[Task]) -> Plan:
+    """plan() of a job whose tasks are all top-level, with no Instances and no serial order (the
+    shape of most big jobs): nothing waits, so a task with -cmds is ready, one without is done."""
+    n = len(objs)
+    state = bytearray([READY if t.cmds else DONE for t in objs])
+    state[0:0] = b"\0"  # [0] unused
+    numready = state.count(READY)
+    zeros = [0] * (n + 1)
+    return Plan(state, zeros, None, [1] * (n + 1), [], numready, n - numready)
 
 
 # --- service expressions ---------------------------------------------------------
@@ -357,7 +375,7 @@ def check_services(resolved: Resolved, extra: str) -> None:
 
             raise BadInput(f"--svckey {extra!r}: column {exc.column}: {exc.reason}") from None
     seen: set[str] = set()
-    for _, _, c in resolved.commands:
+    for c in resolved.commands.command:
         if c.service not in seen:
             seen.add(c.service)
             check(c.service, f"{'Cmd' if c.local else 'RemoteCmd'} -service", c.where)
@@ -389,8 +407,12 @@ _INT4_ITEM = struct.Struct("!ii")
 def _text_array(items: Sequence[str], pack=_INT.pack, head=_HEAD.pack) -> bytes:
     if not items:
         return _EMPTY_TEXT
-    enc = [s.encode() for s in items]
-    return head(1, 0, _TEXT_OID, len(enc), 1) + b"".join([pack(len(b)) + b for b in enc])
+    out = bytearray(head(1, 0, _TEXT_OID, len(items), 1))  # (a plain loop: half the time of comprehensions)
+    for s in items:
+        b = s.encode()
+        out += pack(len(b))
+        out += b
+    return bytes(out)
 
 
 def _int4_array(items: Sequence[int]) -> bytes:
@@ -410,6 +432,13 @@ def _copy(cur, name: str, types: Sequence[str], rows: Iterable[tuple], tables: A
         for row in rows:
             write(row)
 
+
+# a script longer than this (characters) is compressed with lz4 (queries.sql spool_script_lz4);
+# below it pglz takes well under a millisecond
+_LZ4_SCRIPT = 256 * 1024
+# a script longer than this (characters) is sent by COPY in pieces of _PIECE (spool_script_table)
+_COPY_SCRIPT = 1024 * 1024
+_PIECE = 1024 * 1024
 
 _ARRAY = "bytea"  # see above
 _TASK_TYPES = ("int8", "int4", "text", "text", "text", "int4", "int4", "bool", "bool",
@@ -454,10 +483,12 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
     job_parts = (job.service, o.extra_service)
     expr_of: dict[str, str] = {}
     servers = shared_servers(resolved)
-    for _, _, c in commands:
-        svc = service_of(c, servers)
-        if svc not in expr_of:
-            expr_of[svc] = effective_service(svc, job_parts, job.avoid)
+    if servers:
+        services = {service_of(c, servers) for c in commands.command}
+    else:
+        services = {c.service for c in commands.command}
+    for svc in sorted(services):
+        expr_of[svc] = effective_service(svc, job_parts, job.avoid)
 
     paused = job.paused if o.paused is None else o.paused
     if o.priority is not None:
@@ -518,6 +549,11 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
             for r in found:
                 svcid_of_expr[r["expr"]] = r["svcid"]
         svcid = {svc: svcid_of_expr[e] for svc, e in expr_of.items()}
+        if o.script is not None and len(o.script) > _LZ4_SCRIPT:
+            conn.execute(queries.get("spool_script_lz4"))
+        copy_script = o.script is not None and len(o.script) > _COPY_SCRIPT
+        if copy_script:
+            jobrow["script"] = None  # sent by COPY below
         tierpri = _tier_priority(conn, tier)
         jobrow["tierpri"] = tierpri
         jobrow["svcids"] = sorted(set(svcid.values()))
@@ -526,6 +562,10 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
         jid, now = (0 if staged else r["jid"]), r["spooltime"]
 
         cur = conn.cursor()
+        if copy_script:
+            conn.execute(queries.get("spool_script_table"))
+            _copy_script(cur, o.script)
+            conn.execute(sql.SQL(queries.get("spool_set_script")).format(jobs=table["jobs"]), {"jid": jid})
         # bytea values as they are, by psycopg's C dumper where there is one
         # (by default "bytea" picks a Python one that also takes dbapi Binary)
         cur.adapters.register_dumper(None, BytesBinaryDumper)
@@ -534,7 +574,7 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
             if p.edges:  # Instance edges; the tree itself is tasks.parent_tid
                 _copy(cur, "spool_copy_task_edges", _EDGE_TYPES, ((jid, a, b, k) for a, b, k in p.edges), table)
         if commands:
-            _copy(cur, "spool_copy_commands", _COMMAND_TYPES, _command_rows(jid, resolved, p, svcid), table)
+            _copy(cur, "spool_copy_commands", _COMMAND_TYPES, _command_rows(jid, resolved, p, svcid, servers), table)
         if staged:
             # the owner, the ready queue, the counters' check: in the database
             jid = conn.execute(queries.get("spool_commit_staged"), {"owner": jobrow["owner"]}).fetchone()["jid"]
@@ -542,13 +582,28 @@ def _spool(conn: "psycopg.Connection", resolved: Resolved, o: SpoolOptions) -> i
         if p.numready:
             with cur.copy(queries.get("spool_copy_ready")) as copy:
                 copy.set_types(_READY_TYPES)
-                for row in _ready_rows(jid, resolved, p, svcid, tierpri, priority, o.spoolhost):
+                for row in _ready_rows(jid, resolved, p, svcid, tierpri, priority, o.spoolhost, servers):
                     copy.write_row(row)
         if p.numready:
             conn.execute(queries.get("spool_notify"), {"jid": jid})
         if restore is not None:  # for a caller's transaction that goes on after ours
             conn.execute(queries.get("spool_set_replication_role"), {"role": restore})
     return jid
+
+
+def _copy_script(cur, text: str) -> None:
+    """COPY the script into pg_temp.spool_script (queries.sql spool_script_table), one row of
+    one text value, in binary and in pieces of _PIECE characters."""
+    if text.isascii():
+        size = len(text)
+    else:  # its length in UTF-8 first, without keeping a copy
+        size = sum(len(text[i:i + _PIECE].encode()) for i in range(0, len(text), _PIECE))
+    with cur.copy(queries.get("spool_copy_script")) as copy:
+        # (the whole binary format: signature, flags, no header extension; one field; trailer)
+        copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack("!iihi", 0, 0, 1, size))
+        for i in range(0, len(text), _PIECE):
+            copy.write(text[i:i + _PIECE].encode())
+        copy.write(b"\xff\xff")
 
 
 def _tier_priority(conn: "psycopg.Connection", tier: str) -> int:
@@ -594,24 +649,26 @@ def _fk_checks_off(conn: "psycopg.Connection") -> str | None:
     return previous
 
 
-def _task_rows(jid: int, tasks: list[FlatTask], p: Plan, now: dt.datetime) -> Iterator[tuple]:
+def _task_rows(jid: int, tasks: FlatTasks, p: Plan, now: dt.datetime) -> Iterator[tuple]:
     state, pending, positions, size = p.state, p.pending, p.positions, p.size
     names = _STATE_NAMES
     empty, text_array = _EMPTY_TEXT, _text_array
-    for ft in tasks:
-        t: Task = ft.task
-        tid = ft.tid
+    if positions is None:
+        positions = tasks.position
+        shift = -1  # FlatTasks.position is indexed by tid - 1; Plan.positions by tid
+    else:
+        shift = 0
+    for tid, t, parent in zip(range(1, len(tasks) + 1), tasks.task, tasks.parent):
         s = state[tid]
         yield (jid, tid, t.title, t.id, t.service, t.atleast, t.atmost, t.serialsubtasks, t.resumeblock,
                names[s], now if s == READY else None,
                text_array(t.preview) if t.preview else empty, text_array(t.chaser) if t.chaser else empty,
-               t.metadata, ft.parent or None, ft.position if positions is None else positions[tid], pending[tid],
-               tid + size[tid] - 1)
+               t.metadata, parent or None, positions[tid + shift], pending[tid], tid + size[tid] - 1)
 
 
 def shared_servers(resolved: Resolved) -> dict[str, str]:
     """The job's shared servers: the -id of each Task with a -service (a check-out) -> that service."""
-    return {ft.task.id: ft.task.service for ft in resolved.tasks if ft.task.id and ft.task.service}
+    return {t.id: t.service for t in resolved.tasks.task if t.id and t.service}
 
 
 def service_of(c, servers: dict[str, str]) -> str:
@@ -622,10 +679,12 @@ def service_of(c, servers: dict[str, str]) -> str:
     return c.service
 
 
-def _command_rows(jid: int, resolved: Resolved, p: Plan, svcid: dict[str, int]) -> Iterator[tuple]:
-    servers = shared_servers(resolved)
+def _command_rows(jid: int, resolved: Resolved, p: Plan, svcid: dict[str, int],
+                  servers: dict[str, str] | None = None) -> Iterator[tuple]:
+    if servers is None:
+        servers = shared_servers(resolved)
     job = resolved.job
-    tasks = resolved.tasks
+    objs = resolved.tasks.task
     state = p.state
     job_tags = tuple(job.tags)
     job_env = tuple(job.envkey)
@@ -636,6 +695,7 @@ def _command_rows(jid: int, resolved: Resolved, p: Plan, svcid: dict[str, int]) 
     int4_array = _int4_array
     empty_text, empty_int4 = _EMPTY_TEXT, _EMPTY_INT4
     job_cleanup = len(job.cleanup)
+    job_min, job_max = job.atleast, job.atmost
 
     prev_tid = -1
     pos = nregular = 0
@@ -646,14 +706,14 @@ def _command_rows(jid: int, resolved: Resolved, p: Plan, svcid: dict[str, int]) 
             prev_tid = tid
             pos = 0
             if tid:
-                t = tasks[tid - 1].task
+                t = objs[tid - 1]
                 nregular = len(t.cmds)
-                tmin = t.atleast if t.atleast is not None else job.atleast
-                tmax = t.atmost if t.atmost is not None else job.atmost
+                tmin = t.atleast if t.atleast is not None else job_min
+                tmax = t.atmost if t.atmost is not None else job_max
                 first_ready = state[tid] == READY
             else:
                 nregular = 0
-                tmin, tmax = job.atleast, job.atmost
+                tmin, tmax = job_min, job_max
                 first_ready = False
         if tid:
             runtype = "regular" if pos < nregular else "cleanup"
@@ -672,8 +732,8 @@ def _command_rows(jid: int, resolved: Resolved, p: Plan, svcid: dict[str, int]) 
         else:
             env = job_env_bytes
         yield (jid, cid, tid, pos, text_array(c.argv), c.local, c.expand, runtype, c.msg, c.service,
-               svcid[service_of(c, servers)], tags, c.id, c.refersto,
-               c.atleast if c.atleast is not None else tmin, c.atmost if c.atmost is not None else tmax,
+               svcid[servers[c.refersto] if c.refersto and c.refersto in servers else c.service], tags, c.id,
+               c.refersto, c.atleast if c.atleast is not None else tmin, c.atmost if c.atmost is not None else tmax,
                c.samehost, env, int4_array(c.retryrc) if c.retryrc else empty_int4,
                c.metadata, c.metrics, text_array(c.resumewhile) if c.resumewhile else empty_text,
                c.resumepin, c.minrunsecs, c.maxrunsecs,
@@ -682,18 +742,19 @@ def _command_rows(jid: int, resolved: Resolved, p: Plan, svcid: dict[str, int]) 
 
 
 def _ready_rows(jid: int, resolved: Resolved, p: Plan, svcid: dict[str, int], tierpri: int, priority: float,
-                spoolhost: str) -> Iterator[tuple]:
+                spoolhost: str, servers: dict[str, str] | None = None) -> Iterator[tuple]:
     """The first command of each ready task: cids follow tasks in tid order (resolve())."""
+    if servers is None:
+        servers = shared_servers(resolved)
     state = p.state
-    commands = resolved.commands
-    servers = shared_servers(resolved)
+    commands, cmd_tids = resolved.commands.command, resolved.commands.tid
     cid = 1
-    for ft in resolved.tasks:
-        t = ft.task
-        if state[ft.tid] == READY:
-            c_cid, c_tid, c = commands[cid - 1]
-            assert c_cid == cid and c_tid == ft.tid, "resolve() numbering changed"
-            yield (jid, cid, ft.tid, svcid[service_of(c, servers)], tierpri, priority, c.local, spoolhost)
+    for tid, t in enumerate(resolved.tasks.task, 1):
+        if state[tid] == READY:
+            c = commands[cid - 1]
+            assert cmd_tids[cid - 1] == tid, "resolve() numbering changed"
+            yield (jid, cid, tid, svcid[servers[c.refersto] if c.refersto and c.refersto in servers else c.service],
+                   tierpri, priority, c.local, spoolhost)
         cid += len(t.cmds) + len(t.cleanup)
 
 

@@ -24,6 +24,7 @@ jobs, their warnings and their positions.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from sys import intern
 from typing import Any, Protocol
@@ -58,13 +59,35 @@ _INNER_CMD = re.compile(_CMD)
 _INNER_WORD = re.compile(_W)
 _SEPARATORS = re.compile(r"[\s;]*")
 # The commonest command of all, matched whole: a Task with options whose
-# -cmds holds one RemoteCmd or Cmd with a one-word argv and options.
-# Groups: title, options before -cmds, operator, argv, its options, options after.
+# -cmds holds one RemoteCmd or Cmd with a one-word argv and options, with
+# the separators before it, so that a scanner (re's `scanner(...).match`,
+# each match anchored where the last one ended) walks a run of such tasks in
+# one C loop.  Groups: the word Task (its place), title, options before
+# -cmds, operator, argv, its options, options after.
 _OPTS = rf"((?:{_BL}+-[A-Za-z]+{_BL}+{_W})*)"
-_TASK_ONE_CMD = re.compile(
-    rf"Task{_BL}+({_W}){_OPTS}{_BL}+-cmds{_BL}+\{{\s*(RemoteCmd|Cmd){_BL}+({_W}){_OPTS}\s*\}}{_OPTS}"
+_SEP_TASK_ONE_CMD = re.compile(
+    rf"[\s;]*(Task){_BL}+({_W}){_OPTS}{_BL}+-cmds{_BL}+\{{\s*(RemoteCmd|Cmd){_BL}+({_W}){_OPTS}\s*\}}{_OPTS}"
     rf"(?={_BL}*(?:[\n;]|\Z))")
 _OPT_PAIRS = re.compile(rf"(-[A-Za-z]+){_BL}+({_W})")
+
+
+# distinct option texts remembered per body: a job whose every task has its
+# own -id gains nothing from remembering them
+_KW_CACHE = 256
+
+
+def _middle(cls: type, first: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """(name, default) of the fields of `cls` after `first` and before `where` (its last)."""
+    fields = dataclasses.fields(cls)
+    names = tuple(f.name for f in fields)
+    if names[:len(first)] != first or names[-1] != "where":
+        raise AssertionError(f"{cls.__name__}'s fields changed: {names}")  # (at import: the tests see it)
+    return tuple((f.name, f.default) for f in fields[len(first):-1])
+
+
+# a one-command Task is built positionally: Task(title, (), (cmd,), *middle, where)
+_TASK_MIDDLE = _middle(Task, ("title", "subtasks", "cmds"))
+_CMD_MIDDLE = _middle(Command, ("argv", "local"))
 
 
 class _Bail(Exception):
@@ -85,6 +108,11 @@ class FastBody:
         self.text = src.text
         self.task_opts = TASK_OPTS
         self.cmd_opts = CMD_OPTS
+        # option texts of one-command Tasks -> the fields they set, and
+        # launch expressions' words before the last (one_cmd_tasks)
+        self.task_kw: dict[str, tuple] = {}
+        self.cmd_kw: dict[str, tuple] = {}
+        self.argv_heads: dict[str, tuple[str, ...]] = {}
 
     def run(self, kind: str, word: Word, bucket: list) -> None:
         """Fill `bucket` (the parser's current context) with the body's nodes or commands."""
@@ -94,20 +122,15 @@ class FastBody:
             text, src = self.text, self.src
             nodes = kind == "nodes"
             build = self.node if nodes else self.command
+            # a Task's -cmds block is one level deeper: at the limit the generic path says so
+            one_cmd_tasks = nodes and interp.depth < MAX_DEPTH
             pos, end = word.start, word.end
             while True:
+                if one_cmd_tasks:
+                    pos = self.one_cmd_tasks(bucket, pos, end)
                 pos = _SEPARATORS.match(text, pos, end).end()
                 if pos >= end:
                     return
-                if nodes:
-                    m = _TASK_ONE_CMD.match(text, pos, end)
-                    if m is not None:
-                        try:
-                            bucket.append(self.task_one_cmd(m))
-                            pos = m.end()
-                            continue
-                        except _Bail:
-                            pass
                 m = _TOP.match(text, pos, end)
                 if m is not None:
                     try:
@@ -122,6 +145,102 @@ class FastBody:
                 interp.invoke(words)
         finally:
             interp.depth -= 1
+
+    def one_cmd_tasks(self, bucket: list, pos: int, end: int) -> int:
+        """Take the run of commonest Tasks (one RemoteCmd or Cmd, see _SEP_TASK_ONE_CMD) that starts at
+        `pos`; return where the run stops: the end of the last one taken, or the start of a Task
+        the fast path leaves to the general one."""
+        src = self.src
+        append = bucket.append
+        task_opts = self.task_opts
+        task_kw, cmd_kw, heads = self.task_kw, self.cmd_kw, self.argv_heads
+        for m in iter(_SEP_TASK_ONE_CMD.scanner(self.text, pos, end).match, None):
+            title, before, op, argv_word, cmd_opts, after = m.group(2, 3, 4, 5, 6, 7)
+            a = m.start(1)
+            if title[0] == "-" and title in task_opts:
+                return a  # `Task -service {x} -cmds ...`: no title; the general path
+            argv_text = argv_word[1:-1] if argv_word[0] == "{" else argv_word
+            if argv_word[0] == "-" or '"' in argv_text:
+                return a
+            # The program and its flags repeat in every task of a job: all but the last word
+            # (a frame's file, say) are taken interned from the words before it last time.
+            # Printable text has no whitespace but spaces, so split() splits at spaces.
+            head, _, last = argv_text.rpartition(" ")
+            argv = heads.get(head) if last and argv_text.isprintable() else None
+            if argv is not None:
+                argv += (last,)
+            else:
+                argv = self.argv(argv_text, head if last and argv_text.isprintable() else None)
+                if not argv:
+                    return a
+            try:
+                cmid = cmd_kw.get(cmd_opts)
+                if cmid is None:
+                    cmid = self.command_fields(op, cmd_opts, a)
+                opts = before + after if after else before
+                tmid = task_kw.get(opts)
+                if tmid is None:
+                    tmid = self.task_fields(opts, a)
+            except _Bail:
+                return a
+            # positional arguments: twice as fast as keywords with these many fields
+            cmd = Command(argv, op == "Cmd", *cmid, SourcePos(src, m.start(4)))
+            append(Task(title[1:-1] if title[0] == "{" else title, (), (cmd,), *tmid, SourcePos(src, a)))
+            pos = m.end()
+        return pos
+
+    def argv(self, text: str, head: str | None) -> tuple[str, ...]:
+        """A one-word launch expression's words, interned; remembers `head` (the text before the
+        last word, when given) -> its words, up to _KW_CACHE of them."""
+        argv = tuple(map(intern, text.split()))
+        if head is not None and len(self.argv_heads) < _KW_CACHE:
+            self.argv_heads[head] = argv[:-1]
+        return argv
+
+    def command_fields(self, op: str, text: str, a: int) -> tuple:
+        """The values of a RemoteCmd's or Cmd's fields between `local` and `where`, given its
+        options (their text, as _OPTS matched it).  Remembered by text (the same few recur in
+        every task), up to _KW_CACHE of them."""
+        kw: dict = {}
+        opts = self.cmd_opts
+        for name, v in _OPT_PAIRS.findall(text):
+            spec = opts.get(name)
+            if spec is None:
+                raise _Bail  # an unknown option (a warning)
+            field, kind = spec
+            if kind == "str":
+                kw[field] = intern(_value(v))
+            elif kind == "when":
+                raise _Bail  # only postscript commands take -when: the generic path checks
+            else:
+                kw[field] = self.convert(op, kind, name, v, a)
+        mid = tuple([kw.get(f, d) for f, d in _CMD_MIDDLE])
+        if len(self.cmd_kw) < _KW_CACHE:
+            self.cmd_kw[text] = mid
+        return mid
+
+    def task_fields(self, text: str, a: int) -> tuple:
+        """The values of a one-command Task's fields between `cmds` and `where`, given its other
+        options (see command_fields)."""
+        kw: dict = {}
+        opts = self.task_opts
+        for name, v in _OPT_PAIRS.findall(text):
+            spec = opts.get(name)
+            if spec is None:
+                raise _Bail
+            field, kind = spec
+            if kind == "str":
+                if field == "title":
+                    raise _Bail  # a title and -title: a warning
+                kw[field] = _value(v)
+            elif kind == "cmds" or kind == "nodes":
+                raise _Bail  # a second -cmds, or -subtasks: the general path
+            else:
+                kw[field] = self.convert("Task", kind, name, v, a)
+        mid = tuple([kw.get(f, d) for f, d in _TASK_MIDDLE])
+        if len(self.task_kw) < _KW_CACHE:
+            self.task_kw[text] = mid
+        return mid
 
     # -- words ---------------------------------------------------------------------
 
@@ -153,42 +272,6 @@ class FastBody:
                 raise _Bail
             return Instance(title, where=SourcePos(self.src, m.start()))
         raise _Bail
-
-    def task_one_cmd(self, m: re.Match) -> Task:
-        title, before, op, argv_word, cmd_opts, after = m.groups()
-        if title[:1] == "-" and title in self.task_opts:
-            raise _Bail  # `Task -service {x} -cmds ...`: no title; the general path
-        a = m.start()
-        if self.p.interp.depth >= MAX_DEPTH:
-            raise _Bail  # its -cmds block would be one level too deep: the generic path says so
-        task = Task(title=_value(title), where=SourcePos(self.src, a))
-        argv_text = _value(argv_word)
-        if argv_word[:1] == "-" or not argv_text or '"' in argv_text:
-            raise _Bail
-        # interned: the program and its flags repeat in every task of a job
-        cmd = Command(argv=tuple(map(intern, argv_text.split())), local=op == "Cmd",
-                      where=SourcePos(self.src, m.start(3)))
-        if not cmd.argv:
-            raise _Bail
-        if cmd_opts:
-            self.command_options(cmd, op, _OPT_PAIRS.findall(cmd_opts), a)
-        task.cmds = (cmd,)
-        if before or after:
-            opts = self.task_opts
-            for name, v in _OPT_PAIRS.findall(before + after):
-                spec = opts.get(name)
-                if spec is None:
-                    raise _Bail
-                field, kind = spec
-                if kind == "str":
-                    if field == "title":
-                        raise _Bail  # a title and -title: a warning
-                    setattr(task, field, _value(v))
-                elif kind == "cmds" or kind == "nodes":
-                    raise _Bail  # a second -cmds, or -subtasks: the general path
-                else:
-                    setattr(task, field, self.convert("Task", kind, name, v, a))
-        return task
 
     def task(self, m: re.Match) -> Task:
         a = m.start()

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from array import array
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol, Union
+from typing import Iterator, Protocol, Sequence, Union
 
 from ..errors import BadInput
 
@@ -185,6 +186,74 @@ class FlatTask:
     position: int  # index among its siblings
 
 
+class FlatTasks(Sequence[FlatTask]):
+    """Resolved.tasks: the tasks in tid order, as FlatTask views made when asked for.
+
+    The numbering itself is kept in arrays (`task`, `parent`, `position`,
+    indexed by tid - 1): a million-task job then takes some 16 MB for it
+    instead of some 170 MB of FlatTask objects and their numbers.  The
+    spooler reads the arrays.
+    """
+
+    __slots__ = ("task", "parent", "position")
+
+    def __init__(self, task: list[Task], parent: array, position: array):
+        self.task = task
+        self.parent = parent
+        self.position = position
+
+    def __len__(self) -> int:
+        return len(self.task)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self.task)))]
+        task = self.task[i]  # (IndexError as a list's)
+        if i < 0:
+            i += len(self.task)
+        return FlatTask(i + 1, task, self.parent[i], self.position[i])
+
+    def __iter__(self) -> Iterator[FlatTask]:
+        return map(FlatTask, range(1, len(self.task) + 1), self.task, self.parent, self.position)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"FlatTasks({list(self)!r})"
+
+
+class FlatCommands(Sequence[tuple[int, int, Command]]):
+    """Resolved.commands: (cid, tid or 0, Command) in cid order, made when asked for from the
+    arrays `command` and `tid` (indexed by cid - 1); see FlatTasks."""
+
+    __slots__ = ("command", "tid")
+
+    def __init__(self, command: list[Command], tid: array):
+        self.command = command
+        self.tid = tid
+
+    def __len__(self) -> int:
+        return len(self.command)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self.command)))]
+        c = self.command[i]
+        if i < 0:
+            i += len(self.command)
+        return (i + 1, self.tid[i], c)
+
+    def __iter__(self) -> Iterator[tuple[int, int, Command]]:
+        return zip(range(1, len(self.command) + 1), self.tid, self.command)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"FlatCommands({list(self)!r})"
+
+
 @dataclass(slots=True)
 class Resolved:
     """A job numbered as the engine numbers it, with its Instance edges.
@@ -196,11 +265,11 @@ class Resolved:
     """
 
     job: Job
-    tasks: list[FlatTask]
+    tasks: FlatTasks
     # Instance edges (referring tid, target tid, "instance"), in the order written
     edges: list[tuple[int, int, str]]
     # (cid, tid or 0, Command)
-    commands: list[tuple[int, int, Command]]
+    commands: FlatCommands
 
 
 def iter_tasks(nodes: tuple[Node, ...]) -> Iterator[Task]:
@@ -219,56 +288,65 @@ def resolve(job: Job) -> Resolved:
     Errors name both places involved: a reference and the task it misses,
     two tasks with one -id, a cycle and where it closes.
     """
-    tasks: list[FlatTask] = []
+    task_objs: list[Task] = []
+    parents, positions = array("i"), array("i")
+    cmd_objs: list[Command] = []
+    cmd_tids = array("i")
     edges: list[tuple[int, int, str]] = []
-    commands: list[tuple[int, int, Command]] = []
     instances: list[tuple[int, Instance]] = []  # (referring tid, node)
     by_id: dict[str, tuple[int, Place | None]] = {}
     cmd_ids: dict[str, tuple[int, Place | None]] = {}
     refers = False
-    cid = 0
-    add_task, add_command = tasks.append, commands.append
+    add_task, add_parent, add_position = task_objs.append, parents.append, positions.append
+    add_command, add_command_tid = cmd_objs.append, cmd_tids.append
     if len(job.title) > MAX_TITLE:
         raise _long_title("the job's", job.title, job.where)
 
-    # iterative depth-first walk: deep trees must not hit the recursion limit
-    stack: list[tuple[Node, int, int]] = [(n, 0, i) for i, n in reversed(list(enumerate(job.subtasks)))]
-    pop = stack.pop
+    # iterative depth-first walk (deep trees must not hit the recursion limit): a stack of
+    # (parent tid, its nodes still to take), none of them copied
+    stack: list[tuple[int, Iterator[tuple[int, Node]]]] = [(0, enumerate(job.subtasks))]
     while stack:
-        node, parent, position = pop()
-        if node.__class__ is Instance:
-            instances.append((parent, node))
-            continue
-        tid = len(tasks) + 1
-        add_task(FlatTask(tid, node, parent, position))
-        if len(node.title) > MAX_TITLE:
-            raise _long_title("a task's", node.title, node.where)
-        if node.id:
-            if node.id in by_id:
-                raise JobError(f"duplicate task -id {node.id!r}", node.where, also=by_id[node.id][1])
-            by_id[node.id] = (tid, node.where)
-        cmds = node.cmds + node.cleanup if node.cleanup else node.cmds
-        for c in cmds:
-            cid += 1
-            add_command((cid, tid, c))
-            if c.id:
-                if c.id in cmd_ids:
-                    raise JobError(f"duplicate command -id {c.id!r}", c.where, also=cmd_ids[c.id][1])
-                cmd_ids[c.id] = (cid, c.where)
-            if c.refersto:
-                refers = True
-        if node.subtasks:
-            stack.extend((n, tid, i) for i, n in reversed(list(enumerate(node.subtasks))))
+        parent, nodes = stack[-1]
+        for position, node in nodes:
+            if node.__class__ is Instance:
+                instances.append((parent, node))
+                continue
+            add_task(node)
+            add_parent(parent)
+            add_position(position)
+            tid = len(task_objs)
+            if len(node.title) > MAX_TITLE:
+                raise _long_title("a task's", node.title, node.where)
+            if node.id:
+                if node.id in by_id:
+                    raise JobError(f"duplicate task -id {node.id!r}", node.where, also=by_id[node.id][1])
+                by_id[node.id] = (tid, node.where)
+            for c in node.cmds + node.cleanup if node.cleanup else node.cmds:
+                add_command(c)
+                add_command_tid(tid)
+                if c.id:
+                    if c.id in cmd_ids:
+                        raise JobError(f"duplicate command -id {c.id!r}", c.where, also=cmd_ids[c.id][1])
+                    cmd_ids[c.id] = (len(cmd_objs), c.where)
+                if c.refersto:
+                    refers = True
+            if node.subtasks:
+                stack.append((tid, enumerate(node.subtasks)))
+                break  # its subtasks next, then the rest of these
+        else:
+            stack.pop()
     for c in job.cleanup + job.postscript:
-        cid += 1
-        commands.append((cid, 0, c))
+        add_command(c)
+        add_command_tid(0)
         if c.refersto:
             refers = True
+    tasks = FlatTasks(task_objs, parents, positions)
+    commands = FlatCommands(cmd_objs, cmd_tids)
 
     if instances:
         by_title: dict[str, int] = {}
-        for ft in tasks:
-            by_title.setdefault(ft.task.title, ft.tid)  # the first task with the title
+        for tid, t in enumerate(task_objs, 1):
+            by_title.setdefault(t.title, tid)  # the first task with the title
         for referrer, inst in instances:
             # the task with that -id, else the first titled so: pipeline code
             # points Instances at ids because titles repeat
@@ -278,7 +356,7 @@ def resolve(job: Job) -> Resolved:
             edges.append((referrer, target, "instance"))
 
     if refers:
-        for _, _, c in commands:
+        for c in cmd_objs:
             if c.refersto and c.refersto not in by_id and c.refersto not in cmd_ids:
                 raise JobError(f"-refersto {c.refersto!r} names no task or command -id", c.where)
 
@@ -291,7 +369,7 @@ def _long_title(whose: str, title: str, where: Place | None) -> JobError:
     return JobError(f"{whose} title has {len(title):,} characters; a title may have at most {MAX_TITLE:,}", where)
 
 
-def _check_acyclic(job: Job, tasks: list[FlatTask], edges: list[tuple[int, int, str]]) -> None:
+def _check_acyclic(job: Job, flat: FlatTasks, edges: list[tuple[int, int, str]]) -> None:
     """No task may wait, however indirectly, on itself: that job would never finish.
 
     A task waits on its subtasks, on its Instance targets and, under
@@ -299,6 +377,7 @@ def _check_acyclic(job: Job, tasks: list[FlatTask], edges: list[tuple[int, int, 
     before it.  An Instance closes a loop by pointing at an ancestor, or at
     a task whose serial turn comes after its own.
     """
+    tasks, parents = flat.task, flat.parent
     n = len(tasks)
     waits: list[list[int] | None] = [None] * (n + 1)  # tid -> the tids it waits on
 
@@ -309,28 +388,28 @@ def _check_acyclic(job: Job, tasks: list[FlatTask], edges: list[tuple[int, int, 
         else:
             lst.append(b)
 
-    for ft in tasks:
-        if ft.parent:
-            add(ft.parent, ft.tid)
+    for tid, parent in enumerate(parents, 1):
+        if parent:
+            add(parent, tid)
     for a, b, _ in edges:
         if a:
             add(a, b)
     # serial order: the subtree of a sibling is the contiguous tid range
     # tid .. tid + size - 1 (tids count depth-first)
     size = [1] * (n + 1)
-    for ft in reversed(tasks):
-        if ft.parent:
-            size[ft.parent] += size[ft.tid]
+    for tid in range(n, 0, -1):
+        if parents[tid - 1]:
+            size[parents[tid - 1]] += size[tid]
     previous: dict[int, int] = {}
-    for ft in tasks:
-        serial = tasks[ft.parent - 1].task.serialsubtasks if ft.parent else job.serialsubtasks
+    for tid, parent in enumerate(parents, 1):
+        serial = tasks[parent - 1].serialsubtasks if parent else job.serialsubtasks
         if not serial:
             continue
-        before = previous.get(ft.parent)
+        before = previous.get(parent)
         if before is not None:
-            for u in range(ft.tid, ft.tid + size[ft.tid]):
+            for u in range(tid, tid + size[tid]):
                 add(u, before)
-        previous[ft.parent] = ft.tid
+        previous[parent] = tid
 
     WHITE, GREY, BLACK = 0, 1, 2
     colour = bytearray(n + 1)
@@ -347,7 +426,7 @@ def _check_acyclic(job: Job, tasks: list[FlatTask], edges: list[tuple[int, int, 
                 stack[-1] = (tid, i + 1)
                 k = kids[i]
                 if colour[k] == GREY:
-                    a, b = tasks[k - 1].task, tasks[tid - 1].task
+                    a, b = tasks[k - 1], tasks[tid - 1]
                     raise JobError(
                         f"dependency cycle: task {b.title!r} waits (through Instances or serial order) on "
                         f"{a.title!r}, which waits on it", b.where, also=a.where)

@@ -239,6 +239,15 @@ SELECT current_setting('session_replication_role') AS role
 -- spool.py tries it in a savepoint.
 SELECT set_config('session_replication_role', %(role)s, true)
 
+-- name: spool_script_lz4
+-- Transaction-local: a long job script (stored in jobs.script) is compressed
+-- with lz4 when the server has it, not pglz: about 0.5 s of server time for a
+-- 116 MB script (1,000,000 tasks) instead of 2.2 s, for 10.4 MB stored
+-- instead of 8.7 MB.  Columns with a compression of their own keep it; a
+-- server built without lz4 keeps pglz.
+SELECT set_config('default_toast_compression', 'lz4', true)
+FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)
+
 -- name: spool_insert_job
 -- jid from jid_seq (the column default).  spooltime is now(): the
 -- transaction's start, also used as readytime of the tasks ready at spool.
@@ -260,6 +269,21 @@ INSERT INTO {jobs} (
     %(tierpri)s, %(svcids)s::integer[]
 )
 RETURNING jid, spooltime
+
+-- name: spool_script_table
+-- A long job script is sent by COPY, in pieces, into this table of the
+-- session (spool_copy_script) and moved into its job row by
+-- spool_set_script: as a parameter the client held two more copies of it
+-- (116 MB each for a 1,000,000-task job) and took seconds to send it.
+CREATE TEMP TABLE IF NOT EXISTS spool_script (script text) ON COMMIT DELETE ROWS
+
+-- name: spool_copy_script
+COPY pg_temp.spool_script (script) FROM STDIN (FORMAT BINARY)
+
+-- name: spool_set_script
+-- {jobs}: as in spool_insert_job.  The script stays compressed as stored.
+WITH s AS (DELETE FROM pg_temp.spool_script RETURNING script)
+UPDATE {jobs} SET script = (SELECT s.script FROM s) WHERE jid = %(jid)s
 
 -- name: spool_copy_tasks
 COPY {tasks} (jid, tid, title, id, service, minslots, maxslots, serialsubtasks, resumeblock,
