@@ -239,7 +239,7 @@ def test_deep_nesting_does_not_copy_the_script_at_every_level(tmp_path):
 def test_a_script_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
     from tractorcli.jobs import script_text
 
-    monkeypatch.setattr(script_text, "MAX_SCRIPT_BYTES", 1000)  # (the real limit is 64 MiB)
+    monkeypatch.setattr(script_text, "MAX_SCRIPT_BYTES", 1000)  # (the real limit is 128 MiB)
     path = tmp_path / "huge.alf"
     path.write_text("Job -title t -subtasks {\n" + "  Task x\n" * 200 + "}\n")
     with pytest.raises(JobError, match=r"huge\.alf:1:1: the script has 1,827 bytes; a job script may have at most 1,000"):
