@@ -565,6 +565,11 @@ class Cluster:
             "autovacuum_naptime = '10s'\n"
             "log_autovacuum_min_duration = '1s'\n"
         )
+        if self.db.pooler.enabled:
+            # the pooler's server connections (all its pools: max_db_connections) and room beside
+            # them for those that go straight to the server: the engine, tractor-dbctl, people
+            # on this host, LISTEN sessions (a blade's wake-ups)
+            conf += f"max_connections = {max(100, self.db.pooler.max_db_connections + 100)}\n"
         if self.db.tls:
             # the certificate and key as the server wants them: in its data directory, the key
             # readable by the server's account alone

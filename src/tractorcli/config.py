@@ -92,6 +92,25 @@ def default_data_dir() -> Path:
 
 
 @dataclass
+class PoolerSettings:
+    """The site's connection pooler (`[pooler]` in db.toml): PgBouncer in transaction mode,
+    started and stopped with the site's server by tractor-dbctl on the server's host, and the
+    way in for blades and people who connect over TCP with a password (db/connection.py says
+    which programs).  The names are PgBouncer's where PgBouncer has one."""
+
+    enabled: bool = False
+    port: int | None = None  # None: the database's port + 1
+    listen_addresses: list[str] | None = None  # None: the database's (db.toml listen_addresses)
+    pool_size: int = 20  # server connections of one role (PgBouncer's default_pool_size)
+    max_db_connections: int = 100  # server connections of all roles together: the cap
+    max_client_conn: int = 5000  # client connections the pooler accepts
+    # seconds an idle server connection is kept: how soon a role's pool gives its connections
+    # back for other roles' pools when max_db_connections is reached
+    server_idle_timeout: float = 10.0
+    program: Path | None = None  # the pgbouncer binary; None: on PATH, else /usr/sbin/pgbouncer
+
+
+@dataclass
 class DbSettings:
     """Settings of the job database server (`db.toml`)."""
 
@@ -121,6 +140,11 @@ class DbSettings:
     # the client's side: libpq's sslmode (verify-full checks the certificate and the host name)
     sslmode: str | None = None
     sslrootcert: Path | None = None  # the CA that signed the server's certificate
+    pooler: PoolerSettings = field(default_factory=PoolerSettings)
+
+    @property
+    def pooler_port(self) -> int:
+        return self.pooler.port if self.pooler.port is not None else self.port + 1
 
     @property
     def tls(self) -> bool:
@@ -172,6 +196,12 @@ class SiteSettings:
         every local account may enter (the data directory itself is 0700), so each connects
         as itself (peer authentication)."""
         return self.db_data_dir.parent / "run"
+
+    @property
+    def pooler_dir(self) -> Path:
+        """The pooler's files (its configuration, pid file and log): `pgbouncer/` beside the
+        database cluster, the server account's, mode 0700."""
+        return self.db_data_dir.parent / "pgbouncer"
 
     @property
     def db_os_user(self) -> str | None:
@@ -312,6 +342,25 @@ _DB_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "sslrootcert": (("DBSslRootCert",), _str),
 }
 
+POOLER_TABLE = "pooler"
+
+
+def _seconds(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 86400:
+        raise ValueError(f"expected a number of seconds from 0 to 86400, got {v!r}")
+    return float(v)
+
+
+_POOLER_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
+    "enabled": ((), _bool),
+    "port": ((), _int_range(1, 65535)),
+    "listen_addresses": ((), _str_list),
+    "pool_size": (("default_pool_size",), _int_range(1, 10000)),
+    "max_db_connections": ((), _int_range(1, 10000)),
+    "max_client_conn": ((), _int_range(1, 1_000_000)),
+    "server_idle_timeout": ((), _seconds),
+    "program": ((), _str),
+}
 
 
 def _key_line(text: str, key: str) -> int | None:
@@ -462,9 +511,12 @@ def load_settings(config_dir: str | os.PathLike | None = None, *, join_host_site
         files.append(tpath)
 
     db: dict[str, Any] = {}
+    pooler: dict[str, Any] = {}
     dpath = cdir / DB_FILE
     if dpath.is_file():
         data, text = _read_toml(dpath, "db")
+        if POOLER_TABLE in data:
+            pooler = _pooler_table(dpath, data.pop(POOLER_TABLE), text)
         db = _apply(dpath, data, text, _DB_KEYS)
         files.append(dpath)
 
@@ -475,6 +527,9 @@ def load_settings(config_dir: str | os.PathLike | None = None, *, join_host_site
             setattr(dbs, key, _path(db.pop(key), cdir, data_dir))
     for key, value in db.items():
         setattr(dbs, key, value)
+    if "program" in pooler:
+        pooler["program"] = _path(pooler["program"], cdir, data_dir)
+    dbs.pooler = PoolerSettings(**pooler)
     settings = SiteSettings(config_dir=cdir, data_dir=data_dir, db=dbs, files=files, **tractor)
     if join_host_site and not explicit and not files:
         _join_the_hosts_site(settings)
@@ -502,6 +557,28 @@ def _join_the_hosts_site(settings: SiteSettings) -> None:
         settings.db.port = DEFAULT_PORT if DEFAULT_PORT in ports else ports[0]
 
 
+def _pooler_table(path: Path, table: Any, text: str) -> dict[str, Any]:
+    """`[pooler]` of db.toml, its keys checked; errors name the line in that table."""
+    lines = TomlLines(text)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}:{lines.header(POOLER_TABLE)}: {POOLER_TABLE}: expected a table ([pooler])")
+    by_name = {canon.lower(): canon for canon in _POOLER_KEYS}
+    by_name.update({a.lower(): canon for canon, (aliases, _) in _POOLER_KEYS.items() for a in aliases})
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"{path}:{lines.key(POOLER_TABLE, key)}: [pooler] {key}"
+        canon = by_name.get(key.lower())
+        if canon is None:
+            raise ConfigError(f"{where}: unknown key (known keys: {', '.join(sorted(_POOLER_KEYS))})")
+        if canon in out:
+            raise ConfigError(f"{where}: set twice (also as {canon!r})")
+        try:
+            out[canon] = _POOLER_KEYS[canon][1](value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return out
+
+
 def _validate(s: SiteSettings, dpath: Path) -> None:
     if (s.db.tls_cert is None) != (s.db.tls_key is None):
         raise ConfigError(f"{dpath}: tls_cert and tls_key go together (the server's certificate and its key)")
@@ -510,6 +587,17 @@ def _validate(s: SiteSettings, dpath: Path) -> None:
             f"{dpath}: listen_addresses {s.db.listen_addresses} reach beyond localhost, "
             "which requires password authentication: set 'password' as well"
         )
+    pool = s.db.pooler
+    if pool.enabled:
+        if s.db.pooler_port == s.db.port:
+            raise ConfigError(f"{dpath}: [pooler] port {s.db.pooler_port} is the database's own port: "
+                              "give the pooler a port of its own")
+        if s.db.auth != "scram-sha-256":
+            raise ConfigError(f"{dpath}: [pooler] enabled with auth = {s.db.auth!r}: the pooler (PgBouncer) "
+                              "checks passwords (scram-sha-256) only; use auth = \"scram-sha-256\" or no pooler")
+        if not s.db.host and not {"localhost", "127.0.0.1", "*", "0.0.0.0"} & set(s.db.listen_addresses):
+            raise ConfigError(f"{dpath}: [pooler] enabled, but listen_addresses {s.db.listen_addresses} leave "
+                              "out localhost, where the pooler reaches the server: add \"localhost\"")
 
 
 # --- who connects ----------------------------------------------------------------

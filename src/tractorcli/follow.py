@@ -34,12 +34,12 @@ def follow(settings: SiteSettings, jid: int, *, say: Callable[[str], None], inte
            timeout: float | None = None, live: bool | None = None) -> ExitStatus:
     """Wait for job `jid` to finish; OK when every task is done, JOB_FAILED otherwise."""
     from .db import queries
-    from .db.connection import connect, translated
+    from .db.connection import LISTEN, connect, translated
 
     if live is None:
         live = sys.stderr.isatty()
     deadline = None if timeout is None else time.monotonic() + timeout
-    with connect(settings, autocommit=True) as conn, translated(settings):
+    with connect(settings, autocommit=True, purpose=LISTEN) as conn, translated(settings):
         conn.execute("LISTEN tractor_ready")
         progress = None
         last = None

@@ -88,6 +88,7 @@ def start_for_engine(settings: SiteSettings, *, auto_upgrade: bool = True) -> Re
 
     rep = Report()
     db = settings.db
+    own = False  # the site's own server (the pooler goes with it)
     if db.host:
         # not our server: only make sure it answers, then database and schema
         answer = probe(host=db.host, port=db.port, user=login_role(settings), dbname=db.dbname)
@@ -96,6 +97,8 @@ def start_for_engine(settings: SiteSettings, *, auto_upgrade: bool = True) -> Re
         rep.say(f"using the database server on {db.host}:{db.port}")
     elif not _bring_up_local(settings, rep):
         rep.say(f"using the PostgreSQL server already listening on localhost:{db.port} (DBUseExisting)")
+    else:
+        own = True
     if admin.ensure_database(settings):
         rep.say(f'created the job database "{db.dbname}"')
     if db.password:  # the site's role over TCP (localhost too)
@@ -129,7 +132,40 @@ def start_for_engine(settings: SiteSettings, *, auto_upgrade: bool = True) -> Re
         line = limits.load(conn, settings.config_dir)  # the claim counts against them
         if (settings.config_dir / "limits.toml").exists():
             rep.say(f"limits loaded from {line}")
+    if own:
+        start_pooler(settings, rep, restart=False)
     return rep
+
+
+def start_pooler(settings: SiteSettings, rep: Report, *, restart: bool) -> None:
+    """Start the site's pooler beside its running server when db.toml asks for it ([pooler]
+    enabled).  One already running is kept (`restart`: stopped and started anew, with the
+    configuration of now)."""
+    if not settings.db.pooler.enabled or settings.db.host:
+        return
+    from .db import admin
+    from .pooler import Pooler
+
+    pooler = Pooler(settings)
+    st = pooler.status(ask=False)
+    if st.running and not restart:
+        rep.say(f"using the running pooler (pid {st.pid}) on port {pooler.port}")
+        return
+    for note in pooler.start(admin.pooler_login(settings)):
+        rep.say(note)
+    cfg = settings.db.pooler
+    rep.say(f"started the pooler (PgBouncer, pid {pooler.status(ask=False).pid}) on port {pooler.port}: "
+            f"at most {cfg.max_db_connections} server connections, {cfg.pool_size} for each login")
+
+
+def stop_pooler(settings: SiteSettings, rep: Report) -> None:
+    """Stop the site's pooler if it runs (whether or not db.toml still asks for one)."""
+    if settings.db.host:
+        return
+    from .pooler import Pooler
+
+    if Pooler(settings).stop():
+        rep.say("stopped the pooler")
 
 
 def _existing_server_answers(settings: SiteSettings) -> bool:
@@ -190,6 +226,7 @@ def stop_for_engine(settings: SiteSettings) -> Report:
     if not settings.db.shutdown:
         rep.say("DBShutdown is off: leaving the database server running")
         return rep
+    stop_pooler(settings, rep)
     if not cluster.status(tcp=False).running:
         rep.say("the database server is not running")
         return rep

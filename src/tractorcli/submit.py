@@ -103,10 +103,10 @@ def parse_jids(text: str, option: str = "--afterjid") -> list[int]:
 def spool(settings: SiteSettings, resolved: Resolved, options) -> int:
     """Insert a resolved job; returns its jid."""
     from .db import migrate
-    from .db.connection import connect, translated
+    from .db.connection import CLIENT, connect, translated
     from .db.spool import spool_job
 
-    with connect(settings, autocommit=True) as conn, translated(settings):
+    with connect(settings, autocommit=True, purpose=CLIENT) as conn, translated(settings):
         migrate.check_compatible(conn)
         return spool_job(conn, resolved, options)
 
@@ -117,10 +117,10 @@ def retire(settings: SiteSettings, jid: int, owner: str | None) -> None:
     import psycopg.errors as pe
 
     from .db import ops, queries
-    from .db.connection import connect, translated
+    from .db.connection import CLIENT, connect, translated
     from .errors import PermissionDenied
 
-    with connect(settings, autocommit=True) as conn, translated(settings):
+    with connect(settings, autocommit=True, purpose=CLIENT) as conn, translated(settings):
         found = conn.execute(queries.get("job_owner"), {"jid": jid}).fetchone()
         if found is None:
             raise NotFound(f"no job {jid}")

@@ -174,9 +174,9 @@ class EngineClient:
     def connection(self) -> Any:
         """The open connection to the job database (opened now if need be)."""
         if self._conn is None or self._conn.closed:
-            from ..db.connection import connect
+            from ..db.connection import CLIENT, connect
 
-            self._conn = connect(self.site(), autocommit=True)
+            self._conn = connect(self.site(), autocommit=True, purpose=CLIENT)
         return self._conn
 
     def close(self) -> None:

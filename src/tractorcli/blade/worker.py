@@ -288,10 +288,12 @@ class Blade:
 
     # -- database ------------------------------------------------------------------
 
-    def _connect(self):
+    def _connect(self, purpose: str = "blade"):
+        """The work connection (claims, heartbeats, reports: through the site's pooler when there
+        is one), or with purpose "listen" the wake-up listener's (straight to the server)."""
         from ..db.connection import connect
 
-        return connect(self.settings, autocommit=True)
+        return connect(self.settings, autocommit=True, purpose=purpose)
 
     def _db(self, fn, *args, **kw):
         """Call a dispatch function; a broken connection raises _Offline.  Work the database
@@ -393,7 +395,7 @@ class Blade:
         """Wake the loop on every `tractor_ready` notification (own connection)."""
         while not self.closing.is_set():
             try:
-                conn = self._connect()
+                conn = self._connect("listen")  # LISTEN holds a session: not through the pooler
             except TractorError:
                 self.closing.wait(RECONNECT_MAX)
                 continue

@@ -59,9 +59,12 @@ class Context:
     def connection(self):
         """A lazily opened autocommit connection to the job database."""
         if self._conn is None:
-            from ..db.connection import connect
+            from ..db.connection import ADMIN, CLIENT, connect
 
-            self._conn = connect(self.settings, autocommit=True)
+            # tq's and tractor-spool's short sessions may go through the site's pooler; the
+            # site's own programs (dbctl, the engine) go straight to the server
+            purpose = CLIENT if self.prog in ("tq", "tractor-spool") else ADMIN
+            self._conn = connect(self.settings, autocommit=True, purpose=purpose)
         return self._conn
 
     def close(self) -> None:

@@ -100,6 +100,9 @@ def op_status(ctx: Context, opts: dict) -> int:
         "database_exists": st.probe is Probe.READY if st.running else None,
         "stale_pid": st.stale_pid,
     }
+    pooler = _pooler_facts(ctx)
+    if pooler is not None:
+        facts["pooler"] = pooler
     if opts["as_json"]:
         ctx.out(json.dumps(facts, indent=2))
     else:
@@ -120,7 +123,34 @@ def op_status(ctx: Context, opts: dict) -> int:
             ctx.out(f'database "{db.dbname}": {exists}')
         else:
             ctx.out(f"port: {st.port}")
+        if pooler is not None:
+            ctx.out(_pooler_line(pooler))
     return ExitStatus.OK if st.running else ExitStatus.NOT_RUNNING
+
+
+def _pooler_facts(ctx: Context) -> dict | None:
+    """The pooler's state, when db.toml asks for one or one runs (None: neither)."""
+    from ..pooler import Pooler
+
+    p = Pooler(ctx.settings)
+    st = p.status()
+    if not st.enabled and not st.running:
+        return None
+    cfg = ctx.settings.db.pooler
+    return {"enabled": st.enabled, "running": st.running, "pid": st.pid, "port": st.port,
+            "answer": st.answer.value if st.answer else None, "stale_pid": st.stale_pid,
+            "max_db_connections": cfg.max_db_connections, "pool_size": cfg.pool_size, "dir": str(p.dir)}
+
+
+def _pooler_line(f: dict) -> str:
+    if f["running"]:
+        answer = {Probe.NEEDS_PASSWORD.value: "answers"}.get(f["answer"], f["answer"] or "not asked")
+        line = (f"pooler: running (pid {f['pid']}) on port {f['port']} ({answer}), at most "
+                f"{f['max_db_connections']} server connections")
+        return line + ("" if f["enabled"] else "; no longer enabled in db.toml: --stop stops it")
+    if f["stale_pid"]:
+        return f"pooler: not running (stale pid file names pid {f['stale_pid']}) on port {f['port']}"
+    return f"pooler: not running (enabled in db.toml, port {f['port']})"
 
 
 def _remote_status(ctx: Context, opts: dict) -> int:
@@ -146,10 +176,16 @@ def op_start(ctx: Context, opts: dict) -> None:
         ctx.info(note)
     jobdb.wait_reachable(c)
     ctx.info(f"database server started (pid {c.status(tcp=False).pid}) on port {c.port}, data directory {c.data_dir}")
+    rep = jobdb.Report()
+    jobdb.start_pooler(ctx.settings, rep, restart=True)
+    _say(ctx, rep)
 
 
 def op_stop(ctx: Context, opts: dict) -> None:
     c = _cluster(ctx)
+    rep = jobdb.Report()
+    jobdb.stop_pooler(ctx.settings, rep)  # first: its clients' transactions end on the server
+    _say(ctx, rep)
     c.stop()
     ctx.info("database server stopped")
 

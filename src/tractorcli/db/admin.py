@@ -60,6 +60,21 @@ def set_role_password(settings: SiteSettings) -> None:
             role=sql.Identifier(settings.db.user), password=sql.Literal(settings.db.password)))
 
 
+def pooler_login(settings: SiteSettings) -> str:
+    """A new password for the role the site's pooler looks passwords up as (made if missing), set
+    on the server; the pooler's userlist gets it (pooler.py).  Made anew at every start of the
+    pooler, kept nowhere else."""
+    import secrets
+
+    from psycopg import sql
+
+    password = secrets.token_urlsafe(32)
+    with connect(settings, dbname="postgres", autocommit=True) as conn, translated(settings):
+        conn.execute(queries.get("pooler_role"))
+        conn.execute(sql.SQL(queries.get("pooler_login")).format(password=sql.Literal(password)))
+    return password
+
+
 def show_params(conn: "psycopg.Connection") -> list[tuple[str, str]]:
     return [(r["name"], r["value"]) for r in conn.execute(queries.get("show_params"))]
 

@@ -4,6 +4,16 @@ Clients on the server's host connect through the server's Unix socket
 (`run/` beside the data directory), where the operating system says who
 they are (peer authentication); with `host` set in db.toml they go over TCP
 to that server instead, with the password.
+
+The site's pooler (`[pooler]` in db.toml: PgBouncer in transaction mode, run
+by tractor-dbctl beside the server) carries the short transactions of many
+clients on a few server connections.  `conninfo` is the one place that says
+who goes through it: a connection over TCP (`host` set) whose purpose is
+in POOLED.  A connection through it gets no prepared statements
+(`prepare_threshold=None`: PgBouncer 1.18 cannot keep them across the
+server connections it hands out) and must keep no state from one
+transaction to the next; so LISTEN, and the site owner's work (migrations,
+backups, roles, the engine's housekeeping), go straight to the server.
 """
 
 from __future__ import annotations
@@ -26,10 +36,31 @@ if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
 
-def conninfo(settings: SiteSettings, dbname: str | None = None) -> dict[str, Any]:
+# What a connection is for (connect's `purpose`):
+BLADE = "blade"  # a blade's work: register, claim, heartbeat, report (one short transaction each)
+CLIENT = "client"  # tq, tractor-spool, the Python API: short sessions of short transactions
+LISTEN = "listen"  # LISTEN for notifications: a session of its own, held
+ADMIN = "admin"  # the site owner's: tractor-dbctl (migrations, backups, roles), tractor-engine
+# the purposes that go through the site's pooler when there is one
+POOLED = frozenset({BLADE, CLIENT})
+
+
+def pooled(settings: SiteSettings, purpose: str = ADMIN) -> bool:
+    """Whether a connection for `purpose` goes through the site's pooler: the pooler is on
+    (db.toml [pooler] enabled), the purpose is one of POOLED, and the connection goes over TCP
+    (`host` set to a server's name or address).  On the server's host the socket (peer
+    authentication) is the way in: the pooler checks passwords only, and could not log in to the
+    server as whoever the socket vouched for."""
     db = settings.db
+    return db.pooler.enabled and purpose in POOLED and bool(db.host) and not db.host.startswith("/")
+
+
+def conninfo(settings: SiteSettings, dbname: str | None = None, *, purpose: str = ADMIN) -> dict[str, Any]:
+    """The arguments of psycopg's connect for a connection for `purpose` (see POOLED)."""
+    db = settings.db
+    via_pooler = pooled(settings, purpose)
     params: dict[str, Any] = {
-        "port": db.port,
+        "port": db.pooler_port if via_pooler else db.port,
         "user": login_role(settings),
         "dbname": dbname or db.dbname,
         "application_name": "tractorcli",
@@ -51,28 +82,55 @@ def conninfo(settings: SiteSettings, dbname: str | None = None) -> dict[str, Any
         params["sslmode"] = db.sslmode
     if db.sslrootcert:
         params["sslrootcert"] = str(db.sslrootcert)
+    if via_pooler:
+        # PgBouncer (1.18) in transaction mode hands each transaction whichever server
+        # connection is free: a statement prepared on one is unknown to the next
+        params["prepare_threshold"] = None
     return params
 
 
 def describe(settings: SiteSettings) -> str:
     db = settings.db
+    if getattr(settings, "via_pooler", False):
+        return f'database "{db.dbname}" through the pooler on {db.host}:{db.pooler_port}'
     where = f"{db.host}:{db.port}" if db.host else f"the local server (socket in {settings.db_socket_dir}, port {db.port})"
     return f'database "{db.dbname}" on {where}'
 
 
-def connect(settings: SiteSettings, *, dbname: str | None = None, autocommit: bool = False) -> "psycopg.Connection":
+def connect(settings: SiteSettings, *, dbname: str | None = None, autocommit: bool = False,
+            purpose: str = ADMIN) -> "psycopg.Connection":
+    """A connection to the job database for `purpose` (BLADE, CLIENT, LISTEN, ADMIN: whether it goes
+    through the site's pooler is conninfo's to say)."""
     import psycopg
     from psycopg.rows import dict_row
 
     from .rerun import SiteConnection
 
     _quiet_psycopg()
+    if pooled(settings, purpose):
+        # errors name the pooler's address, where this connection goes
+        settings = _ViaPooler.of(settings)
     try:
-        conn = SiteConnection.connect(**conninfo(settings, dbname), autocommit=autocommit, row_factory=dict_row)
+        conn = SiteConnection.connect(**conninfo(settings, dbname, purpose=purpose), autocommit=autocommit,
+                                      row_factory=dict_row)
     except psycopg.Error as exc:
         raise translate(exc, settings, dbname) from None
     conn.site_settings = settings  # for translate() in code that is handed only the connection
     return conn
+
+
+class _ViaPooler(SiteSettings):
+    """Settings of a connection that goes through the pooler: the same, and says so in errors."""
+
+    via_pooler = True
+
+    @classmethod
+    def of(cls, settings: SiteSettings) -> SiteSettings:
+        import dataclasses
+
+        if isinstance(settings, cls):
+            return settings
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)})
 
 
 def _quiet_psycopg() -> None:
@@ -121,13 +179,22 @@ def translate(exc: Exception, settings: SiteSettings | None = None, dbname: str 
                 f'the job database "{name}" does not exist on {where.split(" on ", 1)[-1]}',
                 hint="create it with tractor-dbctl --build (or --start-for-engine)",
             )
-        if "password authentication failed" in low:
+        # (PgBouncer's words for a wrong password, and for a login it has no secret for: the
+        # site's role, a superuser, an unknown name)
+        if "password authentication failed" in low or "sasl authentication failed" in low \
+                or ("no such user" in low and getattr(settings, "via_pooler", False)):
             who = settings and login_role(settings)
-            return PermissionDenied(f"{where}: password authentication failed for {who or 'the login'}",
-                                    hint="check login and password in db.toml")
+            hint = "check login and password in db.toml"
+            if getattr(settings, "via_pooler", False):
+                hint += " (the pooler admits people's and blades' logins only, not the site's role)"
+            return PermissionDenied(f"{where}: password authentication failed for {who or 'the login'}", hint=hint)
         if "password" in low:
             return PermissionDenied(f"{where} requires a password: set password in db.toml")
         if "no such file or directory" in low or "connection refused" in low:
+            if getattr(settings, "via_pooler", False):
+                return DatabaseUnavailable(f"cannot reach {where}: the pooler is not running",
+                                           hint="start it with tractor-dbctl --start on the server's host "
+                                                "([pooler] enabled in its db.toml)")
             return DatabaseUnavailable(
                 f"cannot reach {where}: the server is not running",
                 hint="start it with tractor-dbctl --start",

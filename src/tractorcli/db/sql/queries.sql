@@ -13,6 +13,21 @@ CREATE DATABASE {dbname} ENCODING 'UTF8' TEMPLATE template0
 -- name: set_role_password
 ALTER ROLE {role} PASSWORD {password}
 
+-- name: pooler_role
+-- The role the site's pooler looks passwords up as (functions/pooler.sql makes it too, with the
+-- function it may call; here for a server whose job database is not built yet).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tractor_pooler') THEN
+        CREATE ROLE tractor_pooler NOLOGIN;
+    END IF;
+END $$
+
+-- name: pooler_login
+-- Its password, new at every start of the pooler; it may log in and do nothing else.
+ALTER ROLE tractor_pooler LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
+    NOINHERIT PASSWORD {password}
+
 -- name: create_migrations_table
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version    integer PRIMARY KEY,
