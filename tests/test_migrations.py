@@ -16,7 +16,7 @@ SNAPSHOT = Path(__file__).with_name("schema_snapshot.txt")
 # statements on roles (run by tests/test_identities.py against real roles)
 TABLES = {"jobs", "tasks", "task_edges", "commands"}
 ROLE_DDL = {"set_role_password", "create_login_role", "grant_login_group", "set_login_password",
-            "clear_login_password", "drop_login_role"}
+            "clear_login_password", "drop_login_role", "pooler_login"}
 
 
 def catalog(conn) -> str:

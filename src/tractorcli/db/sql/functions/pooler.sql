@@ -17,10 +17,10 @@ END $$;
 -- or tractor_blades) that may log in, have a password and have not expired; no row for anyone
 -- else: the site's role, superusers, tractor_pooler itself (the pooler then refuses the login as
 -- a wrong password).  pg_authid is the superuser's to read: SECURITY DEFINER as the site's
--- role, with a fixed search_path (nothing of anyone else's is found first).
+-- role, with the fixed search_path of every such function (no one else may create in public).
 CREATE OR REPLACE FUNCTION tractor_pooler_auth_v1(p_user text)
 RETURNS TABLE (usename text, passwd text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT a.rolname::text, a.rolpassword
     FROM pg_authid a
     WHERE a.rolname = p_user AND a.rolcanlogin AND NOT a.rolsuper
