@@ -67,6 +67,12 @@ without targets.
 
 Run directly for one farm of any size, e.g.
 `python bench/bench_farm_sim.py --blades 20 --tasks 20000 --jobs 20 --hold 0 --seconds 5`.
+With `--pooler` the scratch site runs its pooler (db.toml `[pooler]`: PgBouncer in
+transaction mode, `--max-db-connections`, default 100) and every simulated blade opens a
+connection of its own through it, logging in over TCP with a blade login (one shared login, or
+`--logins N` spread over N logins: a pool each), as real blades on other hosts do;
+`server_connections` is then what the pooler holds on the server (plus the engine's), against
+one per blade without it.
 """
 
 from __future__ import annotations
@@ -112,10 +118,10 @@ class Runner:
         self.claimed = 0
 
     def farm(self, blades: int, *, hold: float, seconds: float, warmup: float, provides=("PixarRender",),
-             prefix: str, pool: int | None = None, wakeups: str = "listen") -> FarmResult:
+             prefix: str, pool: int | None = None, wakeups: str = "listen", blade_settings=None) -> FarmResult:
         settle(self.site)
         farm = Farm(self.site.settings, blades, pool=pool, slots=SLOTS, hold=hold, provides=provides, prefix=prefix,
-                    data_dir=self.site.db_data_dir, wakeups=wakeups)
+                    data_dir=self.site.db_data_dir, wakeups=wakeups, blade_settings=blade_settings)
         r = farm.run(seconds=seconds, warmup=warmup, log=log)
         self.claimed += r.total_claims
         check_exactly_once(self.site.settings, self.claimed, r)
@@ -235,6 +241,32 @@ def run(quick: bool) -> list[dict]:
     return out
 
 
+def pooler_table(max_db_connections: int, pool_size: int | None, blades: int, idle_timeout: float) -> str:
+    """db.toml's [pooler] for a scratch site whose blades come through it (on a free port)."""
+    return (f"[pooler]\nenabled = true\nport = {pick_port(6432)}\nmax_db_connections = {max_db_connections}\n"
+            f"pool_size = {pool_size or max_db_connections}\nmax_client_conn = {max(5000, 2 * blades)}\n"
+            f"server_idle_timeout = {idle_timeout:g}\n")
+
+
+def blade_logins(site: Site, n: int) -> list:
+    """n blade logins (farmsim0, ...) with passwords, and the settings of a blade host that logs in
+    as each over TCP (localhost), through the site's pooler."""
+    import dataclasses
+
+    from tractorcli.db import roles
+    from tractorcli.db.connection import connect
+
+    settings = site.settings
+    out = []
+    with connect(settings, autocommit=True) as conn:
+        for k in range(n):
+            name, password = f"farmsim{k}", f"farm sim {k}"
+            roles.add_login(conn, name, "blade", password, settings.db.user)
+            out.append(dataclasses.replace(settings, db=dataclasses.replace(
+                settings.db, host="127.0.0.1", login=name, password=password)))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="One simulated farm on a scratch site (see the module docstring).")
     ap.add_argument("--blades", type=int, default=20)
@@ -247,16 +279,37 @@ def main() -> int:
     ap.add_argument("--idle", action="store_true", help="blades whose keys match no job")
     ap.add_argument("--wakeups", choices=("listen", "engine"), default="listen",
                     help="the site's BladeWakeups: how often an idle blade polls (1.5 s, or 3 idle heartbeats)")
+    ap.add_argument("--pooler", action="store_true",
+                    help="run the site's pooler (PgBouncer, transaction mode); each blade connects through it")
+    ap.add_argument("--max-db-connections", type=int, default=100,
+                    help="with --pooler: the pooler's server connections, all logins together (default 100)")
+    ap.add_argument("--pool-size", type=int, default=None,
+                    help="with --pooler: server connections of one login (default: --max-db-connections)")
+    ap.add_argument("--logins", type=int, default=1,
+                    help="with --pooler: blade logins the blades are spread over, a pool each (default 1: shared)")
+    ap.add_argument("--server-idle-timeout", type=float, default=10.0,
+                    help="with --pooler: seconds an idle server connection is kept (default 10)")
     args = ap.parse_args()
     with Site("farm_sim", pick_port(9929)) as site:
+        if args.pooler:
+            with open(site.config_dir / "db.toml", "a", encoding="utf-8") as f:
+                f.write(pooler_table(args.max_db_connections, args.pool_size, args.blades, args.server_idle_timeout))
         site.dbctl("--start-for-engine", timeout=600)
+        blade_settings = blade_logins(site, args.logins) if args.pooler else None
         log(f"spooling {args.tasks:,} tasks in {args.jobs:,} jobs")
         spool_queue(site.settings, args.tasks, args.jobs, log=log)
         runner = Runner(site)
         r = runner.farm(args.blades, hold=args.hold, seconds=args.seconds, warmup=args.warmup, pool=args.pool,
-                        provides=("NoSuchKey",) if args.idle else ("PixarRender",), prefix="b", wakeups=args.wakeups)
-        log(_describe(f"{args.blades} blades", r))
-        print(json.dumps(curve_figures(args.blades, r, False) if r.claims else _extra(r), indent=2))
+                        provides=("NoSuchKey",) if args.idle else ("PixarRender",), prefix="b", wakeups=args.wakeups,
+                        blade_settings=blade_settings)
+        how = f" through the pooler (max_db_connections {args.max_db_connections}, {args.logins} login(s))" \
+            if args.pooler else ""
+        log(_describe(f"{args.blades} blades{how}", r))
+        figures = curve_figures(args.blades, r, False) if r.claims else [_extra(r)]
+        if args.pooler:
+            figures[0].update(pooler=True, max_db_connections=args.max_db_connections, logins=args.logins,
+                              client_connections=args.blades)
+        print(json.dumps(figures, indent=2))
     return 0
 
 

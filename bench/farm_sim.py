@@ -48,6 +48,16 @@ there: the error leaves its loop).
 An optional engine thread runs `dispatch.housekeep` every 2 s on its own
 connection, as `tractor-engine` does.
 
+Through the site's pooler (`blade_settings`: settings that reach the site over
+TCP with a blade login, `[pooler]` on): every simulated blade opens a
+connection of its own, as a real blade's work connection, which goes through
+PgBouncer (db/connection.py decides, as for a real blade), and registers and
+steps on it; the K worker threads only take turns running the blades' steps.
+The server then sees the pooler's server connections (at most its
+`max_db_connections`), not one per blade; the engine and the sampler stay
+direct, as tractor-engine does.  (A real blade's wake-up listener, direct to
+the server, is left out here as always.)
+
 Measured per run (`Farm.run`): claims and cycles, the claim calls' round
 trips (`finish_and_claim`, or `claim` for a blade holding nothing: from
 sending to the answer, not the wait for a connection), how late steps start
@@ -159,6 +169,7 @@ class SimBlade:
     retry_delay: float = RETRY_FIRST
     last_work: float = -1e9
     gone: bool = False
+    conn: object = None  # its own connection (through the pooler), or None: the pool's
 
     def due(self) -> float:
         return min(self.next_hb, self.held_until if self.held else self.next_claim)
@@ -258,8 +269,10 @@ class Farm:
                  heartbeat: float = BLADE_HEARTBEAT, poll: float = BLADE_POLL,
                  idle_heartbeat: float = BLADE_IDLE_HEARTBEAT, wakeups: str = "listen",
                  provides: tuple[str, ...] = ("PixarRender",), prefix: str = "sim", engine: bool = True,
-                 data_dir: Path | None = None, seed: int = 0) -> None:
+                 data_dir: Path | None = None, seed: int = 0, blade_settings=None) -> None:
         self.settings = settings
+        # one settings per blade (taken in turn), or None: blades share the pool's connections
+        self.blade_settings = list(blade_settings) if blade_settings is not None else None
         self.pool = pool or min(blades, DEFAULT_POOL)
         self.hold = hold
         self.heartbeat = heartbeat
@@ -403,14 +416,15 @@ class Farm:
                 since, b = got
                 now = time.monotonic()
                 try:
+                    use = b.conn or conn
                     if self.sched.draining:
-                        self._leave(conn, tally, b)
+                        self._leave(use, tally, b)
                         continue
                     tally.lags.append((now, now - since))
                     if now >= b.next_hb:
-                        self._heartbeat(conn, tally, b, now)
+                        self._heartbeat(use, tally, b, now)
                     else:
-                        self._cycle(conn, tally, b, now)
+                        self._cycle(use, tally, b, now)
                 except CONFLICTS:
                     # aborted to break a deadlock ATTEMPTS times running: nothing of the step
                     # happened; counted, and tried again shortly (a real blade stops here: the
@@ -437,9 +451,14 @@ class Farm:
             self.sched.close()
 
     def _registrar(self, conn, blades: list[SimBlade]) -> None:
+        from tractorcli.db.connection import BLADE, connect
+
         try:
             for b in blades:
-                self._register(conn, b)
+                if self.blade_settings is not None:
+                    k = self.blades.index(b) % len(self.blade_settings)
+                    b.conn = connect(self.blade_settings[k], autocommit=True, purpose=BLADE)
+                self._register(b.conn or conn, b)
         except BaseException as exc:  # noqa: BLE001
             with self._lock:
                 self.errors.append(exc)
@@ -458,11 +477,12 @@ class Farm:
         tallies = [_Tally() for _ in range(self.pool)]
         try:
             for _ in range(self.pool):
-                conns.append(connect(self.settings, autocommit=True))
+                # through the pooler every blade has its own connection: the workers none
+                conns.append(connect(self.settings, autocommit=True) if self.blade_settings is None else None)
             engine_conn = connect(self.settings, autocommit=True) if self.engine else None
             monitor = connect(self.settings, autocommit=True)
             conns += [c for c in (engine_conn, monitor) if c is not None]
-            backends = [c.info.backend_pid for c in conns if c is not monitor]
+            backends = [c.info.backend_pid for c in conns if c is not None and c is not monitor]
             # registration, spread over the pool's connections
             t_reg = time.monotonic()
             regs = [threading.Thread(target=self._registrar, args=(conns[k], self.blades[k::self.pool]), daemon=True)
@@ -474,8 +494,9 @@ class Farm:
             if self.errors:
                 raise BenchError(f"registering the blades failed: {self.errors[0]!r}") from self.errors[0]
             if log:
-                log(f"{len(self.blades)} blades registered in {time.monotonic() - t_reg:.1f} s "
-                    f"over {self.pool} connections")
+                over = f"over {self.pool} connections" if self.blade_settings is None else \
+                    f"each on its own connection through the pooler, {self.pool} threads"
+                log(f"{len(self.blades)} blades registered in {time.monotonic() - t_reg:.1f} s {over}")
             start = time.monotonic()
             for b in self.blades:
                 b.next_hb = start + self.rng.uniform(0, self.heartbeat)
@@ -539,7 +560,7 @@ class Farm:
                 raise BenchError("the farm's threads did not end")
         finally:
             self.sched.close()
-            for c in conns:
+            for c in [c for c in conns if c is not None] + [b.conn for b in self.blades if b.conn is not None]:
                 try:
                     c.close()
                 except Exception:  # noqa: BLE001

@@ -122,8 +122,10 @@ def site():
         pytest.skip("pgbouncer is not installed (apt-get install pgbouncer; .ci/run does)")
     if os.geteuid() != 0:
         pytest.skip("runs the server and the pooler as postgres: needs root")
-    cfg, s = make_site(db_toml=f"[pooler]\nenabled = true\nmax_db_connections = {CAP}\npool_size = {CAP}\n"
-                               "server_idle_timeout = 1\n")
+    from conftest import free_port
+
+    cfg, s = make_site(db_toml=f"[pooler]\nenabled = true\nport = {free_port()}\nmax_db_connections = {CAP}\n"
+                               f"pool_size = {CAP}\nserver_idle_timeout = 1\n")
     try:
         said = ok(dbctl(cfg, "--start-for-engine")).stderr
         assert "started the pooler (PgBouncer, pid" in said and f"at most {CAP} server connections" in said

@@ -271,6 +271,7 @@ class Pooler:
         elif st.stale_pid is not None:
             self.pidfile.unlink(missing_ok=True)
             notes.append(f"removed the pooler's stale pid file (pid {st.stale_pid} is gone)")
+        self._check_port_free()
         self._write_files(password)
         self._room_for_clients()
         since = time.time() - 1
@@ -292,6 +293,22 @@ class Pooler:
                 raise self._failed("", since)
             time.sleep(0.05)
 
+    def _check_port_free(self) -> None:
+        import errno
+        import socket
+
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", self.port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise self._port_taken() from None
+
+    def _port_taken(self) -> StateError:
+        return StateError(f"the pooler cannot start: port {self.port} is already in use by another program",
+                          hint="stop that program or set another port in db.toml [pooler]")
+
     def _room_for_clients(self) -> None:
         """Raise this process's soft limit of open files (pgbouncer inherits it) to what
         max_client_conn needs: a socket per client and per server connection, and a few more."""
@@ -312,13 +329,13 @@ class Pooler:
         try:
             if self.logfile.stat().st_mtime >= since:
                 lines += [ln for ln in self.logfile.read_text(errors="replace").splitlines()
-                          if " FATAL " in ln or " ERROR " in ln]
+                          if " FATAL " in ln or " ERROR " in ln or " WARNING " in ln]
         except OSError:
             pass
+        if any("address already in use" in ln.lower() for ln in lines):
+            return self._port_taken()
+        lines = [ln for ln in lines if " WARNING " not in ln] or lines
         detail = lines[-1].strip() if lines else "no reason given"
-        if "address already in use" in detail.lower():
-            return StateError(f"the pooler did not start: port {self.port} is already in use by another program",
-                              hint="stop that program or set another port in db.toml [pooler]")
         return TractorError(f"the pooler (pgbouncer) did not start: {detail}",
                             hint=f"its log is {self.logfile}")
 
