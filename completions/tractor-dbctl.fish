@@ -2,9 +2,9 @@
 # Do not edit: run `python -m tractorcli.cli.docgen --write`.
 
 complete -c tractor-dbctl -f
-complete -c tractor-dbctl -l status -d 'Report whether the server runs on the data directory, answers on its port, and has the job database.'
-complete -c tractor-dbctl -l start -d 'Start the database server.'
-complete -c tractor-dbctl -l stop -d 'Stop the database server (fast shutdown, then immediate if needed).'
+complete -c tractor-dbctl -l status -d 'Report whether the server runs on the data directory, answers on its port, and has the job database; and the pooler\'s state when db.toml has one.'
+complete -c tractor-dbctl -l start -d 'Start the database server, and the pooler when db.toml enables it ([pooler]).'
+complete -c tractor-dbctl -l stop -d 'Stop the pooler if it runs, then the database server (fast shutdown, then immediate if needed).'
 complete -c tractor-dbctl -l start-for-engine -d 'Do what the engine needs: init if missing (DBInit), start (DBStartup), create the database, upgrade the schema (DBAutoUpgrade).'
 complete -c tractor-dbctl -l stop-for-engine -d 'Stop the server if DBShutdown is on.'
 complete -c tractor-dbctl -l init -d 'Create a new, empty database cluster in the data directory (server stopped).'

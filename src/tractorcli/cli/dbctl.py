@@ -29,6 +29,23 @@ Examples:
   tractor-dbctl --add-user ann              ann (a local account) may use tq and tractor-spool here
   tractor-dbctl --add-user ann --password-file -   ... and from other hosts, with the password on stdin
 
+The pooler: with [pooler] enabled = true in db.toml, --start and
+--start-for-engine also start PgBouncer (transaction mode) beside the server,
+as the server's account, with its files in pgbouncer/ beside the database
+cluster, and --stop stops it. Blades, tq, tractor-spool and pipeline code that
+reach the site over TCP (host in their db.toml, with [pooler] enabled there
+too) connect through it with their own login and password; it holds at most
+max_db_connections server connections (default 100; pool_size per login,
+default 20; idle ones closed after server_idle_timeout seconds, default 10,
+which is how one login's pool gives connections back to another's). The site's
+role, LISTEN sessions (a blade's wake-ups, --follow), tractor-engine and
+tractor-dbctl go to the server directly (the server's max_connections is
+then max_db_connections + 100, room for them). Keys: enabled, port (default: the
+database's port + 1), listen_addresses (default: the server's),
+pool_size, max_db_connections, max_client_conn (5000),
+server_idle_timeout, program (default: pgbouncer on PATH, else
+/usr/sbin/pgbouncer).
+
 \b
 Exit status: 0 success; 1 unexpected error; 2 bad command line; 3 bad
 configuration; 4 server not running; 5 refused in the current state; 6 database
@@ -38,9 +55,9 @@ or read-only; 11 bad input; 13 --check found a violation; 130 interrupted.
 
 # (flag name, python name, takes value, help). Order = precedence, as in Tractor.
 OPERATIONS: list[tuple[str, str, str | None, str]] = [
-    ("--status", "status", None, "Report whether the server runs on the data directory, answers on its port, and has the job database."),
-    ("--start", "start", None, "Start the database server."),
-    ("--stop", "stop", None, "Stop the database server (fast shutdown, then immediate if needed)."),
+    ("--status", "status", None, "Report whether the server runs on the data directory, answers on its port, and has the job database; and the pooler's state when db.toml has one."),
+    ("--start", "start", None, "Start the database server, and the pooler when db.toml enables it ([pooler])."),
+    ("--stop", "stop", None, "Stop the pooler if it runs, then the database server (fast shutdown, then immediate if needed)."),
     ("--start-for-engine", "start_for_engine", None, "Do what the engine needs: init if missing (DBInit), start (DBStartup), create the database, upgrade the schema (DBAutoUpgrade)."),
     ("--stop-for-engine", "stop_for_engine", None, "Stop the server if DBShutdown is on."),
     ("--init", "init", None, "Create a new, empty database cluster in the data directory (server stopped)."),

@@ -391,7 +391,8 @@ def render_man(doc: CommandDoc) -> str:
                     "else ~/.config/tractor."),
         ".TP",
         _italic(f"${ENV_CONFIGDIR}/{DB_FILE}"),
-        roff_escape("Settings of the job database server (port, binaries, data directory, start and stop policy)."),
+        roff_escape("Settings of the job database server (port, binaries, data directory, start and stop policy), "
+                    "and under [pooler] the site's connection pooler (PgBouncer)."),
     ]
     see_also = [(p, 1) for p in sorted(PROGRAMS) if p != prog] + [(p, 1) for p in SEE_ALSO_EXTRA.get(prog, ())]
     if see_also:
