@@ -207,6 +207,8 @@ def test_people_and_blades_log_in_through_it_as_themselves_and_nobody_else_does(
     r = ok(subprocess.run([program("tq"), "--configdir", str(ws), "jobs", f"jid={jid}", "--cols", "jid,owner,title"],
                           capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL))
     assert "ann" in r.stdout and "through the pooler" in r.stdout
+    out = ok(dbctl(ws, "--status")).stdout  # the workstation's view: the server and the pooler answer her
+    assert f"pooler: 127.0.0.1:{s.db.pooler_port} ([pooler] in db.toml) answers: ready" in out
     bad = client_config(tmp_path, "bad", s, "ann", "guess")
     r = subprocess.run([program("tq"), "--configdir", str(bad), "jobs"], capture_output=True, text=True, env=env,
                        timeout=60, stdin=subprocess.DEVNULL)

@@ -163,10 +163,16 @@ def _remote_status(ctx: Context, opts: dict) -> int:
     facts = {"running": answer is not Probe.NO_RESPONSE, "host": db.host, "port": db.port,
              "answer": answer.value, "database": db.dbname,
              "database_exists": {Probe.READY: True, Probe.NO_DATABASE: False}.get(answer)}
+    if db.pooler.enabled:  # this host's blades and clients go through the site's pooler
+        pooled = probe_login(host=db.host, port=db.pooler_port, user=login_role(ctx.settings), dbname=db.dbname,
+                             password=db.password)
+        facts["pooler"] = {"port": db.pooler_port, "answer": pooled.value}
     if opts["as_json"]:
         ctx.out(json.dumps(facts, indent=2))
     else:
         ctx.out(f"server: {db.host}:{db.port} (host in db.toml) answers: {answer.value}")
+        if "pooler" in facts:
+            ctx.out(f"pooler: {db.host}:{db.pooler_port} ([pooler] in db.toml) answers: {facts['pooler']['answer']}")
     return ExitStatus.OK if facts["running"] else ExitStatus.NOT_RUNNING
 
 
