@@ -104,8 +104,8 @@ class PoolerSettings:
     pool_size: int = 20  # server connections of one role (PgBouncer's default_pool_size)
     max_db_connections: int = 100  # server connections of all roles together: the cap
     max_client_conn: int = 5000  # client connections the pooler accepts
-    # seconds an idle server connection is kept: how soon a role's pool gives its connections
-    # back for other roles' pools when max_db_connections is reached
+    # seconds an idle server connection is kept (at max_db_connections a waiting role's pool also
+    # takes the most idle connection of another role's pool: PgBouncer closes it and opens one)
     server_idle_timeout: float = 10.0
     program: Path | None = None  # the pgbouncer binary; None: on PATH, else /usr/sbin/pgbouncer
 

@@ -35,9 +35,12 @@ as the server's account, with its files in pgbouncer/ beside the database
 cluster, and --stop stops it. Blades, tq, tractor-spool and pipeline code that
 reach the site over TCP (host in their db.toml, with [pooler] enabled there
 too) connect through it with their own login and password; it holds at most
-max_db_connections server connections (default 100; pool_size per login,
-default 20; idle ones closed after server_idle_timeout seconds, default 10,
-which is how one login's pool gives connections back to another's). The site's
+max_db_connections server connections (default 100), and at most pool_size
+(default 20) for one login: every login has a pool of its own, so a farm does
+best with one blade login shared by its blades. At the cap, a login that waits
+takes the most idle connection of another login's pool (closed, and opened
+anew as itself: a new server process each time), and connections idle for
+server_idle_timeout seconds (default 10) are closed. The site's
 role, LISTEN sessions (a blade's wake-ups, --follow), tractor-engine and
 tractor-dbctl go to the server directly (the server's max_connections is
 then max_db_connections + 100, room for them). Keys: enabled, port (default: the
