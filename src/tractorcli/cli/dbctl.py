@@ -43,7 +43,9 @@ anew as itself: a new server process each time), and connections idle for
 server_idle_timeout seconds (default 10) are closed. The site's
 role, LISTEN sessions (a blade's wake-ups, --follow), tractor-engine and
 tractor-dbctl go to the server directly (the server's max_connections is
-then max_db_connections + 100, room for them). Keys: enabled, port (default: the
+then max_db_connections + 100, room for them; with BladeWakeups = "engine" in
+tractor.toml blades hold no LISTEN session, and a farm's blades hold no more
+than max_db_connections). Keys: enabled, port (default: the
 database's port + 1), listen_addresses (default: the server's),
 pool_size, max_db_connections, max_client_conn (5000),
 server_idle_timeout, program (default: pgbouncer on PATH, else
