@@ -535,3 +535,18 @@ def test_claims_and_finishes_never_scan_the_invocations(conn):
     d.heartbeat(conn, b.id, [c.key for c in held], reload=True)
     assert scans() == before
     assert len(held) == 4 and job_row(conn, jid)["numdone"] == 196
+
+
+def test_a_heartbeat_that_moves_nothing_does_not_wait_for_the_disk(conn):
+    b = Blade(conn, "beater")
+    with conn.transaction():
+        d.heartbeat(conn, b.id, [])
+        assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "off"
+    assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"  # its own only
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)),)))
+    assert b.claim() == [(jid, 1)]
+    conn.execute("UPDATE invocations SET starttime = now() - interval '1 minute' WHERE jid = %s", (jid,))
+    with conn.transaction():  # one that requeues a command the blade no longer holds waits, as any
+        assert d.heartbeat(conn, b.id, []) == set()
+        assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
+    assert task_states(conn, jid) == {"a": "ready"}
