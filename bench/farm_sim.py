@@ -90,11 +90,13 @@ from pathlib import Path
 
 from _common import BenchError, cpu_seconds, server_cpu
 
-BLADE_HEARTBEAT = 10.0  # tractor-blade's defaults (blade/worker.py BladeOptions)
-BLADE_IDLE_HEARTBEAT = 10.0  # (at most a third of BladeLeaseSecs, 30 s by default)
-BLADE_POLL = 1.5
-ENGINE_POLL_BEATS = 3  # (worker.ENGINE_POLL_BEATS)
-RETRY_FIRST = 0.01  # the real blade's first retry after an empty claim (Worker.RETRY_FIRST)
+from tractorcli.blade.worker import ENGINE_POLL_BEATS, Blade, BladeOptions
+
+# tractor-blade's own defaults and back-off (blade/worker.py), not copies of them
+BLADE_HEARTBEAT = BladeOptions.heartbeat
+BLADE_IDLE_HEARTBEAT = BladeOptions.idle_heartbeat  # (at most a third of BladeLeaseSecs, 30 s by default)
+BLADE_POLL = BladeOptions.poll
+RETRY_FIRST = Blade.RETRY_FIRST  # the real blade's first retry after an empty claim
 ENGINE_INTERVAL = 2.0  # tractor-engine's housekeeping interval
 DEFAULT_POOL = 64
 GIVE_UP_PAUSE = 0.1  # seconds before a step that deadlocked every time is tried again
