@@ -442,7 +442,7 @@ def test_a_retry_is_heard_at_once_not_at_the_next_heartbeat(site):
     pid = int(pidfile.read_text())
     time.sleep(0.5)  # past the claim's own heartbeat
     assert d.retry(s.conn, jid, [1]) == [1]
-    s.wait(lambda: not alive(pid), timeout=5, msg="the process group to be killed")
+    s.wait(lambda: not alive(pid), timeout=10, msg="the process group to be killed")
     s.wait(lambda: "no longer this blade's" in b.text(), timeout=5)
 
 

@@ -154,7 +154,7 @@ def test_children_get_the_config_dir_only_when_it_exists(tmp_path):
 def test_engine_wakes_idle_blades_by_datagram_without_a_connection_each(tmp_site):
     # BladeWakeups = "engine" (wakeups.py): the engine LISTENs once and sends each idle blade a
     # datagram; the blade polls only every 3 idle heartbeats (90 s here), so a job that ends
-    # within 3 s was started by the wake-up
+    # within 10 s was started by the wake-up
     cfg, settings = tmp_site('blade_wakeups = "engine"\nblade_lease_secs = 300\n')
     eng = EngineProcess(cfg, "--blades", "2", "--blade-option=--idle-heartbeat=30", "--blade-option=--heartbeat=60")
     try:
@@ -173,7 +173,7 @@ def test_engine_wakes_idle_blades_by_datagram_without_a_connection_each(tmp_site
                 r = spool(cfg, "Job -subtasks {Task {a} -cmds {RemoteCmd {true}}}\n", "--wait")
                 took = time.monotonic() - start
                 assert r.returncode == 0, r.stderr
-                assert took < 3, f"job {n} took {took:.1f} s: not woken"
+                assert took < 10, f"job {n} took {took:.1f} s: not woken"
             # the engine's two connections (housekeeping, LISTEN) and the blade's one, besides ours;
             # a blade that LISTENs itself holds two
             others = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' "
@@ -192,7 +192,7 @@ def test_engine_wakes_idle_blades_by_datagram_without_a_connection_each(tmp_site
             pid = int(pidfile.read_text())
             jid = conn.execute("SELECT max(jid) AS j FROM jobs").fetchone()["j"]
             assert d.retry(conn, jid, [1]) == [1]
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 10
             while alive(pid):
                 assert time.monotonic() < deadline, "the retried command still runs"
                 time.sleep(0.05)
