@@ -454,25 +454,31 @@ def _apply(
     data: dict[str, Any],
     text: str,
     keys: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]],
+    table: str | None = None,
 ) -> dict[str, Any]:
+    """Canonical keys -> converted values of a file's top level (or of its `[table]`); errors
+    name the line."""
     by_name: dict[str, str] = {}
     for canon, (aliases, _) in keys.items():
         by_name[canon.lower()] = canon
         for a in aliases:
             by_name[a.lower()] = canon
+    lines = TomlLines(text) if table else None
     out: dict[str, Any] = {}
     for key, value in data.items():
-        line = _key_line(text, key) or 1
+        line = lines.key(table, key) if lines else _key_line(text, key) or 1
+        name = f"[{table}] {key}" if table else key
         canon = by_name.get(key.lower())
         if canon is None:
             known = ", ".join(sorted(keys))
-            raise ConfigError(f"{path}:{line}: unknown key {key!r} (known keys: {known})")
+            unknown = f"{name}: unknown key" if table else f"unknown key {key!r}"
+            raise ConfigError(f"{path}:{line}: {unknown} (known keys: {known})")
         if canon in out:
-            raise ConfigError(f"{path}:{line}: {key}: set twice (also as {canon!r})")
+            raise ConfigError(f"{path}:{line}: {name}: set twice (also as {canon!r})")
         try:
             out[canon] = keys[canon][1](value)
         except ValueError as exc:
-            raise ConfigError(f"{path}:{line}: {key}: {exc}") from None
+            raise ConfigError(f"{path}:{line}: {name}: {exc}") from None
     return out
 
 
@@ -559,24 +565,9 @@ def _join_the_hosts_site(settings: SiteSettings) -> None:
 
 def _pooler_table(path: Path, table: Any, text: str) -> dict[str, Any]:
     """`[pooler]` of db.toml, its keys checked; errors name the line in that table."""
-    lines = TomlLines(text)
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}:{lines.header(POOLER_TABLE)}: {POOLER_TABLE}: expected a table ([pooler])")
-    by_name = {canon.lower(): canon for canon in _POOLER_KEYS}
-    by_name.update({a.lower(): canon for canon, (aliases, _) in _POOLER_KEYS.items() for a in aliases})
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        where = f"{path}:{lines.key(POOLER_TABLE, key)}: [pooler] {key}"
-        canon = by_name.get(key.lower())
-        if canon is None:
-            raise ConfigError(f"{where}: unknown key (known keys: {', '.join(sorted(_POOLER_KEYS))})")
-        if canon in out:
-            raise ConfigError(f"{where}: set twice (also as {canon!r})")
-        try:
-            out[canon] = _POOLER_KEYS[canon][1](value)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    return out
+        raise ConfigError(f"{path}:{TomlLines(text).header(POOLER_TABLE)}: {POOLER_TABLE}: expected a table ([pooler])")
+    return _apply(path, table, text, _POOLER_KEYS, table=POOLER_TABLE)
 
 
 def _validate(s: SiteSettings, dpath: Path) -> None:
