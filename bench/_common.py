@@ -162,13 +162,14 @@ def cpu_times(pid: int) -> tuple[float, float]:
 
 
 def live_children_cpu(pid: int) -> float:
-    """CPU seconds used so far by the children of `pid` that are still running (a blade's warden:
-    its time reaches the blade's children's only when the blade reaps it, at its exit)."""
+    """CPU seconds used so far by the children of `pid` that are still running (a server's
+    backends; a blade's warden: its time reaches the blade's children's only when the blade
+    reaps it, at its exit)."""
     total = 0.0
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             st = proc_stat(int(entry))
-            if st is not None and st[1] == str(pid):
+            if st is not None and st[1] == str(pid):  # (ppid, field 4)
                 total += (int(st[11]) + int(st[12])) / CLOCK_TICK
     return total
 
@@ -202,15 +203,8 @@ def server_cpu(data_dir: Path) -> float:
     st = proc_stat(pm)
     if st is None:
         raise BenchError(f"the postmaster (pid {pm}) is not running")
-    # fields 14-17 (utime, stime, cutime, cstime) are st[11:15]; ppid (field 4) is st[1]
-    ticks = sum(int(x) for x in st[11:15])
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        s = proc_stat(int(name))
-        if s is not None and s[1] == str(pm):
-            ticks += int(s[11]) + int(s[12])
-    return ticks / CLOCK_TICK
+    # fields 14-17 (utime, stime, cutime, cstime) are st[11:15]
+    return sum(int(x) for x in st[11:15]) / CLOCK_TICK + live_children_cpu(pm)
 
 
 def _port_free(port: int) -> bool:

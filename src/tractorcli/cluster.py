@@ -218,6 +218,21 @@ class ServerStatus:
         return self.probe in (Probe.READY, Probe.NO_DATABASE)
 
 
+def process_argv(pid: int) -> list[bytes] | None:
+    """The argv of the live process `pid` (empty when there is no /proc to tell), or None when no
+    such process runs.  (The program behind a pid file: ours, or a stranger that took the pid.)"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, owned by someone else
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
 class Cluster:
     """The local PostgreSQL server of one site."""
 
@@ -389,15 +404,10 @@ class Cluster:
 
     def _is_our_postmaster(self, pid: int) -> bool:
         """Is `pid` a live PostgreSQL postmaster serving our data directory?"""
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        cmdline = process_argv(pid)
+        if cmdline is None:
             return False
-        except PermissionError:
-            pass  # alive, owned by someone else
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
+        if not cmdline:
             return True  # no /proc: trust kill(0), as pg_ctl does
         name = os.path.basename(cmdline[0].decode(errors="replace")) if cmdline else ""
         if "postgres" not in name and "postmaster" not in name:

@@ -91,10 +91,11 @@ class Engine:
         from .db import dispatch
         from .db.connection import connect, translated
 
-        from .wakeups import Waker
+        if self.settings.blade_wakeups == "engine":  # else each blade LISTENs itself: nothing to relay
+            from .wakeups import Waker
 
-        self.waker = Waker(self.settings, self.say)
-        threading.Thread(target=self.waker.run, args=(self.stopping,), daemon=True, name="waker").start()
+            self.waker = Waker(self.settings, self.say)
+            threading.Thread(target=self.waker.run, args=(self.stopping,), daemon=True, name="waker").start()
         conn = None
         warned = False
         try:

@@ -37,7 +37,7 @@ import signal
 import time
 from pathlib import Path
 
-from .cluster import Cluster
+from .cluster import Cluster, process_argv
 from .config import SiteSettings
 from .db.probe import Probe, probe
 from .errors import NotFound, StateError, TractorError, from_os_error
@@ -136,15 +136,10 @@ class Pooler:
 
     def _is_ours(self, pid: int) -> bool:
         """Is `pid` a live pgbouncer running on this site's configuration?"""
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        argv = process_argv(pid)
+        if argv is None:
             return False
-        except PermissionError:
-            pass
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
+        if not argv:
             return True  # no /proc: trust kill(0)
         return any(a.endswith(b"pgbouncer") for a in argv[:1]) and str(self.dir / INI).encode() in argv
 

@@ -67,6 +67,7 @@ found (`rcode`, `progress`, times).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import errno as _errno
 import glob
 import os
@@ -294,35 +295,25 @@ def prepare(info: Mapping[str, Any], claim: Any, side: BladeSide) -> LaunchSpec:
 
 # --- the child's start ------------------------------------------------------------
 
-def _find_setpriv() -> str | None:
-    """util-linux `setpriv`, if it works here (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import shutil
-
-    path = shutil.which("setpriv")
-    if path is None:
-        return None
-    try:
-        ok = subprocess.run([path, "--pdeathsig", "KILL", "--", "/bin/true"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    return path if ok else None
-
-
 # How a command runs as another account (a blade running as root, BladeRunAs): exec'd through
 # `setpriv`, which changes the ids and then execs the command.  subprocess's own user= and
 # group= would fork the whole blade instead of the fast vfork (about 2 ms a launch); so
 # would a Python preexec function.
-_SETPRIV: list[str | None] = []
-
-
+@functools.cache
 def _setpriv() -> str | None:
-    """The setpriv path, found once, at the first launch as another account."""
-    if not _SETPRIV:
-        _SETPRIV.append(_find_setpriv())
-    return _SETPRIV[0]
+    """util-linux `setpriv`, if it works here (Linux); looked for once, at the first launch as
+    another account."""
+    if not sys.platform.startswith("linux"):
+        return None
+    path = shutil.which("setpriv")
+    if path is None:
+        return None
+    try:
+        ok = subprocess.run([path, "--", "/bin/true"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    return path if ok else None
 
 
 def _launch_error(argv0: str, env: Mapping[str, str] | None, cwd: str | None) -> int | None:

@@ -476,17 +476,18 @@ class Blade:
                 run.log_line("the command was retried, killed or given to another blade; stopping it")
                 run.terminate(REVOKED)
         if keep.reload != self._reload_seen:
-            self.reload()
+            self.reload(keep.reload)
 
     # -- tq reloadconfig --blade -------------------------------------------------------
 
     _reload_seen: str | None = None  # the reload-blade generation acted on (db/reload.py)
 
-    def reload(self) -> None:
+    def reload(self, generation: str) -> None:
         """Pick the profile again from blade.toml and update the blade's row in place
         (keys, slots, profile, zone; NIMBY when the profile's changed).  What it runs
-        goes on; a profile that does not load leaves the current one in force."""
-        self._reload_seen = self._db(reload_generation, "blade")
+        goes on; a profile that does not load leaves the current one in force.
+        `generation`: the reload-blade generation the heartbeat just read, now acted on."""
+        self._reload_seen = generation
         try:
             ident = identify(self.settings, self.options)
         except TractorError as exc:
