@@ -133,12 +133,12 @@ class Waker:
 
     def run(self, stopping: threading.Event) -> None:
         """Until `stopping`: LISTEN on a connection of its own, reconnecting with back-off."""
-        from .db.connection import connect
+        from .db.connection import LISTEN, connect
 
         wait = 0.5
         while not stopping.is_set():
             try:
-                conn = connect(self.settings, autocommit=True)
+                conn = connect(self.settings, autocommit=True, purpose=LISTEN)
             except TractorError:
                 stopping.wait(wait)
                 wait = min(wait * 2, RECONNECT_MAX)

@@ -288,12 +288,12 @@ class Blade:
 
     # -- database ------------------------------------------------------------------
 
-    def _connect(self, purpose: str = "blade"):
+    def _connect(self, purpose: str | None = None):
         """The work connection (claims, heartbeats, reports: through the site's pooler when there
-        is one), or with purpose "listen" the wake-up listener's (straight to the server)."""
-        from ..db.connection import connect
+        is one), or with purpose LISTEN the wake-up listener's (straight to the server)."""
+        from ..db.connection import BLADE, connect
 
-        return connect(self.settings, autocommit=True, purpose=purpose)
+        return connect(self.settings, autocommit=True, purpose=purpose or BLADE)
 
     def _db(self, fn, *args, **kw):
         """Call a dispatch function; a broken connection raises _Offline.  Work the database
@@ -393,9 +393,11 @@ class Blade:
 
     def _listen(self) -> None:
         """Wake the loop on every `tractor_ready` notification (own connection)."""
+        from ..db.connection import LISTEN
+
         while not self.closing.is_set():
             try:
-                conn = self._connect("listen")  # LISTEN holds a session: not through the pooler
+                conn = self._connect(LISTEN)  # LISTEN holds a session: not through the pooler
             except TractorError:
                 self.closing.wait(RECONNECT_MAX)
                 continue
