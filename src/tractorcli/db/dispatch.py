@@ -193,35 +193,30 @@ def finish_and_claim(conn: "psycopg.Connection", bladeid: uuid.UUID,
                      host: str, slots: int, pids: list[tuple[tuple[int, int, int], int]] = ()
                      ) -> tuple[list[str], list[Claim]]:
     """Report ended commands (claim, rcode, real, app, sys, checkpoint) and claim new ones; `pids`:
-    the process ids of commands launched since the last report, recorded first.
+    the process ids of commands launched since the last report, recorded too.
 
-    One transaction (one commit to wait for) and, pipelined, one round trip:
-    a busy blade's whole cycle.  If anything fails, nothing of it happened
-    and the caller sends the same reports again.  Rows are taken in the
-    order operations on jobs take them (functions/blades.sql, lock order):
-    the reports by jid, the pids after them, the blade's own row last.
+    One statement (functions/blades.sql, tractor_cycle_v1): one round trip
+    and one transaction, which the server commits without waiting for this
+    process, so the job rows the reports take are held for the server's
+    work alone.  If anything fails, nothing of it happened and the caller
+    sends the same reports again.
     """
-    svcids = list(svcids)
-    claimed = None
-    order = sorted(range(len(reports)), key=lambda k: (reports[k][0].jid, reports[k][0].cid))
-    finished: dict[int, Any] = {}
-    # BEGIN, the calls and COMMIT all go out together: one round trip
-    with conn.pipeline(), conn.transaction():
-        conn.execute(queries.get("cycle_begin"), {"bladeid": bladeid})
-        for k in order:
-            c, rcode, real, app, sys, checkpoint = reports[k]
-            finished[k] = conn.execute(queries.get("finish_checkpoint" if checkpoint else "finish"), {
-                "jid": c.jid, "cid": c.cid, "iid": c.iid, "bladeid": bladeid, "rcode": rcode,
-                "real": real, "app": app, "sys": sys})
-        if slots > 0:
-            claimed = conn.execute(queries.get("claim"), {"bladeid": bladeid, "svcids": svcids, "host": host,
-                                                          "slots": slots})
-        if pids:
-            conn.execute(queries.get("pids"), _pids_params(bladeid, list(pids)))
-        conn.execute(queries.get("cycle_end"), {"bladeid": bladeid})
-    outcomes = [finished[k].fetchone()["outcome"] for k in range(len(reports))]
-    rows = claimed.fetchall() if claimed is not None else []
-    return outcomes, [Claim(r["jid"], r["tid"], r["cid"], r["iid"], r["numslots"], r) for r in rows]
+    pids = list(pids)
+    rows = conn.execute(queries.get("cycle"), {
+        "bladeid": bladeid, "jids": [r[0].jid for r in reports], "cids": [r[0].cid for r in reports],
+        "iids": [r[0].iid for r in reports], "rcodes": [r[1] for r in reports], "real": [r[2] for r in reports],
+        "app": [r[3] for r in reports], "sys": [r[4] for r in reports], "checkpoints": [r[5] for r in reports],
+        "svcids": list(svcids), "host": host, "slots": slots,
+        "pid_jids": [k[0] for k, _ in pids], "pid_cids": [k[1] for k, _ in pids],
+        "pid_iids": [k[2] for k, _ in pids], "pids": [p for _, p in pids]}).fetchall()
+    outcomes: list[str] = [""] * len(reports)
+    claims = []
+    for r in rows:
+        if r["report"] is not None:
+            outcomes[r["report"] - 1] = r["outcome"]
+        else:
+            claims.append(Claim(r["jid"], r["tid"], r["cid"], r["iid"], r["numslots"], r))
+    return outcomes, claims
 
 
 def progress(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, percent: float) -> bool:

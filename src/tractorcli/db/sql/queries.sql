@@ -378,6 +378,14 @@ ORDER BY c.jid, c.cid
 -- name: launch_info
 SELECT * FROM tractor_launch_v1 WHERE jid = %(jid)s AND cid = %(cid)s
 
+-- name: cycle
+-- A busy blade's cycle, reports, claim and pids, in one statement (functions/blades.sql).
+SELECT * FROM tractor_cycle_v1(%(bladeid)s, %(jids)s::bigint[], %(cids)s::integer[], %(iids)s::integer[],
+                               %(rcodes)s::integer[], %(real)s::double precision[], %(app)s::double precision[],
+                               %(sys)s::double precision[], %(checkpoints)s::boolean[], %(svcids)s::integer[],
+                               %(host)s, %(slots)s, %(pid_jids)s::bigint[], %(pid_cids)s::integer[],
+                               %(pid_iids)s::integer[], %(pids)s::integer[])
+
 -- name: cycle_begin
 -- A blade's cycle (reports, claim, pids) begins: its own row is written once, at cycle_end
 -- (functions/blades.sql, lock order).

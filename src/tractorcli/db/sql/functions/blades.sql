@@ -690,6 +690,62 @@ BEGIN
     PERFORM tractor_slots_change(p_blade, used);
 END $$;
 
+-- A busy blade's whole cycle in one statement: its reports (the commands that ended:
+-- p_jids .. p_checkpoints, one element each), a claim of up to p_slots, and the process ids
+-- of what it launched since (p_pid_*).  Rows: one per report (`report`, its position in the
+-- arrays from 1, and `outcome`, what tractor_finish_v1 answers), then the claimed commands
+-- as tractor_claim_v3 returns them (`report` NULL).
+-- One statement is one transaction, committed by the server as soon as its work is done:
+-- the job rows the reports take (blades.sql: lock order) are held for the server's work
+-- alone.  As statements of a transaction the client sends one by one, they were also held
+-- while the blade's process came back to send the next one and the COMMIT; a thousand blades
+-- running one job queue on its row, and that time was most of their wait.
+CREATE OR REPLACE FUNCTION tractor_cycle_v1(p_blade uuid, p_jids bigint[], p_cids integer[], p_iids integer[],
+                                            p_rcodes integer[], p_real double precision[],
+                                            p_app double precision[], p_sys double precision[],
+                                            p_checkpoints boolean[], p_svcids integer[], p_host text,
+                                            p_slots integer, p_pid_jids bigint[], p_pid_cids integer[],
+                                            p_pid_iids integer[], p_pids integer[])
+RETURNS TABLE (report integer, outcome text,
+               jid bigint, tid integer, cid integer, iid integer, numslots integer, hosts text[],
+               boundslots integer,
+               argv text[], local boolean, expand text, msg text, cmd_envkey text[],
+               minrunsecs double precision, maxrunsecs double precision, retryrcodes integer[],
+               resumewhile text[], resumepin boolean, minslots integer, maxslots integer, runtype text,
+               owner text, jobtitle text, projects text[], spoolcwd text, spoolhost text, dirmap jsonb,
+               assignments jsonb, job_envkey text[], priority double precision,
+               tasktitle text, retrycount integer, resumecount integer, recover boolean,
+               quality real, refersto text, idrefs jsonb, cmdrefs jsonb)
+LANGUAGE plpgsql ROWS 8 SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    k bigint;
+BEGIN
+    IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+        PERFORM tractor_guard_blade(p_blade);
+    END IF;
+    PERFORM tractor_cycle_begin_v1(p_blade);
+    -- the reports by job, then command (lock order)
+    FOR k IN SELECT r.n FROM unnest(p_jids, p_cids) WITH ORDINALITY AS r(j, c, n) ORDER BY r.j, r.c LOOP
+        report := k;
+        IF p_checkpoints[k] THEN
+            outcome := tractor_finish_checkpoint_v1(p_jids[k], p_cids[k], p_iids[k], p_blade, p_real[k],
+                                                    p_app[k], p_sys[k]);
+        ELSE
+            outcome := tractor_finish_v1(p_jids[k], p_cids[k], p_iids[k], p_blade, p_rcodes[k], p_real[k],
+                                         p_app[k], p_sys[k]);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    IF p_slots > 0 THEN
+        RETURN QUERY SELECT NULL::integer, NULL::text, c.*
+                     FROM tractor_claim_v3(p_blade, p_svcids, p_host, p_slots) AS c ORDER BY c.jid, c.cid;
+    END IF;
+    IF cardinality(p_pids) > 0 THEN
+        PERFORM tractor_pids_v1(p_blade, p_pid_jids, p_pid_cids, p_pid_iids, p_pids);
+    END IF;
+    PERFORM tractor_cycle_end_v1(p_blade);
+END $$;
+
 -- The claim as blades of schema 20 and before call it (they read the launch fields apart).
 CREATE OR REPLACE FUNCTION tractor_claim_v2(p_blade uuid, p_svcids integer[], p_host text, p_slots integer)
 RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integer, hosts text[],
