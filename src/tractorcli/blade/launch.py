@@ -83,6 +83,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TractorError
+from .reader import DRAIN_GRACE, output_reader, pidfd
 from .warden import warden
 from ..subst import LaunchContext, dirmap, expand_argv, expand_text, launch_env
 from .output import OutputScanner
@@ -109,7 +110,6 @@ RC_EXPAND = 21003  # an expand command's output could not be read or grafted (al
 EXPAND_MAX_BYTES = 64 << 20  # expand output kept in memory at most
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL to a process group
 EXIT_STATUS_GRACE = 2.0  # seconds a process may live on after TR_EXIT_STATUS
-DRAIN_GRACE = 2.0  # seconds output is read after the main process exited
 PROGRESS_WAKE = 0.25  # at most this often a progress line wakes the worker
 BUILTIN = "TractorBuiltIn"
 BUILTINS = ("Echo", "Sleep", "PrintEnv", "System", "File")
@@ -538,8 +538,12 @@ class Run:
             text = spec.msg if spec.msg.endswith("\n") else spec.msg + "\n"
             threading.Thread(target=_feed_stdin, args=(proc.stdin, text.encode("utf-8", "replace")), daemon=True,
                              name=f"stdin {spec.ref}").start()
-        self._thread = threading.Thread(target=self._process_main, daemon=True, name=f"output {spec.ref}")
-        self._thread.start()
+        fd = pidfd(proc.pid)
+        if fd is not None:
+            output_reader().watch(self, proc.stdout.fileno(), fd)  # the blade's one output thread (reader.py)
+        else:  # no pidfd (a kernel before 5.3): a thread of its own
+            self._thread = threading.Thread(target=self._process_main, daemon=True, name=f"output {spec.ref}")
+            self._thread.start()
 
     def _fail(self, text: str, code: int) -> None:
         self.log_line(text)
@@ -575,6 +579,7 @@ class Run:
                 self.wake.set()
 
     def _process_main(self) -> None:
+        """The run's own reader, where there is no pidfd for `OutputReader` (reader.py)."""
         import select
 
         proc = self._proc
@@ -606,8 +611,7 @@ class Run:
                         if pid:
                             status, rusage = st, ru
                     if status is not None:
-                        self._exited_at = time.monotonic()
-                        self.elapsed = self._exited_at - self.started
+                        self._exited()
                 if status is not None:
                     if eof:
                         break
@@ -631,6 +635,16 @@ class Run:
                     _, status, rusage = os.wait4(proc.pid, 0)
                 except ChildProcessError:
                     status = None
+        self._complete(status, rusage)
+
+    def _exited(self) -> None:
+        """The main process was reaped."""
+        self._exited_at = time.monotonic()
+        self.elapsed = self._exited_at - self.started
+
+    def _complete(self, status: int | None, rusage: Any) -> None:
+        """The process was reaped (`status` its wait status; None: lost) and its output read: the run ends."""
+        proc = self._proc
         for line, d in self.scanner.finish():
             out: list[bytes] = []
             self._directive(line if line.endswith(b"\n") else line + b"\n", d, out)
