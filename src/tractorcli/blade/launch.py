@@ -405,8 +405,11 @@ class Run:
         if p is None:
             return
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(p, "ab", buffering=0)
+            try:
+                self._log = open(p, "ab", buffering=0)
+            except FileNotFoundError:  # the job's log directory, made by the first of its commands here
+                p.parent.mkdir(parents=True, exist_ok=True)
+                self._log = open(p, "ab", buffering=0)
         except OSError as exc:
             self._log = None
             self.log_error = f"cannot write the log {p}: {exc.strerror or exc}"
