@@ -12,10 +12,12 @@ from tractorcli.blade import reader
 from tractorcli.blade.launch import LaunchSpec, Run
 
 
-def _run(tmp_path, argv, tid=1, **kw):
+def _run(tmp_path, argv, tid=1, take=None, **kw):
     spec = LaunchSpec(jid=1, tid=tid, cid=tid, iid=1, argv=list(argv), env=dict(os.environ), cwd=str(tmp_path),
                       log_path=tmp_path / f"T{tid}.log", blade="b", host="h", **kw)
     run = Run(spec)
+    if take is not None:
+        run._take = take
     run.start()
     return run
 
@@ -96,3 +98,16 @@ def test_a_signal_ends_the_run_with_minus_the_signal(tmp_path):
     r.terminate("test")
     assert r.join(10)
     assert r.rcode == -15
+
+
+def test_a_run_whose_watching_breaks_ends_killed_and_the_others_go_on(tmp_path):
+    def broken(data):
+        raise RuntimeError("scanner broke")
+
+    bad = _run(tmp_path, ["sh", "-c", "echo hello; exec sleep 60"], tid=1, take=broken)
+    good = _run(tmp_path, ["sh", "-c", "sleep 0.5; echo fine"], tid=2)
+    assert bad.join(10), "the broken run did not end"
+    assert bad.rcode == -9
+    assert "blade error while watching the command: RuntimeError('scanner broke')" in (tmp_path / "T1.log").read_text()
+    assert good.join(10) and good.rcode == 0
+    assert "fine" in (tmp_path / "T2.log").read_text()

@@ -640,6 +640,13 @@ class Run:
                     status = None
         self._complete(status, rusage)
 
+    def _abandon(self) -> None:
+        """The run ends without its result (its reader failed even to end it): SIGKILL's code."""
+        if not self.done.is_set():
+            self.rcode = -int(signal.SIGKILL)
+            self.done.set()
+            self.wake.set()
+
     def _exited(self) -> None:
         """The main process was reaped."""
         self._exited_at = time.monotonic()

@@ -79,22 +79,25 @@ class OutputReader:
             for key, _ in self._sel.select(timeout):
                 if key.data is None:
                     self._take_new()
-                    continue
-                w, what = key.data
-                try:
-                    if what == "out":
-                        self._read(w)
-                    else:
-                        self._reap(w)
-                except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others'
-                    self._failed(w, exc)
+                else:
+                    w, what = key.data
+                    self._guarded(w, self._read if what == "out" else self._reap)
             if self._draining:
                 now = time.monotonic()
                 for w in [w for w in self._draining if w.drain_at <= now]:
-                    try:
-                        self._drain_over(w)
-                    except Exception as exc:  # noqa: BLE001
-                        self._failed(w, exc)
+                    self._guarded(w, self._drain_over)
+
+    def _guarded(self, w: _Watch, step) -> None:
+        """One step of one run: its trouble ends that run (as its own thread's did), never the
+        thread that reads the others."""
+        try:
+            step(w)
+        except Exception as exc:  # noqa: BLE001
+            try:
+                self._failed(w, exc)
+            except Exception:  # noqa: BLE001 - even its end failed: it ends without its log's footer
+                self._forget(w)
+                w.run._abandon()
 
     def _take_new(self) -> None:
         try:
@@ -105,8 +108,11 @@ class OutputReader:
         with self._lock:
             new, self._new = self._new, []
         for w in new:
-            self._sel.register(w.fd, selectors.EVENT_READ, (w, "out"))
-            self._sel.register(w.pidfd, selectors.EVENT_READ, (w, "exit"))
+            self._guarded(w, self._register)
+
+    def _register(self, w: _Watch) -> None:
+        self._sel.register(w.fd, selectors.EVENT_READ, (w, "out"))
+        self._sel.register(w.pidfd, selectors.EVENT_READ, (w, "exit"))
 
     def _read(self, w: _Watch) -> None:
         try:
@@ -145,10 +151,7 @@ class OutputReader:
             self._complete(w)  # the pipe is held outside the group: the run ends without its end
 
     def _complete(self, w: _Watch) -> None:
-        self._draining.discard(w)
-        if not w.eof:
-            self._sel.unregister(w.fd)
-            w.eof = True
+        self._forget(w)
         w.run._complete(w.status, w.rusage)
 
     def _close_pidfd(self, w: _Watch) -> None:
@@ -158,25 +161,32 @@ class OutputReader:
             w.pidfd = -1
 
     def _failed(self, w: _Watch, exc: Exception) -> None:
-        """A run whose watching broke: its group is killed and it ends (as its thread did)."""
+        """A run whose watching broke: its group is killed and it ends."""
         if w.run.done.is_set():
+            self._forget(w)
             return
         w.run.log_line(f"blade error while watching the command: {exc!r}")
-        self._draining.discard(w)
         if w.status is None:
             w.run._signal_group(signal.SIGKILL)
             try:
-                self._close_pidfd(w)
                 _, w.status, w.rusage = os.wait4(w.run.pid, 0)
-            except (ChildProcessError, OSError, KeyError, ValueError):
+            except ChildProcessError:
                 w.status = None
-        if not w.eof:
+        self._forget(w)
+        w.run._complete(w.status, w.rusage)
+
+    def _forget(self, w: _Watch) -> None:
+        """`w` out of the epoll set and the drain timers, its pidfd closed."""
+        self._draining.discard(w)
+        for fd in (w.fd, w.pidfd):
             try:
-                self._sel.unregister(w.fd)
+                self._sel.unregister(fd)
             except (KeyError, ValueError):
                 pass
-            w.eof = True
-        w.run._complete(w.status, w.rusage)
+        w.eof = True
+        if w.pidfd >= 0:
+            os.close(w.pidfd)
+            w.pidfd = -1
 
 
 def pidfd(pid: int) -> int | None:
