@@ -117,6 +117,23 @@ def test_retry_under_serial_subtasks_waits_again_for_the_earlier_sibling(conn):
     assert job_row(conn, jid)["phase"] == "finished"
 
 
+def test_retry_under_a_serial_job_waits_again_for_the_earlier_top_level_task(conn):
+    # the serial gate of a top-level task: its previous sibling's whole subtree comes before it
+    jid = spool(conn, Job(serialsubtasks=True, subtasks=(
+        Task("one", cmds=(C("1"),)), Task("two", subtasks=(Task("two-a", subtasks=(Task("deep", cmds=(C("d"),)),)),)),
+        Task("three", cmds=(C("3"),)))))
+    b = Blade(conn, slots=1)
+    b.claim()
+    b.finish(jid, tid_of(conn, jid, "one"))
+    assert task_states(conn, jid)["deep"] == "ready"
+    d.retry(conn, jid, [tid_of(conn, jid, "one")])
+    assert task_states(conn, jid) == {"one": "ready", "two": "blocked", "two-a": "blocked", "deep": "blocked",
+                                      "three": "blocked"}
+    settled(conn, jid)
+    assert run_all(b) == ["one", "deep", "three"]
+    assert job_row(conn, jid)["phase"] == "finished"
+
+
 def test_skip_lets_dependents_go_on_and_kill_leaves_an_error(conn):
     jid = spool(conn, Job(subtasks=(Task("parent", cmds=(C("p"),), subtasks=(
         Task("slow", cmds=(C("s"),)), Task("broken", cmds=(C("b"),)))),)))

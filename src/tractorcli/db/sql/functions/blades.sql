@@ -430,7 +430,7 @@ BEGIN
                 refused := 0;
                 LOOP
                     -- (two statements, not one with `walk IS NULL OR`: each keeps a plan of its
-                    -- own index, the primary key's cid order or ready_job_svc_idx)
+                    -- own index, the primary key's cid order or ready_svc_job_idx)
                     IF walk IS NULL THEN
                         SELECT q.cid, q.tid, q.svcid INTO r FROM ready q
                         WHERE q.jid = j.jid AND q.cid > last_cid AND q.svcid IS NOT NULL
