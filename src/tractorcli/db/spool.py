@@ -121,7 +121,7 @@ Speed
     Measured on the 2-core development VM (PostgreSQL 15, a second busy
     process on the machine), one-command tasks: 100,000 tasks in 1.4-2.2 s
     wall (client 0.5 s CPU, server 1.4-1.9 s CPU: 300,000 rows and 6
-    index entries per task - 7 before schema 26 - over half of the
+    index entries per task - 7 before schema 25 - over half of the
     server's time in the indexes); 1,000,000 tasks in about 22 s.  The rows are built from
     Resolved's arrays (a flat job's plan is not counted at all); a script
     over 1 MiB goes by COPY in pieces (as a parameter the client held two
