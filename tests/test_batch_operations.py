@@ -82,7 +82,8 @@ def rows(conn, sql: str, *args) -> list[dict]:
 
 
 def dependents(conn, pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
-    """The tasks and, transitively, their tree parents and Instance referrers (computed here, in Python)."""
+    """The tasks and, transitively, their tree parents and Instance referrers, and the running tasks
+    behind the serial gates these close (computed here, in Python)."""
     up: dict[tuple[int, int], set[tuple[int, int]]] = {}
     jids = sorted({j for j, _ in pairs})
     for r in rows(conn, "SELECT jid, tid, parent_tid FROM tasks WHERE jid = ANY(%s)", jids):
@@ -99,7 +100,22 @@ def dependents(conn, pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
         if p not in seen:
             seen.add(p)
             todo += up[p]
-    return seen
+    # and the running tasks behind the serial gates those close: the subtree of the next sibling
+    # (the first task after one's subtree, with its parent) under a -serialsubtasks parent or job
+    task = {(r["jid"], r["tid"]): r for r in rows(
+        conn, "SELECT t.jid, t.tid, t.parent_tid, t.lasttid, t.attached, t.state, "
+              "coalesce(p.serialsubtasks, j.serialsubtasks) AS serial FROM tasks t JOIN jobs j ON j.jid = t.jid "
+              "LEFT JOIN tasks p ON p.jid = t.jid AND p.tid = t.parent_tid WHERE t.jid = ANY(%s)", jids)}
+    gated = set()
+    for jid, tid in seen:
+        me = task[(jid, tid)]
+        nxt = task.get((jid, (me["lasttid"] or tid) + 1))
+        if nxt is None or nxt["parent_tid"] != me["parent_tid"] or not nxt["attached"] or not me["serial"]:
+            continue
+        for g in range(nxt["tid"], (nxt["lasttid"] or nxt["tid"]) + 1):
+            if task[(jid, g)]["state"] == "active":
+                gated.add((jid, g))
+    return seen | gated
 
 
 def check_retry(conn, pairs: list[tuple[int, int]], recover: bool) -> None:

@@ -134,6 +134,30 @@ def test_retry_under_a_serial_job_waits_again_for_the_earlier_top_level_task(con
     assert job_row(conn, jid)["phase"] == "finished"
 
 
+def test_retry_of_a_serial_predecessor_stops_its_running_successor(conn):
+    """A serial successor runs only after its predecessor is done: retrying the predecessor while
+    the successor runs stops the successor (its process group is killed within a heartbeat) and
+    it waits again; both then run in order, and the audit finds nothing."""
+    jid = spool(conn, Job(serialsubtasks=True, subtasks=(
+        Task("one", cmds=(C("1"),)), Task("two", cmds=(C("2"),)), Task("three", cmds=(C("3"),)))))
+    b = Blade(conn, slots=1)
+    b.claim()
+    b.finish(jid, tid_of(conn, jid, "one"))
+    assert b.claim() == [(jid, tid_of(conn, jid, "two"))]
+    two = b.running.pop((jid, tid_of(conn, jid, "two")))
+    d.retry(conn, jid, [tid_of(conn, jid, "one")])
+    assert task_states(conn, jid) == {"one": "ready", "two": "blocked", "three": "blocked"}
+    inv = conn.execute("SELECT current, stoptime IS NOT NULL AS stopped FROM invocations "
+                       "WHERE jid = %s AND cid = %s AND iid = %s", (jid, two.cid, two.iid)).fetchone()
+    assert inv == {"current": False, "stopped": True}
+    assert conn.execute("SELECT slotsinuse FROM blades WHERE bladeid = %s", (b.id,)).fetchone()["slotsinuse"] == 0
+    assert d.finish(conn, two, b.id, 0) == "stale"  # its late report changes nothing
+    settled(conn, jid)
+    assert conn.execute("SELECT count(*) AS n FROM tractor_audit_v1(false)").fetchone()["n"] == 0
+    assert run_all(b) == ["one", "two", "three"]
+    assert job_row(conn, jid)["phase"] == "finished"
+
+
 def test_skip_lets_dependents_go_on_and_kill_leaves_an_error(conn):
     jid = spool(conn, Job(subtasks=(Task("parent", cmds=(C("p"),), subtasks=(
         Task("slow", cmds=(C("s"),)), Task("broken", cmds=(C("b"),)))),)))

@@ -99,9 +99,11 @@ $$;
 -- tq retry (p_recover false) and tq resume (true) of any tasks of any jobs:
 -- what tractor_task_retry_v1 does for one job, for (p_jids[i], p_tids[i])
 -- pairs.  The tasks and every task depending on them (ancestors and,
--- transitively, Instance referrers) are reset; active ones are stopped
--- (their process groups are killed within a heartbeat) and their
--- retrycount counts the retry.  Then every task whose wait may have
+-- transitively, Instance referrers) are reset, and so are the running
+-- tasks behind the serial gates they close (a serial successor runs only
+-- after its predecessor is done); active ones are stopped (their process
+-- groups are killed within a heartbeat) and their retrycount counts the
+-- retry.  Then every task whose wait may have
 -- changed (the reset ones, and the subtrees their serial gates close) is
 -- rescheduled: its pending count; at zero ready with its first command
 -- queued (or, without -cmds, done, releasing its waiters), above zero
@@ -152,8 +154,9 @@ BEGIN
     ), resets AS (
         SELECT d.jid, d.tid, bool_or(d.asked) AS asked FROM dep d GROUP BY d.jid, d.tid
     ), gated AS (
-        -- the next sibling is the first task after me's subtree, if it has me's parent
-        SELECT g.jid, g.tid
+        -- the next sibling is the first task after me's subtree, if it has me's parent; one of
+        -- its subtree that runs is stopped and reset: it may run only after me is done again
+        SELECT g.jid, g.tid, g.state = 'active' AS running
         FROM resets r
         JOIN tasks me ON me.jid = r.jid AND me.tid = r.tid
         JOIN tasks nxt ON nxt.jid = me.jid AND nxt.tid = coalesce(me.lasttid, me.tid) + 1
@@ -165,7 +168,7 @@ BEGIN
         SELECT u.jid, u.tid, bool_or(u.asked) AS asked, bool_or(u.reset) AS reset FROM (
             SELECT r.jid, r.tid, r.asked, true AS reset FROM resets r
             UNION ALL
-            SELECT g.jid, g.tid, false, false FROM gated g
+            SELECT g.jid, g.tid, false, g.running FROM gated g
         ) u GROUP BY u.jid, u.tid
     )
     INSERT INTO tractor_resched (jid, tid, asked, reset, attached, oldstate, running, first_cid)
