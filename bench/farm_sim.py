@@ -18,13 +18,17 @@ A simulated blade runs no processes.  It makes the calls a real
   `ServiceCache.matching` reads new expressions at most once a second, as
   a real blade's cache does.  An empty claim is tried again after 10 ms,
   doubling up to the poll interval (1.5 s) while the blade found work
-  recently, else at the next poll (3 idle heartbeats, 30 s, with `wakeups =
-  "engine"`; 1.5 s else): the real blade's back-off;
+  recently, else at the next poll: 1.5 s later, or with `wakeups =
+  "engine"` when a heartbeat says work is queued for it, at most every 3
+  idle heartbeats (30 s): the real blade's back-off;
 * every `heartbeat` seconds (10 s, the real blade's default; `idle_heartbeat`,
   10 s, while it holds nothing) `dispatch.heartbeat` with what it holds and
   the blade reload generation in the same statement, as a real blade's
-  heartbeat does; a held command the heartbeat does not give back is
-  counted as revoked and dropped (it must not happen);
+  heartbeat does, and with `wakeups = "engine"` a blade holding nothing
+  asks in it whether a claim could find anything (its poll, when due, runs
+  right after it on the same connection, as in the real blade's loop); a
+  held command the heartbeat does not give back is counted as revoked and
+  dropped (it must not happen);
 * at the end, what it holds is reported (`finish_and_claim` with no free
   slots) and it leaves (`dispatch.blade_exit`, handback false).
 
@@ -170,11 +174,15 @@ class SimBlade:
     next_claim: float = 0.0  # when a blade holding nothing claims (again)
     retry_delay: float = RETRY_FIRST
     last_work: float = -1e9
+    work_seen: bool | None = None  # what its last heartbeat said about work for it (engine wake-ups)
     gone: bool = False
     conn: object = None  # its own connection (through the pooler), or None: the pool's
 
     def due(self) -> float:
-        return min(self.next_hb, self.held_until if self.held else self.next_claim)
+        if self.held:
+            return min(self.next_hb, self.held_until)
+        # with engine wake-ups an idle blade polls only when its heartbeat said there is work
+        return min(self.next_hb, self.next_claim if self.work_seen is not False else float("inf"))
 
 
 class Scheduler:
@@ -281,6 +289,7 @@ class Farm:
         self.idle_heartbeat = max(heartbeat, idle_heartbeat)
         # with engine wake-ups an idle blade polls only every few idle heartbeats (blade/worker.py)
         self.idle_poll = ENGINE_POLL_BEATS * self.idle_heartbeat if wakeups == "engine" else poll
+        self.ask = wakeups == "engine"  # heartbeats of blades that would claim ask whether there is work
         self.poll = poll
         self.engine = engine
         self.data_dir = data_dir
@@ -343,10 +352,13 @@ class Farm:
         if b.last_hb is not None:
             tally.hb_gap_max = max(tally.hb_gap_max, t0 - b.last_hb)
         b.last_hb = t0
+        # a blade holding nothing would claim: with engine wake-ups it asks (its cached expressions)
+        svcids = b.svc.matching(None, b.facts, refresh=False) if self.ask and not b.held else None
         keep = self._call(tally, dispatch.heartbeat, conn, b.bladeid, [c.key for c in b.held],
                           metrics={"nCPUs": b.slots, "sa": 0.0}, loadavg=0.0, availmemory=64.0, availdisk=500.0,
-                          reload=True)
+                          reload=True, svcids=svcids, host=self.host, svc=b.svc)
         tally.hb_samples.append((t0, time.monotonic() - t0))
+        b.work_seen = keep.work
         kept = [c for c in b.held if c.key in keep]
         tally.revoked += len(b.held) - len(kept)
         b.held = kept
@@ -355,6 +367,7 @@ class Farm:
     def _cycle(self, conn, tally: _Tally, b: SimBlade, now: float) -> None:
         from tractorcli.db import dispatch
 
+        b.work_seen = False  # told: claiming now (the next heartbeat asks again)
         asked = time.monotonic()
         svcids = b.svc.matching(conn, b.facts)  # new expressions at most once a second
         t0 = time.monotonic()
@@ -425,6 +438,8 @@ class Farm:
                     tally.lags.append((now, now - since))
                     if now >= b.next_hb:
                         self._heartbeat(use, tally, b, now)
+                        if not b.held and b.due() <= now:  # its poll right after (the blade's loop turn)
+                            self._cycle(use, tally, b, now)
                     else:
                         self._cycle(use, tally, b, now)
                 except CONFLICTS:
