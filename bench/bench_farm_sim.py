@@ -41,12 +41,14 @@ more connection.  No processes are started.
 * Idle cost: 1,000 blades (`--quick`: 50) whose keys match no job (their
   claims find nothing while the rest of the queue is still ready) for 30 s
   (5 s), as real blades of a site with `BladeWakeups = "engine"`: they
-  heartbeat every 10 s (their idle heartbeat) and poll every 30 s, as real
-  blades do when no datagram wakes them.  `idle_N_server_cpu`: the server's CPU (engine
-  housekeeping included) as a percentage of one core.  Target (issue 14):
-  under 5 % at 1,000 blades.  `idle_N_server_cpu_listen`: blades that
-  LISTEN each (the default; a connection each): they poll every 1.5 s
-  (informational).  `idle_N_server_cpu_pool8`: the
+  heartbeat every 15 s (their idle heartbeat), each heartbeat asking
+  whether work is queued for them, and claim only when told so (never,
+  here), as real blades do when no datagram wakes them.
+  `idle_N_server_cpu`: the server's CPU (engine housekeeping included) as a
+  percentage of one core.  Target (issue 14): under 5 % at 1,000 blades.
+  `idle_N_server_cpu_listen`: blades that LISTEN each (the default; a
+  connection each): they poll every 1.5 s (informational).
+  `idle_N_server_cpu_pool8`: the
   same farm through 8 connections (informational: the same calls cost the
   server less on fewer, busier backends; a pooler's pool size).
 
@@ -328,7 +330,8 @@ def main() -> int:
                     help=f"with --idle-only: which of {', '.join(IDLE_MODES)} (default all)")
     ap.add_argument("--repeat", type=int, default=1, help="with --idle-only: run the idle figures this many times")
     ap.add_argument("--wakeups", choices=("listen", "engine"), default="listen",
-                    help="the site's BladeWakeups: how often an idle blade polls (1.5 s, or 3 idle heartbeats)")
+                    help="the site's BladeWakeups: how an idle blade polls (every 1.5 s, or when a heartbeat says "
+                         "work is queued for it)")
     ap.add_argument("--pooler", action="store_true",
                     help="run the site's pooler (PgBouncer, transaction mode); each blade connects through it")
     ap.add_argument("--max-db-connections", type=int, default=100,

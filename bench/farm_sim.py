@@ -19,10 +19,10 @@ A simulated blade runs no processes.  It makes the calls a real
   a real blade's cache does.  An empty claim is tried again after 10 ms,
   doubling up to the poll interval (1.5 s) while the blade found work
   recently, else at the next poll: 1.5 s later, or with `wakeups =
-  "engine"` when a heartbeat says work is queued for it, at most every 3
+  "engine"` when a heartbeat says work is queued for it, at most every 2
   idle heartbeats (30 s): the real blade's back-off;
 * every `heartbeat` seconds (10 s, the real blade's default; `idle_heartbeat`,
-  10 s, while it holds nothing) `dispatch.heartbeat` with what it holds and
+  15 s, while it holds nothing) `dispatch.heartbeat` with what it holds and
   the blade reload generation in the same statement, as a real blade's
   heartbeat does, and with `wakeups = "engine"` a blade holding nothing
   asks in it whether a claim could find anything (its poll, when due, runs
@@ -98,7 +98,7 @@ from tractorcli.blade.worker import ENGINE_POLL_BEATS, Blade, BladeOptions
 
 # tractor-blade's own defaults and back-off (blade/worker.py), not copies of them
 BLADE_HEARTBEAT = BladeOptions.heartbeat
-BLADE_IDLE_HEARTBEAT = BladeOptions.idle_heartbeat  # (at most a third of BladeLeaseSecs, 30 s by default)
+BLADE_IDLE_HEARTBEAT = BladeOptions.idle_heartbeat  # (at most half of BladeLeaseSecs, 30 s by default)
 BLADE_POLL = BladeOptions.poll
 RETRY_FIRST = Blade.RETRY_FIRST  # the real blade's first retry after an empty claim
 ENGINE_INTERVAL = 2.0  # tractor-engine's housekeeping interval
@@ -287,7 +287,8 @@ class Farm:
         self.hold = hold
         self.heartbeat = heartbeat
         self.idle_heartbeat = max(heartbeat, idle_heartbeat)
-        # with engine wake-ups an idle blade polls only every few idle heartbeats (blade/worker.py)
+        # with engine wake-ups an idle blade polls when a heartbeat says there is work, at most every
+        # few idle heartbeats (blade/worker.py)
         self.idle_poll = ENGINE_POLL_BEATS * self.idle_heartbeat if wakeups == "engine" else poll
         self.ask = wakeups == "engine"  # heartbeats of blades that would claim ask whether there is work
         self.poll = poll

@@ -25,7 +25,7 @@ One blade process serves one host (or one `--name` on it).  It
      matches, up to its free slots, and launches each (`launch.py`).  With
      engine wake-ups the poll rides on the heartbeat: a blade with free
      slots asks in its heartbeat whether anything is queued that it could
-     run, and claims when so (at most every 3 idle heartbeats);
+     run, and claims when so (at most every 2 idle heartbeats);
    * reports each command's end (`dispatch.finish`) and its progress
      (`dispatch.progress`, at most 4 times a second per command).
 3. stops on SIGTERM/SIGINT: with `on_stop="wait"` it claims nothing more,
@@ -89,8 +89,8 @@ REVOKED = "no longer assigned to this blade"  # kill reasons of runs that are no
 HANDBACK = "handback"
 OFFLINE_STOP_WAIT = 10.0  # a stopping blade gives up on an unreachable database after this long
 # with BladeWakeups = "engine" an idle blade polls when its heartbeat says work is queued for it, at
-# most every 3 idle heartbeats
-ENGINE_POLL_BEATS = 3
+# most every 2 idle heartbeats (30 s by default)
+ENGINE_POLL_BEATS = 2
 STALL_CLEAR = 5.0  # a database that refused to store (disk full) stores again after this long without refusing
 
 
@@ -103,7 +103,9 @@ class BladeOptions:
     # reload is told at once (tractor_check, wakeups.py): the heartbeat only renews leases and
     # records metrics, and a thousand blades heartbeating every 2 s would keep a server core busy
     heartbeat: float = 10.0
-    idle_heartbeat: float = 10.0  # while nothing runs here (as seldom or less often)
+    # while nothing runs here (as seldom or less often), at most half of BladeLeaseSecs: an idle
+    # blade holds no lease, its heartbeat keeps its row up (marked lost a lease after the last)
+    idle_heartbeat: float = 15.0
     poll: float = 1.5  # seconds between claims when nothing wakes the blade (BladeWakeups listen)
     on_stop: str = "wait"
     exit_when_idle: bool = False
@@ -790,15 +792,17 @@ class Blade:
         from ..db import dispatch
 
         opts = self.options
-        # an idle blade heartbeats less often, well inside its lease.  With engine wake-ups each
+        # an idle blade heartbeats less often: it holds no lease, and its row stays up (housekeeping
+        # marks a blade lost a lease after its last heartbeat) with a heartbeat's room to spare.
+        # A busy one renews its leases three times a lease.  With engine wake-ups each
         # heartbeat of a blade that could claim asks whether anything is queued for it, and the
         # blade polls only when told so, at most every ENGINE_POLL_BEATS idle heartbeats (a lost
         # datagram, or an engine that is down, costs an idle heartbeat; work that is queued but
         # that no claim gives it - paused, limits - a claim that often); else it polls every
         # `poll` seconds, and a notification can be missed only while its listener reconnects
-        lease_third = self.settings.blade_lease_secs / 3
-        busy_hb = min(opts.heartbeat, lease_third)
-        idle_hb = max(busy_hb, min(opts.idle_heartbeat, lease_third))
+        lease = self.settings.blade_lease_secs
+        busy_hb = min(opts.heartbeat, lease / 3)
+        idle_hb = max(busy_hb, min(opts.idle_heartbeat, lease / 2))
         engine = self._wakeport is not None
         poll = ENGINE_POLL_BEATS * idle_hb if engine else opts.poll
         now = time.monotonic()
