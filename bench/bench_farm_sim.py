@@ -115,15 +115,16 @@ def _ready_left(site: Site) -> int:
 class Runner:
     """One site, its queue, and the count of commands claimed so far (for the checks)."""
 
-    def __init__(self, site: Site):
+    def __init__(self, site: Site, lifo: bool = True):
         self.site = site
         self.claimed = 0
+        self.lifo = lifo  # which free connection takes a step: the one freed last (PgBouncer's way)
 
     def farm(self, blades: int, *, hold: float, seconds: float, warmup: float, provides=("PixarRender",),
              prefix: str, pool: int | None = None, wakeups: str = "listen", blade_settings=None) -> FarmResult:
         settle(self.site)
         farm = Farm(self.site.settings, blades, pool=pool, slots=SLOTS, hold=hold, provides=provides, prefix=prefix,
-                    data_dir=self.site.db_data_dir, wakeups=wakeups, blade_settings=blade_settings)
+                    data_dir=self.site.db_data_dir, wakeups=wakeups, blade_settings=blade_settings, lifo=self.lifo)
         r = farm.run(seconds=seconds, warmup=warmup, log=log)
         self.claimed += r.total_claims
         check_exactly_once(self.site.settings, self.claimed, r)
@@ -301,7 +302,7 @@ def idle_only(args) -> int:
         site.dbctl("--start-for-engine", timeout=600)
         log(f"spooling {tasks:,} tasks in {jobs:,} jobs")
         spool_queue(site.settings, tasks, jobs, log=log)
-        runner = Runner(site)
+        runner = Runner(site, lifo=not args.fifo_pool)
         for k in range(args.repeat):
             for f in idle_figures(runner, blades, seconds, modes):
                 f["run"] = k + 1
@@ -329,6 +330,9 @@ def main() -> int:
     ap.add_argument("--idle-modes", default=",".join(IDLE_MODES),
                     help=f"with --idle-only: which of {', '.join(IDLE_MODES)} (default all)")
     ap.add_argument("--repeat", type=int, default=1, help="with --idle-only: run the idle figures this many times")
+    ap.add_argument("--fifo-pool", action="store_true",
+                    help="a step goes to the connection free longest (spread over all), not the one freed last "
+                         "(PgBouncer's default)")
     ap.add_argument("--wakeups", choices=("listen", "engine"), default="listen",
                     help="the site's BladeWakeups: how an idle blade polls (every 1.5 s, or when a heartbeat says "
                          "work is queued for it)")
@@ -353,7 +357,7 @@ def main() -> int:
         blade_settings = blade_logins(site, args.logins) if args.pooler else None
         log(f"spooling {args.tasks:,} tasks in {args.jobs:,} jobs")
         spool_queue(site.settings, args.tasks, args.jobs, log=log)
-        runner = Runner(site)
+        runner = Runner(site, lifo=not args.fifo_pool)
         r = runner.farm(args.blades, hold=args.hold, seconds=args.seconds, warmup=args.warmup, pool=args.pool,
                         provides=("NoSuchKey",) if args.idle else ("PixarRender",), prefix="b", wakeups=args.wakeups,
                         blade_settings=blade_settings)

@@ -43,7 +43,9 @@ The pool: blades do not own connections.  K worker threads each hold one
 connection and take the next due blade from one scheduler (a heap of (due
 time, blade)); one step of a blade - one cycle or one heartbeat - runs on
 whichever connection is free, as a pooler in transaction mode hands them
-out.  A blade is in the heap at most once, so its steps never overlap.
+out: the one freed last (PgBouncer's default, `server_round_robin = 0`), so
+a light load stays on a few warm backends (`lifo=False`: the one free
+longest, spreading every load over all K).  A blade is in the heap at most once, so its steps never overlap.
 Dispatch calls are run again when PostgreSQL aborts them to break a
 deadlock (`db.rerun`, as the real blade does); the reruns are counted.  A
 step aborted on every one of rerun's attempts is counted as given up and
@@ -186,46 +188,68 @@ class SimBlade:
 
 
 class Scheduler:
-    """The due blades, earliest first; each worker takes the next due one."""
+    """The due blades, earliest first; each worker takes the next due one.
 
-    def __init__(self) -> None:
+    Which free worker (connection) takes it: the one freed last (`lifo`, as PgBouncer hands
+    out server connections by default: a light load stays on few, warm backends), or the one
+    free longest (FIFO: spread over all of them)."""
+
+    def __init__(self, lifo: bool = True) -> None:
         self._heap: list[tuple[float, int, float, SimBlade]] = []
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
+        self._idle: list[threading.Condition] = []  # the free workers' own conditions, freed last at the end
         self._seq = itertools.count()
+        self.lifo = lifo
         self.draining = False
         self.closed = False
 
+    def _next(self) -> threading.Condition:
+        return self._idle[-1] if self.lifo else self._idle[0]
+
     def put(self, due: float, blade: SimBlade) -> None:
-        with self._cv:
+        with self._lock:
             heapq.heappush(self._heap, (due, next(self._seq), time.monotonic(), blade))
-            self._cv.notify()
+            if self._idle:
+                self._next().notify()
 
     def get(self) -> tuple[float, SimBlade] | None:
         """The next blade when it is due (at once when draining), and since when it was due:
         the later of its due time and when it was put back (a step that came due while the blade
-        was busy with the one before is not late); None once closed."""
-        with self._cv:
-            while True:
-                if self.closed:
-                    return None
-                if self._heap:
-                    wait = self._heap[0][0] - time.monotonic()
-                    if wait <= 0 or self.draining:
-                        due, _, put, blade = heapq.heappop(self._heap)
-                        return max(due, put), blade
-                    self._cv.wait(wait)
-                else:
-                    self._cv.wait()
+        was busy with the one before is not late); None once closed.  Only the free worker next
+        in turn takes a blade; the others wait until it has."""
+        with self._lock:
+            me = threading.Condition(self._lock)
+            self._idle.append(me)
+            try:
+                while True:
+                    if self.closed:
+                        return None
+                    if self._heap and self._next() is me:
+                        wait = self._heap[0][0] - time.monotonic()
+                        if wait <= 0 or self.draining:
+                            due, _, put, blade = heapq.heappop(self._heap)
+                            return max(due, put), blade
+                        me.wait(wait)
+                    else:
+                        me.wait()
+            finally:
+                self._idle.remove(me)
+                if self._idle and (self._heap or self.closed):
+                    self._next().notify()  # the next in turn watches the heap now
+
+    def _wake_all(self) -> None:
+        for c in self._idle:
+            c.notify()
 
     def drain(self) -> None:
-        with self._cv:
+        with self._lock:
             self.draining = True
-            self._cv.notify_all()
+            self._wake_all()
 
     def close(self) -> None:
-        with self._cv:
+        with self._lock:
             self.closed = True
-            self._cv.notify_all()
+            self._wake_all()
 
 
 @dataclasses.dataclass
@@ -279,7 +303,7 @@ class Farm:
                  heartbeat: float = BLADE_HEARTBEAT, poll: float = BLADE_POLL,
                  idle_heartbeat: float = BLADE_IDLE_HEARTBEAT, wakeups: str = "listen",
                  provides: tuple[str, ...] = ("PixarRender",), prefix: str = "sim", engine: bool = True,
-                 data_dir: Path | None = None, seed: int = 0, blade_settings=None) -> None:
+                 data_dir: Path | None = None, seed: int = 0, blade_settings=None, lifo: bool = True) -> None:
         self.settings = settings
         # one settings per blade (taken in turn), or None: blades share the pool's connections
         self.blade_settings = list(blade_settings) if blade_settings is not None else None
@@ -297,7 +321,7 @@ class Farm:
         self.rng = random.Random(seed)
         self.host = f"{prefix}host"
         self.blades = [SimBlade(f"{prefix}{i}", tuple(provides), slots) for i in range(blades)]
-        self.sched = Scheduler()
+        self.sched = Scheduler(lifo)
         self.stopping = False
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
