@@ -50,12 +50,14 @@ more connection.  No processes are started.
 * Idle cost: 1,000 blades (`--quick`: 50) whose keys match no job (their
   claims find nothing while the rest of the queue is still ready) for 30 s
   (5 s), as real blades of a site with `BladeWakeups = "engine"`: they
-  heartbeat every 10 s (their idle heartbeat) and poll every 30 s, as real
-  blades do when no datagram wakes them.  `idle_N_server_cpu`: the server's CPU (engine
-  housekeeping included) as a percentage of one core.  Target (issue 14):
-  under 5 % at 1,000 blades.  `idle_N_server_cpu_listen`: blades that
-  LISTEN each (the default; a connection each): they poll every 1.5 s
-  (informational).  `idle_N_server_cpu_pool8`: the
+  heartbeat every 15 s (their idle heartbeat), each heartbeat asking
+  whether work is queued for them, and claim only when told so (never,
+  here), as real blades do when no datagram wakes them.
+  `idle_N_server_cpu`: the server's CPU (engine housekeeping included) as a
+  percentage of one core.  Target (issue 14): under 5 % at 1,000 blades.
+  `idle_N_server_cpu_listen`: blades that LISTEN each (the default; a
+  connection each): they poll every 1.5 s (informational).
+  `idle_N_server_cpu_pool8`: the
   same farm through 8 connections (informational: the same calls cost the
   server less on fewer, busier backends; a pooler's pool size).
 
@@ -122,15 +124,16 @@ def _ready_left(site: Site) -> int:
 class Runner:
     """One site, its queue, and the count of commands claimed so far (for the checks)."""
 
-    def __init__(self, site: Site):
+    def __init__(self, site: Site, lifo: bool = True):
         self.site = site
         self.claimed = 0
+        self.lifo = lifo  # which free connection takes a step: the one freed last (PgBouncer's way)
 
     def farm(self, blades: int, *, hold: float, seconds: float, warmup: float, provides=("PixarRender",),
              prefix: str, pool: int | None = None, wakeups: str = "listen", blade_settings=None) -> FarmResult:
         settle(self.site)
         farm = Farm(self.site.settings, blades, pool=pool, slots=SLOTS, hold=hold, provides=provides, prefix=prefix,
-                    data_dir=self.site.db_data_dir, wakeups=wakeups, blade_settings=blade_settings)
+                    data_dir=self.site.db_data_dir, wakeups=wakeups, blade_settings=blade_settings, lifo=self.lifo)
         r = farm.run(seconds=seconds, warmup=warmup, log=log)
         self.claimed += r.total_claims
         check_exactly_once(self.site.settings, self.claimed, r)
@@ -237,6 +240,18 @@ def run(quick: bool) -> list[dict]:
         out.append(figure(f"work_{work_n}_server_cpu", _pct(r.server_cpu, r), "% of a core",
                           backends_cpu_pct=_pct(r.backends_cpu, r)))
 
+        out += idle_figures(runner, idle_n, idle_secs)
+    return out
+
+
+IDLE_MODES = ("engine", "listen", f"pool{SMALL_POOL}")
+
+
+def idle_figures(runner: Runner, idle_n: int, idle_secs: float, modes=IDLE_MODES) -> list[dict]:
+    """The idle farm's figures: engine wake-ups (the target), each blade LISTENing, and engine
+    wake-ups through SMALL_POOL connections."""
+    out = []
+    if "engine" in modes:
         log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, engine wake-ups")
         r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idle-",
                         wakeups="engine")
@@ -245,6 +260,7 @@ def run(quick: bool) -> list[dict]:
             raise BenchError(f"idle blades claimed {r.total_claims} commands")
         out.append(figure(f"idle_{idle_n}_server_cpu", _pct(r.server_cpu, r), "% of a core",
                           "< 5" if idle_n == 1000 else None, wakeups="engine", **_extra(r)))
+    if "listen" in modes:
         log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, each LISTENing (polls every "
             f"{BLADE_POLL:g} s)")
         r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idlel-")
@@ -253,6 +269,7 @@ def run(quick: bool) -> list[dict]:
             raise BenchError(f"idle blades claimed {r.total_claims} commands")
         out.append(figure(f"idle_{idle_n}_server_cpu_listen", _pct(r.server_cpu, r), "% of a core",
                           wakeups="listen", **_extra(r)))
+    if f"pool{SMALL_POOL}" in modes:
         # the same work through fewer connections: each backend busier, the server cheaper (a
         # pooler's pool size)
         log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, through {SMALL_POOL} connections")
@@ -292,6 +309,35 @@ def blade_logins(site: Site, n: int) -> list:
     return out
 
 
+def idle_only(args) -> int:
+    """--idle-only: the idle figures as `run` makes them (engine wake-ups, listening, through
+    SMALL_POOL connections), on one site, --repeat times; each figure printed as it comes."""
+    import sys as _sys
+
+    blades = args.blades if "--blades" in _sys.argv else 1000
+    seconds = args.seconds if "--seconds" in _sys.argv else 30.0
+    tasks = args.tasks if "--tasks" in _sys.argv else 1_000_000
+    jobs = args.jobs if "--jobs" in _sys.argv else 1000
+    modes = tuple(m.strip() for m in args.idle_modes.split(",") if m.strip())
+    bad = [m for m in modes if m not in IDLE_MODES]
+    if bad:
+        raise SystemExit(f"--idle-modes: unknown {', '.join(bad)} (choose from {', '.join(IDLE_MODES)})")
+    out = []
+    with Site("farm_sim", pick_port(9929)) as site:
+        site.dbctl("--start-for-engine", timeout=600)
+        log(f"spooling {tasks:,} tasks in {jobs:,} jobs")
+        spool_queue(site.settings, tasks, jobs, log=log)
+        runner = Runner(site, lifo=not args.fifo_pool)
+        for k in range(args.repeat):
+            for f in idle_figures(runner, blades, seconds, modes):
+                f["run"] = k + 1
+                print(json.dumps({"figure": f["figure"], "value": f["value"], "run": k + 1,
+                                  "backends_cpu_pct": f.get("backends_cpu_pct")}), flush=True)
+                out.append(f)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="One simulated farm on a scratch site (see the module docstring).")
     ap.add_argument("--blades", type=int, default=20)
@@ -302,8 +348,19 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=20_000)
     ap.add_argument("--jobs", type=int, default=20)
     ap.add_argument("--idle", action="store_true", help="blades whose keys match no job")
+    ap.add_argument("--idle-only", action="store_true",
+                    help="only the idle figures of the full run (idle_N_server_cpu ...: --blades, default 1,000, "
+                         "for --seconds, default 30, on a queue of --tasks in --jobs, default 1,000,000 in 1,000), "
+                         "--repeat times")
+    ap.add_argument("--idle-modes", default=",".join(IDLE_MODES),
+                    help=f"with --idle-only: which of {', '.join(IDLE_MODES)} (default all)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --idle-only: run the idle figures this many times")
+    ap.add_argument("--fifo-pool", action="store_true",
+                    help="a step goes to the connection free longest (spread over all), not the one freed last "
+                         "(PgBouncer's default)")
     ap.add_argument("--wakeups", choices=("listen", "engine"), default="listen",
-                    help="the site's BladeWakeups: how often an idle blade polls (1.5 s, or 3 idle heartbeats)")
+                    help="the site's BladeWakeups: how an idle blade polls (every 1.5 s, or when a heartbeat says "
+                         "work is queued for it)")
     ap.add_argument("--pooler", action="store_true",
                     help="run the site's pooler (PgBouncer, transaction mode); each blade connects through it")
     ap.add_argument("--max-db-connections", type=int, default=100,
@@ -315,6 +372,8 @@ def main() -> int:
     ap.add_argument("--server-idle-timeout", type=float, default=10.0,
                     help="with --pooler: seconds an idle server connection is kept (default 10)")
     args = ap.parse_args()
+    if args.idle_only:
+        return idle_only(args)
     with Site("farm_sim", pick_port(9929)) as site:
         if args.pooler:
             with open(site.config_dir / "db.toml", "a", encoding="utf-8") as f:
@@ -323,7 +382,7 @@ def main() -> int:
         blade_settings = blade_logins(site, args.logins) if args.pooler else None
         log(f"spooling {args.tasks:,} tasks in {args.jobs:,} jobs")
         spool_queue(site.settings, args.tasks, args.jobs, log=log)
-        runner = Runner(site)
+        runner = Runner(site, lifo=not args.fifo_pool)
         r = runner.farm(args.blades, hold=args.hold, seconds=args.seconds, warmup=args.warmup, pool=args.pool,
                         provides=("NoSuchKey",) if args.idle else ("PixarRender",), prefix="b", wakeups=args.wakeups,
                         blade_settings=blade_settings)

@@ -18,13 +18,17 @@ A simulated blade runs no processes.  It makes the calls a real
   `ServiceCache.matching` reads new expressions at most once a second, as
   a real blade's cache does.  An empty claim is tried again after 10 ms,
   doubling up to the poll interval (1.5 s) while the blade found work
-  recently, else at the next poll (3 idle heartbeats, 30 s, with `wakeups =
-  "engine"`; 1.5 s else): the real blade's back-off;
+  recently, else at the next poll: 1.5 s later, or with `wakeups =
+  "engine"` when a heartbeat says work is queued for it, at most every 2
+  idle heartbeats (30 s): the real blade's back-off;
 * every `heartbeat` seconds (10 s, the real blade's default; `idle_heartbeat`,
-  10 s, while it holds nothing) `dispatch.heartbeat` with what it holds and
+  15 s, while it holds nothing) `dispatch.heartbeat` with what it holds and
   the blade reload generation in the same statement, as a real blade's
-  heartbeat does; a held command the heartbeat does not give back is
-  counted as revoked and dropped (it must not happen);
+  heartbeat does, and with `wakeups = "engine"` a blade holding nothing
+  asks in it whether a claim could find anything (its poll, when due, runs
+  right after it on the same connection, as in the real blade's loop); a
+  held command the heartbeat does not give back is counted as revoked and
+  dropped (it must not happen);
 * at the end, what it holds is reported (`finish_and_claim` with no free
   slots) and it leaves (`dispatch.blade_exit`, handback false).
 
@@ -39,7 +43,9 @@ The pool: blades do not own connections.  K worker threads each hold one
 connection and take the next due blade from one scheduler (a heap of (due
 time, blade)); one step of a blade - one cycle or one heartbeat - runs on
 whichever connection is free, as a pooler in transaction mode hands them
-out.  A blade is in the heap at most once, so its steps never overlap.
+out: the one freed last (PgBouncer's default, `server_round_robin = 0`), so
+a light load stays on a few warm backends (`lifo=False`: the one free
+longest, spreading every load over all K).  A blade is in the heap at most once, so its steps never overlap.
 Dispatch calls are run again when PostgreSQL aborts them to break a
 deadlock (`db.rerun`, as the real blade does); the reruns are counted.  A
 step aborted on every one of rerun's attempts is counted as given up and
@@ -94,7 +100,7 @@ from tractorcli.blade.worker import ENGINE_POLL_BEATS, Blade, BladeOptions
 
 # tractor-blade's own defaults and back-off (blade/worker.py), not copies of them
 BLADE_HEARTBEAT = BladeOptions.heartbeat
-BLADE_IDLE_HEARTBEAT = BladeOptions.idle_heartbeat  # (at most a third of BladeLeaseSecs, 30 s by default)
+BLADE_IDLE_HEARTBEAT = BladeOptions.idle_heartbeat  # (at most half of BladeLeaseSecs, 30 s by default)
 BLADE_POLL = BladeOptions.poll
 RETRY_FIRST = Blade.RETRY_FIRST  # the real blade's first retry after an empty claim
 ENGINE_INTERVAL = 2.0  # tractor-engine's housekeeping interval
@@ -170,54 +176,80 @@ class SimBlade:
     next_claim: float = 0.0  # when a blade holding nothing claims (again)
     retry_delay: float = RETRY_FIRST
     last_work: float = -1e9
+    work_seen: bool | None = None  # what its last heartbeat said about work for it (engine wake-ups)
     gone: bool = False
     conn: object = None  # its own connection (through the pooler), or None: the pool's
 
     def due(self) -> float:
-        return min(self.next_hb, self.held_until if self.held else self.next_claim)
+        if self.held:
+            return min(self.next_hb, self.held_until)
+        # with engine wake-ups an idle blade polls only when its heartbeat said there is work
+        return min(self.next_hb, self.next_claim if self.work_seen is not False else float("inf"))
 
 
 class Scheduler:
-    """The due blades, earliest first; each worker takes the next due one."""
+    """The due blades, earliest first; each worker takes the next due one.
 
-    def __init__(self) -> None:
+    Which free worker (connection) takes it: the one freed last (`lifo`, as PgBouncer hands
+    out server connections by default: a light load stays on few, warm backends), or the one
+    free longest (FIFO: spread over all of them)."""
+
+    def __init__(self, lifo: bool = True) -> None:
         self._heap: list[tuple[float, int, float, SimBlade]] = []
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
+        self._idle: list[threading.Condition] = []  # the free workers' own conditions, freed last at the end
         self._seq = itertools.count()
+        self.lifo = lifo
         self.draining = False
         self.closed = False
 
+    def _next(self) -> threading.Condition:
+        return self._idle[-1] if self.lifo else self._idle[0]
+
     def put(self, due: float, blade: SimBlade) -> None:
-        with self._cv:
+        with self._lock:
             heapq.heappush(self._heap, (due, next(self._seq), time.monotonic(), blade))
-            self._cv.notify()
+            if self._idle:
+                self._next().notify()
 
     def get(self) -> tuple[float, SimBlade] | None:
         """The next blade when it is due (at once when draining), and since when it was due:
         the later of its due time and when it was put back (a step that came due while the blade
-        was busy with the one before is not late); None once closed."""
-        with self._cv:
-            while True:
-                if self.closed:
-                    return None
-                if self._heap:
-                    wait = self._heap[0][0] - time.monotonic()
-                    if wait <= 0 or self.draining:
-                        due, _, put, blade = heapq.heappop(self._heap)
-                        return max(due, put), blade
-                    self._cv.wait(wait)
-                else:
-                    self._cv.wait()
+        was busy with the one before is not late); None once closed.  Only the free worker next
+        in turn takes a blade; the others wait until it has."""
+        with self._lock:
+            me = threading.Condition(self._lock)
+            self._idle.append(me)
+            try:
+                while True:
+                    if self.closed:
+                        return None
+                    if self._heap and self._next() is me:
+                        wait = self._heap[0][0] - time.monotonic()
+                        if wait <= 0 or self.draining:
+                            due, _, put, blade = heapq.heappop(self._heap)
+                            return max(due, put), blade
+                        me.wait(wait)
+                    else:
+                        me.wait()
+            finally:
+                self._idle.remove(me)
+                if self._idle and (self._heap or self.closed):
+                    self._next().notify()  # the next in turn watches the heap now
+
+    def _wake_all(self) -> None:
+        for c in self._idle:
+            c.notify()
 
     def drain(self) -> None:
-        with self._cv:
+        with self._lock:
             self.draining = True
-            self._cv.notify_all()
+            self._wake_all()
 
     def close(self) -> None:
-        with self._cv:
+        with self._lock:
             self.closed = True
-            self._cv.notify_all()
+            self._wake_all()
 
 
 @dataclasses.dataclass
@@ -271,7 +303,7 @@ class Farm:
                  heartbeat: float = BLADE_HEARTBEAT, poll: float = BLADE_POLL,
                  idle_heartbeat: float = BLADE_IDLE_HEARTBEAT, wakeups: str = "listen",
                  provides: tuple[str, ...] = ("PixarRender",), prefix: str = "sim", engine: bool = True,
-                 data_dir: Path | None = None, seed: int = 0, blade_settings=None) -> None:
+                 data_dir: Path | None = None, seed: int = 0, blade_settings=None, lifo: bool = True) -> None:
         self.settings = settings
         # one settings per blade (taken in turn), or None: blades share the pool's connections
         self.blade_settings = list(blade_settings) if blade_settings is not None else None
@@ -279,15 +311,17 @@ class Farm:
         self.hold = hold
         self.heartbeat = heartbeat
         self.idle_heartbeat = max(heartbeat, idle_heartbeat)
-        # with engine wake-ups an idle blade polls only every few idle heartbeats (blade/worker.py)
+        # with engine wake-ups an idle blade polls when a heartbeat says there is work, at most every
+        # few idle heartbeats (blade/worker.py)
         self.idle_poll = ENGINE_POLL_BEATS * self.idle_heartbeat if wakeups == "engine" else poll
+        self.ask = wakeups == "engine"  # heartbeats of blades that would claim ask whether there is work
         self.poll = poll
         self.engine = engine
         self.data_dir = data_dir
         self.rng = random.Random(seed)
         self.host = f"{prefix}host"
         self.blades = [SimBlade(f"{prefix}{i}", tuple(provides), slots) for i in range(blades)]
-        self.sched = Scheduler()
+        self.sched = Scheduler(lifo)
         self.stopping = False
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
@@ -343,10 +377,13 @@ class Farm:
         if b.last_hb is not None:
             tally.hb_gap_max = max(tally.hb_gap_max, t0 - b.last_hb)
         b.last_hb = t0
+        # a blade holding nothing would claim: with engine wake-ups it asks (its cached expressions)
+        svcids = b.svc.matching(None, b.facts, refresh=False) if self.ask and not b.held else None
         keep = self._call(tally, dispatch.heartbeat, conn, b.bladeid, [c.key for c in b.held],
                           metrics={"nCPUs": b.slots, "sa": 0.0}, loadavg=0.0, availmemory=64.0, availdisk=500.0,
-                          reload=True)
+                          reload=True, svcids=svcids, host=self.host, svc=b.svc)
         tally.hb_samples.append((t0, time.monotonic() - t0))
+        b.work_seen = keep.work
         kept = [c for c in b.held if c.key in keep]
         tally.revoked += len(b.held) - len(kept)
         b.held = kept
@@ -355,6 +392,7 @@ class Farm:
     def _cycle(self, conn, tally: _Tally, b: SimBlade, now: float) -> None:
         from tractorcli.db import dispatch
 
+        b.work_seen = False  # told: claiming now (the next heartbeat asks again)
         asked = time.monotonic()
         svcids = b.svc.matching(conn, b.facts)  # new expressions at most once a second
         t0 = time.monotonic()
@@ -425,6 +463,8 @@ class Farm:
                     tally.lags.append((now, now - since))
                     if now >= b.next_hb:
                         self._heartbeat(use, tally, b, now)
+                        if not b.held and b.due() <= now:  # its poll right after (the blade's loop turn)
+                            self._cycle(use, tally, b, now)
                     else:
                         self._cycle(use, tally, b, now)
                 except CONFLICTS:

@@ -550,3 +550,62 @@ def test_a_heartbeat_that_moves_nothing_does_not_wait_for_the_disk(conn):
         assert d.heartbeat(conn, b.id, []) == set()
         assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
     assert task_states(conn, jid) == {"a": "ready"}
+
+
+def test_an_idle_blades_heartbeat_says_whether_a_claim_could_find_anything(conn):
+    """With engine wake-ups an idle blade polls only when its heartbeat says so (blade/worker.py):
+    a ready command it matches, a local Cmd of its host, or a service expression it has not read."""
+    b = Blade(conn, "asker", provides=("linux",))
+    svcids = b.svc.matching(conn, b.facts, refresh=True)
+
+    def ask(blade=b, ids=None, host="asker"):
+        kept = d.heartbeat(conn, blade.id, [], reload=True, svcids=svcids if ids is None else ids, host=host,
+                           svc=blade.svc)
+        assert kept == set() and kept.reload is not None
+        return kept.work
+
+    assert ask() is False  # nothing queued at all
+    assert d.heartbeat(conn, b.id, [], reload=True).work is None  # not asked
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a", service="linux"),)),)))
+    assert ask() is True  # an expression it has not read yet
+    svcids = b.svc.matching(conn, b.facts, refresh=True)
+    assert svcids and ask() is True  # a ready command it matches
+    assert ask(ids=[]) is False  # ... that a blade matching nothing would not get
+    other = Blade(conn, "other", provides=("windows",))
+    other.svc.matching(conn, other.facts, refresh=True)
+    assert ask(blade=other, ids=other.svc.matching(conn, other.facts)) is False
+    assert b.claim() == [(jid, 1)]
+    (c,) = b.running.values()
+    kept = d.heartbeat(conn, b.id, [c.key], reload=True, svcids=svcids, host="asker", svc=b.svc)
+    assert kept == {c.key} and kept.work is False  # taken: nothing left for it
+    assert b.finish(jid, 1) == "done"
+    # a job spooled from this host may have local Cmds for it whatever its keys
+    spool_job(conn, resolve(Job(subtasks=(Task("l", cmds=(C("true", local=True, service="windows"),)),))),
+              owner="ann", spoolhost="asker")
+    b.svc.matching(conn, b.facts, refresh=True)
+    assert ask(ids=[]) is True and ask(ids=[], host="elsewhere") is False
+
+
+def test_an_idle_heartbeat_writes_the_blades_row_alone_and_does_not_wait_for_the_disk(conn):
+    b = Blade(conn, "idler")
+    before = conn.execute("SELECT heartbeattime FROM blades WHERE bladeid = %s", (b.id,)).fetchone()["heartbeattime"]
+    with conn.transaction():
+        kept = d.heartbeat(conn, b.id, [], reload=True, svcids=[], host="idler", metrics={"x": 1.0}, loadavg=0.5)
+        assert kept == set() and kept.work is False
+        assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "off"
+    row = conn.execute("SELECT heartbeattime, metrics, loadavg, status FROM blades WHERE bladeid = %s",
+                       (b.id,)).fetchone()
+    assert row["heartbeattime"] > before and row["metrics"] == {"x": 1.0} and row["loadavg"] == 0.5
+    assert row["status"] == "up"
+    # a claim whose answer the blade never heard: it holds nothing, but the database says it runs
+    # something; the heartbeat goes the whole way and queues it again (and waits for the disk)
+    jid = spool(conn, Job(subtasks=(Task("a", cmds=(C("a"),)),)))
+    assert b.claim() == [(jid, 1)]
+    conn.execute("UPDATE invocations SET starttime = now() - interval '1 minute' WHERE jid = %s", (jid,))
+    with conn.transaction():
+        kept = d.heartbeat(conn, b.id, [], reload=True, svcids=b.svc.matching(conn, b.facts), host="idler",
+                           svc=b.svc)
+        assert kept == set() and kept.work is True  # queued again: there is work for it
+        assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
+    assert task_states(conn, jid) == {"a": "ready"}
+    check_counters(conn, jid)

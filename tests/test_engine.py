@@ -153,8 +153,9 @@ def test_children_get_the_config_dir_only_when_it_exists(tmp_path):
 
 def test_engine_wakes_idle_blades_by_datagram_without_a_connection_each(tmp_site):
     # BladeWakeups = "engine" (wakeups.py): the engine LISTENs once and sends each idle blade a
-    # datagram; the blade polls only every 3 idle heartbeats (90 s here), so a job that ends
-    # within 10 s was started by the wake-up
+    # datagram; the blade polls only when a heartbeat (30 s here) says work is queued for it, and
+    # at most every 2 idle heartbeats (60 s after its last claim), so a job that ends within 10 s
+    # was started by the wake-up
     cfg, settings = tmp_site('blade_wakeups = "engine"\nblade_lease_secs = 300\n')
     eng = EngineProcess(cfg, "--blades", "2", "--blade-option=--idle-heartbeat=30", "--blade-option=--heartbeat=60")
     try:

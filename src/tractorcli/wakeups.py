@@ -14,9 +14,10 @@ it reaches the blades (tractor.toml `BladeWakeups`):
   engine reads the blades that are up with a free slot and sends each one
   datagram.  A burst of notifications (a spool of many jobs, finishes
   arriving hundreds a second) is one fan-out every `COALESCE` seconds: one
-  query and one datagram per blade.  Such blades poll and heartbeat every
-  few idle heartbeats (blade/worker.py): a datagram that is lost, or an
-  engine that is down, costs that long at most.
+  query and one datagram per blade.  Such blades poll when a heartbeat
+  says work is queued for them (every idle heartbeat asks: blade/worker.py):
+  a datagram that is lost, or an engine that is down, costs an idle
+  heartbeat or two at most.
 
 The same way a blade hears `tractor_check`: a command it runs was taken
 from it (tq retry, kill, ...: the payload is its id), or `tq reloadconfig

@@ -21,9 +21,11 @@ One blade process serves one host (or one `--name` on it).  It
    * when woken by a `tractor_ready` notification (a second connection
      LISTENs; or, with BladeWakeups = "engine", a datagram from
      tractor-engine: wakeups.py), when one of its commands ends, or every
-     `poll` seconds (3 idle heartbeats with engine wake-ups), claims ready
-     commands whose service expressions it matches, up to its free slots,
-     and launches each (`launch.py`);
+     `poll` seconds, claims ready commands whose service expressions it
+     matches, up to its free slots, and launches each (`launch.py`).  With
+     engine wake-ups the poll rides on the heartbeat: a blade with free
+     slots asks in its heartbeat whether anything is queued that it could
+     run, and claims when so (at most every 2 idle heartbeats);
    * reports each command's end (`dispatch.finish`) and its progress
      (`dispatch.progress`, at most 4 times a second per command).
 3. stops on SIGTERM/SIGINT: with `on_stop="wait"` it claims nothing more,
@@ -86,7 +88,9 @@ RECONNECT_MAX = 4.0
 REVOKED = "no longer assigned to this blade"  # kill reasons of runs that are not reported
 HANDBACK = "handback"
 OFFLINE_STOP_WAIT = 10.0  # a stopping blade gives up on an unreachable database after this long
-ENGINE_POLL_BEATS = 3  # with BladeWakeups = "engine", an idle blade polls every 3 idle heartbeats
+# with BladeWakeups = "engine" an idle blade polls when its heartbeat says work is queued for it, at
+# most every 2 idle heartbeats (30 s by default)
+ENGINE_POLL_BEATS = 2
 STALL_CLEAR = 5.0  # a database that refused to store (disk full) stores again after this long without refusing
 
 
@@ -99,7 +103,9 @@ class BladeOptions:
     # reload is told at once (tractor_check, wakeups.py): the heartbeat only renews leases and
     # records metrics, and a thousand blades heartbeating every 2 s would keep a server core busy
     heartbeat: float = 10.0
-    idle_heartbeat: float = 10.0  # while nothing runs here (as seldom or less often)
+    # while nothing runs here (as seldom or less often), at most half of BladeLeaseSecs: an idle
+    # blade holds no lease, its heartbeat keeps its row up (marked lost a lease after the last)
+    idle_heartbeat: float = 15.0
     poll: float = 1.5  # seconds between claims when nothing wakes the blade (BladeWakeups listen)
     on_stop: str = "wait"
     exit_when_idle: bool = False
@@ -270,6 +276,9 @@ class Blade:
         self.wake = threading.Event()
         self.notified = False
         self.check_now = False  # heartbeat at the next turn (wakeups.CHECK, tractor_check)
+        # what the last heartbeat said about work for this blade (dispatch.Kept.work): with engine
+        # wake-ups an idle blade polls only when told there is some; None: not asked
+        self.work_seen: bool | None = None
         self.stop_mode: str | None = None  # None, "wait" or "handback"
         self.signals = 0
         self.launched = 0
@@ -461,16 +470,21 @@ class Blade:
         self._svc = dispatch.ServiceCache()
         self._reload_seen = self._db(reload_generation, "blade")
 
-    def heartbeat(self) -> None:
+    def heartbeat(self, ask: bool = False) -> None:
+        """`ask`: a blade that would claim now (with free slots and room, not stopping) also asks
+        whether a claim could find anything (`work_seen`), in the same statement."""
         from ..db import dispatch
 
         m = self.metrics()
         pids = list(self.unsent_pids)
         holding = [*self.runs, *(c.key for c in self.pending), *(c.key for c, _ in self.reports)]
+        svcids = self._claim_svcids(m) if ask else None
         keep = self._db(dispatch.heartbeat, self.bladeid, holding, metrics={**_clean(m), "sa": self.free_slots()},
                         loadavg=m.get("loadavg") or 0.0, availmemory=m.get("mem") or 0.0,
-                        availdisk=m.get("disk") or 0.0, pids=pids, reload=True)
+                        availdisk=m.get("disk") or 0.0, pids=pids, reload=True, svcids=svcids,
+                        host=self.ident.short_host, svc=self._svc)
         del self.unsent_pids[:len(pids)]
+        self.work_seen = keep.work
         self._stored()
         for key, run in list(self.runs.items()):
             if key not in keep and run.kill_reason is None:
@@ -551,13 +565,25 @@ class Blade:
         else:
             self.retry_at = float("inf")
 
+    def _claimable(self) -> int:
+        """The slots a claim may fill now (0: none)."""
+        free = self.free_slots()
+        if self.options.max_commands is not None:
+            free = min(free, self.options.max_commands - self.launched)
+        return max(free, 0)
+
+    def _claim_svcids(self, m: dict) -> list[int] | None:
+        """The service expressions a claim would pass now, as the blade's cache knows them (no
+        query: new ones are the database's to tell); None when it would not claim."""
+        if self.stop_mode is not None or self._svc is None or self._claimable() <= 0 or not self._capacity_ok(m):
+            return None
+        return self._svc.matching(None, self._facts(m, self.free_slots()), refresh=False)
+
     def claim(self) -> int:
         """Claim and launch up to the free slots; the number launched."""
         from ..db import dispatch
 
-        free = self.free_slots()
-        if self.options.max_commands is not None:
-            free = min(free, self.options.max_commands - self.launched)
+        free = self._claimable()
         if free <= 0:
             return 0
         m = self.metrics()
@@ -766,14 +792,19 @@ class Blade:
         from ..db import dispatch
 
         opts = self.options
-        # an idle blade heartbeats less often, well inside its lease; with engine wake-ups it
-        # polls every ENGINE_POLL_BEATS idle heartbeats (a lost datagram, or an engine that is
-        # down, costs that long), else a notification can be missed only while its listener
-        # reconnects
-        lease_third = self.settings.blade_lease_secs / 3
-        busy_hb = min(opts.heartbeat, lease_third)
-        idle_hb = max(busy_hb, min(opts.idle_heartbeat, lease_third))
-        poll = ENGINE_POLL_BEATS * idle_hb if self._wakeport is not None else opts.poll
+        # an idle blade heartbeats less often: it holds no lease, and its row stays up (housekeeping
+        # marks a blade lost a lease after its last heartbeat) with a heartbeat's room to spare.
+        # A busy one renews its leases three times a lease.  With engine wake-ups each
+        # heartbeat of a blade that could claim asks whether anything is queued for it, and the
+        # blade polls only when told so, at most every ENGINE_POLL_BEATS idle heartbeats (a lost
+        # datagram, or an engine that is down, costs an idle heartbeat; work that is queued but
+        # that no claim gives it - paused, limits - a claim that often); else it polls every
+        # `poll` seconds, and a notification can be missed only while its listener reconnects
+        lease = self.settings.blade_lease_secs
+        busy_hb = min(opts.heartbeat, lease / 3)
+        idle_hb = max(busy_hb, min(opts.idle_heartbeat, lease / 2))
+        engine = self._wakeport is not None
+        poll = ENGINE_POLL_BEATS * idle_hb if engine else opts.poll
         now = time.monotonic()
         next_hb = now + busy_hb
         next_poll = now  # claim at once
@@ -795,7 +826,7 @@ class Blade:
                     self.check_now = False
                     busy = self.runs or self.reports or self.pending
                     next_hb = now + (busy_hb if busy else idle_hb)
-                    self.heartbeat()
+                    self.heartbeat(ask=engine)
 
                 if self.stop_mode != stop_announced:
                     stop_announced = self.stop_mode
@@ -822,10 +853,11 @@ class Blade:
                     return 0
 
                 limit_reached = opts.max_commands is not None and self.launched >= opts.max_commands
+                poll_due = now >= next_poll and (not engine or self.work_seen is not False)
                 if (self.stop_mode is None and not limit_reached and self.conn is not None
-                        and (self.notified or now >= next_poll or now >= self.retry_at
-                             or idle_checked is False)):
+                        and (self.notified or poll_due or now >= self.retry_at or idle_checked is False)):
                     self.notified = False
+                    self.work_seen = False  # told: claiming now (the next heartbeat asks again)
                     next_poll = now + poll
                     self.retry_at = float("inf")  # the claim sets it again when it comes back empty
                     got = self.claim()
@@ -865,7 +897,9 @@ class Blade:
                 if self.stop_mode is not None:
                     deadlines.append(stop_at + OFFLINE_STOP_WAIT)
             else:
-                deadlines = [next_hb, next_poll if self.stop_mode is None else next_hb]
+                # (with engine wake-ups the poll waits for a heartbeat that says there is work)
+                deadlines = [next_hb, next_poll if self.stop_mode is None and (not engine or self.work_seen is not False)
+                             else next_hb]
                 if self.retry_at <= time.monotonic() or self.stop_mode is not None:
                     self.retry_at = float("inf")  # not claiming now (stopping): no early wake
                 elif self.retry_at < next_poll:

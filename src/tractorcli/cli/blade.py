@@ -56,10 +56,11 @@ host, bad blade.toml); 6 database unreachable; 9 schema mismatch; 11 bad
 @click.option("--heartbeat", type=click.FloatRange(0.05, 600), default=10.0, show_default=True, metavar="SECS",
               help="Seconds between heartbeats (lease renewals, metrics, kill checks; at most a third of "
                    "BladeLeaseSecs). Kills and reloads are heard at once besides.")
-@click.option("--idle-heartbeat", type=click.FloatRange(0.05, 600), default=10.0, show_default=True,
+@click.option("--idle-heartbeat", type=click.FloatRange(0.05, 600), default=15.0, show_default=True,
               metavar="SECS",
-              help="Seconds between heartbeats while nothing runs here (at most a third of BladeLeaseSecs); "
-                   "with BladeWakeups = \"engine\" it polls for work every 3 idle heartbeats.")
+              help="Seconds between heartbeats while nothing runs here (at most half of BladeLeaseSecs: an idle "
+                   "blade holds no lease); with BladeWakeups = \"engine\" each one also asks whether work is "
+                   "queued for this blade, and it polls when so.")
 @click.option("--on-stop", type=click.Choice(["wait", "handback"]), default="wait", show_default=True,
               help="On SIGTERM/SIGINT: let running commands finish, or kill them and requeue them.")
 @click.option("--exit-when-idle", "--once", "exit_when_idle", is_flag=True,

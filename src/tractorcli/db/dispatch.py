@@ -226,34 +226,49 @@ def progress(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, percent: 
 
 class Kept(frozenset):
     """What a heartbeat says the blade should still be running: (jid, cid, iid) of each, and
-    the blade reload generation (db/reload.py) when the heartbeat was asked for it."""
+    the blade reload generation (db/reload.py) when the heartbeat was asked for it, and whether
+    a claim could find anything for the blade now when it was asked that (`work`; else None)."""
 
     reload: str | None = None
+    work: bool | None = None
 
 
 def heartbeat(conn: "psycopg.Connection", bladeid: uuid.UUID, holding: Iterable[tuple[int, int, int]] = (), *,
               metrics: dict | None = None, loadavg: float = 0.0, availmemory: float = 0.0,
               availdisk: float = 0.0, pids: list[tuple[tuple[int, int, int], int]] = (),
-              reload: bool = False) -> Kept:
+              reload: bool = False, svcids: Iterable[int] | None = None, host: str = "",
+              svc: ServiceCache | None = None) -> Kept:
     """Renew the leases of what the blade holds (jid, cid, iid); what it should still be running.
     `pids`: the process ids of commands launched since the last report, recorded first (in the
     same round trip); `reload`: the blade reload generation too (`Kept.reload`, same statement).
+    `svcids` (a blade that would claim now: the service expressions it matches, from its `svc`
+    cache without reading new ones; `host` as for `claim`): also whether a claim could find
+    anything for it (`Kept.work`: a ready command it matches, or service expressions its cache
+    has not read), in the same statement: an idle blade's poll rides on its heartbeat.
 
     The blade's other unfinished invocations (older than a few seconds) are
     queued again: nothing runs them.
     """
     holding = list(holding)
-    with conn.pipeline():
-        if pids:
+    ask = svcids is not None
+    params = {"bladeid": bladeid, "metrics": _json(metrics or {}), "loadavg": loadavg, "availmemory": availmemory,
+              "availdisk": availdisk, "jids": [h[0] for h in holding], "cids": [h[1] for h in holding],
+              "iids": [h[2] for h in holding]}
+    if reload or ask:
+        params.update(svcids=list(svcids) if ask else None, host=host, svc_after=svc.last if svc else 0,
+                      svc_holes=svc.holes() if svc else [])
+    query = queries.get("heartbeat_reload" if reload or ask else "heartbeat")
+    if pids:
+        with conn.pipeline():  # one round trip
             conn.execute(queries.get("pids"), _pids_params(bladeid, list(pids)))
-        cur = conn.execute(queries.get("heartbeat_reload" if reload else "heartbeat"), {
-            "bladeid": bladeid, "metrics": _json(metrics or {}), "loadavg": loadavg, "availmemory": availmemory,
-            "availdisk": availdisk, "jids": [h[0] for h in holding], "cids": [h[1] for h in holding],
-            "iids": [h[2] for h in holding]})
-    rows = cur.fetchall()
+            cur = conn.execute(query, params)
+        rows = cur.fetchall()
+    else:
+        rows = conn.execute(query, params).fetchall()
     kept = Kept((r["jid"], r["cid"], r["iid"]) for r in rows if r["jid"] is not None)
-    if reload:
+    if reload or ask:
         kept.reload = rows[-1]["reload"]
+        kept.work = rows[-1]["work"]
     return kept
 
 

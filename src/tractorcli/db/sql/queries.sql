@@ -411,10 +411,13 @@ SELECT jid, cid, iid FROM tractor_heartbeat_v1(%(bladeid)s, %(metrics)s, %(loada
                                                %(jids)s::bigint[], %(cids)s::integer[], %(iids)s::integer[])
 
 -- name: heartbeat_reload
--- The same, and the blade reload generation in a last row (jid NULL).
-SELECT jid, cid, iid, reload FROM tractor_heartbeat_v2(%(bladeid)s, %(metrics)s, %(loadavg)s::real,
+-- The same, and the blade reload generation in a last row (jid NULL), with (svcids not NULL: a
+-- blade that would claim now) whether a claim could find anything for it (work).
+SELECT jid, cid, iid, reload, work FROM tractor_heartbeat_v3(%(bladeid)s, %(metrics)s, %(loadavg)s::real,
                                                %(availmemory)s::real, %(availdisk)s::real,
-                                               %(jids)s::bigint[], %(cids)s::integer[], %(iids)s::integer[])
+                                               %(jids)s::bigint[], %(cids)s::integer[], %(iids)s::integer[],
+                                               %(svcids)s::integer[], %(host)s::text, %(svc_after)s::integer,
+                                               %(svc_holes)s::integer[])
 
 -- name: blade_exit
 SELECT tractor_blade_exit_v1(%(bladeid)s, %(handback)s) AS requeued

@@ -208,6 +208,72 @@ BEGIN
                         coalesce((SELECT value FROM params WHERE name = 'reload-blade'), '0');
 END $$;
 
+-- Whether a claim could find anything for a blade that matches the service expressions
+-- p_svcids on host p_host: a ready command of one of them, or a local Cmd spooled from p_host
+-- (what tractor_claim_v3 asks before it walks any job), or a service expression the blade has
+-- not read yet (ids above p_svc_after, or in p_svc_holes: db/dispatch.py ServiceCache).  False:
+-- a claim now would come back empty.  (min(), not EXISTS: see tractor_claim_v3.)
+CREATE OR REPLACE FUNCTION tractor_work_queued(p_svcids integer[], p_host text, p_svc_after integer,
+                                               p_svc_holes integer[]) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    RETURN (SELECT min(q.svcid) FROM ready q WHERE q.svcid = ANY(p_svcids)) IS NOT NULL
+        OR EXISTS (SELECT 1 FROM ready q WHERE q.local AND q.spoolhost = p_host)
+        OR EXISTS (SELECT 1 FROM service_exprs s WHERE s.svcid > p_svc_after)
+        OR (cardinality(p_svc_holes) > 0 AND EXISTS (SELECT 1 FROM service_exprs s WHERE s.svcid = ANY(p_svc_holes)));
+END $$;
+
+-- tractor_heartbeat_v2, and for a blade that would claim now (p_svcids not NULL: the service
+-- expressions it matches, as it passes them to tractor_claim_v3; p_host, p_svc_after and
+-- p_svc_holes as for tractor_work_queued) whether a claim could find anything: `work`, in the
+-- last row (jid NULL) with the reload generation; NULL when not asked.  With engine wake-ups an
+-- idle blade's heartbeat is also its poll: it claims when told there is work (blade/worker.py).
+-- A blade that holds nothing and runs nothing (an idle blade: most heartbeats of a large farm)
+-- costs one statement, its row written in place without waiting for the disk (as in
+-- tractor_heartbeat_v1, where anything it holds or runs still goes).
+CREATE OR REPLACE FUNCTION tractor_heartbeat_v3(p_blade uuid, p_metrics jsonb, p_loadavg real, p_availmemory real,
+                                     p_availdisk real, p_jids bigint[], p_cids integer[], p_iids integer[],
+                                     p_svcids integer[], p_host text, p_svc_after integer, p_svc_holes integer[])
+RETURNS TABLE (jid bigint, cid integer, iid integer, reload text, work boolean)
+-- (enable_seqscan off: see tractor_claim_v3)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+    SET enable_seqscan = off AS $$
+#variable_conflict use_column
+BEGIN
+    IF cardinality(p_jids) = 0 THEN
+        IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
+            PERFORM tractor_guard_blade(p_blade);
+        END IF;
+        -- nothing held and nothing current: nothing to renew, requeue or take back; its own row
+        -- alone (first and last: no other row is locked), and nothing moved (tractor_heartbeat_v1)
+        UPDATE blades b SET heartbeattime = now(), metrics = p_metrics, loadavg = p_loadavg,
+                            availmemory = p_availmemory, availdisk = p_availdisk, status = 'up'
+        WHERE b.bladeid = p_blade
+          AND NOT EXISTS (SELECT 1 FROM invocations i
+                          WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL)
+        RETURNING coalesce((SELECT p.value FROM params p WHERE p.name = 'reload-blade'), '0') INTO reload;
+        IF FOUND THEN
+            PERFORM set_config('synchronous_commit', 'off', true);
+            IF p_svcids IS NOT NULL THEN
+                work := tractor_work_queued(p_svcids, p_host, p_svc_after, p_svc_holes);
+            END IF;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT h.jid, h.cid, h.iid, NULL::text, NULL::boolean
+                 FROM tractor_heartbeat_v1(p_blade, p_metrics, p_loadavg, p_availmemory, p_availdisk,
+                                           p_jids, p_cids, p_iids) AS h;
+    jid := NULL;
+    cid := NULL;
+    iid := NULL;
+    reload := coalesce((SELECT p.value FROM params p WHERE p.name = 'reload-blade'), '0');
+    IF p_svcids IS NOT NULL THEN
+        work := tractor_work_queued(p_svcids, p_host, p_svc_after, p_svc_holes);
+    END IF;
+    RETURN NEXT;
+END $$;
+
 -- The jobs a claim may take work from, whichever blade claims (each claim adds its own service
 -- expressions, host and NIMBY): live, with something ready (or postscripts to run), not paused,
 -- delayed (-after) or waiting for -afterjids, under their -maxactive.  A plain view: the planner
