@@ -354,9 +354,10 @@ class Run:
     """One invocation running on this blade: a process group or a built-in.
 
     The worker (main thread) calls `start`, `tick` (timers), `terminate`
-    and reads `done`, `rcode`, `progress`, `elapsed`; a reader thread owns
-    the output, the log file and the exit.  `wake` is set whenever the run
-    ends, so the worker can report at once.
+    and reads `done`, `rcode`, `progress`, `elapsed`; the blade's output
+    thread (reader.py; a thread of the run's own without pidfds, or for a
+    built-in) owns the output, the log file and the exit.  `wake` is set
+    whenever the run ends, so the worker can report at once.
     """
 
     def __init__(self, spec: LaunchSpec, *, numslots: int = 1, wake: threading.Event | None = None,
