@@ -208,17 +208,28 @@ BEGIN
                         coalesce((SELECT value FROM params WHERE name = 'reload-blade'), '0');
 END $$;
 
+-- Whether anything is queued that a blade matching the service expressions p_svcids on host
+-- p_host could take: a ready command of one of them, or a local Cmd spooled from p_host.  Asked
+-- by tractor_claim_v3 before it walks any job and by an idle blade's heartbeat
+-- (tractor_work_queued): one answer for both, from the ready queue's indexes.  (min(), not
+-- EXISTS: the plan kept for every blade would be a scan that stops at its first row, cheap where
+-- most rows match and a scan of the whole queue where none does.  Plain SQL, so the planner can
+-- take it into its caller's statement.)
+CREATE OR REPLACE FUNCTION tractor_ready_for(p_svcids integer[], p_host text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT (SELECT min(q.svcid) FROM ready q WHERE q.svcid = ANY(p_svcids)) IS NOT NULL
+        OR EXISTS (SELECT 1 FROM ready q WHERE q.local AND q.spoolhost = p_host)
+$$;
+
 -- Whether a claim could find anything for a blade that matches the service expressions
--- p_svcids on host p_host: a ready command of one of them, or a local Cmd spooled from p_host
--- (what tractor_claim_v3 asks before it walks any job), or a service expression the blade has
--- not read yet (ids above p_svc_after, or in p_svc_holes: db/dispatch.py ServiceCache).  False:
--- a claim now would come back empty.  (min(), not EXISTS: see tractor_claim_v3.)
+-- p_svcids on host p_host: something queued for it (tractor_ready_for), or a service
+-- expression the blade has not read yet (ids above p_svc_after, or in p_svc_holes:
+-- db/dispatch.py ServiceCache).  False: a claim now would come back empty.
 CREATE OR REPLACE FUNCTION tractor_work_queued(p_svcids integer[], p_host text, p_svc_after integer,
                                                p_svc_holes integer[]) RETURNS boolean
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
-    RETURN (SELECT min(q.svcid) FROM ready q WHERE q.svcid = ANY(p_svcids)) IS NOT NULL
-        OR EXISTS (SELECT 1 FROM ready q WHERE q.local AND q.spoolhost = p_host)
+    RETURN tractor_ready_for(p_svcids, p_host)
         OR EXISTS (SELECT 1 FROM service_exprs s WHERE s.svcid > p_svc_after)
         OR (cardinality(p_svc_holes) > 0 AND EXISTS (SELECT 1 FROM service_exprs s WHERE s.svcid = ANY(p_svc_holes)));
 END $$;
@@ -254,20 +265,15 @@ BEGIN
         RETURNING coalesce((SELECT p.value FROM params p WHERE p.name = 'reload-blade'), '0') INTO reload;
         IF FOUND THEN
             PERFORM set_config('synchronous_commit', 'off', true);
-            IF p_svcids IS NOT NULL THEN
-                work := tractor_work_queued(p_svcids, p_host, p_svc_after, p_svc_holes);
-            END IF;
-            RETURN NEXT;
-            RETURN;
         END IF;
     END IF;
-    RETURN QUERY SELECT h.jid, h.cid, h.iid, NULL::text, NULL::boolean
-                 FROM tractor_heartbeat_v1(p_blade, p_metrics, p_loadavg, p_availmemory, p_availdisk,
-                                           p_jids, p_cids, p_iids) AS h;
-    jid := NULL;
-    cid := NULL;
-    iid := NULL;
-    reload := coalesce((SELECT p.value FROM params p WHERE p.name = 'reload-blade'), '0');
+    IF reload IS NULL THEN  -- it holds or runs something: the whole heartbeat
+        RETURN QUERY SELECT h.jid, h.cid, h.iid, NULL::text, NULL::boolean
+                     FROM tractor_heartbeat_v1(p_blade, p_metrics, p_loadavg, p_availmemory, p_availdisk,
+                                               p_jids, p_cids, p_iids) AS h;
+        reload := coalesce((SELECT p.value FROM params p WHERE p.name = 'reload-blade'), '0');
+    END IF;
+    -- the last row (jid NULL): the reload generation, and whether there is work when asked
     IF p_svcids IS NOT NULL THEN
         work := tractor_work_queued(p_svcids, p_host, p_svc_after, p_svc_holes);
     END IF;
@@ -435,11 +441,8 @@ BEGIN
         RETURN;
     END IF;
     -- nothing queued that this blade could take (an idle blade's poll on a farm whose work needs
-    -- other keys): answered by the ready queue's indexes, before any walk over the jobs.  (min(),
-    -- not EXISTS: the plan kept for every blade would be a scan that stops at its first row,
-    -- cheap where most rows match and a scan of the whole queue where none does.)
-    IF (SELECT min(q.svcid) FROM ready q WHERE q.svcid = ANY(p_svcids)) IS NULL
-       AND NOT EXISTS (SELECT 1 FROM ready q WHERE q.local AND q.spoolhost = p_host) THEN
+    -- other keys): answered by the ready queue's indexes, before any walk over the jobs
+    IF NOT tractor_ready_for(p_svcids, p_host) THEN
         RETURN;
     END IF;
     rr := mode LIKE '%RR%';
