@@ -175,6 +175,7 @@ class SimBlade:
     last_hb: float | None = None  # when its last heartbeat was sent
     next_claim: float = 0.0  # when a blade holding nothing claims (again)
     retry_delay: float = RETRY_FIRST
+    settings: object = None  # the settings it connects with through the pooler, or None: the pool's
     last_work: float = -1e9
     work_seen: bool | None = None  # what its last heartbeat said about work for it (engine wake-ups)
     gone: bool = False
@@ -320,7 +321,9 @@ class Farm:
         self.data_dir = data_dir
         self.rng = random.Random(seed)
         self.host = f"{prefix}host"
-        self.blades = [SimBlade(f"{prefix}{i}", tuple(provides), slots) for i in range(blades)]
+        self.blades = [SimBlade(f"{prefix}{i}", tuple(provides), slots,
+                                settings=self.blade_settings[i % len(self.blade_settings)]
+                                if self.blade_settings else None) for i in range(blades)]
         self.sched = Scheduler(lifo)
         self.stopping = False
         self.errors: list[BaseException] = []
@@ -497,9 +500,8 @@ class Farm:
 
         try:
             for b in blades:
-                if self.blade_settings is not None:
-                    k = self.blades.index(b) % len(self.blade_settings)
-                    b.conn = connect(self.blade_settings[k], autocommit=True, purpose=BLADE)
+                if b.settings is not None:
+                    b.conn = connect(b.settings, autocommit=True, purpose=BLADE)
                 self._register(b.conn or conn, b)
         except BaseException as exc:  # noqa: BLE001
             with self._lock:

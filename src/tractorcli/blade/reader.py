@@ -123,7 +123,7 @@ class OutputReader:
             w.run._take(data)
             return
         w.eof = True
-        self._sel.unregister(w.fd)
+        self._unregister(w.fd)
         if w.status is not None:
             self._complete(w)
 
@@ -156,9 +156,15 @@ class OutputReader:
 
     def _close_pidfd(self, w: _Watch) -> None:
         if w.pidfd >= 0:
-            self._sel.unregister(w.pidfd)
+            self._unregister(w.pidfd)
             os.close(w.pidfd)
             w.pidfd = -1
+
+    def _unregister(self, fd: int) -> None:
+        try:
+            self._sel.unregister(fd)
+        except (KeyError, ValueError):
+            pass  # never registered (its registration failed), or out already
 
     def _failed(self, w: _Watch, exc: Exception) -> None:
         """A run whose watching broke: its group is killed and it ends."""
@@ -178,15 +184,10 @@ class OutputReader:
     def _forget(self, w: _Watch) -> None:
         """`w` out of the epoll set and the drain timers, its pidfd closed."""
         self._draining.discard(w)
-        for fd in (w.fd, w.pidfd):
-            try:
-                self._sel.unregister(fd)
-            except (KeyError, ValueError):
-                pass
-        w.eof = True
-        if w.pidfd >= 0:
-            os.close(w.pidfd)
-            w.pidfd = -1
+        if not w.eof:
+            self._unregister(w.fd)
+            w.eof = True
+        self._close_pidfd(w)
 
 
 def pidfd(pid: int) -> int | None:
