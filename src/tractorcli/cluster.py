@@ -218,6 +218,14 @@ class ServerStatus:
         return self.probe in (Probe.READY, Probe.NO_DATABASE)
 
 
+def pidfile_pid(path: Path) -> int | None:
+    """The pid a pid file starts with (postmaster.pid, pgbouncer's), or None (no file, no pid)."""
+    try:
+        return int(path.read_text().split(None, 1)[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def process_argv(pid: int) -> list[bytes] | None:
     """The argv of the live process `pid` (empty when there is no /proc to tell), or None when no
     such process runs.  (The program behind a pid file: ours, or a stranger that took the pid.)"""
@@ -396,11 +404,7 @@ class Cluster:
         return (self.data_dir / "PG_VERSION").is_file()
 
     def _pidfile_pid(self) -> int | None:
-        try:
-            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0].strip()
-            return int(first)
-        except (OSError, ValueError):
-            return None
+        return pidfile_pid(self.data_dir / "postmaster.pid")
 
     def _is_our_postmaster(self, pid: int) -> bool:
         """Is `pid` a live PostgreSQL postmaster serving our data directory?"""

@@ -37,7 +37,7 @@ import signal
 import time
 from pathlib import Path
 
-from .cluster import Cluster, process_argv
+from .cluster import Cluster, pidfile_pid, process_argv
 from .config import SiteSettings
 from .db.probe import Probe, probe
 from .errors import NotFound, StateError, TractorError, from_os_error
@@ -129,10 +129,7 @@ class Pooler:
     # -- state -----------------------------------------------------------------------
 
     def _pidfile_pid(self) -> int | None:
-        try:
-            return int(self.pidfile.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
+        return pidfile_pid(self.pidfile)
 
     def _is_ours(self, pid: int) -> bool:
         """Is `pid` a live pgbouncer running on this site's configuration?"""
