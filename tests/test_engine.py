@@ -175,11 +175,11 @@ def test_engine_wakes_idle_blades_by_datagram_without_a_connection_each(tmp_site
                 took = time.monotonic() - start
                 assert r.returncode == 0, r.stderr
                 assert took < 10, f"job {n} took {took:.1f} s: not woken"
-            # the engine's two connections (housekeeping, LISTEN) and the blade's one, besides ours;
-            # a blade that LISTENs itself holds two
+            # the engine's three connections (housekeeping, LISTEN, idle blades' beats) and the
+            # blade's one, besides ours; a blade that LISTENs itself holds two
             others = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' "
                                   "AND pid <> pg_backend_pid()").fetchone()["n"]
-            assert others == 3
+            assert others == 4
             # a running command retried: the engine tells its blade (tractor_check), which stops it
             # at once, not at its next heartbeat (60 s here)
             pidfile = cfg.parent / "sleeper.pid"
@@ -200,3 +200,51 @@ def test_engine_wakes_idle_blades_by_datagram_without_a_connection_each(tmp_site
             d.kill(conn, jid, [1])  # (its second run, if it started again: the engine's stop waits for none)
     finally:
         assert eng.stop() == 0
+
+
+def _heartbeat_calls_since(conn, since) -> int:
+    """Backends whose last statement, ended after `since`, was a blade's heartbeat."""
+    return conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE '%%tractor_heartbeat_v3%%' "
+                        "AND state_change > %s AND pid <> pg_backend_pid()", (since,)).fetchone()["n"]
+
+
+def test_idle_blades_heartbeat_through_the_engine_and_without_it_through_the_database(tmp_site):
+    # wakeups.py beats: an idle blade's heartbeat is a datagram the engine writes with the others';
+    # the blade's own connection stays quiet.  With the engine stopped (SIGSTOP: no answers) the
+    # blade heartbeats through the database after BEAT_ANSWER_WAIT, and its row stays fresh.
+    from tractorcli.wakeups import BEAT_ANSWER_WAIT
+
+    cfg, settings = tmp_site('blade_wakeups = "engine"\nblade_lease_secs = 300\n')
+    eng = EngineProcess(cfg, "--blades", "1", "--blade-option=--idle-heartbeat=0.3", "--blade-option=--heartbeat=0.3")
+    try:
+        eng.wait_for("tractor-engine running")
+        with connect(settings, autocommit=True) as conn:
+            deadline = time.monotonic() + 30
+            while conn.execute("SELECT count(*) AS n FROM blades WHERE wakeport IS NOT NULL").fetchone()["n"] == 0 \
+                    or d.engine_beats(conn) is None:
+                assert time.monotonic() < deadline, "no blade with a wake port, or no beats address"
+                time.sleep(0.05)
+            time.sleep(1.0)  # past its first claim and the heartbeats before the engine's address was out
+            since = conn.execute("SELECT now() AS t").fetchone()["t"]
+            beats = []
+            for _ in range(30):  # 3 s: some ten idle heartbeats
+                beats.append(conn.execute("SELECT heartbeattime AS t FROM blades").fetchone()["t"])
+                assert _heartbeat_calls_since(conn, since) == 0, "an idle heartbeat went through the database"
+                time.sleep(0.1)
+            assert len(set(beats)) >= 5, beats
+            eng.proc.send_signal(signal.SIGSTOP)
+            try:
+                time.sleep(BEAT_ANSWER_WAIT + 1.0)
+                since = conn.execute("SELECT now() AS t").fetchone()["t"]
+                deadline = time.monotonic() + 10
+                while _heartbeat_calls_since(conn, since) == 0:
+                    assert time.monotonic() < deadline, "no heartbeat through the database without the engine"
+                    time.sleep(0.05)
+                fresh = conn.execute("SELECT now() - heartbeattime < interval '3 seconds' AS ok FROM blades"
+                                     ).fetchone()["ok"]
+                assert fresh
+            finally:
+                eng.proc.send_signal(signal.SIGCONT)
+    finally:
+        assert eng.stop() == 0
+    # a clean stop withdraws the address: blades no longer send beats to a port nobody reads

@@ -52,6 +52,8 @@ class Engine:
         self.passes = 0
         self.reload_seen: str | None = None  # the tq reloadconfig --tractor generation acted on
         self.waker = None  # wakeups.Waker: wakes the blades of BladeWakeups = "engine"
+        self.beats = None  # wakeups.Beats: takes their idle heartbeats
+        self._beats_thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -92,10 +94,15 @@ class Engine:
         from .db.connection import connect, translated
 
         if self.settings.blade_wakeups == "engine":  # else each blade LISTENs itself: nothing to relay
-            from .wakeups import Waker
+            from .wakeups import Beats, Waker
 
             self.waker = Waker(self.settings, self.say)
             threading.Thread(target=self.waker.run, args=(self.stopping,), daemon=True, name="waker").start()
+            # idle blades heartbeat to it, on the waker's port
+            self.beats = Beats(self.settings, self.waker.sock, self.say)
+            self._beats_thread = threading.Thread(target=self.beats.run, args=(self.stopping,), daemon=True,
+                                                  name="beats")
+            self._beats_thread.start()
         conn = None
         warned = False
         try:
@@ -191,6 +198,8 @@ class Engine:
         """Stop the local blade (it lets running commands finish), then the database."""
         from . import jobdb
 
+        if self._beats_thread is not None:  # it withdraws its address while the database is up
+            self._beats_thread.join(3.0)
         if self.blade is not None and self.blade.poll() is None:
             self.say("stopping the local blade")
             self.blade.send_signal(signal.SIGTERM)

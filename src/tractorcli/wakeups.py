@@ -29,24 +29,50 @@ A datagram tells a blade nothing but "ask now": whoever can send to its
 port can make it claim sooner, not claim anything the database would not
 give it.  The engine sends to blades on its own host through the loopback
 address.
+
+Beats: with engine wake-ups an idle blade (holding and running nothing) does
+not heartbeat through the database either.  It sends its heartbeat to the
+engine as a datagram from its wake port (`beat_datagram`), to the address
+the engine publishes in `params` ('engine-beats': `publish`, read by
+`beats_address`).  The engine gathers them (`Beats`) and writes each half
+second's in one statement (`tractor_blade_beats_v1`), then answers each
+blade: 'ok', 'work' (a claim could find something: the blade claims) or
+'check' (heartbeat through the database now: the beat could not stand in for
+it).  A blade that hears no answer in BEAT_ANSWER_WAIT seconds heartbeats
+through the database, so an engine that is down, or a datagram lost, costs
+one ordinary heartbeat.  The function renews only an idle blade that is up,
+from the address it registered: a forged datagram can keep an idle blade's
+row marked up, never a lease of work.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 from .config import WAKEUP_MODES, SiteSettings
 from .errors import TractorError
 
-__all__ = ["CHECK", "COALESCE", "MESSAGE", "WAKEUP_MODES", "WakePort", "Waker"]
+__all__ = ["ANSWER", "BEAT", "BEAT_ANSWER_WAIT", "Beats", "CHECK", "COALESCE", "MESSAGE", "WAKEUP_MODES", "WakePort",
+           "Waker", "beat_datagram", "beats_address", "parse_answer", "parse_beat", "publish"]
 
 MESSAGE = b"tractor-wake\n"  # work is queued: claim
 CHECK = b"tractor-check\n"  # heartbeat now: something this blade runs was taken from it, or a reload
 COALESCE = 0.02  # seconds: at most one fan-out this often while notifications keep coming
 RECONNECT_MAX = 4.0
+BEAT = b"tractor-beat "  # blade -> engine: an idle blade's heartbeat, JSON after it
+ANSWER = b"tractor-beat-answer "  # engine -> blade: b"ok|work|check <bladeid>\n"
+ANSWERS = ("ok", "work", "check")
+BEAT_EVERY = 0.5  # seconds: the engine writes the beats it gathered at most this often
+BEAT_ANSWER_WAIT = 2.0  # seconds: a beat not answered by then, the blade heartbeats through the database
+BEAT_MAX = 8192  # bytes: a longer beat (a blade matching very many service expressions) is not sent
+PARAM = "engine-beats"  # params: "<address> <port>" where the engine takes beats ('' address: the database's host)
+_INT32 = 2**31
 
 
 class WakePort:
@@ -69,6 +95,14 @@ class WakePort:
                 return
             wake(data)
 
+    def send(self, data: bytes, to: tuple[str, int]) -> bool:
+        """A datagram from this port (the engine answers a beat here); whether it went."""
+        try:
+            self.sock.sendto(data, to)
+            return True
+        except OSError:
+            return False
+
     def close(self) -> None:
         self.sock.close()
 
@@ -79,17 +113,16 @@ class Waker:
     def __init__(self, settings: SiteSettings, say: Callable[[str], None]):
         self.settings = settings
         self.say = say
+        # bound now: blades' beats come to this port (Beats), and its answers and wake-ups leave it
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("0.0.0.0", 0))
+        self.port: int = self.sock.getsockname()[1]
         self.fanouts = 0  # how many times blades were woken (for tests and the bench)
         self.sent = 0  # datagrams sent
-        self._local: set[str] | None = None
 
-    def _is_local(self, ipaddr: str) -> bool:
-        if self._local is None:
-            from .host import host_addresses
-
-            self._local = set(host_addresses(socket.gethostname()))
-        return ipaddr.startswith("127.") or ipaddr in self._local
+    @staticmethod
+    def _is_local(ipaddr: str) -> bool:
+        return ipaddr.startswith("127.") or ipaddr in local_addresses()
 
     def fan_out(self, conn) -> int:
         """One datagram to each blade that is up with a free slot; how many were sent."""
@@ -165,3 +198,202 @@ class Waker:
                     conn.close()
                 except Exception:  # noqa: BLE001
                     pass
+
+
+_local: list[str] | None = None
+
+
+def local_addresses() -> list[str]:
+    """This host's own IPv4 addresses (read once)."""
+    global _local
+    if _local is None:
+        from .host import host_addresses
+
+        _local = host_addresses(socket.gethostname())
+    return _local
+
+
+# --- beats: idle blades' heartbeats through the engine -----------------------------------------
+
+def beat_datagram(bladeid, *, reload: str, svcids: list[int] | None, host: str, after: int,
+                  metrics: dict[str, float], loadavg: float, availmemory: float, availdisk: float) -> bytes | None:
+    """An idle blade's heartbeat as a datagram (None: too long for one; it heartbeats through the
+    database).  `svcids`: the service expressions it would claim with now (None: it would not
+    claim); `after`: the highest service expression id its cache has read."""
+    data = BEAT + json.dumps({"id": str(bladeid), "reload": reload, "svcids": svcids, "host": host, "after": after,
+                              "metrics": metrics, "load": loadavg, "mem": availmemory, "disk": availdisk},
+                             separators=(",", ":")).encode()
+    return data if len(data) <= BEAT_MAX else None
+
+
+def _real(v) -> float:
+    f = float(v)
+    if not math.isfinite(f):
+        raise ValueError("not a finite number")
+    return f
+
+
+def _int32(v) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not -_INT32 <= v < _INT32:
+        raise ValueError("not a 32-bit integer")
+    return v
+
+
+def parse_beat(data: bytes, addr: str) -> dict | None:
+    """A beat as `tractor_blade_beats_v1` takes it, every value of the type the function reads;
+    None for anything else (whoever can reach the engine's port can send it anything: nothing
+    malformed may fail the statement the other blades' beats go in)."""
+    if not data.startswith(BEAT):
+        return None
+    try:
+        d = json.loads(data[len(BEAT):])
+        svcids = d["svcids"]
+        metrics = d["metrics"]
+        if not isinstance(metrics, dict) or not isinstance(d["reload"], str) or not isinstance(d["host"], str):
+            return None
+        return {"bladeid": str(uuid.UUID(d["id"])), "addr": addr,
+                "metrics": {str(k)[:64]: _real(v) for k, v in list(metrics.items())[:64]},
+                "loadavg": _real(d["load"]), "availmemory": _real(d["mem"]), "availdisk": _real(d["disk"]),
+                "reload": d["reload"][:64], "host": d["host"][:255], "after": _int32(d["after"]),
+                "svcids": None if svcids is None else [_int32(i) for i in svcids]}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def answer_datagram(answer: str, bladeid: str) -> bytes:
+    return ANSWER + f"{answer} {bladeid}\n".encode()
+
+
+def parse_answer(data: bytes) -> tuple[str, str] | None:
+    """(answer, blade id) of an engine's answer to a beat; None for any other datagram."""
+    if not data.startswith(ANSWER):
+        return None
+    word, _, bladeid = data[len(ANSWER):].decode("ascii", "replace").strip().partition(" ")
+    return (word, bladeid) if word in ANSWERS else None
+
+
+def beats_address(value: str | None, db_host: str) -> tuple[str, int] | None:
+    """Where a blade sends its beats, from the engine's 'engine-beats' param (None: no engine
+    takes them).  An empty address: the engine is on the database's host (`db_host`, as the blade
+    reaches it; a socket directory or nothing: this host)."""
+    if not value:
+        return None
+    addr, _, port = value.rpartition(" ")
+    if not port.isdigit():
+        return None
+    if not addr:
+        addr = db_host if db_host and not db_host.startswith("/") else "127.0.0.1"
+    return addr, int(port)
+
+
+def publish(conn, port: int) -> str:
+    """Tell blades where the engine takes beats (the 'engine-beats' param): the engine's address
+    as the server sees its connection, ''  when that is this host's loopback or socket (blades
+    then send to the database's host); the value written."""
+    from .db import queries
+
+    return conn.execute(queries.get("engine_beats_publish"), {"port": port}).fetchone()["value"]
+
+
+class Beats:
+    """The engine's end of beats: gather idle blades' datagrams on the waker's port, write each
+    BEAT_EVERY's in one statement, answer each blade (see the module docstring)."""
+
+    def __init__(self, settings: SiteSettings, sock: socket.socket, say: Callable[[str], None]):
+        self.settings = settings
+        self.sock = sock
+        self.say = say
+        self.port: int = sock.getsockname()[1]
+        self.published: str | None = None  # the param's value this engine wrote
+        self.batches = 0  # statements written (for tests and the bench)
+        self.beats = 0  # beats written
+        self.answers: dict[str, int] = dict.fromkeys(ANSWERS, 0)
+        self.refused = 0  # datagrams that were not beats
+
+    def write(self, conn, pending: dict[str, tuple[dict, tuple[str, int]]]) -> None:
+        """Write the gathered beats (blade id -> (beat, where it came from)) and answer each."""
+        from psycopg.types.json import Jsonb
+
+        from .db import queries
+
+        rows = conn.execute(queries.get("blade_beats"),
+                            {"beats": Jsonb([beat for beat, _ in pending.values()]),
+                             "local": local_addresses()}).fetchall()
+        self.batches += 1
+        self.beats += len(rows)
+        for row in rows:
+            bladeid = str(row["bladeid"])
+            self.answers[row["answer"]] += 1
+            try:
+                self.sock.sendto(answer_datagram(row["answer"], bladeid), pending[bladeid][1])
+            except OSError:  # the blade hears nothing: it heartbeats through the database
+                pass
+
+    def run(self, stopping: threading.Event) -> None:
+        """Until `stopping`: receive, and write every BEAT_EVERY; a connection of its own,
+        opened again with back-off (beats that arrive meanwhile go unanswered: their blades
+        heartbeat through the database)."""
+        from .db.connection import connect
+
+        conn = None
+        wait = 0.5
+        retry_at = 0.0
+        pending: dict[str, tuple[dict, tuple[str, int]]] = {}
+        write_at = None
+        try:
+            while not stopping.is_set():
+                now = time.monotonic()
+                if conn is None and now >= retry_at:
+                    try:
+                        conn = connect(self.settings, autocommit=True)
+                        self.published = publish(conn, self.port)
+                        wait = 0.5
+                    except Exception:  # noqa: BLE001 - the server is away: try again later
+                        conn = _close(conn)
+                        retry_at = now + wait
+                        wait = min(wait * 2, RECONNECT_MAX)
+                self.sock.settimeout(max(0.01, (write_at or now + 1.0) - now))
+                try:
+                    data, src = self.sock.recvfrom(BEAT_MAX + 1)
+                except socket.timeout:
+                    data = None
+                except OSError:  # closed under us
+                    return
+                if data is not None:
+                    beat = parse_beat(data, src[0])
+                    if beat is None:
+                        self.refused += 1
+                    elif conn is not None:
+                        pending[beat["bladeid"]] = (beat, src)
+                        write_at = write_at or time.monotonic() + BEAT_EVERY
+                if write_at is not None and time.monotonic() >= write_at:
+                    batch, pending, write_at = pending, {}, None
+                    try:
+                        self.write(conn, batch)
+                    except Exception:  # noqa: BLE001 - unanswered: those blades heartbeat through the database
+                        conn = _close(conn)
+                        retry_at = time.monotonic() + wait
+        finally:
+            self.withdraw(conn)
+            _close(conn)
+
+    def withdraw(self, conn) -> None:
+        """The engine stops: blades no longer send beats here (the param goes, unless another
+        engine wrote its own since)."""
+        from .db import queries
+
+        if conn is None or self.published is None:
+            return
+        try:
+            conn.execute(queries.get("engine_beats_withdraw"), {"value": self.published})
+        except Exception:  # noqa: BLE001 - the server is away: blades find out by their beats going unanswered
+            pass
+
+
+def _close(conn) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+    return None

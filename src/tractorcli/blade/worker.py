@@ -74,6 +74,7 @@ from ..db import queries
 from ..db.reload import generation as reload_generation
 from ..errors import ConfigError, DatabaseUnavailable, SchemaError, TractorError
 from ..host import host_addresses
+from ..wakeups import BEAT_ANSWER_WAIT
 from .launch import KILL_GRACE, BladeSide, Run, prepare
 from .profile import Profile, default_profile, load_profiles, select_profile
 
@@ -285,6 +286,11 @@ class Blade:
         self.closing = threading.Event()
         self._listener: threading.Thread | None = None
         self._wakeport = None  # wakeups.WakePort with BladeWakeups = "engine"
+        # where the engine takes this blade's idle heartbeats (wakeups.beats_address), and when the
+        # beat it waits an answer to went (None: none unanswered)
+        self._beats_to: tuple[str, int] | None = None
+        self._beat_sent: float | None = None
+        self._beat_asked = False
         self._svc = None
         self._base_env: dict[str, str] | None = None
         self._metrics: dict[str, float | None] = {}
@@ -386,9 +392,19 @@ class Blade:
     def _woken(self, data: bytes = b"") -> None:
         """Work was queued (a notification, or the engine's datagram): claim at the next turn.
         Or (CHECK) a command running here was taken from it, or a reload was asked: heartbeat."""
-        from ..wakeups import CHECK
+        from ..wakeups import CHECK, parse_answer
 
-        if data == CHECK:
+        answer = parse_answer(data)
+        if answer is not None:  # the engine wrote a beat of this blade's (or could not stand in for it)
+            word, bladeid = answer
+            if self.bladeid is None or bladeid != str(self.bladeid):
+                return
+            self._beat_sent = None
+            if word == "check":
+                self.check_now = True
+            else:  # as a heartbeat's answer: whether a claim could find anything, when it asked
+                self.work_seen = (word == "work") if self._beat_asked else None
+        elif data == CHECK:
             self.check_now = True
         else:
             self.notified = True
@@ -469,6 +485,41 @@ class Blade:
         self._db(dispatch.set_wakeport, self.bladeid, self._wakeport.port if self._wakeport else None)
         self._svc = dispatch.ServiceCache()
         self._reload_seen = self._db(reload_generation, "blade")
+        self._find_beats()
+
+    def _find_beats(self) -> None:
+        """Where the engine takes beats now (with engine wake-ups; None: nowhere, or not told)."""
+        from ..db import dispatch
+        from ..wakeups import beats_address
+
+        if self._wakeport is not None:
+            self._beats_to = beats_address(self._db(dispatch.engine_beats), self.settings.db.host)
+
+    def beat(self) -> bool:
+        """An idle blade's heartbeat as a datagram to the engine (wakeups.py beats), asking
+        whether there is work when it would claim; False when it cannot go that way (no engine
+        takes beats, or the beat would not fit a datagram): heartbeat through the database."""
+        from ..wakeups import beat_datagram
+
+        if self._beats_to is None or self._svc is None or self._svc.holes() or self.unsent_pids:
+            return False
+        m = self.metrics()
+        svcids = self._claim_svcids(m)
+        data = beat_datagram(self.bladeid, reload=self._reload_seen, svcids=svcids,
+                             host=self.ident.short_host, after=self._svc.last,
+                             metrics={**_clean(m), "sa": self.free_slots()}, loadavg=m.get("loadavg") or 0.0,
+                             availmemory=m.get("mem") or 0.0, availdisk=m.get("disk") or 0.0)
+        if data is None:
+            return False
+        self._beat_asked = svcids is not None
+        first = self._beat_sent is None  # the first beat still unanswered is the one that times out
+        if first:
+            self._beat_sent = time.monotonic()  # (before it goes: its answer may come back at once)
+        if not self._wakeport.send(data, self._beats_to):
+            if first:
+                self._beat_sent = None
+            return False
+        return True
 
     def heartbeat(self, ask: bool = False) -> None:
         """`ask`: a blade that would claim now (with free slots and room, not stopping) also asks
@@ -822,11 +873,21 @@ class Blade:
                     self.report()
                 except _Stalled:
                     pass  # held; the heartbeat still goes, so the leases of what runs here stay ours
+                if (self._beat_sent is not None and now - self._beat_sent >= BEAT_ANSWER_WAIT
+                        and self.conn is not None):
+                    # the engine did not answer the beat: heartbeat through the database, and ask
+                    # again where (or whether) the engine takes beats
+                    self._beat_sent = None
+                    self.check_now = True
+                    self._find_beats()
                 if (now >= next_hb or self.check_now) and self.conn is not None:
-                    self.check_now = False
+                    check, self.check_now = self.check_now, False
                     busy = self.runs or self.reports or self.pending
                     next_hb = now + (busy_hb if busy else idle_hb)
-                    self.heartbeat(ask=engine)
+                    # an idle blade's heartbeat goes to the engine when it takes them (a check
+                    # always goes through the database: a beat could not stand in for it)
+                    if check or busy or not engine or not self.beat():
+                        self.heartbeat(ask=engine)
 
                 if self.stop_mode != stop_announced:
                     stop_announced = self.stop_mode
@@ -906,6 +967,8 @@ class Blade:
                     deadlines.append(self.retry_at)
                 if any(r.sent_progress != r.progress for r in self.runs.values()):
                     deadlines.append(now + PROGRESS_INTERVAL)
+                if self._beat_sent is not None:
+                    deadlines.append(self._beat_sent + BEAT_ANSWER_WAIT)
             deadlines += [d for d in (r.next_deadline() for r in self.runs.values()) if d is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic())
             if self.wake.wait(timeout):

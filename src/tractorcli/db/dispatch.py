@@ -277,6 +277,12 @@ def set_wakeport(conn: "psycopg.Connection", bladeid: uuid.UUID, port: int | Non
     conn.execute(queries.get("blade_wakeport"), {"bladeid": bladeid, "port": port})
 
 
+def engine_beats(conn: "psycopg.Connection") -> str | None:
+    """Where tractor-engine takes idle blades' heartbeats as datagrams (the 'engine-beats' param:
+    wakeups.beats_address reads it), or None: no engine does."""
+    return conn.execute(queries.get("engine_beats")).fetchone()["value"]
+
+
 def blade_exit(conn: "psycopg.Connection", bladeid: uuid.UUID, *, handback: bool) -> int:
     return conn.execute(queries.get("blade_exit"), {"bladeid": bladeid, "handback": handback}).fetchone()["requeued"]
 

@@ -366,6 +366,28 @@ SELECT tractor_blade_wakeport_v1(%(bladeid)s, %(port)s)
 SELECT ipaddr, wakeport FROM blades
 WHERE wakeport IS NOT NULL AND status = 'up' AND slotsinuse < numslots
 
+-- name: blade_beats
+-- Idle blades' heartbeats the engine gathered, in one statement (wakeups.py Beats).
+SELECT bladeid, answer FROM tractor_blade_beats_v1(%(beats)s::jsonb, %(local)s::text[])
+
+-- name: engine_beats_publish
+-- Where the engine takes beats: its address as the server sees its connection ('' when that is
+-- this host: blades then send to the database's host, as they reach it), and its port.
+INSERT INTO params (name, value)
+VALUES ('engine-beats',
+        CASE WHEN inet_client_addr() IS NULL OR host(inet_client_addr()) IN ('127.0.0.1', '::1') THEN ''
+             ELSE host(inet_client_addr()) END || ' ' || %(port)s::integer)
+ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
+RETURNING value
+
+-- name: engine_beats_withdraw
+-- The engine stops taking beats (unless another engine published its own since).
+DELETE FROM params WHERE name = 'engine-beats' AND value = %(value)s
+
+-- name: engine_beats
+-- Where a blade sends its beats (NULL: no engine takes them).
+SELECT (SELECT value FROM params WHERE name = 'engine-beats') AS value
+
 -- name: service_exprs_since
 -- (holes: ids below the highest read that a later commit may still fill)
 SELECT svcid, expr FROM service_exprs WHERE svcid > %(after)s OR svcid = ANY(%(holes)s::integer[]) ORDER BY svcid

@@ -280,6 +280,63 @@ BEGIN
     RETURN NEXT;
 END $$;
 
+-- The idle heartbeats tractor-engine gathered from blades' datagrams (BladeWakeups = "engine":
+-- wakeups.py Beats), written in one statement: a farm's idle blades cost the server one call
+-- every half second, not one each.  p_beats: a JSON array of {bladeid, addr (the datagram's
+-- source address), metrics, loadavg, availmemory, availdisk, reload (the blade reload
+-- generation the blade acted on), svcids (NULL: it would not claim now), host, after (the
+-- highest service expression id it has read)}; p_local: the engine host's own addresses (a
+-- datagram from a loopback address comes from a blade on the engine's host).
+-- A beat renews only a blade that is up, holds and runs nothing (no lease to extend: a forged
+-- datagram cannot keep a blade's work), sent from the address the blade registered, whose row
+-- no other transaction holds just then, and that has acted on the current reload generation;
+-- the answer is then 'ok', or 'work' when it asked and a claim could find something
+-- (tractor_work_queued without holes: a blade with holes beats through the database).  Any
+-- other beat is answered 'check': the blade heartbeats through the database at once, where
+-- whatever is the matter (a claim it never heard of, a reload, a row marked lost) is settled.
+-- The site's role alone calls it (the engine).
+CREATE OR REPLACE FUNCTION tractor_blade_beats_v1(p_beats jsonb, p_local text[])
+RETURNS TABLE (bladeid uuid, answer text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+    SET enable_seqscan = off AS $$
+#variable_conflict use_column
+DECLARE
+    gen text := coalesce((SELECT p.value FROM params p WHERE p.name = 'reload-blade'), '0');
+BEGIN
+    IF NOT tractor_is_site() THEN
+        RAISE EXCEPTION 'only tractor-engine (the site''s role) writes blades'' beats'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- nothing waits for the disk: a beat lost in a crash is a blade's row older by a beat
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY
+    WITH beat AS (
+        SELECT x.* FROM jsonb_to_recordset(p_beats)
+            AS x(bladeid uuid, addr text, metrics jsonb, loadavg real, availmemory real, availdisk real,
+                 reload text, svcids integer[], host text, after integer)
+    ), mine AS (  -- the rows a beat may renew, in one order, passing over rows held just then
+        SELECT b.bladeid FROM blades b JOIN beat x ON x.bladeid = b.bladeid
+        WHERE b.status = 'up' AND x.reload = gen
+          AND (b.ipaddr = x.addr
+               OR (x.addr LIKE '127.%' AND (b.ipaddr LIKE '127.%' OR b.ipaddr = ANY(p_local))))
+          AND NOT EXISTS (SELECT 1 FROM invocations i
+                          WHERE i.bladeid = b.bladeid AND i.current AND i.stoptime IS NULL)
+        ORDER BY b.bladeid
+        FOR NO KEY UPDATE OF b SKIP LOCKED
+    ), renewed AS (
+        UPDATE blades b SET heartbeattime = now(), metrics = x.metrics, loadavg = x.loadavg,
+                            availmemory = x.availmemory, availdisk = x.availdisk
+        FROM beat x JOIN mine m ON m.bladeid = x.bladeid
+        WHERE b.bladeid = x.bladeid
+        RETURNING b.bladeid
+    )
+    SELECT x.bladeid,
+           CASE WHEN r.bladeid IS NULL THEN 'check'
+                WHEN x.svcids IS NOT NULL AND tractor_work_queued(x.svcids, x.host, x.after, '{}') THEN 'work'
+                ELSE 'ok' END
+    FROM beat x LEFT JOIN renewed r ON r.bladeid = x.bladeid;
+END $$;
+
 -- The jobs a claim may take work from, whichever blade claims (each claim adds its own service
 -- expressions, host and NIMBY): live, with something ready (or postscripts to run), not paused,
 -- delayed (-after) or waiting for -afterjids, under their -maxactive.  A plain view: the planner
