@@ -50,11 +50,15 @@ more connection.  No processes are started.
 * Idle cost: 1,000 blades (`--quick`: 50) whose keys match no job (their
   claims find nothing while the rest of the queue is still ready) for 30 s
   (5 s), as real blades of a site with `BladeWakeups = "engine"`: they
-  heartbeat every 15 s (their idle heartbeat), each heartbeat asking
-  whether work is queued for them, and claim only when told so (never,
-  here), as real blades do when no datagram wakes them.
+  heartbeat every 15 s (their idle heartbeat) to the engine as a datagram
+  (the engine's own `wakeups.Beats`, in a thread, writes each half second's
+  in one statement), each heartbeat asking whether work is queued for
+  them, and claim only when told so (never, here), as real blades do when
+  no datagram wakes them.
   `idle_N_server_cpu`: the server's CPU (engine housekeeping included) as a
   percentage of one core.  Target (issue 14): under 5 % at 1,000 blades.
+  `idle_N_server_cpu_db_heartbeats`: the same blades with every heartbeat
+  through the database, one statement each (as before beats; informational).
   `idle_N_server_cpu_listen`: blades that LISTEN each (the default; a
   connection each): they poll every 1.5 s (informational).
   `idle_N_server_cpu_pool8`: the
@@ -130,10 +134,12 @@ class Runner:
         self.lifo = lifo  # which free connection takes a step: the one freed last (PgBouncer's way)
 
     def farm(self, blades: int, *, hold: float, seconds: float, warmup: float, provides=("PixarRender",),
-             prefix: str, pool: int | None = None, wakeups: str = "listen", blade_settings=None) -> FarmResult:
+             prefix: str, pool: int | None = None, wakeups: str = "listen", blade_settings=None,
+             beats: bool | None = None) -> FarmResult:
         settle(self.site)
         farm = Farm(self.site.settings, blades, pool=pool, slots=SLOTS, hold=hold, provides=provides, prefix=prefix,
-                    data_dir=self.site.db_data_dir, wakeups=wakeups, blade_settings=blade_settings, lifo=self.lifo)
+                    data_dir=self.site.db_data_dir, wakeups=wakeups, blade_settings=blade_settings, lifo=self.lifo,
+                    beats=beats)
         r = farm.run(seconds=seconds, warmup=warmup, log=log)
         self.claimed += r.total_claims
         check_exactly_once(self.site.settings, self.claimed, r)
@@ -148,7 +154,8 @@ def _describe(label: str, r: FarmResult) -> str:
     return (f"{label}: {r.claims_per_s:.0f} claims/s, claim p50 {_ms(percentile(r.claim_latencies, 50))} "
             f"p99 {_ms(percentile(r.claim_latencies, 99))} ms, lag p99 {_ms(percentile(r.lags, 99))} ms{cpu}, "
             f"simulator {_pct(r.sim_cpu, r):.0f} %, {r.connections_max} connections, {r.reruns} reruns, {r.gave_up} given up, "
-            f"heartbeat gap max {r.heartbeat_gap_max:.1f} s")
+            f"heartbeat gap max {r.heartbeat_gap_max:.1f} s"
+            + (f", {r.beats} beats to the engine in {r.beat_batches} statements" if r.beats else ""))
 
 
 def _pct(cpu: float | None, r: FarmResult) -> float | None:
@@ -165,7 +172,9 @@ def _extra(r: FarmResult) -> dict:
         heartbeat_p99_ms=_ms(percentile(r.heartbeat_latencies, 99)) if r.heartbeat_latencies else None,
         claim_p99_ms=_ms(percentile(r.claim_latencies, 99)) if r.claim_latencies else None,
         lag_p50_ms=_ms(percentile(r.lags, 50)), lag_p99_ms=_ms(percentile(r.lags, 99)), reruns=r.reruns,
-        gave_up=r.gave_up, heartbeat_gap_max_s=round(r.heartbeat_gap_max, 2))
+        gave_up=r.gave_up, heartbeat_gap_max_s=round(r.heartbeat_gap_max, 2), beats=r.beats,
+        beat_batches=r.beat_batches, beat_answers=r.beat_answers,
+        beat_p99_ms=_ms(percentile(r.beat_latencies, 99)) if r.beat_latencies else None)
 
 
 def curve_figures(n: int, r: FarmResult) -> list[dict]:
@@ -244,12 +253,13 @@ def run(quick: bool) -> list[dict]:
     return out
 
 
-IDLE_MODES = ("engine", "listen", f"pool{SMALL_POOL}")
+IDLE_MODES = ("engine", "engine-db", "listen", f"pool{SMALL_POOL}")
 
 
 def idle_figures(runner: Runner, idle_n: int, idle_secs: float, modes=IDLE_MODES) -> list[dict]:
-    """The idle farm's figures: engine wake-ups (the target), each blade LISTENing, and engine
-    wake-ups through SMALL_POOL connections."""
+    """The idle farm's figures: engine wake-ups (the target: idle heartbeats to the engine, which
+    writes them in batches), the same with every heartbeat through the database (as before
+    beats), each blade LISTENing, and engine wake-ups through SMALL_POOL connections."""
     out = []
     if "engine" in modes:
         log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, engine wake-ups")
@@ -260,6 +270,16 @@ def idle_figures(runner: Runner, idle_n: int, idle_secs: float, modes=IDLE_MODES
             raise BenchError(f"idle blades claimed {r.total_claims} commands")
         out.append(figure(f"idle_{idle_n}_server_cpu", _pct(r.server_cpu, r), "% of a core",
                           "< 5" if idle_n == 1000 else None, wakeups="engine", **_extra(r)))
+    if "engine-db" in modes:
+        log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, engine wake-ups, heartbeats through "
+            "the database")
+        r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idled-",
+                        wakeups="engine", beats=False)
+        log(_describe(f"idle {idle_n} blades, heartbeats through the database", r))
+        if r.total_claims:
+            raise BenchError(f"idle blades claimed {r.total_claims} commands")
+        out.append(figure(f"idle_{idle_n}_server_cpu_db_heartbeats", _pct(r.server_cpu, r), "% of a core",
+                          wakeups="engine", beats=False, **_extra(r)))
     if "listen" in modes:
         log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, each LISTENing (polls every "
             f"{BLADE_POLL:g} s)")

@@ -29,6 +29,14 @@ A simulated blade runs no processes.  It makes the calls a real
   right after it on the same connection, as in the real blade's loop); a
   held command the heartbeat does not give back is counted as revoked and
   dropped (it must not happen);
+* with `wakeups = "engine"` a blade holding nothing sends its heartbeat to the
+  engine as a datagram (`wakeups.beat_datagram`), which the engine's own
+  `wakeups.Beats`, run here in a thread on its own connection, writes with
+  the others every half second; the answer (ok, work, check) is read by one
+  thread for all blades and acts at the blade's next step (a real blade acts
+  on it at once); a blade told 'check', or whose beat went unanswered,
+  heartbeats through the database at its next step (`beats=False`: every
+  heartbeat through the database, as before beats);
 * at the end, what it holds is reported (`finish_and_claim` with no free
   slots) and it leaves (`dispatch.blade_exit`, handback false).
 
@@ -96,6 +104,7 @@ from pathlib import Path
 
 from _common import BenchError, cpu_seconds, server_cpu
 
+from tractorcli import wakeups
 from tractorcli.blade.worker import ENGINE_POLL_BEATS, Blade, BladeOptions
 
 # tractor-blade's own defaults and back-off (blade/worker.py), not copies of them
@@ -178,6 +187,10 @@ class SimBlade:
     settings: object = None  # the settings it connects with through the pooler, or None: the pool's
     last_work: float = -1e9
     work_seen: bool | None = None  # what its last heartbeat said about work for it (engine wake-ups)
+    reload: str = "0"  # the blade reload generation its last heartbeat read
+    beat_sent: float | None = None  # when its first beat still unanswered went (engine wake-ups)
+    beat_asked: bool = False  # whether its last beat asked about work
+    check: bool = False  # its next heartbeat goes through the database (the engine said so)
     gone: bool = False
     conn: object = None  # its own connection (through the pooler), or None: the pool's
 
@@ -266,6 +279,7 @@ class _Tally:
     reruns: int = 0
     hb_gap_max: float = 0.0
     gave_up: int = 0
+    beats: int = 0  # heartbeats sent to the engine as datagrams
 
 
 @dataclasses.dataclass
@@ -290,6 +304,10 @@ class FarmResult:
     reruns: int
     gave_up: int  # steps still aborted by deadlocks after db.rerun's attempts (tried again)
     heartbeat_gap_max: float  # seconds between two heartbeats of one blade, at most (the lease is 30 s)
+    beats: int  # idle heartbeats sent to the engine as datagrams, in the window
+    beat_latencies: list[float]  # seconds from a beat to its answer, beats sent in the window
+    beat_answers: dict[str, int]  # the engine's answers (ok, work, check), the whole run
+    beat_batches: int  # the engine's statements that wrote them, the whole run
     sim_duplicates: list[tuple[int, int]]  # (jid, cid) claimed twice in this run
 
     @property
@@ -304,7 +322,8 @@ class Farm:
                  heartbeat: float = BLADE_HEARTBEAT, poll: float = BLADE_POLL,
                  idle_heartbeat: float = BLADE_IDLE_HEARTBEAT, wakeups: str = "listen",
                  provides: tuple[str, ...] = ("PixarRender",), prefix: str = "sim", engine: bool = True,
-                 data_dir: Path | None = None, seed: int = 0, blade_settings=None, lifo: bool = True) -> None:
+                 data_dir: Path | None = None, seed: int = 0, blade_settings=None, lifo: bool = True,
+                 beats: bool | None = None) -> None:
         self.settings = settings
         # one settings per blade (taken in turn), or None: blades share the pool's connections
         self.blade_settings = list(blade_settings) if blade_settings is not None else None
@@ -318,6 +337,12 @@ class Farm:
         self.ask = wakeups == "engine"  # heartbeats of blades that would claim ask whether there is work
         self.poll = poll
         self.engine = engine
+        # idle heartbeats as datagrams to the engine: with engine wake-ups, unless told not to
+        self.beats = (wakeups == "engine" and engine) if beats is None else beats
+        self._beats: wakeups.Beats | None = None
+        self._ear: object = None  # the blades' one UDP socket: beats leave it, answers come back to it
+        self._by_id: dict[str, SimBlade] = {}
+        self._beat_samples: list[tuple[float, float]] = []  # (sent, seconds to the answer)
         self.data_dir = data_dir
         self.rng = random.Random(seed)
         self.host = f"{prefix}host"
@@ -380,6 +405,10 @@ class Farm:
         if b.last_hb is not None:
             tally.hb_gap_max = max(tally.hb_gap_max, t0 - b.last_hb)
         b.last_hb = t0
+        if self._beat(tally, b, now):
+            return
+        b.check = False
+        b.beat_sent = None
         # a blade holding nothing would claim: with engine wake-ups it asks (its cached expressions)
         svcids = b.svc.matching(None, b.facts, refresh=False) if self.ask and not b.held else None
         keep = self._call(tally, dispatch.heartbeat, conn, b.bladeid, [c.key for c in b.held],
@@ -387,10 +416,55 @@ class Farm:
                           reload=True, svcids=svcids, host=self.host, svc=b.svc)
         tally.hb_samples.append((t0, time.monotonic() - t0))
         b.work_seen = keep.work
+        b.reload = keep.reload
         kept = [c for c in b.held if c.key in keep]
         tally.revoked += len(b.held) - len(kept)
         b.held = kept
         b.next_hb = now + (self.heartbeat if b.held else self.idle_heartbeat)
+
+    def _beat(self, tally: _Tally, b: SimBlade, now: float) -> bool:
+        """An idle blade's heartbeat as a datagram to the engine, as a real blade sends it
+        (Blade.beat); False when it goes through the database instead."""
+        if (self._beats is None or b.held or b.check or b.svc.holes()
+                or (b.beat_sent is not None and now - b.beat_sent >= wakeups.BEAT_ANSWER_WAIT)):
+            return False
+        svcids = b.svc.matching(None, b.facts, refresh=False)
+        data = wakeups.beat_datagram(b.bladeid, reload=b.reload, svcids=svcids, host=self.host, after=b.svc.last,
+                                     metrics={"nCPUs": b.slots, "sa": float(b.slots)}, loadavg=0.0,
+                                     availmemory=64.0, availdisk=500.0)
+        if data is None:
+            return False
+        b.beat_asked = True
+        if b.beat_sent is None:
+            b.beat_sent = time.monotonic()
+        self._ear.sendto(data, ("127.0.0.1", self._beats.port))
+        tally.beats += 1
+        b.next_hb = now + self.idle_heartbeat
+        return True
+
+    def _hear(self, stop: threading.Event) -> None:
+        """The engine's answers to every blade's beats (one socket for the farm)."""
+        import socket
+
+        self._ear.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                data = self._ear.recv(256)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            answer = wakeups.parse_answer(data)
+            b = self._by_id.get(answer[1]) if answer else None
+            if b is None:
+                continue
+            sent, b.beat_sent = b.beat_sent, None
+            if sent is not None:
+                self._beat_samples.append((sent, time.monotonic() - sent))
+            if answer[0] == "check":
+                b.check = True
+            else:
+                b.work_seen = (answer[0] == "work") if b.beat_asked else None
 
     def _cycle(self, conn, tally: _Tally, b: SimBlade, now: float) -> None:
         from tractorcli.db import dispatch
@@ -527,6 +601,10 @@ class Farm:
             monitor = connect(self.settings, autocommit=True)
             conns += [c for c in (engine_conn, monitor) if c is not None]
             backends = [c.info.backend_pid for c in conns if c is not None and c is not monitor]
+            stop_engine = threading.Event()
+            threads = []
+            if self.beats:
+                backends.append(self._start_beats(stop_engine, threads))
             # registration, spread over the pool's connections
             t_reg = time.monotonic()
             regs = [threading.Thread(target=self._registrar, args=(conns[k], self.blades[k::self.pool]), daemon=True)
@@ -537,6 +615,7 @@ class Farm:
                 t.join()
             if self.errors:
                 raise BenchError(f"registering the blades failed: {self.errors[0]!r}") from self.errors[0]
+            self._by_id = {str(b.bladeid): b for b in self.blades}
             if log:
                 over = f"over {self.pool} connections" if self.blade_settings is None else \
                     f"each on its own connection through the pooler, {self.pool} threads"
@@ -547,13 +626,13 @@ class Farm:
                 b.next_claim = start + (self.rng.uniform(0, self.hold) if self.hold > 0 else 0.0)
                 self.sched.put(b.due(), b)
             threads = [threading.Thread(target=self._worker, args=(conns[k], tallies[k]), daemon=True,
-                                        name=f"pool{k}") for k in range(self.pool)]
-            stop_engine = threading.Event()
+                                        name=f"pool{k}") for k in range(self.pool)] + threads
             if engine_conn is not None:
                 threads.append(threading.Thread(target=self._engine, args=(engine_conn, stop_engine), daemon=True,
                                                 name="engine"))
             for t in threads:
-                t.start()
+                if t.ident is None:  # (the engine's beats and the blades' ear run already)
+                    t.start()
             w0 = start + warmup
             deadline = start + (warmup + seconds if seconds is not None else timeout)
             measuring = False
@@ -604,6 +683,9 @@ class Farm:
                 raise BenchError("the farm's threads did not end")
         finally:
             self.sched.close()
+            stop_engine.set()
+            if self._ear is not None:
+                self._ear.close()
             for c in [c for c in conns if c is not None] + [b.conn for b in self.blades if b.conn is not None]:
                 try:
                     c.close()
@@ -635,7 +717,33 @@ class Farm:
             outcomes=dict(outcomes), revoked=sum(tl.revoked for tl in tallies),
             reruns=sum(tl.reruns for tl in tallies), gave_up=sum(tl.gave_up for tl in tallies),
             heartbeat_gap_max=max(tl.hb_gap_max for tl in tallies),
+            beats=sum(tl.beats for tl in tallies),
+            beat_latencies=[s[1] for s in self._beat_samples if inside(s[0])],
+            beat_answers=dict(self._beats.answers) if self._beats else {},
+            beat_batches=self._beats.batches if self._beats else 0,
             sim_duplicates=dups[:10])
+
+    def _start_beats(self, stop: threading.Event, threads: list) -> int:
+        """The engine's beats (wakeups.Beats on a port of its own) and the blades' one socket,
+        each in a thread (appended to `threads`, started); the backend pid of the beats'
+        connection, once it has published where it takes them."""
+        import socket
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        self._beats = wakeups.Beats(self.settings, sock, lambda text: None)
+        self._ear = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._ear.bind(("127.0.0.1", 0))
+        for target, name in ((self._beats.run, "beats"), (self._hear, "ear")):
+            t = threading.Thread(target=target, args=(stop,), daemon=True, name=name)
+            t.start()
+            threads.append(t)
+        deadline = time.monotonic() + 30
+        while self._beats.backend_pid is None:
+            if time.monotonic() > deadline:
+                raise BenchError("the engine's beats did not connect to the database")
+            time.sleep(0.01)
+        return self._beats.backend_pid
 
 
 # --- the checks -------------------------------------------------------------------------------------

@@ -48,3 +48,22 @@ def test_twenty_simulated_blades_finish_two_thousand_tasks_each_exactly_once(db_
     assert second.total_claims == 1
     with pytest.raises(BenchError, match="more than one invocation"):
         farm_sim.check_exactly_once(db_settings, TASKS + 1, second)
+
+
+def test_idle_simulated_blades_heartbeat_through_the_engines_beats(db_settings):
+    # engine wake-ups: blades holding nothing send their heartbeats to the engine's Beats (the
+    # real one, in a thread), which writes a batch of them per statement; only the first
+    # heartbeat of each (before it has read the reload generation) goes through the database
+    farm = farm_sim.Farm(db_settings, 20, pool=4, hold=0.0, wakeups="engine", heartbeat=0.3, idle_heartbeat=0.3,
+                         provides=("NoSuchKey",), prefix="beat")
+    result = farm.run(seconds=3.0, warmup=0.5)
+    assert result.total_claims == 0
+    assert result.beats >= 20 * 5, result.beats
+    # (beats sent oftener than the engine writes: it writes a blade's last; 'check' only for beats
+    # that arrive after their blade left, at the end)
+    answers = result.beat_answers
+    assert answers["ok"] >= 20 * 3 and answers["work"] == 0 and answers["check"] <= 20, answers
+    assert result.beat_batches < sum(result.beat_answers.values()) / 4  # many beats per statement
+    assert len(result.heartbeat_latencies) < 20  # through the database: none in the window, bar a check
+    assert result.beat_latencies and max(result.beat_latencies) < 2.0
+    assert result.heartbeat_gap_max < 1.0

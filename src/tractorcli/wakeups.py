@@ -309,6 +309,7 @@ class Beats:
         self.beats = 0  # beats written
         self.answers: dict[str, int] = dict.fromkeys(ANSWERS, 0)
         self.refused = 0  # datagrams that were not beats
+        self.backend_pid: int | None = None  # its connection's server process, once connected
 
     def write(self, conn, pending: dict[str, tuple[dict, tuple[str, int]]]) -> None:
         """Write the gathered beats (blade id -> (beat, where it came from)) and answer each."""
@@ -347,6 +348,7 @@ class Beats:
                     try:
                         conn = connect(self.settings, autocommit=True)
                         self.published = publish(conn, self.port)
+                        self.backend_pid = conn.info.backend_pid
                         wait = 0.5
                     except Exception:  # noqa: BLE001 - the server is away: try again later
                         conn = _close(conn)
