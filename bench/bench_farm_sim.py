@@ -279,7 +279,7 @@ def idle_figures(runner: Runner, idle_n: int, idle_secs: float, modes=IDLE_MODES
         if r.total_claims:
             raise BenchError(f"idle blades claimed {r.total_claims} commands")
         out.append(figure(f"idle_{idle_n}_server_cpu_db_heartbeats", _pct(r.server_cpu, r), "% of a core",
-                          wakeups="engine", beats=False, **_extra(r)))
+                          wakeups="engine", heartbeats_through="database", **_extra(r)))
     if "listen" in modes:
         log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, each LISTENing (polls every "
             f"{BLADE_POLL:g} s)")

@@ -8,6 +8,7 @@ which job.  The site's own role (the site owner) is the one that may do everythi
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -269,6 +270,11 @@ def test_a_blade_login_cannot_act_for_another_blade(farm, tmp_path):
                        "'linux', '', 'x', 1, '', '', '{}')")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="ann is not a blade login"):
             ann.execute("SELECT * FROM tractor_claim_v1(%s, '{1}', 'h', 1)", (b1,))
+        # idle heartbeats written for blades by the engine (wakeups.py beats): the site's role only
+        beat = json.dumps([{"bladeid": str(b2), "addr": "10.9.0.2", "reload": "0"}])
+        for who in (r2, ann):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only tractor-engine"):
+                who.execute("SELECT * FROM tractor_blade_beats_v1(%s::jsonb, '{}')", (beat,))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             r2.execute("UPDATE invocations SET bladeid = %s WHERE jid = %s", (b2, jid))
         assert r1.execute(finish, (jid, cid, iid, b1)).fetchone()[0] == "done"
