@@ -61,7 +61,7 @@ def write(conn, beats: list[dict]) -> dict[str, str]:
     ear = Ear()
     engine_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     b = w.Beats(None, engine_sock, lambda t: None)
-    b.write(conn, {x["bladeid"]: (x, ear.addr) for x in beats})
+    b.write(conn, {(x["bladeid"], x["addr"]): (x, ear.addr) for x in beats})
     return ear.answers(len(beats))
 
 
@@ -154,6 +154,13 @@ def test_a_beat_that_cannot_stand_in_for_a_heartbeat_is_answered_check_and_write
                    str(locked): "check", str(fine): "ok", str(nobody): "check"}
     for b, t in before.items():
         assert heartbeat_time(conn, b)["heartbeattime"] == t, b
+    # a beat forged elsewhere in the same batch as the blade's own: each answered, only its own written
+    own, forger, fine_id = Ear(), Ear(), str(fine)
+    real, forged = beat(fine, conn, load=1.5), beat(fine, conn, addr="10.66.0.1", load=99.0)
+    w.Beats(None, socket.socket(socket.AF_INET, socket.SOCK_DGRAM), lambda t: None).write(
+        conn, {(fine_id, "10.66.0.1"): (forged, forger.addr), (fine_id, "127.0.0.1"): (real, own.addr)})
+    assert own.answers(1) == {fine_id: "ok"} and forger.answers(1) == {fine_id: "check"}
+    assert heartbeat_time(conn, fine)["loadavg"] == 1.5
     # from the address it registered, or a loopback one when that is one of the engine's host's
     assert write(conn, [beat(elsewhere, conn, addr="10.77.0.9")]) == {str(elsewhere): "ok"}
     rows = conn.execute("SELECT bladeid, answer FROM tractor_blade_beats_v1(%s::jsonb, %s)",

@@ -148,3 +148,104 @@ def test_a_job_from_a_workstation_runs_on_two_render_hosts(hosts, tmp_path):
     finally:
         on(eng, "tractor-dbctl", cfg, "--stop")
         time.sleep(0.2)
+
+
+def _wait(what: str, pred, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not (got := pred()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+    return got
+
+
+@root_only
+def test_engine_wakeups_and_beats_across_hosts(hosts, tmp_path):
+    # BladeWakeups = "engine" on a farm of hosts: the engine (on its host) wakes the render hosts'
+    # blades by datagram, and their idle heartbeats come to it as datagrams, written in batches
+    # (wakeups.py); a beat forged from the workstation for a render blade is not written.
+
+    from tractorcli import wakeups
+    from tractorcli.db import dispatch
+
+    eng = hosts["eng"]
+    cfg, s = make_site('blade_wakeups = "engine"\nblade_lease_secs = 300\n',
+                       f'password = "site pw"\nlisten_addresses = ["localhost", "{eng[1]}"]\n')
+    log = (tmp_path / "engine.log").open("w")
+    engine = subprocess.Popen(["ip", "netns", "exec", eng[0], program("tractor-engine"), "--configdir", str(cfg),
+                               "--interval", "0.5"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                              env=clean_env())
+    blades = []
+    try:
+        _wait("the engine did not come up", lambda: "tractor-engine running" in (tmp_path / "engine.log").read_text())
+        for blade in ("b1", "b2"):
+            ok(on(eng, "tractor-dbctl", cfg, "--add-blade-login", f"rack-{blade}", "--password-file", "-",
+                  input=f"{blade} pw\n"))
+        ok(on(eng, "tractor-dbctl", cfg, "--add-user", "ann", "--password-file", "-", input="ann pw\n"))
+        for blade in ("b1", "b2"):
+            bcfg = remote_config(tmp_path, blade, eng[1], s.db.port, f"rack-{blade}", f"{blade} pw")
+            (bcfg / "tractor.toml").write_text((bcfg / "tractor.toml").read_text() + 'blade_wakeups = "engine"\n')
+            blades.append(subprocess.Popen(
+                ["ip", "netns", "exec", hosts[blade][0], program("tractor-blade"), "--configdir", str(bcfg),
+                 "--heartbeat", "0.3", "--idle-heartbeat", "0.3", "--name", f"render-{blade}", "--slots", "1"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env()))
+        with connect(s, autocommit=True) as conn:
+            rows = _wait("the render blades did not register their wake ports", lambda: (
+                r := conn.execute("SELECT bladeid, name, ipaddr FROM blades WHERE wakeport IS NOT NULL "
+                                  "ORDER BY name").fetchall()) and len(r) == 2 and r)
+            assert [r["ipaddr"] for r in rows] == [hosts["b1"][1], hosts["b2"][1]]
+            # the engine took over their idle heartbeats: their rows stay fresh while their own
+            # connections last heartbeat through the database before the window
+            time.sleep(1.5)
+            since = conn.execute("SELECT now() AS t").fetchone()["t"]
+            first = {r["name"]: r["t"] for r in conn.execute("SELECT name, heartbeattime AS t FROM blades")}
+            time.sleep(2.0)
+            later = {r["name"]: r["t"] for r in conn.execute("SELECT name, heartbeattime AS t FROM blades")}
+            assert all(later[n] > first[n] for n in first), (first, later)
+            through_db = conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE usename LIKE 'rack-%%' AND state_change > %s "
+                "AND query LIKE '%%tractor_heartbeat_v3%%'", (since,)).fetchone()["n"]
+            assert through_db == 0
+
+            # a beat for render-b1 forged on the workstation: answered 'check', not written
+            value = dispatch.engine_beats(conn)
+            to = wakeups.beats_address(value, eng[1])
+            assert to[0] == eng[1]
+            forged = wakeups.beat_datagram(rows[0]["bladeid"], reload="0", svcids=None, host="x", after=0,
+                                           metrics={}, loadavg=99.0, availmemory=0, availdisk=0)
+            probe = tmp_path / "forge.py"
+            probe.write_text(
+                "import socket, sys\n"
+                "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(10)\n"
+                f"s.sendto({forged!r}, ({to[0]!r}, {to[1]}))\n"
+                "sys.stdout.write(s.recv(256).decode())\n")
+            r = subprocess.run(["ip", "netns", "exec", hosts["ws"][0], "python3", str(probe)], capture_output=True,
+                               text=True, timeout=30)
+            assert r.returncode == 0, r.stderr + (tmp_path / "engine.log").read_text()
+            assert wakeups.parse_answer(r.stdout.encode()) == ("check", str(rows[0]["bladeid"]))
+            assert conn.execute("SELECT loadavg FROM blades WHERE name = 'render-b1'").fetchone()["loadavg"] != 99.0
+
+            # a job spooled at the workstation wakes them (datagrams from the engine's host)
+            ws = remote_config(tmp_path, "ws", eng[1], s.db.port, "ann", "ann pw")
+            tasks = "\n".join(f"  Task {{t{i}}} -cmds {{ RemoteCmd {{/bin/sleep 0.3}} }}" for i in range(4))
+            job = tmp_path / "farm.alf"
+            job.write_text(JOB % tasks)
+            jid = int(ok(on(hosts["ws"], "tractor-spool", ws, str(job))).stdout.strip().rsplit(" ", 1)[1])
+            _wait("the job did not finish on the woken blades", lambda: conn.execute(
+                "SELECT numdone FROM jobs WHERE jid = %s", (jid,)).fetchone()["numdone"] == 4, timeout=30)
+            ran = {r["name"] for r in conn.execute("SELECT DISTINCT b.name FROM invocations i JOIN blades b "
+                                                  "ON b.bladeid = i.bladeid WHERE i.jid = %s", (jid,))}
+            assert ran <= {"render-b1", "render-b2"} and ran
+    finally:
+        for b in blades:
+            b.terminate()
+        for b in blades:
+            try:
+                b.wait(30)
+            except subprocess.TimeoutExpired:
+                b.kill()
+        engine.terminate()
+        try:
+            engine.wait(60)
+        except subprocess.TimeoutExpired:
+            engine.kill()
+        log.close()

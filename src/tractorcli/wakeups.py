@@ -311,8 +311,9 @@ class Beats:
         self.refused = 0  # datagrams that were not beats
         self.backend_pid: int | None = None  # its connection's server process, once connected
 
-    def write(self, conn, pending: dict[str, tuple[dict, tuple[str, int]]]) -> None:
-        """Write the gathered beats (blade id -> (beat, where it came from)) and answer each."""
+    def write(self, conn, pending: dict[tuple[str, str], tuple[dict, tuple[str, int]]]) -> None:
+        """Write the gathered beats ((blade id, address) -> (beat, where it came from)) and
+        answer each."""
         from psycopg.types.json import Jsonb
 
         from .db import queries
@@ -326,7 +327,7 @@ class Beats:
             bladeid = str(row["bladeid"])
             self.answers[row["answer"]] += 1
             try:
-                self.sock.sendto(answer_datagram(row["answer"], bladeid), pending[bladeid][1])
+                self.sock.sendto(answer_datagram(row["answer"], bladeid), pending[bladeid, row["addr"]][1])
             except OSError:  # the blade hears nothing: it heartbeats through the database
                 pass
 
@@ -339,7 +340,8 @@ class Beats:
         conn = None
         wait = 0.5
         retry_at = 0.0
-        pending: dict[str, tuple[dict, tuple[str, int]]] = {}
+        # a blade's last beat from each address (one forged elsewhere does not hide its own)
+        pending: dict[tuple[str, str], tuple[dict, tuple[str, int]]] = {}
         write_at = None
         try:
             while not stopping.is_set():
@@ -366,13 +368,14 @@ class Beats:
                     if beat is None:
                         self.refused += 1
                     elif conn is not None:
-                        pending[beat["bladeid"]] = (beat, src)
+                        pending[beat["bladeid"], beat["addr"]] = (beat, src)
                         write_at = write_at or time.monotonic() + BEAT_EVERY
                 if write_at is not None and time.monotonic() >= write_at:
                     batch, pending, write_at = pending, {}, None
                     try:
                         self.write(conn, batch)
-                    except Exception:  # noqa: BLE001 - unanswered: those blades heartbeat through the database
+                    except Exception as exc:  # noqa: BLE001 - unanswered: those blades heartbeat through the database
+                        self.say(f"writing {len(batch)} blade heartbeat(s) failed: {exc}; connecting again")
                         conn = _close(conn)
                         retry_at = time.monotonic() + wait
         finally:

@@ -201,7 +201,8 @@ def identify(settings: SiteSettings, options: BladeOptions) -> Identity:
     hostname = socket.gethostname() or "localhost"
     short = default_host() or hostname
     name = options.name or short
-    addresses = tuple(host_addresses(hostname))
+    # first the address it reaches the database's host with: where the engine there reaches it
+    addresses = tuple(host_addresses(hostname, settings.db.host))
     if Path(settings.config_dir).is_dir():
         profiles = load_profiles(settings.config_dir, data_dir=settings.data_dir)
     else:  # no site configuration at all: the built-in default profile

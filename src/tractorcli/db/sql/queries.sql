@@ -368,7 +368,7 @@ WHERE wakeport IS NOT NULL AND status = 'up' AND slotsinuse < numslots
 
 -- name: blade_beats
 -- Idle blades' heartbeats the engine gathered, in one statement (wakeups.py Beats).
-SELECT bladeid, answer FROM tractor_blade_beats_v1(%(beats)s::jsonb, %(local)s::text[])
+SELECT bladeid, addr, answer FROM tractor_blade_beats_v1(%(beats)s::jsonb, %(local)s::text[])
 
 -- name: engine_beats_publish
 -- Where the engine takes beats: its address as the server sees its connection ('' when that is

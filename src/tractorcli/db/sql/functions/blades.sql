@@ -296,7 +296,7 @@ END $$;
 -- whatever is the matter (a claim it never heard of, a reload, a row marked lost) is settled.
 -- The site's role alone calls it (the engine).
 CREATE OR REPLACE FUNCTION tractor_blade_beats_v1(p_beats jsonb, p_local text[])
-RETURNS TABLE (bladeid uuid, answer text)
+RETURNS TABLE (bladeid uuid, addr text, answer text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
     SET enable_seqscan = off AS $$
 #variable_conflict use_column
@@ -310,12 +310,13 @@ BEGIN
     -- nothing waits for the disk: a beat lost in a crash is a blade's row older by a beat
     PERFORM set_config('synchronous_commit', 'off', true);
     RETURN QUERY
-    WITH beat AS (
-        SELECT x.* FROM jsonb_to_recordset(p_beats)
+    WITH beat AS (  -- (one per blade and address: a beat from elsewhere does not hide the blade's own)
+        SELECT DISTINCT ON (x.bladeid, x.addr) x.*
+        FROM jsonb_to_recordset(p_beats)
             AS x(bladeid uuid, addr text, metrics jsonb, loadavg real, availmemory real, availdisk real,
                  reload text, svcids integer[], host text, after integer)
     ), mine AS (  -- the rows a beat may renew, in one order, passing over rows held just then
-        SELECT b.bladeid FROM blades b JOIN beat x ON x.bladeid = b.bladeid
+        SELECT b.bladeid, x.addr FROM blades b JOIN beat x ON x.bladeid = b.bladeid
         WHERE b.status = 'up' AND x.reload = gen
           AND (b.ipaddr = x.addr
                OR (x.addr LIKE '127.%' AND (b.ipaddr LIKE '127.%' OR b.ipaddr = ANY(p_local))))
@@ -326,15 +327,15 @@ BEGIN
     ), renewed AS (
         UPDATE blades b SET heartbeattime = now(), metrics = x.metrics, loadavg = x.loadavg,
                             availmemory = x.availmemory, availdisk = x.availdisk
-        FROM beat x JOIN mine m ON m.bladeid = x.bladeid
+        FROM beat x JOIN mine m ON m.bladeid = x.bladeid AND m.addr = x.addr
         WHERE b.bladeid = x.bladeid
-        RETURNING b.bladeid
+        RETURNING b.bladeid, x.addr
     )
-    SELECT x.bladeid,
+    SELECT x.bladeid, x.addr,
            CASE WHEN r.bladeid IS NULL THEN 'check'
                 WHEN x.svcids IS NOT NULL AND tractor_work_queued(x.svcids, x.host, x.after, '{}') THEN 'work'
                 ELSE 'ok' END
-    FROM beat x LEFT JOIN renewed r ON r.bladeid = x.bladeid;
+    FROM beat x LEFT JOIN renewed r ON r.bladeid = x.bladeid AND r.addr = x.addr;
 END $$;
 
 -- The jobs a claim may take work from, whichever blade claims (each claim adds its own service
