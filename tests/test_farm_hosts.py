@@ -163,7 +163,6 @@ def test_engine_wakeups_and_beats_across_hosts(hosts, tmp_path):
     # BladeWakeups = "engine" on a farm of hosts: the engine (on its host) wakes the render hosts'
     # blades by datagram, and their idle heartbeats come to it as datagrams, written in batches
     # (wakeups.py); a beat forged from the workstation for a render blade is not written.
-
     from tractorcli import wakeups
     from tractorcli.db import dispatch
 
