@@ -33,7 +33,10 @@ class EngineProcess:
     def stop(self, timeout: float = 60) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the engine did not stop in {timeout} s: {self.text()}") from None
 
 
 def spool(cfg: Path, text: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -215,7 +218,8 @@ def test_idle_blades_heartbeat_through_the_engine_and_without_it_through_the_dat
     from tractorcli.wakeups import BEAT_ANSWER_WAIT
 
     cfg, settings = tmp_site('blade_wakeups = "engine"\nblade_lease_secs = 300\n')
-    eng = EngineProcess(cfg, "--blades", "1", "--blade-option=--idle-heartbeat=0.3", "--blade-option=--heartbeat=0.3")
+    eng = EngineProcess(cfg, "--blades", "1", "--blade-option=--idle-heartbeat=0.3", "--blade-option=--heartbeat=0.3",
+                        "--blade-option=--debug")
     try:
         eng.wait_for("tractor-engine running")
         with connect(settings, autocommit=True) as conn:

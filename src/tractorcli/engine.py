@@ -30,6 +30,7 @@ from typing import Callable
 
 from .config import SiteSettings
 from .errors import DatabaseUnavailable, StateError, TractorError
+from .interrupts import set_from_signal
 
 
 @dataclasses.dataclass
@@ -226,7 +227,7 @@ def run_engine(settings: SiteSettings, options: EngineOptions, say: Callable[[st
     engine = Engine(settings, options, say)
 
     def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
-        engine.stop()
+        set_from_signal(engine.stopping)  # (not engine.stop(): interrupts.py)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     result = {"status": 0}

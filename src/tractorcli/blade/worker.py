@@ -74,6 +74,7 @@ from ..db import queries
 from ..db.reload import generation as reload_generation
 from ..errors import ConfigError, DatabaseUnavailable, SchemaError, TractorError
 from ..host import host_addresses
+from ..interrupts import set_from_signal
 from ..wakeups import BEAT_ANSWER_WAIT
 from .launch import KILL_GRACE, BladeSide, Run, prepare
 from .profile import Profile, default_profile, load_profiles, select_profile
@@ -777,7 +778,7 @@ class Blade:
             self.stop_mode = self.options.on_stop
         else:
             self.stop_mode = "handback"
-        self.wake.set()
+        set_from_signal(self.wake)  # (not self.wake.set(): interrupts.py)
 
     def _install_signals(self) -> dict:
         old = {}
