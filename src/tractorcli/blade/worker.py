@@ -393,7 +393,9 @@ class Blade:
 
     def _woken(self, data: bytes = b"") -> None:
         """Work was queued (a notification, or the engine's datagram): claim at the next turn.
-        Or (CHECK) a command running here was taken from it, or a reload was asked: heartbeat."""
+        Or (CHECK) a command running here was taken from it, or a reload was asked: heartbeat.
+        Or the engine's answer to a beat: as a heartbeat's answer ('check': heartbeat through the
+        database now)."""
         from ..wakeups import CHECK, parse_answer
 
         answer = parse_answer(data)
