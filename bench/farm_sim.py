@@ -304,7 +304,7 @@ class FarmResult:
     reruns: int
     gave_up: int  # steps still aborted by deadlocks after db.rerun's attempts (tried again)
     heartbeat_gap_max: float  # seconds between two heartbeats of one blade, at most (the lease is 30 s)
-    beats: int  # idle heartbeats sent to the engine as datagrams, in the window
+    beats: int  # idle heartbeats sent to the engine as datagrams, the whole run
     beat_latencies: list[float]  # seconds from a beat to its answer, beats sent in the window
     beat_answers: dict[str, int]  # the engine's answers (ok, work, check), the whole run
     beat_batches: int  # the engine's statements that wrote them, the whole run
