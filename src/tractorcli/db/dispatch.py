@@ -338,7 +338,7 @@ def kill_many(conn: "psycopg.Connection", tasks: Iterable[tuple[int, int]]) -> l
 def set_params(conn: "psycopg.Connection", values: dict[str, Any]) -> None:
     """Site settings the SQL functions read (CmdAutoRetryAttempts, BladeLeaseSecs, ...)."""
     for name, value in values.items():
-        conn.execute(queries.get("set_param_default"), {"name": name, "value": str(value)})
+        conn.execute(queries.get("set_param"), {"name": name, "value": str(value)})
 
 
 def store_tiers(conn: "psycopg.Connection", tiers: dict[str, int]) -> int:

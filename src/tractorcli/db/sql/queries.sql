@@ -447,10 +447,6 @@ SELECT tractor_blade_exit_v1(%(bladeid)s, %(handback)s) AS requeued
 -- name: housekeep
 SELECT requeued, finished FROM tractor_housekeep_v1()
 
--- name: set_param_default
-INSERT INTO params (name, value) VALUES (%(name)s, %(value)s)
-ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
-
 -- name: task_retry
 -- any tasks of any jobs, as (jids[i], tids[i]) pairs; returns the pairs reset
 SELECT jid, tid FROM tractor_tasks_retry_v1(%(jids)s::bigint[], %(tids)s::integer[], %(recover)s)
