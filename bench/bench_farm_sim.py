@@ -253,53 +253,36 @@ def run(quick: bool) -> list[dict]:
     return out
 
 
-IDLE_MODES = ("engine", "engine-db", "listen", f"pool{SMALL_POOL}")
+# The idle farms, one per mode: (what the log says, the figure's suffix, the farm's prefix, how the
+# farm runs, what the figure's JSON says of it).  Engine wake-ups (the target: idle heartbeats to
+# the engine, which writes them in batches), the same with every heartbeat through the database
+# (as before beats), each blade LISTENing, and engine wake-ups through SMALL_POOL connections (each
+# backend busier, the server cheaper: a pooler's pool size).
+_IDLE = {
+    "engine": ("engine wake-ups", "", "idle-", {"wakeups": "engine"}, {"wakeups": "engine"}),
+    "engine-db": ("engine wake-ups, heartbeats through the database", "_db_heartbeats", "idled-",
+                  {"wakeups": "engine", "beats": False}, {"wakeups": "engine", "heartbeats_through": "database"}),
+    "listen": (f"each LISTENing (polls every {BLADE_POLL:g} s)", "_listen", "idlel-", {}, {"wakeups": "listen"}),
+    f"pool{SMALL_POOL}": (f"through {SMALL_POOL} connections", f"_pool{SMALL_POOL}", "idle8-",
+                          {"pool": SMALL_POOL, "wakeups": "engine"}, {}),
+}
+IDLE_MODES = tuple(_IDLE)
 
 
 def idle_figures(runner: Runner, idle_n: int, idle_secs: float, modes=IDLE_MODES) -> list[dict]:
-    """The idle farm's figures: engine wake-ups (the target: idle heartbeats to the engine, which
-    writes them in batches), the same with every heartbeat through the database (as before
-    beats), each blade LISTENing, and engine wake-ups through SMALL_POOL connections."""
+    """The idle farm's figures, one per mode (_IDLE); the target is engine wake-ups'."""
     out = []
-    if "engine" in modes:
-        log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, engine wake-ups")
-        r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idle-",
-                        wakeups="engine")
-        log(_describe(f"idle {idle_n} blades", r))
+    for mode in modes:
+        how, suffix, prefix, farm_kw, extra = _IDLE[mode]
+        log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, {how}")
+        r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix=prefix,
+                        **farm_kw)
+        log(_describe(f"idle {idle_n} blades, {how}", r))
         if r.total_claims:
             raise BenchError(f"idle blades claimed {r.total_claims} commands")
-        out.append(figure(f"idle_{idle_n}_server_cpu", _pct(r.server_cpu, r), "% of a core",
-                          "< 5" if idle_n == 1000 else None, wakeups="engine", **_extra(r)))
-    if "engine-db" in modes:
-        log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, engine wake-ups, heartbeats through "
-            "the database")
-        r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idled-",
-                        wakeups="engine", beats=False)
-        log(_describe(f"idle {idle_n} blades, heartbeats through the database", r))
-        if r.total_claims:
-            raise BenchError(f"idle blades claimed {r.total_claims} commands")
-        out.append(figure(f"idle_{idle_n}_server_cpu_db_heartbeats", _pct(r.server_cpu, r), "% of a core",
-                          wakeups="engine", heartbeats_through="database", **_extra(r)))
-    if "listen" in modes:
-        log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, each LISTENing (polls every "
-            f"{BLADE_POLL:g} s)")
-        r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idlel-")
-        log(_describe(f"idle {idle_n} blades, listening", r))
-        if r.total_claims:
-            raise BenchError(f"idle blades claimed {r.total_claims} commands")
-        out.append(figure(f"idle_{idle_n}_server_cpu_listen", _pct(r.server_cpu, r), "% of a core",
-                          wakeups="listen", **_extra(r)))
-    if f"pool{SMALL_POOL}" in modes:
-        # the same work through fewer connections: each backend busier, the server cheaper (a
-        # pooler's pool size)
-        log(f"idle: {idle_n} blades whose keys match no job, {idle_secs:g} s, through {SMALL_POOL} connections")
-        r = runner.farm(idle_n, hold=0.0, seconds=idle_secs, warmup=3.0, provides=("NoSuchKey",), prefix="idle8-",
-                        pool=SMALL_POOL, wakeups="engine")
-        log(_describe(f"idle {idle_n} blades, {SMALL_POOL} connections", r))
-        if r.total_claims:
-            raise BenchError(f"idle blades claimed {r.total_claims} commands")
-        out.append(figure(f"idle_{idle_n}_server_cpu_pool{SMALL_POOL}", _pct(r.server_cpu, r), "% of a core",
-                          **_extra(r)))
+        target = "< 5" if mode == "engine" and idle_n == 1000 else None
+        out.append(figure(f"idle_{idle_n}_server_cpu{suffix}", _pct(r.server_cpu, r), "% of a core", target,
+                          **extra, **_extra(r)))
     return out
 
 
