@@ -510,9 +510,7 @@ class Blade:
         m = self.metrics()
         svcids = self._claim_svcids(m)
         data = beat_datagram(self.bladeid, reload=self._reload_seen, svcids=svcids,
-                             host=self.ident.short_host, after=self._svc.last,
-                             metrics={**_clean(m), "sa": self.free_slots()}, loadavg=m.get("loadavg") or 0.0,
-                             availmemory=m.get("mem") or 0.0, availdisk=m.get("disk") or 0.0)
+                             host=self.ident.short_host, after=self._svc.last, **self._vitals(m))
         if data is None:
             return False
         self._beat_asked = svcids is not None
@@ -525,6 +523,11 @@ class Blade:
             return False
         return True
 
+    def _vitals(self, m: dict[str, float | None]) -> dict:
+        """What a heartbeat records of this host, by the database or in a beat."""
+        return {"metrics": {**_clean(m), "sa": self.free_slots()}, "loadavg": m.get("loadavg") or 0.0,
+                "availmemory": m.get("mem") or 0.0, "availdisk": m.get("disk") or 0.0}
+
     def heartbeat(self, ask: bool = False) -> None:
         """`ask`: a blade that would claim now (with free slots and room, not stopping) also asks
         whether a claim could find anything (`work_seen`), in the same statement."""
@@ -534,10 +537,8 @@ class Blade:
         pids = list(self.unsent_pids)
         holding = [*self.runs, *(c.key for c in self.pending), *(c.key for c, _ in self.reports)]
         svcids = self._claim_svcids(m) if ask else None
-        keep = self._db(dispatch.heartbeat, self.bladeid, holding, metrics={**_clean(m), "sa": self.free_slots()},
-                        loadavg=m.get("loadavg") or 0.0, availmemory=m.get("mem") or 0.0,
-                        availdisk=m.get("disk") or 0.0, pids=pids, reload=True, svcids=svcids,
-                        host=self.ident.short_host, svc=self._svc)
+        keep = self._db(dispatch.heartbeat, self.bladeid, holding, pids=pids, reload=True, svcids=svcids,
+                        host=self.ident.short_host, svc=self._svc, **self._vitals(m))
         del self.unsent_pids[:len(pids)]
         self.work_seen = keep.work
         self._stored()
@@ -619,6 +620,11 @@ class Blade:
             self._retry_delay = min(self._retry_delay * 2, self.options.poll)
         else:
             self.retry_at = float("inf")
+
+    def _may_poll(self, engine: bool) -> bool:
+        """Whether a poll is wanted when due: always, but with engine wake-ups not after a
+        heartbeat said nothing is queued for this blade."""
+        return not engine or self.work_seen is not False
 
     def _claimable(self) -> int:
         """The slots a claim may fill now (0: none)."""
@@ -918,7 +924,7 @@ class Blade:
                     return 0
 
                 limit_reached = opts.max_commands is not None and self.launched >= opts.max_commands
-                poll_due = now >= next_poll and (not engine or self.work_seen is not False)
+                poll_due = now >= next_poll and self._may_poll(engine)
                 if (self.stop_mode is None and not limit_reached and self.conn is not None
                         and (self.notified or poll_due or now >= self.retry_at or idle_checked is False)):
                     self.notified = False
@@ -963,8 +969,7 @@ class Blade:
                     deadlines.append(stop_at + OFFLINE_STOP_WAIT)
             else:
                 # (with engine wake-ups the poll waits for a heartbeat that says there is work)
-                deadlines = [next_hb, next_poll if self.stop_mode is None and (not engine or self.work_seen is not False)
-                             else next_hb]
+                deadlines = [next_hb, next_poll if self.stop_mode is None and self._may_poll(engine) else next_hb]
                 if self.retry_at <= time.monotonic() or self.stop_mode is not None:
                     self.retry_at = float("inf")  # not claiming now (stopping): no early wake
                 elif self.retry_at < next_poll:
