@@ -33,7 +33,7 @@ address.
 Beats: with engine wake-ups an idle blade (holding and running nothing) does
 not heartbeat through the database either.  It sends its heartbeat to the
 engine as a datagram from its wake port (`beat_datagram`), to the address
-the engine publishes in `params` ('engine-beats': `publish`, read by
+the engine publishes in `params` ('engine-beats': `Beats.publish`, read by
 `beats_address`).  The engine gathers them (`Beats`) and writes each half
 second's in one statement (`tractor_blade_beats_v1`), then answers each
 blade: 'ok', 'work' (a claim could find something: the blade claims) or
@@ -59,7 +59,7 @@ from .config import WAKEUP_MODES, SiteSettings
 from .errors import TractorError
 
 __all__ = ["ANSWER", "BEAT", "BEAT_ANSWER_WAIT", "Beats", "CHECK", "COALESCE", "MESSAGE", "WAKEUP_MODES", "WakePort",
-           "Waker", "beat_datagram", "beats_address", "parse_answer", "parse_beat", "publish"]
+           "Waker", "beat_datagram", "beats_address", "parse_answer", "parse_beat"]
 
 MESSAGE = b"tractor-wake\n"  # work is queued: claim
 CHECK = b"tractor-check\n"  # heartbeat now: something this blade runs was taken from it, or a reload
@@ -71,7 +71,6 @@ ANSWERS = ("ok", "work", "check")
 BEAT_EVERY = 0.5  # seconds: the engine writes the beats it gathered at most this often
 BEAT_ANSWER_WAIT = 2.0  # seconds: a beat not answered by then, the blade heartbeats through the database
 BEAT_MAX = 8192  # bytes: a longer beat (a blade matching very many service expressions) is not sent
-PARAM = "engine-beats"  # params: "<address> <port>" where the engine takes beats ('' address: the database's host)
 _INT32 = 2**31
 
 
@@ -116,7 +115,6 @@ class Waker:
         # bound now: blades' beats come to this port (Beats), and its answers and wake-ups leave it
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("0.0.0.0", 0))
-        self.port: int = self.sock.getsockname()[1]
         self.fanouts = 0  # how many times blades were woken (for tests and the bench)
         self.sent = 0  # datagrams sent
 
@@ -194,10 +192,7 @@ class Waker:
             except Exception:  # noqa: BLE001 - the server went away: listen again once it is back
                 stopping.wait(wait)
             finally:
-                try:
-                    conn.close()
-                except Exception:  # noqa: BLE001
-                    pass
+                _close(conn)
 
 
 _local: list[str] | None = None
@@ -286,15 +281,6 @@ def beats_address(value: str | None, db_host: str) -> tuple[str, int] | None:
     return addr, int(port)
 
 
-def publish(conn, port: int) -> str:
-    """Tell blades where the engine takes beats (the 'engine-beats' param): the engine's address
-    as the server sees its connection, ''  when that is this host's loopback or socket (blades
-    then send to the database's host); the value written."""
-    from .db import queries
-
-    return conn.execute(queries.get("engine_beats_publish"), {"port": port}).fetchone()["value"]
-
-
 class Beats:
     """The engine's end of beats: gather idle blades' datagrams on the waker's port, write each
     BEAT_EVERY's in one statement, answer each blade (see the module docstring)."""
@@ -349,7 +335,7 @@ class Beats:
                 if conn is None and now >= retry_at:
                     try:
                         conn = connect(self.settings, autocommit=True)
-                        self.published = publish(conn, self.port)
+                        self.published = self.publish(conn)
                         self.backend_pid = conn.info.backend_pid
                         wait = 0.5
                     except Exception:  # noqa: BLE001 - the server is away: try again later
@@ -382,6 +368,14 @@ class Beats:
             self.withdraw(conn)
             _close(conn)
 
+    def publish(self, conn) -> str:
+        """Tell blades where the engine takes beats (the 'engine-beats' param): the engine's
+        address as the server sees its connection, '' when that is this host's loopback or
+        socket (blades then send to the database's host), and this port; the value written."""
+        from .db import queries
+
+        return conn.execute(queries.get("engine_beats_publish"), {"port": self.port}).fetchone()["value"]
+
     def withdraw(self, conn) -> None:
         """The engine stops: blades no longer send beats here (the param goes, unless another
         engine wrote its own since)."""
@@ -396,6 +390,7 @@ class Beats:
 
 
 def _close(conn) -> None:
+    """Close `conn` (None: nothing) whatever state it is in; None, for `conn = _close(conn)`."""
     if conn is not None:
         try:
             conn.close()
