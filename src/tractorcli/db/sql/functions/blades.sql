@@ -194,8 +194,15 @@ BEGIN
     WHERE bladeid = p_blade;
 END $$;
 
--- tractor_heartbeat_v1, and the blade reload generation (db/reload.py: tq reloadconfig --blade)
--- in a last row of its own (jid NULL): a heartbeat is one statement.
+-- The blade reload generation (db/reload.py: tq reloadconfig --blade), which heartbeats answer
+-- and a blade's beat must have acted on.
+CREATE OR REPLACE FUNCTION tractor_blade_generation() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT p.value FROM params p WHERE p.name = 'reload-blade'), '0')
+$$;
+
+-- tractor_heartbeat_v1, and the blade reload generation in a last row of its own (jid NULL):
+-- a heartbeat is one statement.
 CREATE OR REPLACE FUNCTION tractor_heartbeat_v2(p_blade uuid, p_metrics jsonb, p_loadavg real, p_availmemory real,
                                      p_availdisk real, p_jids bigint[], p_cids integer[], p_iids integer[])
 RETURNS TABLE (jid bigint, cid integer, iid integer, reload text)
@@ -204,8 +211,7 @@ BEGIN
     RETURN QUERY SELECT h.jid, h.cid, h.iid, NULL::text
                  FROM tractor_heartbeat_v1(p_blade, p_metrics, p_loadavg, p_availmemory, p_availdisk,
                                            p_jids, p_cids, p_iids) AS h;
-    RETURN QUERY SELECT NULL::bigint, NULL::integer, NULL::integer,
-                        coalesce((SELECT value FROM params WHERE name = 'reload-blade'), '0');
+    RETURN QUERY SELECT NULL::bigint, NULL::integer, NULL::integer, tractor_blade_generation();
 END $$;
 
 -- Whether anything is queued that a blade matching the service expressions p_svcids on host
@@ -262,7 +268,7 @@ BEGIN
         WHERE b.bladeid = p_blade
           AND NOT EXISTS (SELECT 1 FROM invocations i
                           WHERE i.bladeid = p_blade AND i.current AND i.stoptime IS NULL)
-        RETURNING coalesce((SELECT p.value FROM params p WHERE p.name = 'reload-blade'), '0') INTO reload;
+        RETURNING tractor_blade_generation() INTO reload;
         IF FOUND THEN
             PERFORM set_config('synchronous_commit', 'off', true);
         END IF;
@@ -271,7 +277,7 @@ BEGIN
         RETURN QUERY SELECT h.jid, h.cid, h.iid, NULL::text, NULL::boolean
                      FROM tractor_heartbeat_v1(p_blade, p_metrics, p_loadavg, p_availmemory, p_availdisk,
                                                p_jids, p_cids, p_iids) AS h;
-        reload := coalesce((SELECT p.value FROM params p WHERE p.name = 'reload-blade'), '0');
+        reload := tractor_blade_generation();
     END IF;
     -- the last row (jid NULL): the reload generation, and whether there is work when asked
     IF p_svcids IS NOT NULL THEN
@@ -301,7 +307,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
     SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
-    gen text := coalesce((SELECT p.value FROM params p WHERE p.name = 'reload-blade'), '0');
+    gen text := tractor_blade_generation();
 BEGIN
     IF NOT tractor_is_site() THEN
         RAISE EXCEPTION 'only tractor-engine (the site''s role) writes blades'' beats'
