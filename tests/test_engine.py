@@ -14,9 +14,12 @@ from tractorcli.db.connection import connect
 
 
 class EngineProcess:
-    def __init__(self, cfg: Path, *args: str):
+    def __init__(self, cfg: Path, *args: str, netns: str | None = None):
+        """`netns`: run it in that network namespace (test_farm_hosts.py's hosts)."""
         self.log = cfg.parent / f"engine-{time.monotonic_ns()}.log"
-        self.proc = subprocess.Popen([program("tractor-engine"), "--configdir", str(cfg), "--interval", "0.2", *args],
+        where = ["ip", "netns", "exec", netns] if netns else []  # (ip netns exec execs: the pid is the engine's)
+        self.proc = subprocess.Popen([*where, program("tractor-engine"), "--configdir", str(cfg), "--interval", "0.2",
+                                      *args],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "w"), env=clean_env())
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import clean_env, make_site, program, root_only
+from test_engine import EngineProcess
 
 from tractorcli.db.connection import connect
 
@@ -169,13 +170,10 @@ def test_engine_wakeups_and_beats_across_hosts(hosts, tmp_path):
     eng = hosts["eng"]
     cfg, s = make_site('blade_wakeups = "engine"\nblade_lease_secs = 300\n',
                        f'password = "site pw"\nlisten_addresses = ["localhost", "{eng[1]}"]\n')
-    log = (tmp_path / "engine.log").open("w")
-    engine = subprocess.Popen(["ip", "netns", "exec", eng[0], program("tractor-engine"), "--configdir", str(cfg),
-                               "--interval", "0.5"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                              env=clean_env())
+    engine = EngineProcess(cfg, netns=eng[0])
     blades = []
     try:
-        _wait("the engine did not come up", lambda: "tractor-engine running" in (tmp_path / "engine.log").read_text())
+        engine.wait_for("tractor-engine running")
         for blade in ("b1", "b2"):
             ok(on(eng, "tractor-dbctl", cfg, "--add-blade-login", f"rack-{blade}", "--password-file", "-",
                   input=f"{blade} pw\n"))
@@ -219,7 +217,7 @@ def test_engine_wakeups_and_beats_across_hosts(hosts, tmp_path):
                 "sys.stdout.write(s.recv(256).decode())\n")
             r = subprocess.run(["ip", "netns", "exec", hosts["ws"][0], "python3", str(probe)], capture_output=True,
                                text=True, timeout=30)
-            assert r.returncode == 0, r.stderr + (tmp_path / "engine.log").read_text()
+            assert r.returncode == 0, r.stderr + engine.text()
             assert wakeups.parse_answer(r.stdout.encode()) == ("check", str(rows[0]["bladeid"]))
             assert conn.execute("SELECT loadavg FROM blades WHERE name = 'render-b1'").fetchone()["loadavg"] != 99.0
 
@@ -235,16 +233,16 @@ def test_engine_wakeups_and_beats_across_hosts(hosts, tmp_path):
                                                   "ON b.bladeid = i.bladeid WHERE i.jid = %s", (jid,))}
             assert ran <= {"render-b1", "render-b2"} and ran
     finally:
-        for b in blades:
-            b.terminate()
-        for b in blades:
-            try:
-                b.wait(30)
-            except subprocess.TimeoutExpired:
-                b.kill()
-        engine.terminate()
+        _stop(*blades)
+        _stop(engine.proc, timeout=60)
+
+
+def _stop(*procs: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, and SIGKILL what has not ended `timeout` seconds later."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
         try:
-            engine.wait(60)
+            p.wait(timeout)
         except subprocess.TimeoutExpired:
-            engine.kill()
-        log.close()
+            p.kill()
