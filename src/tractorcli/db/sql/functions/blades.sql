@@ -962,12 +962,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     inv invocations%ROWTYPE;
 BEGIN
-    UPDATE invocations SET current = false, stoptime = now(), leasetime = NULL
-    WHERE jid = p_jid AND cid = p_cid AND iid = p_iid AND current AND stoptime IS NULL
-    RETURNING * INTO inv;
-    IF NOT FOUND THEN
+    IF (tractor_running_invocation(p_jid, p_cid, p_iid)).jid IS NULL THEN
         RETURN false;
     END IF;
+    UPDATE invocations SET current = false, stoptime = now(), leasetime = NULL
+    WHERE jid = p_jid AND cid = p_cid AND iid = p_iid
+    RETURNING * INTO inv;
     PERFORM tractor_slots_change(inv.bladeid, -inv.numslots);
     PERFORM tractor_queue_command(p_jid, p_cid);
     IF inv.tid > 0 THEN

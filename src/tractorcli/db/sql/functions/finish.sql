@@ -97,6 +97,27 @@ BEGIN
     RETURN CASE WHEN ck = 0 THEN 1.0 ELSE (n - ck)::real / n END;
 END $$;
 
+-- The current, unfinished invocation (p_jid, p_cid, p_iid), locked (FOR NO KEY UPDATE, as an
+-- UPDATE of it would) until the transaction ends; a row of NULLs when it is not running.  It is
+-- found by its key alone and checked after: in a statement that also says `current AND
+-- stoptime IS NULL` the planner may read the partial index of running invocations
+-- (invocations_blade_idx) from end to end instead of the key, and it does when the statistics
+-- were taken while nothing ran (a quiet night, a long history): every report then read every
+-- running invocation, about 1 ms each with 4,000 running.  plpgsql, so that no caller's
+-- condition is ever folded into the statement.
+CREATE OR REPLACE FUNCTION tractor_running_invocation(p_jid bigint, p_cid integer, p_iid integer)
+RETURNS invocations
+LANGUAGE plpgsql AS $$
+DECLARE
+    inv invocations%ROWTYPE;
+BEGIN
+    SELECT * INTO inv FROM invocations WHERE jid = p_jid AND cid = p_cid AND iid = p_iid FOR NO KEY UPDATE;
+    IF FOUND AND inv.current AND inv.stoptime IS NULL THEN
+        RETURN inv;
+    END IF;
+    RETURN NULL;
+END $$;
+
 -- tractor_finish_v1 and tractor_finish_checkpoint_v1 (p_checkpoint: the blade found the
 -- -resumewhile testcheckpoint true).  A checkpoint (that, or an exit code -resumewhile
 -- {exitcode N} names) inside a -resumeblock is done for this pass: the task is marked
@@ -121,22 +142,18 @@ DECLARE
 BEGIN
     -- the job before the invocation, as operations on the job take them (blades.sql: lock order)
     PERFORM 1 FROM jobs WHERE jid = p_jid FOR NO KEY UPDATE;
-    UPDATE invocations SET stoptime = now(), rcode = p_rcode, leasetime = NULL,
-                           elapsedreal = p_elapsedreal, elapsedapp = p_elapsedapp, elapsedsys = p_elapsedsys
-    WHERE jid = p_jid AND cid = p_cid AND iid = p_iid AND current AND stoptime IS NULL
-      AND bladeid IS NOT DISTINCT FROM p_blade
-    RETURNING * INTO inv;
-    IF NOT FOUND THEN
+    inv := tractor_running_invocation(p_jid, p_cid, p_iid);
+    IF inv.jid IS NULL OR inv.bladeid IS DISTINCT FROM p_blade THEN
         -- a lapsed run (its lease ran out while the blade could not report) still counts when
         -- nobody has taken its command since
         IF NOT tractor_unrequeue(p_jid, p_cid, p_iid, p_blade) THEN
             RETURN 'stale';
         END IF;
-        UPDATE invocations SET stoptime = now(), rcode = p_rcode, leasetime = NULL,
-                               elapsedreal = p_elapsedreal, elapsedapp = p_elapsedapp, elapsedsys = p_elapsedsys
-        WHERE jid = p_jid AND cid = p_cid AND iid = p_iid
-        RETURNING * INTO inv;
     END IF;
+    UPDATE invocations SET stoptime = now(), rcode = p_rcode, leasetime = NULL,
+                           elapsedreal = p_elapsedreal, elapsedapp = p_elapsedapp, elapsedsys = p_elapsedsys
+    WHERE jid = p_jid AND cid = p_cid AND iid = p_iid
+    RETURNING * INTO inv;
     PERFORM tractor_slots_change(p_blade, -inv.numslots);
     SELECT * INTO cmd FROM commands WHERE jid = p_jid AND cid = p_cid FOR UPDATE;
     IF NOT v_checkpoint AND p_rcode <> 0 AND cardinality(cmd.resumewhile) > 1
@@ -245,11 +262,8 @@ BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
     END IF;
-    SELECT * INTO inv FROM invocations i
-    WHERE i.jid = p_jid AND i.cid = p_cid AND i.iid = p_iid AND i.current AND i.stoptime IS NULL
-      AND i.bladeid IS NOT DISTINCT FROM p_blade
-    FOR UPDATE;
-    IF NOT FOUND OR inv.tid = 0 THEN
+    inv := tractor_running_invocation(p_jid, p_cid, p_iid);
+    IF inv.jid IS NULL OR inv.bladeid IS DISTINCT FROM p_blade OR inv.tid = 0 THEN
         RETURN;
     END IF;
     RETURN QUERY
@@ -330,11 +344,8 @@ BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
     END IF;
-    SELECT * INTO inv FROM invocations i
-    WHERE i.jid = p_jid AND i.cid = p_cid AND i.iid = p_iid AND i.current AND i.stoptime IS NULL
-      AND i.bladeid IS NOT DISTINCT FROM p_blade
-    FOR UPDATE;
-    IF NOT FOUND OR p_rcode <> 0 OR inv.tid = 0 THEN
+    inv := tractor_running_invocation(p_jid, p_cid, p_iid);
+    IF inv.jid IS NULL OR inv.bladeid IS DISTINCT FROM p_blade OR p_rcode <> 0 OR inv.tid = 0 THEN
         IF grafting THEN  -- tractor_expand_begin_v1 checked and locked this in the same transaction
             RAISE EXCEPTION 'tractor_finish_v2: tasks %..% of job % cannot be grafted by command % (stale '
                             'report, failed command or job-level command)', p_first, p_last, p_jid, p_cid
@@ -434,10 +445,8 @@ BEGIN
     IF session_user <> current_user THEN
         PERFORM tractor_guard_blade(p_blade);
     END IF;
-    SELECT * INTO inv FROM invocations i
-    WHERE i.jid = p_jid AND i.cid = p_cid AND i.iid = p_iid AND i.current AND i.stoptime IS NULL
-      AND i.bladeid IS NOT DISTINCT FROM p_blade AND i.tid <> 0;
-    IF NOT FOUND THEN
+    inv := tractor_running_invocation(p_jid, p_cid, p_iid);
+    IF inv.jid IS NULL OR inv.bladeid IS DISTINCT FROM p_blade OR inv.tid = 0 THEN
         RAISE EXCEPTION 'no running expand command %/% (invocation %) of this blade', p_jid, p_cid, p_iid
             USING ERRCODE = 'insufficient_privilege';
     END IF;
