@@ -1031,14 +1031,14 @@ DECLARE
 BEGIN
     requeued := 0;
     finished := 0;
-    -- from the silent blades (a scan of the blades, then their invocations by index), not
-    -- from every running invocation
-    FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i
+    -- the running invocations whose blade is silent (or gone), each joined to its blade's row:
+    -- the cost grows with what runs, not with every blade the site has known (a list of the
+    -- silent blades, matched against each running invocation, cost 50 ms a round on a site
+    -- with 4,000 running and a few thousand blades of the past)
+    FOR r IN SELECT i.jid, i.cid, i.iid FROM invocations i LEFT JOIN blades b ON b.bladeid = i.bladeid
              WHERE settled AND i.current AND i.stoptime IS NULL AND i.leasetime < now()
-               AND (i.bladeid IS NULL
-                    OR i.bladeid = ANY (ARRAY(SELECT b.bladeid FROM blades b
-                                              WHERE b.heartbeattime IS NULL
-                                                 OR b.heartbeattime < now() - make_interval(secs => lease))))
+               AND (b.bladeid IS NULL OR b.heartbeattime IS NULL
+                    OR b.heartbeattime < now() - make_interval(secs => lease))
              FOR UPDATE OF i SKIP LOCKED LOOP
         IF tractor_requeue(r.jid, r.cid, r.iid) THEN
             UPDATE invocations SET lapsed = true WHERE jid = r.jid AND cid = r.cid AND iid = r.iid;
