@@ -564,6 +564,31 @@ def test_a_report_reads_its_own_invocation_not_every_running_one(conn):
     assert fetched() - before < 200
 
 
+def test_a_claim_takes_the_next_ready_command_without_reading_the_rest_of_the_job(conn):
+    # planned on a new site's statistics (the ready table empty), the walk for a job's next ready
+    # command read all the job's ready rows and sorted them, for every command claimed
+    # (functions/blades.sql, tractor_claim_v3: enable_bitmapscan off)
+    conn.execute("VACUUM ANALYZE ready")
+    spool(conn, Job(subtasks=tuple(Task(f"t{i}", cmds=(C("x"),)) for i in range(2000))))
+    b = Blade(conn, "walker", slots=4)
+    svcids = b.svc.matching(conn, b.facts, refresh=True)
+
+    def read() -> int:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return conn.execute("SELECT sum(idx_tup_read) AS n FROM pg_stat_user_indexes WHERE relname = 'ready'"
+                            ).fetchone()["n"]
+
+    held = d.claim(conn, b.id, svcids, "walker", 4)
+    before = read()
+    for _ in range(12):  # past the custom plans
+        _, held = d.finish_and_claim(conn, b.id, [(c, 0, 0.1, 0.0, 0.0, False) for c in held], svcids, "walker", 4, [])
+        assert len(held) == 4
+    # 48 commands claimed, each a few index entries on (the claimed ones before it are dead);
+    # the whole job's would be 48 x 2,000
+    assert read() - before < 2000
+
+
 def test_a_heartbeat_that_moves_nothing_does_not_wait_for_the_disk(conn):
     b = Blade(conn, "beater")
     with conn.transaction():

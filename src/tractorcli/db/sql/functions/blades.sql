@@ -422,8 +422,12 @@ RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integ
 -- it made first for days.  Made while a table was small (a new site, or the invocations of a
 -- farm's first hour), a plan scans the whole table, and keeps scanning it as it grows: the
 -- claims and finishes of 5,000 commands on a new site read 10,000 invocation rows a cycle.
+-- enable_bitmapscan off too: the walk for a job's next ready command (ORDER BY cid LIMIT 1) was
+-- planned on such statistics as a bitmap scan of all the job's ready rows and a sort, where the
+-- index's order gives the first at once (10,000 rows read for each command claimed from a job of
+-- 10,000).
 LANGUAGE plpgsql ROWS 4 SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
-    SET enable_seqscan = off AS $$
+    SET enable_seqscan = off SET enable_bitmapscan = off AS $$
 #variable_conflict use_column
 DECLARE
     LIMIT_SKIPS CONSTANT integer := 16;
