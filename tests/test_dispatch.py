@@ -530,8 +530,10 @@ def test_claims_and_finishes_never_scan_the_invocations(conn):
     scans()  # (what the spool did is counted at the next flush: this one)
     before = scans()
     held = d.claim(conn, b.id, svcids, "scanless", 4)
-    for _ in range(49):
-        _, held = d.finish_and_claim(conn, b.id, [(c, 0, 0.1, 0.0, 0.0, False) for c in held], svcids, "scanless", 4, [])
+    for k in range(49):
+        # the pids of what was launched since the last report come with it (tractor_pids_v1)
+        _, held = d.finish_and_claim(conn, b.id, [(c, 0, 0.1, 0.0, 0.0, False) for c in held], svcids, "scanless", 4,
+                                     [(c.key, 1000 + k) for c in held])
     d.heartbeat(conn, b.id, [c.key for c in held], reload=True)
     assert scans() == before
     assert len(held) == 4 and job_row(conn, jid)["numdone"] == 196

@@ -942,10 +942,13 @@ END $$;
 -- The process ids of commands blade p_blade launched (p_jids, p_cids, p_iids, p_pids, one per
 -- command), sent with its next report or heartbeat: what ps on the host shows for each
 -- invocation.  Returns how many were recorded.
+-- (enable_seqscan off: see tractor_claim_v3; planned on a new site's table, this read every
+-- invocation at each cycle until the statistics caught up)
 CREATE OR REPLACE FUNCTION tractor_pids_v1(p_blade uuid, p_jids bigint[], p_cids integer[], p_iids integer[],
                                            p_pids integer[])
 RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+    SET enable_seqscan = off AS $$
 DECLARE
     n integer;
 BEGIN
