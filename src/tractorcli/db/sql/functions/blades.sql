@@ -853,7 +853,10 @@ RETURNS TABLE (report integer, outcome text,
                assignments jsonb, job_envkey text[], priority double precision,
                tasktitle text, retrycount integer, resumecount integer, recover boolean,
                quality real, refersto text, idrefs jsonb, cmdrefs jsonb)
-LANGUAGE plpgsql ROWS 8 SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+-- (enable_seqscan off for everything the cycle calls, its blade's row included: see
+-- tractor_claim_v3)
+LANGUAGE plpgsql ROWS 8 SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+    SET enable_seqscan = off AS $$
 DECLARE
     k bigint;
 BEGIN

@@ -104,10 +104,10 @@ END $$;
 -- (invocations_blade_idx) from end to end instead of the key, and it does when the statistics
 -- were taken while nothing ran (a quiet night, a long history): every report then read every
 -- running invocation, about 1 ms each with 4,000 running.  plpgsql, so that no caller's
--- condition is ever folded into the statement.
+-- condition is ever folded into the statement.  (enable_seqscan off: see tractor_claim_v3.)
 CREATE OR REPLACE FUNCTION tractor_running_invocation(p_jid bigint, p_cid integer, p_iid integer)
 RETURNS invocations
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     inv invocations%ROWTYPE;
 BEGIN
