@@ -513,6 +513,14 @@ def test_service_cache_reads_an_expression_whose_spool_committed_late(db_setting
         assert low not in cache.holes()
 
 
+def stats(conn, query: str) -> list[dict]:
+    """`query` over the statistics views, this connection's counts flushed first and the views'
+    snapshot taken anew (a backend sends its counts at most once a second otherwise)."""
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    return conn.execute(query).fetchall()
+
+
 def test_claims_and_finishes_never_scan_the_invocations(conn):
     # a blade's connection keeps the plans it made first; made on a new site's empty tables they
     # were whole-table scans that grew with the table (functions/blades.sql, enable_seqscan)
@@ -522,10 +530,8 @@ def test_claims_and_finishes_never_scan_the_invocations(conn):
     svcids = b.svc.matching(conn, b.facts, refresh=True)
 
     def scans() -> dict[str, int]:
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        return {r["relname"]: r["seq_scan"] for r in conn.execute(
-            "SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname IN ('invocations', 'jobs', 'blades')")}
+        return {r["relname"]: r["seq_scan"] for r in stats(
+            conn, "SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname IN ('invocations', 'jobs', 'blades')")}
 
     scans()  # (what the spool did is counted at the next flush: this one)
     before = scans()
@@ -551,10 +557,8 @@ def test_a_report_reads_its_own_invocation_not_every_running_one(conn):
     svcids = b.svc.matching(conn, b.facts, refresh=True)
 
     def fetched() -> int:
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        return conn.execute("SELECT idx_tup_fetch FROM pg_stat_user_tables WHERE relname = 'invocations'"
-                            ).fetchone()["idx_tup_fetch"]
+        return stats(conn, "SELECT idx_tup_fetch FROM pg_stat_user_tables WHERE relname = 'invocations'"
+                     )[0]["idx_tup_fetch"]
 
     held = d.claim(conn, b.id, svcids, "reporter", 2)
     before = fetched()
@@ -576,10 +580,7 @@ def test_a_claim_takes_the_next_ready_command_without_reading_the_rest_of_the_jo
     svcids = b.svc.matching(conn, b.facts, refresh=True)
 
     def read() -> int:
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        return conn.execute("SELECT sum(idx_tup_read) AS n FROM pg_stat_user_indexes WHERE relname = 'ready'"
-                            ).fetchone()["n"]
+        return stats(conn, "SELECT sum(idx_tup_read) AS n FROM pg_stat_user_indexes WHERE relname = 'ready'")[0]["n"]
 
     held = d.claim(conn, b.id, svcids, "walker", 4)
     before = read()
