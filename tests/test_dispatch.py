@@ -7,6 +7,7 @@ task, command, invocation and job rows.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -590,6 +591,35 @@ def test_a_claim_takes_the_next_ready_command_without_reading_the_rest_of_the_jo
     # 48 commands claimed, each a few index entries on (the claimed ones before it are dead);
     # the whole job's would be 48 x 2,000
     assert read() - before < 2000
+
+
+# what a blade's cycle and heartbeats, and the engine's housekeeping, call
+_DISPATCH_ENTRY_POINTS = ("tractor_cycle_v1", "tractor_claim_v3", "tractor_finish_v1", "tractor_finish_checkpoint_v1",
+                          "tractor_pids_v1", "tractor_heartbeat_v3", "tractor_housekeep_v1")
+
+
+def test_the_dispatch_path_calls_no_sql_function_that_is_planned_at_every_call(conn):
+    # A SQL function the planner cannot take into its caller's statement (its body reads a table
+    # or has a subquery; or it is SECURITY DEFINER, has SET, returns a set) is planned again at
+    # every call from plpgsql: tractor_ready_for cost every claim 0.1 ms that way, and
+    # tractor_blade_generation every heartbeat.  plpgsql functions keep their plans.
+    procs = {r["proname"]: r for r in conn.execute(
+        "SELECT p.proname, l.lanname, p.prosrc, p.prosecdef, p.proconfig IS NOT NULL AS config, p.proretset"
+        " FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang"
+        " WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'tractor%'")}
+    reached, todo = set(), list(_DISPATCH_ENTRY_POINTS)
+    while todo:
+        name = todo.pop()
+        if name in reached or name not in procs:
+            continue
+        reached.add(name)
+        todo += re.findall(r"\b(tractor_\w+)\s*\(", procs[name]["prosrc"])
+    assert set(_DISPATCH_ENTRY_POINTS) <= reached and len(reached) > 20
+    planned_each_call = sorted(
+        n for n in reached if procs[n]["lanname"] == "sql"
+        and (procs[n]["prosecdef"] or procs[n]["config"] or procs[n]["proretset"]
+             or re.search(r"(?i)\bFROM\b|\(\s*SELECT\b", procs[n]["prosrc"])))
+    assert planned_each_call == []
 
 
 def test_a_heartbeat_that_moves_nothing_does_not_wait_for_the_disk(conn):

@@ -195,11 +195,13 @@ BEGIN
 END $$;
 
 -- The blade reload generation (db/reload.py: tq reloadconfig --blade), which heartbeats answer
--- and a blade's beat must have acted on.
+-- and a blade's beat must have acted on.  (plpgsql, as tractor_ready_for: a SQL function
+-- whose body has a subquery is planned again at every call, here every heartbeat.)
 CREATE OR REPLACE FUNCTION tractor_blade_generation() RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce((SELECT p.value FROM params p WHERE p.name = 'reload-blade'), '0')
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN coalesce((SELECT p.value FROM params p WHERE p.name = 'reload-blade'), '0');
+END $$;
 
 -- tractor_heartbeat_v1, and the blade reload generation in a last row of its own (jid NULL):
 -- a heartbeat is one statement.
@@ -219,13 +221,16 @@ END $$;
 -- by tractor_claim_v3 before it walks any job and by an idle blade's heartbeat
 -- (tractor_work_queued): one answer for both, from the ready queue's indexes.  (min(), not
 -- EXISTS: the plan kept for every blade would be a scan that stops at its first row, cheap where
--- most rows match and a scan of the whole queue where none does.  Plain SQL, so the planner can
--- take it into its caller's statement.)
+-- most rows match and a scan of the whole queue where none does.)
+-- plpgsql, so its plan is kept for the session: as a SQL function (whose body has subqueries,
+-- so no caller can take it into its own statement) it was planned again at every claim and
+-- every idle heartbeat that asks for work: 0.1 ms of the server's time each.
 CREATE OR REPLACE FUNCTION tractor_ready_for(p_svcids integer[], p_host text) RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT (SELECT min(q.svcid) FROM ready q WHERE q.svcid = ANY(p_svcids)) IS NOT NULL
-        OR EXISTS (SELECT 1 FROM ready q WHERE q.local AND q.spoolhost = p_host)
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT min(q.svcid) FROM ready q WHERE q.svcid = ANY(p_svcids)) IS NOT NULL
+        OR EXISTS (SELECT 1 FROM ready q WHERE q.local AND q.spoolhost = p_host);
+END $$;
 
 -- Whether a claim could find anything for a blade that matches the service expressions
 -- p_svcids on host p_host: something queued for it (tractor_ready_for), or a service

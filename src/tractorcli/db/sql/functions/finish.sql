@@ -40,18 +40,20 @@ BEGIN
     RETURN tractor_finish(p_jid, p_cid, p_iid, p_blade, 0, p_elapsedreal, p_elapsedapp, p_elapsedsys, true);
 END $$;
 
--- The nearest -resumeblock task at or above task p_tid (NULL: none).
+-- The nearest -resumeblock task at or above task p_tid (NULL: none).  (plpgsql: its plan is
+-- kept, where a SQL function called from plpgsql is planned again at every call.)
 CREATE OR REPLACE FUNCTION tractor_resume_block(p_jid bigint, p_tid integer) RETURNS integer
-LANGUAGE sql STABLE AS $$
-    WITH RECURSIVE up(tid, parent_tid, resumeblock, depth) AS (
-        SELECT t.tid, t.parent_tid, t.resumeblock, 0 FROM tasks t WHERE t.jid = p_jid AND t.tid = p_tid
-        UNION ALL
-        SELECT t.tid, t.parent_tid, t.resumeblock, up.depth + 1
-        FROM up JOIN tasks t ON t.jid = p_jid AND t.tid = up.parent_tid
-        WHERE NOT up.resumeblock
-    )
-    SELECT tid FROM up WHERE resumeblock ORDER BY depth LIMIT 1
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (WITH RECURSIVE up(tid, parent_tid, resumeblock, depth) AS (
+                SELECT t.tid, t.parent_tid, t.resumeblock, 0 FROM tasks t WHERE t.jid = p_jid AND t.tid = p_tid
+                UNION ALL
+                SELECT t.tid, t.parent_tid, t.resumeblock, up.depth + 1
+                FROM up JOIN tasks t ON t.jid = p_jid AND t.tid = up.parent_tid
+                WHERE NOT up.resumeblock
+            )
+            SELECT tid FROM up WHERE resumeblock ORDER BY depth LIMIT 1);
+END $$;
 
 -- The -resumeblock task p_root finished a pass: when tasks of its block only reached a
 -- checkpoint in it, the next pass starts.  Those tasks are resumed (%r 1; under -resumepin on

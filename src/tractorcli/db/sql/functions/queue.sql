@@ -28,12 +28,14 @@ END $$;
 
 -- The next command a task released from waiting runs: its first regular
 -- command not done (a task that expanded goes on after its expand command;
--- finished commands never run again).  NULL: none left.
+-- finished commands never run again).  NULL: none left.  (plpgsql, as tractor_ready_for: its
+-- plan is kept, where a SQL function called from plpgsql is planned again at every call.)
 CREATE OR REPLACE FUNCTION tractor_first_cmd(p_jid bigint, p_tid integer) RETURNS integer
-LANGUAGE sql STABLE AS $$
-    SELECT min(c.cid) FROM commands c
-    WHERE c.jid = p_jid AND c.tid = p_tid AND c.runtype = 'regular' AND c.state <> 'done'
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT min(c.cid) FROM commands c
+            WHERE c.jid = p_jid AND c.tid = p_tid AND c.runtype = 'regular' AND c.state <> 'done');
+END $$;
 
 -- A task is done: decrement what waits on it; returns the tids that reached
 -- zero (they are still 'blocked'; tractor_release decides what they become).
@@ -209,9 +211,10 @@ BEGIN
 END $$;
 
 -- Count a job's tasks by state into its counters; a finished job with
--- tasks not done lives again.
+-- tasks not done lives again.  (plpgsql: its plan is kept; see tractor_first_cmd.)
 CREATE OR REPLACE FUNCTION tractor_recount(p_jid bigint) RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
     UPDATE jobs j SET
         numblocked = c.blocked, numready = c.ready, numactive = c.active, numerror = c.error, numdone = c.done,
         phase = CASE WHEN j.phase <> 'live' AND c.done < j.numtasks THEN 'live' ELSE j.phase END,
@@ -220,8 +223,8 @@ LANGUAGE sql AS $$
                  count(*) FILTER (WHERE state = 'active') AS active, count(*) FILTER (WHERE state = 'error') AS error,
                  count(*) FILTER (WHERE state = 'done') AS done
           FROM tasks WHERE jid = p_jid AND attached) c
-    WHERE j.jid = p_jid
-$$;
+    WHERE j.jid = p_jid;
+END $$;
 
 -- Whether a job's row says it runs on as it is: live, tasks left to do, and not stalled on
 -- errors with nothing ready or running.  tractor_job_check has nothing to do for such a job;
