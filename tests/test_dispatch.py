@@ -593,6 +593,16 @@ def test_a_claim_takes_the_next_ready_command_without_reading_the_rest_of_the_jo
     assert read() - before < 2000
 
 
+def test_array_parameters_read_back_as_they_were_sent(conn):
+    # the dispatch calls send their lists as array literals (dispatch._array), read by the casts
+    # of their queries
+    row = conn.execute("SELECT %(i)s::bigint[] AS i, %(f)s::double precision[] AS f, %(b)s::boolean[] AS b,"
+                       " %(e)s::integer[] AS e", {
+                           "i": d._array([1, -2, 2**40, None]), "f": d._array([0.1, 1e-05, float("inf"), 2.0]),
+                           "b": d._array([True, False]), "e": d._array(())}).fetchone()
+    assert row == {"i": [1, -2, 2**40, None], "f": [0.1, 1e-05, float("inf"), 2.0], "b": [True, False], "e": []}
+
+
 # what a blade's cycle and heartbeats, and the engine's housekeeping, call
 _DISPATCH_ENTRY_POINTS = ("tractor_cycle_v1", "tractor_claim_v3", "tractor_finish_v1", "tractor_finish_checkpoint_v1",
                           "tractor_pids_v1", "tractor_heartbeat_v3", "tractor_housekeep_v1")

@@ -33,6 +33,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..service import BladeFacts
 
 
+def _array(values: Iterable) -> str:
+    """A PostgreSQL array literal of numbers or booleans (None: NULL), for a parameter the query
+    casts (``%(jids)s::bigint[]``).  psycopg's dumper of a list checks every element's type:
+    a blade's cycle of four reports spent 0.17 ms of its own CPU on its parameters that way,
+    0.035 ms so.  (str() of an int, a float - inf and nan included - or a bool is what
+    PostgreSQL reads; no other text can say None.)"""
+    return "{" + ",".join(map(str, values)).replace("None", "NULL") + "}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class BladeInfo:
     name: str
@@ -166,7 +175,7 @@ def claim(conn: "psycopg.Connection", bladeid: uuid.UUID, svcids: Iterable[int],
     svcids = list(svcids)
     if slots <= 0:  # no svcids still claims: local Cmds that bind servers run on their spooling host
         return []
-    rows = conn.execute(queries.get("claim"), {"bladeid": bladeid, "svcids": svcids, "host": host,
+    rows = conn.execute(queries.get("claim"), {"bladeid": bladeid, "svcids": _array(svcids), "host": host,
                                                "slots": slots}).fetchall()
     return [Claim(r["jid"], r["tid"], r["cid"], r["iid"], r["numslots"], r) for r in rows]
 
@@ -184,8 +193,8 @@ def finish(conn: "psycopg.Connection", c: Claim, bladeid: uuid.UUID, rcode: int,
 
 
 def _pids_params(bladeid: uuid.UUID, pids: list[tuple[tuple[int, int, int], int]]) -> dict:
-    return {"bladeid": bladeid, "jids": [k[0] for k, _ in pids], "cids": [k[1] for k, _ in pids],
-            "iids": [k[2] for k, _ in pids], "pids": [p for _, p in pids]}
+    return {"bladeid": bladeid, "jids": _array(k[0] for k, _ in pids), "cids": _array(k[1] for k, _ in pids),
+            "iids": _array(k[2] for k, _ in pids), "pids": _array(p for _, p in pids)}
 
 
 def finish_and_claim(conn: "psycopg.Connection", bladeid: uuid.UUID,
@@ -203,12 +212,13 @@ def finish_and_claim(conn: "psycopg.Connection", bladeid: uuid.UUID,
     """
     pids = list(pids)
     rows = conn.execute(queries.get("cycle"), {
-        "bladeid": bladeid, "jids": [r[0].jid for r in reports], "cids": [r[0].cid for r in reports],
-        "iids": [r[0].iid for r in reports], "rcodes": [r[1] for r in reports], "real": [r[2] for r in reports],
-        "app": [r[3] for r in reports], "sys": [r[4] for r in reports], "checkpoints": [r[5] for r in reports],
-        "svcids": list(svcids), "host": host, "slots": slots,
-        "pid_jids": [k[0] for k, _ in pids], "pid_cids": [k[1] for k, _ in pids],
-        "pid_iids": [k[2] for k, _ in pids], "pids": [p for _, p in pids]}).fetchall()
+        "bladeid": bladeid, "jids": _array(r[0].jid for r in reports), "cids": _array(r[0].cid for r in reports),
+        "iids": _array(r[0].iid for r in reports), "rcodes": _array(r[1] for r in reports),
+        "real": _array(r[2] for r in reports), "app": _array(r[3] for r in reports),
+        "sys": _array(r[4] for r in reports), "checkpoints": _array(r[5] for r in reports),
+        "svcids": _array(svcids), "host": host, "slots": slots,
+        "pid_jids": _array(k[0] for k, _ in pids), "pid_cids": _array(k[1] for k, _ in pids),
+        "pid_iids": _array(k[2] for k, _ in pids), "pids": _array(p for _, p in pids)}).fetchall()
     outcomes: list[str] = [""] * len(reports)
     claims = []
     for r in rows:
@@ -252,11 +262,11 @@ def heartbeat(conn: "psycopg.Connection", bladeid: uuid.UUID, holding: Iterable[
     holding = list(holding)
     ask = svcids is not None
     params = {"bladeid": bladeid, "metrics": _json(metrics or {}), "loadavg": loadavg, "availmemory": availmemory,
-              "availdisk": availdisk, "jids": [h[0] for h in holding], "cids": [h[1] for h in holding],
-              "iids": [h[2] for h in holding]}
+              "availdisk": availdisk, "jids": _array(h[0] for h in holding), "cids": _array(h[1] for h in holding),
+              "iids": _array(h[2] for h in holding)}
     if reload or ask:
-        params.update(svcids=list(svcids) if ask else None, host=host, svc_after=svc.last if svc else 0,
-                      svc_holes=svc.holes() if svc else [])
+        params.update(svcids=_array(svcids) if ask else None, host=host, svc_after=svc.last if svc else 0,
+                      svc_holes=_array(svc.holes() if svc else ()))
     query = queries.get("heartbeat_reload" if reload or ask else "heartbeat")
     if pids:
         with conn.pipeline():  # one round trip
