@@ -134,8 +134,12 @@ DECLARE
     inv invocations%ROWTYPE;
     cmd commands%ROWTYPE;
     nxt integer;
-    rel record;
     released integer[];
+    n_ready integer := 0;  -- what tractor_release made of the released tasks
+    n_done integer := 0;
+    t_parent integer;  -- the finished task's parent_tid and lasttid
+    t_last integer;
+    job_serial boolean;
     outcome text;
     v_checkpoint boolean := p_checkpoint;
     in_block boolean := false;
@@ -143,7 +147,7 @@ DECLARE
     running boolean := false;  -- the job's counters say it runs on: no end, no postscripts yet
 BEGIN
     -- the job before the invocation, as operations on the job take them (blades.sql: lock order)
-    PERFORM 1 FROM jobs WHERE jid = p_jid FOR NO KEY UPDATE;
+    SELECT serialsubtasks INTO job_serial FROM jobs WHERE jid = p_jid FOR NO KEY UPDATE;
     inv := tractor_running_invocation(p_jid, p_cid, p_iid);
     IF inv.jid IS NULL OR inv.bladeid IS DISTINCT FROM p_blade THEN
         -- a lapsed run (its lease ran out while the blade could not report) still counts when
@@ -157,17 +161,25 @@ BEGIN
     WHERE jid = p_jid AND cid = p_cid AND iid = p_iid
     RETURNING * INTO inv;
     PERFORM tractor_slots_change(p_blade, -inv.numslots);
-    SELECT * INTO cmd FROM commands WHERE jid = p_jid AND cid = p_cid FOR UPDATE;
-    IF NOT v_checkpoint AND p_rcode <> 0 AND cardinality(cmd.resumewhile) > 1
-       AND lower(cmd.resumewhile[1]) = 'exitcode' AND p_rcode::text = ANY(cmd.resumewhile[2:]) THEN
-        v_checkpoint := true;
-    END IF;
-    IF v_checkpoint AND cmd.tid > 0 THEN
-        in_block := tractor_resume_block(p_jid, cmd.tid) IS NOT NULL;
+    IF p_rcode = 0 AND NOT v_checkpoint THEN
+        -- the common end, done: the command written and read in one statement
+        UPDATE commands SET state = 'done', statetime = now() WHERE jid = p_jid AND cid = p_cid
+        RETURNING * INTO cmd;
+    ELSE
+        SELECT * INTO cmd FROM commands WHERE jid = p_jid AND cid = p_cid FOR UPDATE;
+        IF NOT v_checkpoint AND cardinality(cmd.resumewhile) > 1
+           AND lower(cmd.resumewhile[1]) = 'exitcode' AND p_rcode::text = ANY(cmd.resumewhile[2:]) THEN
+            v_checkpoint := true;
+        END IF;
+        IF v_checkpoint AND cmd.tid > 0 THEN
+            in_block := tractor_resume_block(p_jid, cmd.tid) IS NOT NULL;
+        END IF;
+        IF in_block THEN
+            UPDATE commands SET state = 'done', statetime = now() WHERE jid = p_jid AND cid = p_cid;
+        END IF;
     END IF;
 
     IF p_rcode = 0 AND NOT v_checkpoint OR in_block THEN
-        UPDATE commands SET state = 'done', statetime = now() WHERE jid = p_jid AND cid = p_cid;
         outcome := CASE WHEN in_block THEN 'checkpoint' ELSE 'done' END;
         IF in_block THEN
             UPDATE tasks SET checkpointed = true WHERE jid = p_jid AND tid = cmd.tid;
@@ -186,7 +198,7 @@ BEGIN
         ELSE
             UPDATE tasks SET state = 'done', statetime = now(), progress = 100, currcid = NULL
             WHERE jid = p_jid AND tid = cmd.tid
-            RETURNING CASE WHEN resumeblock THEN tid END INTO root;
+            RETURNING CASE WHEN resumeblock THEN tid END, parent_tid, lasttid INTO root, t_parent, t_last;
             IF root IS NOT NULL THEN
                 -- a checkpoint-resume block's root ended a pass: another, or on as done
                 UPDATE jobs SET numactive = numactive - 1, numdone = numdone + 1 WHERE jid = p_jid;
@@ -195,11 +207,13 @@ BEGIN
                 END IF;
                 UPDATE jobs SET numactive = numactive + 1, numdone = numdone - 1 WHERE jid = p_jid;
             END IF;
-            released := tractor_task_finished(p_jid, cmd.tid);
-            SELECT * INTO rel FROM tractor_release(p_jid, released);
-            UPDATE jobs SET numactive = numactive - 1, numdone = numdone + 1 + rel.o_done,
-                            numready = numready + rel.o_ready,
-                            numblocked = numblocked - rel.o_ready - rel.o_done
+            released := tractor_task_done_waiters(p_jid, cmd.tid, t_parent, t_last, job_serial);
+            IF cardinality(released) > 0 THEN  -- (most tasks release nothing: no call)
+                SELECT r.o_ready, r.o_done INTO n_ready, n_done FROM tractor_release(p_jid, released) AS r;
+            END IF;
+            UPDATE jobs SET numactive = numactive - 1, numdone = numdone + 1 + n_done,
+                            numready = numready + n_ready,
+                            numblocked = numblocked - n_ready - n_done
             WHERE jid = p_jid
             RETURNING tractor_job_running(jobs) INTO running;
         END IF;

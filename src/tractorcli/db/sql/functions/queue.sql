@@ -43,16 +43,27 @@ CREATE OR REPLACE FUNCTION tractor_task_finished(p_jid bigint, p_tid integer) RE
 LANGUAGE plpgsql AS $$
 DECLARE
     me tasks%ROWTYPE;
+BEGIN
+    SELECT * INTO me FROM tasks WHERE jid = p_jid AND tid = p_tid;
+    RETURN tractor_task_done_waiters(p_jid, p_tid, me.parent_tid, me.lasttid, NULL);
+END $$;
+
+-- tractor_task_finished, given the task's parent_tid and lasttid, and (p_job_serial, when not
+-- NULL) its job's -serialsubtasks: a finish has them from the rows it writes and locks anyway (each
+-- statement a report saves is some 30 us of the server's time).
+CREATE OR REPLACE FUNCTION tractor_task_done_waiters(p_jid bigint, p_tid integer, p_parent_tid integer,
+                                                     p_lasttid integer, p_job_serial boolean) RETURNS integer[]
+LANGUAGE plpgsql AS $$
+DECLARE
     serial boolean;
     nxt tasks%ROWTYPE;
     released integer[] := '{}';
 BEGIN
-    SELECT * INTO me FROM tasks WHERE jid = p_jid AND tid = p_tid;
     -- the tree parent
-    IF me.parent_tid IS NOT NULL THEN
+    IF p_parent_tid IS NOT NULL THEN
         WITH u AS (
             UPDATE tasks SET pending = pending - 1
-            WHERE jid = p_jid AND tid = me.parent_tid AND state = 'blocked'
+            WHERE jid = p_jid AND tid = p_parent_tid AND state = 'blocked'
             RETURNING tid, pending)
         SELECT released || coalesce(array_agg(u.tid) FILTER (WHERE u.pending = 0), '{}') INTO released FROM u;
     END IF;
@@ -68,16 +79,19 @@ BEGIN
         SELECT released || coalesce(array_agg(u.tid) FILTER (WHERE u.pending = 0), '{}') INTO released FROM u;
     END IF;
     -- the serial gate on the next sibling's subtree
-    IF me.parent_tid IS NULL THEN
-        SELECT j.serialsubtasks INTO serial FROM jobs j WHERE j.jid = p_jid;
+    IF p_parent_tid IS NULL THEN
+        serial := p_job_serial;
+        IF serial IS NULL THEN
+            SELECT j.serialsubtasks INTO serial FROM jobs j WHERE j.jid = p_jid;
+        END IF;
     ELSE
-        SELECT p.serialsubtasks INTO serial FROM tasks p WHERE p.jid = p_jid AND p.tid = me.parent_tid;
+        SELECT p.serialsubtasks INTO serial FROM tasks p WHERE p.jid = p_jid AND p.tid = p_parent_tid;
     END IF;
     IF serial THEN
         -- the next sibling is the first task after my subtree, if it has my parent
         SELECT * INTO nxt FROM tasks
-        WHERE jid = p_jid AND tid = coalesce(me.lasttid, me.tid) + 1
-          AND parent_tid IS NOT DISTINCT FROM me.parent_tid AND attached;
+        WHERE jid = p_jid AND tid = coalesce(p_lasttid, p_tid) + 1
+          AND parent_tid IS NOT DISTINCT FROM p_parent_tid AND attached;
         IF FOUND THEN
             WITH u AS (
                 UPDATE tasks SET pending = pending - 1
