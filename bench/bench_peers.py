@@ -2,7 +2,8 @@
 
 The workload: N commands `/bin/true` (5,000; 500 with --quick), each forked and exec'd by
 the queue's worker, at most 16 at once: tractorcli's 4 blades of 4 slots (the dispatch
-benchmark's machinery, `bench_dispatch.run_job`), against
+benchmark's machinery, `bench_dispatch.run_job`; a log file per task, on tmpfs as there),
+against
 
 * pgqueuer (PyPI, pinned in `peers/pgq_peer.py`, in its own venv `bench/peers/.venv`): 4
   worker processes, each dequeuing 2 jobs at a time and running at most 4 at once, whose
@@ -79,6 +80,9 @@ def run(quick: bool, commands: int | None = None, rounds: int | None = None, slu
     pq_defaults: dict | None = None
     with Site("peers", pick_port(9930)) as site:
         site.dbctl("--start-for-engine", timeout=600)
+        # tractorcli's blades write a log per task (the peers none): on tmpfs, as the dispatch
+        # benchmark's, this machine's disk aside (_common.Site.logs_on_tmpfs)
+        logs = site.logs_on_tmpfs()
         for r in range(rounds):
             log(f"round {r + 1}/{rounds}: tractorcli, {n} x /bin/true on {BLADES} blades of {SLOTS} slots")
             tq.append(tractorcli_round(site, n))
@@ -90,7 +94,7 @@ def run(quick: bool, commands: int | None = None, rounds: int | None = None, slu
     t_rate, p_rate = _rates(tq, n, "seconds"), _rates(pq, n, "seconds")
     common = {"commands": n}
     out.append(figure("tractorcli_rate", round(t_rate["value"]), "commands/s", None, **common,
-                      **_spread(t_rate), blades=BLADES, slots=SLOTS,
+                      **_spread(t_rate), blades=BLADES, slots=SLOTS, logs=logs,
                       note="first claim to last finish (invocations' start and stop times)"))
     out.append(figure("tractorcli_rate_from_launch", round(_rates(tq, n, "seconds_launch")["value"]), "commands/s",
                       None, **_spread(_rates(tq, n, "seconds_launch")),
