@@ -26,12 +26,12 @@ _tractor_blade()
             COMPREPLY=( $(compgen -W 'wait handback' -- "$cur") )
             return 0
             ;;
-        --engine|--name|--slots|--profile|--heartbeat|--idle-heartbeat|--max-commands|--explain)
+        --engine|--name|--slots|--profile|--heartbeat|--idle-heartbeat|--report-gather|--max-commands|--explain)
             # a value of no particular kind: nothing to offer
             return 0
             ;;
     esac
-    local opts='--engine --name --slots --profile --heartbeat --idle-heartbeat --on-stop --exit-when-idle --once --max-commands --log-dir --explain --configdir --config-dir -q --quiet -v --verbose -d --debug --version -h --help'
+    local opts='--engine --name --slots --profile --heartbeat --idle-heartbeat --report-gather --on-stop --exit-when-idle --once --max-commands --log-dir --explain --configdir --config-dir -q --quiet -v --verbose -d --debug --version -h --help'
     COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
     return 0
 }

@@ -8,6 +8,7 @@ complete -c tractor-blade -l slots -x -d 'Commands run at once (default: the pro
 complete -c tractor-blade -l profile -x -d 'Use this blade.toml profile instead of the first that matches.'
 complete -c tractor-blade -l heartbeat -x -d 'Seconds between heartbeats (lease renewals, metrics, kill checks; at most a third of BladeLeaseSecs). Kills and reloads are heard at once besides.'
 complete -c tractor-blade -l idle-heartbeat -x -d 'Seconds between heartbeats while nothing runs here (at most half of BladeLeaseSecs: an idle blade holds no lease); with BladeWakeups = "engine" each one also asks whether work is queued for this blade, and it polls when so.'
+complete -c tractor-blade -l report-gather -x -d 'After a command ends, wait up to SECS for this blade\'s other running commands to end as well, so that one report (and one claim) carries them all: fewer round trips for very short commands. 0 reports each end at once.'
 complete -c tractor-blade -l on-stop -x -a 'wait handback' -d 'On SIGTERM/SIGINT: let running commands finish, or kill them and requeue them.'
 complete -c tractor-blade -l exit-when-idle -l once -d 'Exit when no command is ready for this blade and none is running.'
 complete -c tractor-blade -l max-commands -x -d 'Launch at most N commands, then exit when they have finished.'

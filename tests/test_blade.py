@@ -429,6 +429,21 @@ def test_a_task_retried_while_active_is_killed(site):
     assert s.invocations(jid)[0]["rcode"] is None  # a stale end is not reported
 
 
+def test_ends_close_together_are_reported_in_one_cycle(site):
+    # --report-gather: after a command ends the blade waits that long for its other running
+    # commands before it reports, so one cycle (one transaction: one now()) carries their ends
+    s = site()
+    tasks = [Task(f"t{i}", cmds=(sh(f"sleep {d}"),)) for i, d in enumerate((0.1, 0.4, 0.7))]
+    gathered = s.spool(*tasks)
+    assert s.blade("--slots", "3", "--report-gather", "3", "--exit-when-idle").wait() == 0
+    at_once = s.spool(*tasks)
+    assert s.blade("--slots", "3", "--report-gather", "0", "--exit-when-idle").wait() == 0
+    for jid, stoptimes in ((gathered, 1), (at_once, 3)):
+        runs = s.invocations(jid)
+        assert [r["rcode"] for r in runs] == [0, 0, 0]
+        assert len({r["stoptime"] for r in runs}) == stoptimes
+
+
 def test_a_retry_is_heard_at_once_not_at_the_next_heartbeat(site):
     # the invocation taken from the blade sends tractor_check with its id (functions/blades.sql);
     # the blade's listener hears it and heartbeats now: with a heartbeat of 60 s, a kill within

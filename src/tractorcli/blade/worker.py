@@ -109,6 +109,9 @@ class BladeOptions:
     # blade holds no lease, its heartbeat keeps its row up (marked lost a lease after the last)
     idle_heartbeat: float = 15.0
     poll: float = 1.5  # seconds between claims when nothing wakes the blade (BladeWakeups listen)
+    # after a command ends, how long the blade waits for its other running commands to end too
+    # before it reports (one cycle for them all: Blade._gather_ends)
+    report_gather: float = 0.002
     on_stop: str = "wait"
     exit_when_idle: bool = False
     max_commands: int | None = None
@@ -758,6 +761,19 @@ class Blade:
             self.launch_pending()
             self.notified = True  # a slot may still be free: ask again
 
+    def _gather_ends(self, seconds: float) -> None:
+        """A command ended: wait up to `seconds` (--report-gather) for this blade's other running
+        commands to end as well, so that one report - one cycle, one transaction - carries them
+        all.  A cycle's own cost (the round trip, the claim's walk, the statements around them)
+        is most of a very short command's: 4 blades of 4 slots ran 588-603 trivial commands/s
+        reporting at once and 663-774 waiting 2 ms; a command of minutes loses nothing."""
+        until = time.monotonic() + seconds
+        while not all(r.done.is_set() for r in self.runs.values()):
+            left = until - time.monotonic()
+            if left <= 0 or not self.wake.wait(left):
+                return
+            self.wake.clear()
+
     def report_expansions(self) -> None:
         """Report the expand commands that succeeded, one transaction each,
         grafting the tasks they printed with the finish (db/expand.py; also
@@ -985,6 +1001,7 @@ class Blade:
                 # a command ended: claim again right away (its slot is free; its successor may be ready)
                 if any(r.done.is_set() for r in self.runs.values()):
                     self.notified = True
+                    self._gather_ends(opts.report_gather)
 
 
 def _clean(m: dict[str, float | None]) -> dict[str, float]:

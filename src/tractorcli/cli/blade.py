@@ -61,6 +61,10 @@ host, bad blade.toml); 6 database unreachable; 9 schema mismatch; 11 bad
               help="Seconds between heartbeats while nothing runs here (at most half of BladeLeaseSecs: an idle "
                    "blade holds no lease); with BladeWakeups = \"engine\" each one also asks whether work is "
                    "queued for this blade, and it polls when so.")
+@click.option("--report-gather", type=click.FloatRange(0, 10), default=0.002, show_default=True, metavar="SECS",
+              help="After a command ends, wait up to SECS for this blade's other running commands to end as "
+                   "well, so that one report (and one claim) carries them all: fewer round trips for very short "
+                   "commands. 0 reports each end at once.")
 @click.option("--on-stop", type=click.Choice(["wait", "handback"]), default="wait", show_default=True,
               help="On SIGTERM/SIGINT: let running commands finish, or kill them and requeue them.")
 @click.option("--exit-when-idle", "--once", "exit_when_idle", is_flag=True,
@@ -74,8 +78,8 @@ host, bad blade.toml); 6 database unreachable; 9 schema mismatch; 11 bad
 @site_options
 @version_option(PROG)
 def command(engine: str | None, name: str | None, slots: int | None, profile_name: str | None, heartbeat: float,
-            idle_heartbeat: float, on_stop: str, exit_when_idle: bool, max_commands: int | None, log_dir: str | None,
-            explain: str | None) -> int:
+            idle_heartbeat: float, report_gather: float, on_stop: str, exit_when_idle: bool,
+            max_commands: int | None, log_dir: str | None, explain: str | None) -> int:
     """Run the blade: claim ready commands this host may run, launch them, report their ends.
 
     Runs until stopped (SIGTERM, Ctrl-C) or, with --exit-when-idle or
@@ -89,7 +93,7 @@ def command(engine: str | None, name: str | None, slots: int | None, profile_nam
 
     ctx = get_context()
     options = BladeOptions(name=name, slots=slots, profile=profile_name, heartbeat=heartbeat,
-                           idle_heartbeat=idle_heartbeat,
+                           idle_heartbeat=idle_heartbeat, report_gather=report_gather,
                            poll=min(1.5, max(heartbeat, 0.2)), on_stop=on_stop, exit_when_idle=exit_when_idle,
                            max_commands=max_commands, log_dir=Path(log_dir) if log_dir else None)
     settings = _settings(ctx, engine)
