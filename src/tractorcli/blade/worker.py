@@ -765,8 +765,9 @@ class Blade:
         """A command ended: wait up to `seconds` (--report-gather) for this blade's other running
         commands to end as well, so that one report - one cycle, one transaction - carries them
         all.  A cycle's own cost (the round trip, the claim's walk, the statements around them)
-        is most of a very short command's: 4 blades of 4 slots ran 588-603 trivial commands/s
-        reporting at once and 663-774 waiting 2 ms; a command of minutes loses nothing."""
+        is most of a very short command's: with 4 blades of 4 slots running trivial commands, the
+        server's CPU per command fell by a sixth waiting 2 ms (medians of five pairs: 1.27 ms
+        reporting at once, 1.08 ms); a command of minutes loses nothing."""
         until = time.monotonic() + seconds
         while not all(r.done.is_set() for r in self.runs.values()):
             left = until - time.monotonic()
