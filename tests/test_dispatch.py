@@ -571,6 +571,32 @@ def test_a_report_reads_its_own_invocation_not_every_running_one(conn):
     assert fetched() - before < 200
 
 
+def test_a_report_sent_with_its_commands_pid_writes_the_invocation_once(conn):
+    # a trivial command has ended when its pid goes out with the next cycle, and that cycle
+    # reports it: the finish records the pid (functions/finish.sql, p_pid); only the pids of
+    # commands still running are written apart (tractor_pids_v1)
+    jid = spool(conn, Job(subtasks=tuple(Task(f"t{i}", cmds=(C("x"),)) for i in range(12))))
+    b = Blade(conn, "pids", slots=4)
+    svcids = b.svc.matching(conn, b.facts, refresh=True)
+    first = d.claim(conn, b.id, svcids, "pids", 4)
+
+    def updates() -> int:
+        return stats(conn, "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'invocations'")[0]["n_tup_upd"]
+
+    before = updates()
+    # the four ended and their pids go with their reports; four more are claimed
+    outcomes, second = d.finish_and_claim(conn, b.id, [(c, 0, 0.1, 0.0, 0.0, False) for c in first], svcids, "pids",
+                                          4, [(c.key, 5000 + k) for k, c in enumerate(first)])
+    assert outcomes == ["done"] * 4 and len(second) == 4
+    assert updates() - before == 4  # one write each: the end and the pid together
+    # the next cycle reports nothing yet: the pids of the four running are written apart
+    d.finish_and_claim(conn, b.id, [], svcids, "pids", 0, [(c.key, 6000 + k) for k, c in enumerate(second)])
+    pids = {(r["cid"], r["pid"]) for r in conn.execute("SELECT cid, pid FROM invocations WHERE jid = %s", (jid,))}
+    assert pids == ({(c.cid, 5000 + k) for k, c in enumerate(first)} | {(c.cid, 6000 + k) for k, c in enumerate(second)})
+    assert conn.execute("SELECT count(*) AS n FROM invocations WHERE jid = %s AND stoptime IS NOT NULL",
+                        (jid,)).fetchone()["n"] == 4
+
+
 def test_a_claim_takes_the_next_ready_command_without_reading_the_rest_of_the_job(conn):
     # planned on a new site's statistics (the ready table empty), the walk for a job's next ready
     # command read all the job's ready rows and sorted them, for every command claimed

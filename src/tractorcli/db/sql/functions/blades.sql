@@ -864,20 +864,26 @@ LANGUAGE plpgsql ROWS 8 SECURITY DEFINER SET search_path = pg_catalog, public, p
     SET enable_seqscan = off AS $$
 DECLARE
     k bigint;
+    v_pid integer;
+    ended integer[] := '{}';  -- the positions of the pids whose invocation a report here ended
 BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
     END IF;
     PERFORM tractor_cycle_begin_v1(p_blade);
-    -- the reports by job, then command (lock order)
-    FOR k IN SELECT r.n FROM unnest(p_jids, p_cids) WITH ORDINALITY AS r(j, c, n) ORDER BY r.j, r.c LOOP
+    -- the reports by job, then command (lock order), each with its command's pid when the blade
+    -- sends that too (a command that ended before its pid went): one write of the invocation
+    FOR k, v_pid IN SELECT r.n, (SELECT min(p.n) FROM unnest(p_pid_jids, p_pid_cids, p_pid_iids)
+                                                       WITH ORDINALITY AS p(j, c, i, n)
+                                 WHERE p.j = r.j AND p.c = r.c AND p.i = r.i)
+                    FROM unnest(p_jids, p_cids, p_iids) WITH ORDINALITY AS r(j, c, i, n) ORDER BY r.j, r.c LOOP
         report := k;
-        IF p_checkpoints[k] THEN
-            outcome := tractor_finish_checkpoint_v1(p_jids[k], p_cids[k], p_iids[k], p_blade, p_real[k],
-                                                    p_app[k], p_sys[k]);
-        ELSE
-            outcome := tractor_finish_v1(p_jids[k], p_cids[k], p_iids[k], p_blade, p_rcodes[k], p_real[k],
-                                         p_app[k], p_sys[k]);
+        -- (the _v1 functions' own guard is this function's, above)
+        outcome := tractor_finish(p_jids[k], p_cids[k], p_iids[k], p_blade,
+                                  CASE WHEN p_checkpoints[k] THEN 0 ELSE p_rcodes[k] END, p_real[k], p_app[k],
+                                  p_sys[k], coalesce(p_checkpoints[k], false), p_pids[v_pid]);
+        IF v_pid IS NOT NULL AND outcome <> 'stale' THEN
+            ended := ended || v_pid;
         END IF;
         RETURN NEXT;
     END LOOP;
@@ -885,8 +891,15 @@ BEGIN
         RETURN QUERY SELECT NULL::integer, NULL::text, c.*
                      FROM tractor_claim_v3(p_blade, p_svcids, p_host, p_slots) AS c ORDER BY c.jid, c.cid;
     END IF;
-    IF cardinality(p_pids) > 0 THEN
-        PERFORM tractor_pids_v1(p_blade, p_pid_jids, p_pid_cids, p_pid_iids, p_pids);
+    -- the pids of commands still running (or stale: as before, recorded where they are not yet)
+    IF cardinality(p_pids) > cardinality(ended) THEN
+        IF cardinality(ended) = 0 THEN
+            PERFORM tractor_pids_v1(p_blade, p_pid_jids, p_pid_cids, p_pid_iids, p_pids);
+        ELSE
+            PERFORM tractor_pids_v1(p_blade, array_agg(p.j), array_agg(p.c), array_agg(p.i), array_agg(p.pid))
+            FROM unnest(p_pid_jids, p_pid_cids, p_pid_iids, p_pids) WITH ORDINALITY AS p(j, c, i, pid, n)
+            WHERE NOT (p.n = ANY(ended));
+        END IF;
     END IF;
     PERFORM tractor_cycle_end_v1(p_blade);
 END $$;

@@ -22,7 +22,8 @@ BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
     END IF;
-    RETURN tractor_finish(p_jid, p_cid, p_iid, p_blade, p_rcode, p_elapsedreal, p_elapsedapp, p_elapsedsys, false);
+    RETURN tractor_finish(p_jid, p_cid, p_iid, p_blade, p_rcode, p_elapsedreal, p_elapsedapp, p_elapsedsys, false,
+                          NULL);
 END $$;
 
 -- A command whose -resumewhile {testcheckpoint exr FILE} the blade found true (FILE is a
@@ -37,7 +38,7 @@ BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
     END IF;
-    RETURN tractor_finish(p_jid, p_cid, p_iid, p_blade, 0, p_elapsedreal, p_elapsedapp, p_elapsedsys, true);
+    RETURN tractor_finish(p_jid, p_cid, p_iid, p_blade, 0, p_elapsedreal, p_elapsedapp, p_elapsedsys, true, NULL);
 END $$;
 
 -- The nearest -resumeblock task at or above task p_tid (NULL: none).  (plpgsql: its plan is
@@ -126,9 +127,12 @@ END $$;
 -- checkpointed and goes on as if the command had succeeded; when the block's root then
 -- finishes, tractor_next_pass starts the next pass.  A checkpoint outside any block runs the
 -- command again at once (its own loop), on the same blade under -resumepin.
+-- p_pid: the command's process id when the blade sends it with this report (the cycle of a
+-- command that ended before its pid went), recorded with the end in one write (NULL: none).
 CREATE OR REPLACE FUNCTION tractor_finish(p_jid bigint, p_cid integer, p_iid integer, p_blade uuid, p_rcode integer,
                                           p_elapsedreal double precision, p_elapsedapp double precision,
-                                          p_elapsedsys double precision, p_checkpoint boolean) RETURNS text
+                                          p_elapsedsys double precision, p_checkpoint boolean, p_pid integer)
+RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     inv invocations%ROWTYPE;
@@ -157,7 +161,8 @@ BEGIN
         END IF;
     END IF;
     UPDATE invocations SET stoptime = now(), rcode = p_rcode, leasetime = NULL,
-                           elapsedreal = p_elapsedreal, elapsedapp = p_elapsedapp, elapsedsys = p_elapsedsys
+                           elapsedreal = p_elapsedreal, elapsedapp = p_elapsedapp, elapsedsys = p_elapsedsys,
+                           pid = coalesce(pid, p_pid)
     WHERE jid = p_jid AND cid = p_cid AND iid = p_iid
     RETURNING * INTO inv;
     PERFORM tractor_slots_change(p_blade, -inv.numslots);
