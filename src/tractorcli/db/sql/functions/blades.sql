@@ -510,8 +510,11 @@ BEGIN
     END IF;
     free := p_slots - tractor_blade_lent(p_blade);  -- the blade counts what it runs; not what it lends
     -- (commands referring to a server checked out here run in its slot, even with none free)
-    IF free <= 0 AND NOT EXISTS (SELECT 1 FROM checkouts co WHERE co.bladeid = p_blade AND co.active) THEN
-        RETURN;
+    -- (two tests: as one expression with the subquery, PostgreSQL planned it again at every claim)
+    IF free <= 0 THEN
+        IF NOT EXISTS (SELECT 1 FROM checkouts co WHERE co.bladeid = p_blade AND co.active) THEN
+            RETURN;
+        END IF;
     END IF;
     -- nothing queued that this blade could take (an idle blade's poll on a farm whose work needs
     -- other keys): answered by the ready queue's indexes, before any walk over the jobs
