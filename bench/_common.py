@@ -250,32 +250,34 @@ class Site:
         (self.config_dir / "tractor.toml").write_text(f'data_dir = "{self.data_dir}"\n')
         (self.config_dir / "db.toml").write_text(f"port = {port}\nstart_timeout = 300\n")
         self.script = dbctl_paths()["script"]
-        self._log_dir: Path | None = None  # the blades' command logs on tmpfs (logs_on_tmpfs)
+        # where blades started for this site write their command logs (tractor-blade --log-dir,
+        # given by bench_dispatch.blade_argv); None: the profile's place, under the data dir
+        self.blade_log_dir: Path | None = None
+        self._tmpfs_logs: Path | None = None
 
     # -- where blades write their command logs
 
     def logs_on_tmpfs(self) -> str:
-        """Blades started from now on write their command logs under a directory of /dev/shm
-        (a blade profile, `blade.toml`, naming it), removed with the site; where there is no
-        writable /dev/shm they stay under the data dir.  Says which: 'tmpfs' or 'disk'.
+        """Blades started from now on write their command logs under a directory of /dev/shm,
+        removed with the site; where there is no writable /dev/shm they stay under the data dir.
+        Says which: 'tmpfs' or 'disk'.
 
         Why (bench/README.md, the per-command budget): on this machine creating each task's log
         file cost the blade 0.6-1.0 ms of kernel time whenever files had been deleted in the
         minutes before - by the previous benchmark's cleanup, or the tests: ext4 without a
         journal steps over recently freed inodes one by one.  That is the disk's cost, not
         tractorcli's, and it moved the figures by a fifth from one run to the next."""
-        if self._log_dir is None:
+        if self._tmpfs_logs is None:
             if not (os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)):
                 return "disk"
-            self._log_dir = Path(tempfile.mkdtemp(prefix=f"tractor-bench-logs-{self.root.name}-", dir="/dev/shm"))
-            os.chmod(self._log_dir, 0o755)
-        (self.config_dir / "blade.toml").write_text(
-            f'cmd_output_logging = "{self._log_dir}/%u/J%j/T%t.log"\n')
+            self._tmpfs_logs = Path(tempfile.mkdtemp(prefix=f"tractor-bench-logs-{self.root.name}-", dir="/dev/shm"))
+            os.chmod(self._tmpfs_logs, 0o755)
+        self.blade_log_dir = self._tmpfs_logs
         return "tmpfs"
 
     def logs_on_disk(self) -> str:
         """Blades started from now on write their command logs under the data dir (the default)."""
-        (self.config_dir / "blade.toml").unlink(missing_ok=True)
+        self.blade_log_dir = None
         return "disk"
 
     # -- paths and settings
@@ -340,8 +342,8 @@ class Site:
                     self._kill_postmaster()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
-            if self._log_dir is not None:
-                shutil.rmtree(self._log_dir, ignore_errors=True)
+            if self._tmpfs_logs is not None:
+                shutil.rmtree(self._tmpfs_logs, ignore_errors=True)
 
     def _kill_postmaster(self) -> None:
         """Last resort: SIGKILL the postmaster this site started (its pid file, checked via /proc)."""

@@ -46,7 +46,8 @@ def blade_argv(site: Site, name: str, slots: int, *extra: str) -> list[str]:
     found = str(exe) if exe.is_file() else shutil.which("tractor-blade")
     if not found:
         raise BenchError("tractor-blade is not installed (pip install -e .)")
-    return [found, "--configdir", str(site.config_dir), "--name", name, "--slots", str(slots), "-q", *extra]
+    logs = ["--log-dir", str(site.blade_log_dir)] if site.blade_log_dir is not None else []  # Site.logs_on_tmpfs
+    return [found, "--configdir", str(site.config_dir), "--name", name, "--slots", str(slots), "-q", *logs, *extra]
 
 
 def spool(site: Site, job) -> int:
@@ -182,25 +183,20 @@ def run(quick: bool) -> list[dict]:
     with Site("dispatch", pick_port(9936)) as site:
         site.dbctl("--start-for-engine", timeout=600)
         logs = site.logs_on_tmpfs()  # this machine's disk aside (Site.logs_on_tmpfs)
-        for blades in (1, 2, 4):
-            log(f"{n} x /bin/true on {blades} blade(s) of {SLOTS} slots, command logs on {logs}")
+        # 1, 2 and 4 blades of 4 slots; then the same 16 commands at once as 2 blades of 8: a
+        # cycle's own cost is most of a trivial command's, and a blade of more slots carries more
+        # commands a cycle
+        for blades, slots in ((1, SLOTS), (2, SLOTS), (4, SLOTS), (2, 2 * SLOTS)):
+            log(f"{n} x /bin/true on {blades} blade(s) of {slots} slots, command logs on {logs}")
+            name = f"{blades}_blades" + ("" if slots == SLOTS else f"_{slots}_slots")
             budget: dict = {}
-            rate = throughput(site, n, blades, SLOTS, budget)
-            out.append(figure(f"dispatch_rate_{blades}_blades", round(rate), "commands/s",
-                              ">= 500" if blades == 4 else None, logs=logs))
+            rate = throughput(site, n, blades, slots, budget)
+            out.append(figure(f"dispatch_rate_{name}", round(rate), "commands/s",
+                              ">= 500" if (blades, slots) == (4, SLOTS) else None, logs=logs))
             # the per-command budget (bench/README.md): milliseconds of CPU, and of idle cores
             for part in ("blade", "child", "server", "idle"):
-                out.append(figure(f"dispatch_{blades}_blades_{part}_ms", round(budget[part] / n * 1000, 3),
+                out.append(figure(f"dispatch_{name}_{part}_ms", round(budget[part] / n * 1000, 3),
                                   "ms/command", logs=logs))
-        # the same 16 commands at once as 2 blades of 8 slots: a cycle's own cost is most of a
-        # trivial command's, and a blade of more slots carries more commands a cycle
-        log(f"{n} x /bin/true on 2 blade(s) of {2 * SLOTS} slots, command logs on {logs}")
-        budget = {}
-        rate = throughput(site, n, 2, 2 * SLOTS, budget)
-        out.append(figure(f"dispatch_rate_2_blades_{2 * SLOTS}_slots", round(rate), "commands/s", logs=logs))
-        for part in ("blade", "child", "server", "idle"):
-            out.append(figure(f"dispatch_2_blades_{2 * SLOTS}_slots_{part}_ms", round(budget[part] / n * 1000, 3),
-                              "ms/command", logs=logs))
         # the same with the logs on the site's disk, as a site keeps them by default
         logs = site.logs_on_disk()
         log(f"{n} x /bin/true on 4 blade(s) of {SLOTS} slots, command logs on {logs}")
