@@ -172,7 +172,6 @@ class ServiceCache:
 
 def claim(conn: "psycopg.Connection", bladeid: uuid.UUID, svcids: Iterable[int], host: str,
           slots: int) -> list[Claim]:
-    svcids = list(svcids)
     if slots <= 0:  # no svcids still claims: local Cmds that bind servers run on their spooling host
         return []
     rows = conn.execute(queries.get("claim"), {"bladeid": bladeid, "svcids": _array(svcids), "host": host,

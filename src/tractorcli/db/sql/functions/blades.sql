@@ -896,13 +896,9 @@ BEGIN
     END IF;
     -- the pids of commands still running (or stale: as before, recorded where they are not yet)
     IF cardinality(p_pids) > cardinality(ended) THEN
-        IF cardinality(ended) = 0 THEN
-            PERFORM tractor_pids_v1(p_blade, p_pid_jids, p_pid_cids, p_pid_iids, p_pids);
-        ELSE
-            PERFORM tractor_pids_v1(p_blade, array_agg(p.j), array_agg(p.c), array_agg(p.i), array_agg(p.pid))
-            FROM unnest(p_pid_jids, p_pid_cids, p_pid_iids, p_pids) WITH ORDINALITY AS p(j, c, i, pid, n)
-            WHERE NOT (p.n = ANY(ended));
-        END IF;
+        PERFORM tractor_pids_v1(p_blade, array_agg(p.j), array_agg(p.c), array_agg(p.i), array_agg(p.pid))
+        FROM unnest(p_pid_jids, p_pid_cids, p_pid_iids, p_pids) WITH ORDINALITY AS p(j, c, i, pid, n)
+        WHERE NOT (p.n = ANY(ended));
     END IF;
     PERFORM tractor_cycle_end_v1(p_blade);
 END $$;
