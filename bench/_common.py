@@ -103,6 +103,49 @@ def time_argv(argv: Sequence[str], *, ok_codes: Sequence[int] = (0,), timeout: f
     return secs
 
 
+# Runs a program and reports its exit code, wall time, peak RSS and CPU time (wait4) on a pipe.
+# A process forked from a big one (this benchmark process, after the in-process benchmarks before
+# it, grows past 100 MB) keeps that process's peak RSS in its own at exec: wait4 would report it
+# for every program run.  This small launcher (python -S: about 9 MB) forks the program instead.
+_LAUNCHER = """\
+import os, sys, time
+fd = int(sys.argv[1])
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+os.write(fd, ("%d %r %d %r" % (os.waitstatus_to_exitcode(status), wall, ru.ru_maxrss,
+                                ru.ru_utime + ru.ru_stime)).encode())
+"""
+
+
+def run_measured(argv: Sequence[str], **popen) -> tuple[int, float, int, float]:
+    """Run `argv` (Popen keywords for its stdin, stdout, stderr, env, cwd) to its end: (exit code,
+    wall seconds, peak RSS in KB, CPU seconds user + system), the program's own (_LAUNCHER)."""
+    rfd, wfd = os.pipe()
+    try:
+        proc = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(wfd), *argv], pass_fds=(wfd,), **popen)
+        os.close(wfd)
+        wfd = -1
+        with os.fdopen(rfd, "rb") as f:
+            rfd = -1
+            report = f.read().decode()
+        proc.wait()
+    finally:
+        for fd in (rfd, wfd):
+            if fd >= 0:
+                os.close(fd)
+    if not report:
+        raise BenchError(f"{argv[0]}: the launcher reported nothing (exit {proc.returncode})")
+    code, wall, rss, cpu = report.split()
+    return int(code), float(wall), int(rss), float(cpu)
+
+
 def summary(samples: list[float], scale: float = 1.0) -> dict:
     """median as the value; min, max and the samples for the JSON."""
     s = [x * scale for x in samples]

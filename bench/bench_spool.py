@@ -9,7 +9,9 @@ installed `tractor-spool`:
 * `FILE`: parse and commit the whole job (one transaction, COPY);
 
 each as wall time, the peak memory and CPU time of that process (from
-wait4) and, for the spool, the database server's CPU time (all its
+wait4, in a small launcher: `_common.run_measured`; forked from this
+process, grown by the benchmarks before it, the program's peak would be
+this process's) and, for the spool, the database server's CPU time (all its
 processes, from /proc): on a shared machine the CPU times move less than
 the wall times when other work runs.
 After each spool the task count in the database is checked, so a broken
@@ -28,14 +30,14 @@ program (`tractorcli.cli.spool.main`), and its figures say so
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from _common import BenchError, Site, clean_env, figure, log, pick_port, server_cpu
+from _common import BenchError, Site, clean_env, figure, log, pick_port, run_measured, server_cpu
 
 SIZES_FULL = (1_000, 100_000, 1_000_000)
 SIZES_QUICK = (1_000, 10_000, 100_000)
@@ -75,17 +77,16 @@ def spool_argv(script: str, path: Path) -> tuple[list[str], bool]:
 
 
 def measure(argv: list[str]) -> tuple[float, int, float]:
-    """Wall seconds, peak RSS (KB) and CPU seconds (user + system) of one run."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=clean_env())
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise BenchError(f"{' '.join(argv[:3])} ... exited {proc.returncode}: {err.strip()[-500:]}")
-    return wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    """Wall seconds, peak RSS (KB) and CPU seconds (user + system) of one run (run_measured: the
+    program's own, whatever this process grew to before)."""
+    with tempfile.TemporaryFile() as err:
+        code, wall, rss, cpu = run_measured(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                            env=clean_env())
+        if code != 0:
+            err.seek(0)
+            text = err.read().decode(errors="replace")
+            raise BenchError(f"{' '.join(argv[:3])} ... exited {code}: {text.strip()[-500:]}")
+    return wall, rss, cpu
 
 
 def run(quick: bool) -> list[dict]:
