@@ -110,6 +110,7 @@ def time_argv(argv: Sequence[str], *, ok_codes: Sequence[int] = (0,), timeout: f
 _LAUNCHER = """\
 import os, sys, time
 fd = int(sys.argv[1])
+os.set_inheritable(fd, False)  # (the program does not hold the report's pipe open)
 t0 = time.perf_counter()
 pid = os.fork()
 if pid == 0:

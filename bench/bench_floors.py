@@ -3,7 +3,7 @@
 Issue 14 asks for 1,500 trivial commands/s end to end with 2-4 local blades,
 and a 100,000-task spool in under 1.2 s, on this 2-core machine.  These
 figures measure the parts of those budgets that no change to the blade or the
-spooler's client can take away:
+spooler's client can take away, and the server's SQL on its own:
 
 * `floor_child_ms`: the CPU (user + system) of running `/bin/true` itself,
   from `os.posix_spawn` (the cheapest way Python has): its exec, dynamic
