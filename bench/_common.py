@@ -8,6 +8,7 @@ directory lives under /tmp with mode 0755 (pytest's tmp dirs are 0700).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -111,7 +112,7 @@ _LAUNCHER = """\
 import os, sys, time
 fd = int(sys.argv[1])
 os.set_inheritable(fd, False)  # (the program does not hold the report's pipe open)
-t0 = time.perf_counter()
+t0, forked = time.perf_counter(), time.time()
 pid = os.fork()
 if pid == 0:
     try:
@@ -119,15 +120,29 @@ if pid == 0:
     finally:
         os._exit(127)
 _, status, ru = os.wait4(pid, 0)
-wall = time.perf_counter() - t0
-os.write(fd, ("%d %r %d %r" % (os.waitstatus_to_exitcode(status), wall, ru.ru_maxrss,
-                                ru.ru_utime + ru.ru_stime)).encode())
+wall, reaped = time.perf_counter() - t0, time.time()
+os.write(fd, ("%d %r %d %r %r %r" % (os.waitstatus_to_exitcode(status), wall, ru.ru_maxrss,
+                                      ru.ru_utime + ru.ru_stime, forked, reaped)).encode())
 """
 
 
-def run_measured(argv: Sequence[str], **popen) -> tuple[int, float, int, float]:
-    """Run `argv` (Popen keywords for its stdin, stdout, stderr, env, cwd) to its end: (exit code,
-    wall seconds, peak RSS in KB, CPU seconds user + system), the program's own (_LAUNCHER)."""
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """A program's run (run_measured): its exit code, wall seconds from its fork to its reaping,
+    peak RSS (KB), CPU seconds (user + system), and the wall clock (time.time()) at the fork and
+    at the reaping."""
+
+    code: int
+    wall: float
+    rss_kb: int
+    cpu: float
+    forked: float
+    reaped: float
+
+
+def run_measured(argv: Sequence[str], **popen) -> Measured:
+    """Run `argv` to its end (Popen keywords for its stdin, stdout, stderr, env, cwd), measured as
+    the program's own (_LAUNCHER)."""
     rfd, wfd = os.pipe()
     try:
         proc = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(wfd), *argv], pass_fds=(wfd,), **popen)
@@ -143,8 +158,8 @@ def run_measured(argv: Sequence[str], **popen) -> tuple[int, float, int, float]:
                 os.close(fd)
     if not report:
         raise BenchError(f"{argv[0]}: the launcher reported nothing (exit {proc.returncode})")
-    code, wall, rss, cpu = report.split()
-    return int(code), float(wall), int(rss), float(cpu)
+    code, wall, rss, cpu, forked, reaped = report.split()
+    return Measured(int(code), float(wall), int(rss), float(cpu), float(forked), float(reaped))
 
 
 def summary(samples: list[float], scale: float = 1.0) -> dict:

@@ -34,14 +34,12 @@ from __future__ import annotations
 
 import compileall
 import json
-import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from _common import BenchError, Site, clean_env, figure, log, pick_port, summary
+from _common import BenchError, Site, clean_env, figure, log, pick_port, run_measured, summary
 from bench_startup import _uses, imported_modules, interleaved
 
 IMPORT_TARGET_MS = "< 150"
@@ -98,30 +96,27 @@ def compile_packages() -> None:
 
 
 def spool_once(site: Site, script: Path, n: int, every: int) -> dict:
-    """Run the job script once: its timings, the process's wall time and peak RSS (wait4); the job
+    """Run the job script once: its timings, the process's wall time and peak RSS (run_measured); the job
     checked in the database."""
     out_path = site.root / "child.out"
     err_path = site.root / "child.err"
     argv = [sys.executable, str(script), str(site.config_dir), str(n), str(every)]
     with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
-        t0, w0 = time.perf_counter(), time.time()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, env=clean_env(),
-                                cwd=str(site.root))
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall, w1 = time.perf_counter() - t0, time.time()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        # (through run_measured: the peak RSS is the script's own, not this process's)
+        m = run_measured(argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, env=clean_env(),
+                         cwd=str(site.root))
     stdout, stderr = out_path.read_bytes(), err_path.read_bytes()
-    if proc.returncode != 0:
-        raise BenchError(f"author job script exited {proc.returncode}: {stderr.decode(errors='replace')[-800:]}")
+    if m.code != 0:
+        raise BenchError(f"author job script exited {m.code}: {stderr.decode(errors='replace')[-800:]}")
     try:
         res = json.loads(stdout.decode().strip().splitlines()[-1])
     except (ValueError, IndexError) as exc:
         raise BenchError(f"author job script printed no result: {stdout[-300:]!r} {stderr[-300:]!r}") from exc
-    res["process_ms"] = wall * 1000
-    res["peak_rss_mb"] = usage.ru_maxrss / 1024
+    res["process_ms"] = m.wall * 1000
+    res["peak_rss_mb"] = m.rss_kb / 1024
     # the process outside the script's timed steps: interpreter startup, and exit (wall clock)
-    res["startup_ms"] = (res.pop("start") - w0) * 1000
-    res["exit_ms"] = (w1 - res.pop("end")) * 1000
+    res["startup_ms"] = (res.pop("start") - m.forked) * 1000
+    res["exit_ms"] = (m.reaped - res.pop("end")) * 1000
     verify(site, int(res["jid"]), n, every)
     return res
 

@@ -80,13 +80,12 @@ def measure(argv: list[str]) -> tuple[float, int, float]:
     """Wall seconds, peak RSS (KB) and CPU seconds (user + system) of one run (run_measured: the
     program's own, whatever this process grew to before)."""
     with tempfile.TemporaryFile() as err:
-        code, wall, rss, cpu = run_measured(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                            env=clean_env())
-        if code != 0:
+        m = run_measured(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=clean_env())
+        if m.code != 0:
             err.seek(0)
             text = err.read().decode(errors="replace")
-            raise BenchError(f"{' '.join(argv[:3])} ... exited {code}: {text.strip()[-500:]}")
-    return wall, rss, cpu
+            raise BenchError(f"{' '.join(argv[:3])} ... exited {m.code}: {text.strip()[-500:]}")
+    return m.wall, m.rss_kb, m.cpu
 
 
 def run(quick: bool) -> list[dict]:
