@@ -144,22 +144,26 @@ def run_measured(argv: Sequence[str], **popen) -> Measured:
     """Run `argv` to its end (Popen keywords for its stdin, stdout, stderr, env, cwd), measured as
     the program's own (_LAUNCHER)."""
     rfd, wfd = os.pipe()
-    try:
-        proc = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(wfd), *argv], pass_fds=(wfd,), **popen)
-        os.close(wfd)
-        wfd = -1
-        with os.fdopen(rfd, "rb") as f:
-            rfd = -1
-            report = f.read().decode()
-        proc.wait()
-    finally:
-        for fd in (rfd, wfd):
-            if fd >= 0:
-                os.close(fd)
+    with os.fdopen(rfd, "rb") as reader:
+        try:
+            proc = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(wfd), *argv], pass_fds=(wfd,),
+                                    **popen)
+        finally:
+            os.close(wfd)  # (the launcher holds its own: the read below ends when it exits)
+        report = reader.read().decode()
+    proc.wait()
     if not report:
         raise BenchError(f"{argv[0]}: the launcher reported nothing (exit {proc.returncode})")
     code, wall, rss, cpu, forked, reaped = report.split()
     return Measured(int(code), float(wall), int(rss), float(cpu), float(forked), float(reaped))
+
+
+def settle(site: "Site") -> None:
+    """The tables as autovacuum keeps a running farm's (no measurement meets the one before's
+    dead rows or its autovacuum), the WAL checkpointed."""
+    with site.connect(autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) jobs, tasks, commands, ready, invocations, blades")
+        conn.execute("CHECKPOINT")
 
 
 def summary(samples: list[float], scale: float = 1.0) -> dict:

@@ -100,7 +100,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BenchError, Site, figure, log, percentile, pick_port  # noqa: E402
+from _common import BenchError, Site, figure, log, percentile, pick_port, settle  # noqa: E402
 from farm_sim import BLADE_POLL, Farm, FarmResult, check_exactly_once, spool_queue  # noqa: E402
 
 SLOTS = 4
@@ -110,14 +110,6 @@ STEADY_SMALL_POOL = 16  # the steady farm again through this many (a pooler's po
 
 def _ms(x: float) -> float:
     return round(x * 1000, 2)
-
-
-def settle(site: Site) -> None:
-    """The tables as autovacuum keeps a running farm's (no run meets the one before's dead rows
-    or its autovacuum), the WAL checkpointed."""
-    with site.connect(autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE) jobs, tasks, commands, ready, invocations, blades")
-        conn.execute("CHECKPOINT")
 
 
 def _ready_left(site: Site) -> int:

@@ -34,11 +34,12 @@ The budget of 1,500 commands/s on two cores is 1.33 ms of CPU a command.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
 
-from _common import BenchError, Site, clean_env, figure, log, pick_port
+from _common import BenchError, Site, clean_env, cpu_times, figure, log, pick_port, settle
 
 BUDGET_MS = 2 / 1500 * 1000  # ms of CPU a command at 1,500/s on two cores
 
@@ -70,7 +71,7 @@ def spawn_floor(n: int) -> dict[str, float]:
                 p.wait()
         c1, k1 = _cpu()
     finally:
-        subprocess.run(["rm", "-rf", logs], check=False)
+        shutil.rmtree(logs, ignore_errors=True)
     out["pipe_log"] = ((c1 - c0) + (k1 - k0)) / n * 1000
     return out
 
@@ -84,19 +85,6 @@ def server_floor(site: Site, slots: int, seconds: float) -> float:
     if not r.claims:
         raise BenchError(f"the simulated blade of {slots} slots claimed nothing")
     return r.server_cpu / r.claims * 1000
-
-
-def _settle(site: Site) -> None:
-    """Vacuum and analyze what was just written, so that autovacuum does not do it during a
-    measurement (its CPU is the server's)."""
-    with site.connect(autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
-
-
-def _backend_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        st = f.read().rsplit(")", 1)[1].split()
-    return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _spooled_columns(table: str) -> list[str]:
@@ -117,7 +105,7 @@ def spool_server_floor(site: Site, tasks: int, tries: int) -> float:
     bench_spool.write_job(path, tasks)
     subprocess.run([bench_spool.spool_script(), "--configdir", str(site.config_dir), "-q", str(path)],
                    check=True, env=clean_env(), stdin=subprocess.DEVNULL)
-    _settle(site)
+    settle(site)
     best = None
     with site.connect(autocommit=True) as conn:
         src = conn.execute("SELECT max(jid) FROM jobs").fetchone()[0]
@@ -141,15 +129,15 @@ def spool_server_floor(site: Site, tasks: int, tries: int) -> float:
             try:
                 # as the spool does: foreign key checks off (the rows are the job's own)
                 conn.execute("SET LOCAL session_replication_role = replica")
-                c0 = _backend_cpu(pid)
+                c0 = cpu_times(pid)[0]
                 for statement, payload in data:
                     with conn.cursor().copy(statement) as copy:
                         copy.write(payload)
-                used = _backend_cpu(pid) - c0
+                used = cpu_times(pid)[0] - c0
             finally:
                 conn.execute("ROLLBACK")
             best = used if best is None else min(best, used)
-            _settle(site)  # (the rolled-back rows, between tries)
+            settle(site)  # (the rolled-back rows, between tries)
     return best
 
 
@@ -171,7 +159,7 @@ def run(quick: bool) -> list[dict]:
         import farm_sim
 
         farm_sim.spool_queue(site.settings, 150_000, 4)
-        _settle(site)
+        settle(site)
         # each size three times, in turn (this machine's speed moves by a third from one minute
         # to the next): the median of each
         runs: dict[int, list[float]] = {4: [], 16: [], 64: []}
