@@ -56,3 +56,26 @@ def test_run_as_blade_is_the_sites_choice(site):  # noqa: F811
     assert b.wait() == 0, b.text()
     assert (s.work / "whoami.txt").read_text().strip() == "root"
     assert s.task(jid, 1)["state"] == "done"
+
+
+@root_only
+def test_an_account_is_looked_up_once_a_while_and_a_new_one_at_once():
+    # a farm's accounts come from its directory (LDAP): a blade asks once per _ACCOUNT_TTL,
+    # not at every command; a name not found is asked again, so a new account is found at once
+    from tractorcli.blade import launch
+
+    name = "trtest_dave"
+    subprocess.run(["userdel", name], capture_output=True)
+    launch._ACCOUNTS.clear()
+    try:
+        assert launch.run_account("owner", name)[1].startswith(f"no account '{name}'")
+        assert subprocess.run(["useradd", "--no-create-home", name], capture_output=True).returncode == 0
+        account, why = launch.run_account("owner", name)
+        assert why is None and account.name == name
+        subprocess.run(["userdel", name], capture_output=True, check=True)
+        assert launch.run_account("owner", name)[0] == account  # remembered
+        launch._ACCOUNTS[name] = (launch._ACCOUNTS[name][0] - launch._ACCOUNT_TTL, account)  # its time is up
+        assert launch.run_account("owner", name)[1].startswith(f"no account '{name}'")
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+        launch._ACCOUNTS.clear()

@@ -146,6 +146,33 @@ class Account:
     home: str
 
 
+# Accounts looked up, by name: (when, pwd entry).  A farm's accounts come from the
+# directory (LDAP through NSS), where a lookup can cost milliseconds, and every command
+# of a job asks for the same owner; an account is looked up again after _ACCOUNT_TTL.
+# A name not found is not remembered: an account made a moment ago is found at once.
+_ACCOUNTS: dict[str, tuple[float, Any]] = {}
+_ACCOUNT_TTL = 30.0
+
+
+def _account(name: str) -> Any:
+    """The pwd entry of account `name` (None: no such account)."""
+    import pwd
+
+    now = time.monotonic()
+    hit = _ACCOUNTS.get(name)
+    if hit is not None and now - hit[0] < _ACCOUNT_TTL:
+        return hit[1]
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        _ACCOUNTS.pop(name, None)
+        return None
+    if len(_ACCOUNTS) > 1024:  # a blade serves a farm's people, not unboundedly many
+        _ACCOUNTS.clear()
+    _ACCOUNTS[name] = (now, pw)
+    return pw
+
+
 def run_account(run_as: str, owner: str) -> tuple[Account | None, str | None]:
     """Whose account a command runs as: (the account to switch to, or None for the blade's own;
     why it cannot run, or None).
@@ -154,16 +181,13 @@ def run_account(run_as: str, owner: str) -> tuple[Account | None, str | None]:
     Only a blade running as root can switch; one that runs as someone else runs as itself the
     commands of that account and refuses the others (it never runs them as the wrong person).
     A missing account is an error for the task's log, never a fallback to the blade's account."""
-    import pwd
-
     if run_as == "blade":
         return None, None
     want = owner if run_as == "owner" else run_as
     if not want:
         return None, "the job has no owner to run the command as (blade profile run_as = owner)"
-    try:
-        pw = pwd.getpwnam(want)
-    except KeyError:
+    pw = _account(want)
+    if pw is None:
         return None, f"no account {want!r} on this host to run the command as (blade profile run_as = {run_as})"
     me = os.geteuid()
     if pw.pw_uid == me:
