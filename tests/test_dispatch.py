@@ -730,3 +730,58 @@ def test_an_idle_heartbeat_writes_the_blades_row_alone_and_does_not_wait_for_the
         assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
     assert task_states(conn, jid) == {"a": "ready"}
     check_counters(conn, jid)
+
+
+def test_plain_commands_are_claimed_in_a_batch_that_stops_at_one_that_is_not(conn):
+    # tractor_claim_v3 claims a job's first plain commands (one slot, no servers, no limit, no %
+    # sequence) with one statement each for all of them, then walks on one by one from the first
+    # that is not plain; what a blade gets is the same either way
+    def job(title: str) -> Job:
+        tasks = [Task(f"t{i}", cmds=(C("render", f"f{i}", envkey=("e1",)),)) for i in (1, 2, 3)]
+        tasks.append(Task("t4", cmds=(C("render", "wide", atleast=2),)))  # two slots: the walk's
+        tasks += [Task(f"t{i}", cmds=(C("render", f"f{i}"),)) for i in (5, 6)]
+        return Job(title=title, subtasks=tuple(tasks))
+
+    def job_updates(claim):  # the claims, and how many times it wrote a job's row
+        def n():
+            return conn.execute("SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'jobs'"
+                                ).fetchone()["n_tup_upd"]
+        with conn.transaction():
+            before = n()
+            got = claim()
+            return got, n() - before
+
+    single = spool(conn, job("one by one"))
+    b = Blade(conn, "wide", slots=16)
+    svcids = b.svc.matching(conn, b.facts, refresh=True)
+    # one slot a claim: the walk alone, which writes the job's row once a command
+    alone, per_claim = [], []
+    for _ in range(3):
+        got, n = job_updates(lambda: d.claim(conn, b.id, svcids, "wide", 1))
+        alone += got
+        per_claim.append(n)
+    assert [(c.jid, c.cid, c.numslots) for c in alone] == [(single, 1, 1), (single, 2, 1), (single, 3, 1)]
+    assert per_claim == [1, 1, 1]
+    batched = spool(conn, job("batched"))
+    conn.execute("UPDATE jobs SET priority = 2 WHERE jid = %s", (batched,))  # claimed before the other
+    got, n = job_updates(lambda: d.claim(conn, b.id, svcids, "wide", 7))
+    assert [(c.jid, c.cid, c.iid, c.numslots) for c in got] == [
+        (batched, 1, 1, 1), (batched, 2, 1, 1), (batched, 3, 1, 1), (batched, 4, 1, 2), (batched, 5, 1, 1),
+        (batched, 6, 1, 1)]
+    # the job's row written once for the batch of three, then once for each of the other three
+    assert n == 4
+    differ = {"jid", "tid", "cid", "iid", "jobtitle", "priority"}
+    for x, y in zip(got[:3], alone):
+        assert {k: v for k, v in x.info.items() if k not in differ} == {k: v for k, v in y.info.items() if k not in differ}
+        assert x.info["argv"] == y.info["argv"] and x.info["cmd_envkey"] == ["e1"]
+    rows = conn.execute("SELECT cid, numslots, current, limits, leasetime > now() AS leased FROM invocations "
+                        "WHERE jid = %s ORDER BY cid", (batched,)).fetchall()
+    assert [(r["cid"], r["numslots"], r["current"], r["leased"]) for r in rows] == [
+        (1, 1, True, True), (2, 1, True, True), (3, 1, True, True), (4, 2, True, True), (5, 1, True, True),
+        (6, 1, True, True)]
+    assert rows[0]["limits"] == ["render"]  # the program's name, as the walk records it
+    assert set(task_states(conn, batched).values()) == {"active"}
+    assert conn.execute("SELECT slotsinuse FROM blades WHERE bladeid = %s", (b.id,)).fetchone()["slotsinuse"] == 10
+    job_ = check_counters(conn, batched)
+    assert (job_["numactive"], job_["numready"]) == (6, 0)
+    check_counters(conn, single)

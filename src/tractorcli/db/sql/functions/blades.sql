@@ -364,6 +364,20 @@ WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
   AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
         SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished' AND a.deletetime IS NULL));
 
+-- Whether a claim may take command `x` in a batch (tractor_claim_v3, "Plain commands"): it
+-- takes one slot (-atleast/-atmost 1 or unset), binds no servers (a local Cmd with a -service)
+-- and refers to none (-refersto), counts against no limit of the site's (`p_limits`: their
+-- names; its -tags and its program's name), and has no % sequence that may name a job's ids
+-- (the walk looks those up, command by command).
+CREATE OR REPLACE FUNCTION tractor_plain_command(x commands, p_limits text[]) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(x.minslots, 1) <= 1 AND coalesce(x.maxslots, x.minslots, 1) <= 1
+           AND x.refersto IS NULL AND NOT (x.local AND x.service <> '')
+           AND NOT (tractor_limit_tags(x.tags, x.argv[1]) && p_limits)
+           AND strpos(concat(array_to_string(x.argv, ' '), x.msg, x.expand,
+                             array_to_string(x.resumewhile, ' ')), '%') = 0
+$$;
+
 -- Claim up to p_slots slots of ready commands for a blade.  p_svcids are
 -- the service expressions the blade matches (it evaluates them itself);
 -- p_host is its host name, for local Cmds of jobs spooled from there.
@@ -432,7 +446,7 @@ RETURNS TABLE (jid bigint, tid integer, cid integer, iid integer, numslots integ
 -- index's order gives the first at once (10,000 rows read for each command claimed from a job of
 -- 10,000).
 LANGUAGE plpgsql ROWS 4 SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
-    SET enable_seqscan = off SET enable_bitmapscan = off AS $$
+    SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = auto SET enable_sort = on AS $$
 #variable_conflict use_column
 DECLARE
     LIMIT_SKIPS CONSTANT integer := 16;
@@ -480,6 +494,17 @@ DECLARE
     skipped boolean;  -- a job with work for this blade was passed over: its row was held
     waiting boolean := false;  -- the walk again, waiting for the rows of such jobs
     total integer := 0;
+    -- a batch of plain commands claimed at once (see "Plain commands" below), in cid order
+    q_cids integer[];
+    q_tids integer[];
+    q_ctids tid[];  -- their ready rows (locked by this claim: they stay where they are)
+    q_iids integer[];
+    q_retry integer[];
+    q_resume integer[];
+    q_title text[];
+    q_recover boolean[];
+    q_last integer[];
+    q_n integer;
 BEGIN
     IF session_user <> current_user THEN  -- not the site's role: a blade login, for its own blade
         PERFORM tractor_guard_blade(p_blade);
@@ -573,7 +598,141 @@ BEGIN
                 local_only := walk IS NOT NULL AND NOT (walk = ANY(p_svcids));
                 last_cid := 0;
                 refused := 0;
+                q_n := 0;
+                -- Plain commands (tractor_plain_command: one slot, no servers, no limit, no %
+                -- sequence to look up) are claimed a batch at a time: the job's first `free`
+                -- ready commands, as far as they are all plain, in a fixed number of statements
+                -- (about ten a command one by one, and each statement's start is most of its
+                -- cost).  They get exactly what the walk below gives each one; the walk then
+                -- goes on after them (with what is left, and from the first that is not plain).
+                -- The batch's statements keep one plan each (plan_cache_mode force_generic_plan):
+                -- left to choose, PostgreSQL plans statements that take arrays again at every
+                -- call, which made a batch of two cost more than the walk.  Those plans are index
+                -- lookups whatever the statistics they were made on (enable_seqscan off, and
+                -- enable_sort off here).  Both settings are put back after the batch (and by the
+                -- function's SET clauses at its end).
+                IF NOT rr AND NOT local_only AND free >= 2 THEN
+                    PERFORM set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_sort', 'off', true);
+                    -- the job's row first, as the walk takes it (passed over when another holds
+                    -- it): then the batch locks no ready rows of a job it cannot take them from
+                    -- (other blades' claims would pass them over until this one ends)
+                    IF held_jid IS DISTINCT FROM j.jid THEN
+                        IF waiting THEN
+                            PERFORM 1 FROM jobs WHERE jobs.jid = j.jid FOR NO KEY UPDATE;
+                        ELSE
+                            PERFORM 1 FROM jobs WHERE jobs.jid = j.jid FOR NO KEY UPDATE SKIP LOCKED;
+                            IF NOT FOUND THEN
+                                PERFORM set_config('plan_cache_mode', 'auto', true), set_config('enable_sort', 'on', true);
+                                skipped := true;
+                                job_full := true;
+                                EXIT;
+                            END IF;
+                        END IF;
+                        held_jid := j.jid;
+                    END IF;
+                    IF walk IS NULL THEN
+                        SELECT coalesce(array_agg(k.cid ORDER BY k.cid), '{}'), coalesce(array_agg(k.tid ORDER BY k.cid), '{}'),
+                               coalesce(array_agg(k.ctid ORDER BY k.cid), '{}')
+                        INTO q_cids, q_tids, q_ctids
+                        FROM (SELECT w.cid, w.tid, w.ctid, bool_and(w.plain) OVER (ORDER BY w.cid) AS run
+                              FROM (SELECT q.cid, q.tid, q.ctid, tractor_plain_command(x.x, limit_names) AND q.tid > 0 AS plain
+                                    FROM (SELECT q.cid, q.tid, q.ctid FROM ready q
+                                          WHERE q.jid = j.jid AND q.cid > last_cid AND q.svcid IS NOT NULL
+                                            AND (NOT q.local OR q.spoolhost = p_host)
+                                            AND (q.pinblade IS NULL OR q.pinblade = p_blade)
+                                          ORDER BY q.cid LIMIT free
+                                          FOR UPDATE SKIP LOCKED) q
+                                    CROSS JOIN LATERAL (SELECT c FROM commands c
+                                                        WHERE c.jid = j.jid AND c.cid = q.cid OFFSET 0) x(x)) w) k
+                        WHERE k.run;
+                    ELSE
+                        SELECT coalesce(array_agg(k.cid ORDER BY k.cid), '{}'), coalesce(array_agg(k.tid ORDER BY k.cid), '{}'),
+                               coalesce(array_agg(k.ctid ORDER BY k.cid), '{}')
+                        INTO q_cids, q_tids, q_ctids
+                        FROM (SELECT w.cid, w.tid, w.ctid, bool_and(w.plain) OVER (ORDER BY w.cid) AS run
+                              FROM (SELECT q.cid, q.tid, q.ctid, tractor_plain_command(x.x, limit_names) AND q.tid > 0 AS plain
+                                    FROM (SELECT q.cid, q.tid, q.ctid FROM ready q
+                                          WHERE q.jid = j.jid AND q.svcid = walk AND q.cid > last_cid
+                                            AND (NOT q.local OR q.spoolhost = p_host)
+                                            AND (q.pinblade IS NULL OR q.pinblade = p_blade)
+                                          ORDER BY q.cid LIMIT free
+                                          FOR UPDATE SKIP LOCKED) q
+                                    CROSS JOIN LATERAL (SELECT c FROM commands c
+                                                        WHERE c.jid = j.jid AND c.cid = q.cid OFFSET 0) x(x)) w) k
+                        WHERE k.run;
+                    END IF;
+                    q_n := cardinality(q_cids);
+                    -- (a task has one command ready at a time; two would be left to the walk)
+                    IF q_n > 0 AND q_n = (SELECT count(DISTINCT t) FROM unnest(q_tids) AS t) THEN
+                        -- a job with -maxactive: one at a time, by the walk
+                        UPDATE jobs SET numactive = numactive + q_n, numready = numready - q_n,
+                                        starttime = coalesce(starttime, now())
+                        WHERE jobs.jid = j.jid AND maxactive = 0
+                        RETURNING jobs.owner, jobs.title, jobs.projects, jobs.spoolcwd, jobs.spoolhost, jobs.dirmap,
+                                  jobs.assignments, jobs.envkey, jobs.priority INTO jl;
+                        IF FOUND THEN
+                            -- (Every row by its key, and the key's range beside `= ANY`, or by its ctid
+                            -- (the ready rows this claim has locked), or in a LATERAL subquery kept
+                            -- apart by OFFSET 0: planned on a new site's statistics, `= ANY` alone
+                            -- and joins with the arrays read all the job's rows, 0.35 ms a command
+                            -- in a job of 5,000.)
+                            WITH t AS (
+                                UPDATE tasks SET state = 'active', statetime = now(), activetime = now(),
+                                                 currcid = q_cids[array_position(q_tids, tasks.tid)],
+                                                 checkpointed = false
+                                WHERE tasks.jid = j.jid AND tasks.tid = ANY(q_tids)
+                                  AND tasks.tid BETWEEN (SELECT min(t) FROM unnest(q_tids) AS t)
+                                                    AND (SELECT max(t) FROM unnest(q_tids) AS t)
+                                RETURNING tasks.currcid AS cid, tasks.retrycount, tasks.resumecount, tasks.title,
+                                          tasks.recover, tasks.lasttid)
+                            SELECT array_agg(t.retrycount ORDER BY t.cid), array_agg(t.resumecount ORDER BY t.cid),
+                                   array_agg(t.title ORDER BY t.cid), array_agg(t.recover ORDER BY t.cid),
+                                   array_agg(t.lasttid ORDER BY t.cid)
+                            INTO q_retry, q_resume, q_title, q_recover, q_last FROM t;
+                            DELETE FROM ready WHERE ready.ctid = ANY(q_ctids);
+                            UPDATE commands SET state = 'active', statetime = now()
+                            WHERE commands.jid = j.jid AND commands.cid BETWEEN q_cids[1] AND q_cids[q_n]
+                              AND commands.cid = ANY(q_cids);
+                            WITH ins AS (
+                                INSERT INTO invocations AS i (jid, tid, cid, iid, bladeid, bladename, numslots, leasetime,
+                                                              retrycount, resumecount, limits, lent)
+                                SELECT j.jid, b.tid, b.cid,
+                                       coalesce((SELECT max(v.iid) FROM invocations v
+                                                 WHERE v.jid = j.jid AND v.cid = b.cid), 0) + 1,
+                                       p_blade, bname, 1, now() + make_interval(secs => lease),
+                                       coalesce(b.retry, 0), coalesce(b.resume, 0),
+                                       tractor_limit_tags(x.tags, x.argv[1]), 0
+                                FROM unnest(q_tids, q_cids, q_retry, q_resume) AS b(tid, cid, retry, resume)
+                                CROSS JOIN LATERAL (SELECT c.tags, c.argv FROM commands c
+                                                    WHERE c.jid = j.jid AND c.cid = b.cid OFFSET 0) x
+                                RETURNING i.cid, i.iid)
+                            SELECT array_agg(ins.iid ORDER BY ins.cid) INTO q_iids FROM ins;
+                            RETURN QUERY
+                                SELECT j.jid, b.tid, b.cid, b.iid, 1, NULL::text[], NULL::integer,
+                                       x.argv, x.local, x.expand, x.msg, x.envkey, x.minrunsecs, x.maxrunsecs,
+                                       x.retryrcodes, x.resumewhile, x.resumepin, x.minslots, x.maxslots, x.runtype,
+                                       jl.owner, jl.title, jl.projects, jl.spoolcwd, jl.spoolhost, jl.dirmap,
+                                       jl.assignments, jl.envkey, jl.priority,
+                                       b.title, coalesce(b.retry, 0), coalesce(b.resume, 0), coalesce(b.recover, false),
+                                       CASE WHEN b.last IS NULL OR b.last <= b.tid THEN 1.0::real
+                                            ELSE tractor_quality(j.jid, b.tid) END,
+                                       x.refersto, NULL::jsonb, NULL::jsonb
+                                FROM unnest(q_tids, q_cids, q_iids, q_retry, q_resume, q_title, q_recover, q_last)
+                                     AS b(tid, cid, iid, retry, resume, title, recover, last)
+                                CROSS JOIN LATERAL (SELECT c.* FROM commands c
+                                                    WHERE c.jid = j.jid AND c.cid = b.cid OFFSET 0) x
+                                ORDER BY b.cid;
+                            free := free - q_n;
+                            used := used + q_n;
+                            took := took + q_n;
+                            total := total + q_n;
+                            last_cid := q_cids[q_n];
+                        END IF;
+                    END IF;
+                    PERFORM set_config('plan_cache_mode', 'auto', true), set_config('enable_sort', 'on', true);
+                END IF;
                 LOOP
+                    EXIT WHEN q_n > 0 AND free <= 0;  -- the batch took every free slot
                     -- (two statements, not one with `walk IS NULL OR`: each keeps a plan of its
                     -- own index, the primary key's cid order or ready_svc_job_idx)
                     IF walk IS NULL THEN
