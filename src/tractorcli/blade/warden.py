@@ -53,10 +53,12 @@ class Warden:
         self.proc = subprocess.Popen([sys.executable, "-S", os.path.abspath(__file__)], stdin=subprocess.PIPE,
                                      stdout=subprocess.DEVNULL, close_fds=True)
         self._fd = self.proc.stdin.fileno()
-        try:  # messages wait up to a PERIOD for the warden's read
-            fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-        except OSError:  # a lower fs.pipe-max-size: the default 64 KiB still holds thousands
-            pass
+        setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)  # (Linux's)
+        if setpipe is not None:
+            try:  # messages wait up to a PERIOD for the warden's read
+                fcntl.fcntl(self._fd, setpipe, _PIPE_SIZE)
+            except OSError:  # a lower fs.pipe-max-size: the default 64 KiB still holds thousands
+                pass
         self._lock = threading.Lock()
         self._listed: set[int] = set()
 
