@@ -364,6 +364,21 @@ WHERE jb.deletetime IS NULL AND jb.phase <> 'finished'
   AND (cardinality(jb.afterjids) = 0 OR NOT EXISTS (
         SELECT 1 FROM jobs a WHERE a.jid = ANY(jb.afterjids) AND a.phase <> 'finished' AND a.deletetime IS NULL));
 
+-- A claim takes the row of the job it claims from (its counters change): `p_wait` false, only
+-- if no other transaction holds it (a claim or a report, until its commit): a job whose row is
+-- held is passed over for the next rather than queued behind, so a thousand blades do not wait
+-- in line for the first job's row; true (the claim's second walk), waiting for it.
+CREATE OR REPLACE FUNCTION tractor_take_job_row(p_jid bigint, p_wait boolean) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_wait THEN
+        PERFORM 1 FROM jobs WHERE jobs.jid = p_jid FOR NO KEY UPDATE;
+    ELSE
+        PERFORM 1 FROM jobs WHERE jobs.jid = p_jid FOR NO KEY UPDATE SKIP LOCKED;
+    END IF;
+    RETURN FOUND;
+END $$;
+
 -- Whether a claim may take command `x` in a batch (tractor_claim_v3, "Plain commands"): it
 -- takes one slot (-atleast/-atmost 1 or unset), binds no servers (a local Cmd with a -service)
 -- and refers to none (-refersto), counts against no limit of the site's (`p_limits`: their
@@ -612,55 +627,51 @@ BEGIN
                 -- enable_sort off here).  Both settings are put back after the batch (and by the
                 -- function's SET clauses at its end).
                 IF NOT rr AND NOT local_only AND free >= 2 THEN
-                    PERFORM set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_sort', 'off', true);
-                    -- the job's row first, as the walk takes it (passed over when another holds
-                    -- it): then the batch locks no ready rows of a job it cannot take them from
-                    -- (other blades' claims would pass them over until this one ends)
+                    -- the job's row first: then the batch locks no ready rows of a job it cannot
+                    -- take them from (other blades' claims would pass them over until this one ends)
                     IF held_jid IS DISTINCT FROM j.jid THEN
-                        IF waiting THEN
-                            PERFORM 1 FROM jobs WHERE jobs.jid = j.jid FOR NO KEY UPDATE;
-                        ELSE
-                            PERFORM 1 FROM jobs WHERE jobs.jid = j.jid FOR NO KEY UPDATE SKIP LOCKED;
-                            IF NOT FOUND THEN
-                                PERFORM set_config('plan_cache_mode', 'auto', true), set_config('enable_sort', 'on', true);
-                                skipped := true;
-                                job_full := true;
-                                EXIT;
-                            END IF;
+                        IF NOT tractor_take_job_row(j.jid, waiting) THEN
+                            skipped := true;
+                            job_full := true;
+                            EXIT;
                         END IF;
                         held_jid := j.jid;
                     END IF;
+                    PERFORM set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_sort', 'off', true);
+                    -- the job's first `free` ready rows for this blade, locked (as the walk below
+                    -- finds them, one statement for each kind of walk)
                     IF walk IS NULL THEN
-                        SELECT coalesce(array_agg(k.cid ORDER BY k.cid), '{}'), coalesce(array_agg(k.tid ORDER BY k.cid), '{}'),
-                               coalesce(array_agg(k.ctid ORDER BY k.cid), '{}')
+                        SELECT array_agg(q.cid ORDER BY q.cid), array_agg(q.tid ORDER BY q.cid),
+                               array_agg(q.ctid ORDER BY q.cid)
                         INTO q_cids, q_tids, q_ctids
-                        FROM (SELECT w.cid, w.tid, w.ctid, bool_and(w.plain) OVER (ORDER BY w.cid) AS run
-                              FROM (SELECT q.cid, q.tid, q.ctid, tractor_plain_command(x.x, limit_names) AND q.tid > 0 AS plain
-                                    FROM (SELECT q.cid, q.tid, q.ctid FROM ready q
-                                          WHERE q.jid = j.jid AND q.cid > last_cid AND q.svcid IS NOT NULL
-                                            AND (NOT q.local OR q.spoolhost = p_host)
-                                            AND (q.pinblade IS NULL OR q.pinblade = p_blade)
-                                          ORDER BY q.cid LIMIT free
-                                          FOR UPDATE SKIP LOCKED) q
-                                    CROSS JOIN LATERAL (SELECT c FROM commands c
-                                                        WHERE c.jid = j.jid AND c.cid = q.cid OFFSET 0) x(x)) w) k
-                        WHERE k.run;
+                        FROM (SELECT q.cid, q.tid, q.ctid FROM ready q
+                              WHERE q.jid = j.jid AND q.cid > last_cid AND q.svcid IS NOT NULL
+                                AND (NOT q.local OR q.spoolhost = p_host)
+                                AND (q.pinblade IS NULL OR q.pinblade = p_blade)
+                              ORDER BY q.cid LIMIT free
+                              FOR UPDATE SKIP LOCKED) q;
                     ELSE
-                        SELECT coalesce(array_agg(k.cid ORDER BY k.cid), '{}'), coalesce(array_agg(k.tid ORDER BY k.cid), '{}'),
-                               coalesce(array_agg(k.ctid ORDER BY k.cid), '{}')
+                        SELECT array_agg(q.cid ORDER BY q.cid), array_agg(q.tid ORDER BY q.cid),
+                               array_agg(q.ctid ORDER BY q.cid)
                         INTO q_cids, q_tids, q_ctids
-                        FROM (SELECT w.cid, w.tid, w.ctid, bool_and(w.plain) OVER (ORDER BY w.cid) AS run
-                              FROM (SELECT q.cid, q.tid, q.ctid, tractor_plain_command(x.x, limit_names) AND q.tid > 0 AS plain
-                                    FROM (SELECT q.cid, q.tid, q.ctid FROM ready q
-                                          WHERE q.jid = j.jid AND q.svcid = walk AND q.cid > last_cid
-                                            AND (NOT q.local OR q.spoolhost = p_host)
-                                            AND (q.pinblade IS NULL OR q.pinblade = p_blade)
-                                          ORDER BY q.cid LIMIT free
-                                          FOR UPDATE SKIP LOCKED) q
-                                    CROSS JOIN LATERAL (SELECT c FROM commands c
-                                                        WHERE c.jid = j.jid AND c.cid = q.cid OFFSET 0) x(x)) w) k
-                        WHERE k.run;
+                        FROM (SELECT q.cid, q.tid, q.ctid FROM ready q
+                              WHERE q.jid = j.jid AND q.svcid = walk AND q.cid > last_cid
+                                AND (NOT q.local OR q.spoolhost = p_host)
+                                AND (q.pinblade IS NULL OR q.pinblade = p_blade)
+                              ORDER BY q.cid LIMIT free
+                              FOR UPDATE SKIP LOCKED) q;
                     END IF;
+                    -- of them, the plain ones before the first that is not
+                    SELECT coalesce(array_agg(k.cid ORDER BY k.cid), '{}'), coalesce(array_agg(k.tid ORDER BY k.cid), '{}'),
+                           coalesce(array_agg(k.ctid ORDER BY k.cid), '{}')
+                    INTO q_cids, q_tids, q_ctids
+                    FROM (SELECT b.cid, b.tid, b.ctid,
+                                 bool_and(tractor_plain_command(x.x, limit_names) AND b.tid > 0)
+                                     OVER (ORDER BY b.cid) AS run
+                          FROM unnest(q_cids, q_tids, q_ctids) AS b(cid, tid, ctid)
+                          CROSS JOIN LATERAL (SELECT c FROM commands c
+                                              WHERE c.jid = j.jid AND c.cid = b.cid OFFSET 0) x(x)) k
+                    WHERE k.run;
                     q_n := cardinality(q_cids);
                     -- (a task has one command ready at a time; two would be left to the walk)
                     IF q_n > 0 AND q_n = (SELECT count(DISTINCT t) FROM unnest(q_tids) AS t) THEN
@@ -854,19 +865,12 @@ BEGIN
                     v_recover := false;
                     v_last := NULL;
                     IF r.tid > 0 THEN
-                        -- a job whose row another transaction holds (a claim or a report, until
-                        -- its commit) is passed over for the next rather than queued behind: a
-                        -- thousand blades do not wait in line for the first job's row
+                        -- the job's row (tractor_take_job_row: passed over when another holds it)
                         IF held_jid IS DISTINCT FROM j.jid THEN
-                            IF waiting THEN
-                                PERFORM 1 FROM jobs WHERE jobs.jid = j.jid FOR NO KEY UPDATE;
-                            ELSE
-                                PERFORM 1 FROM jobs WHERE jobs.jid = j.jid FOR NO KEY UPDATE SKIP LOCKED;
-                                IF NOT FOUND THEN
-                                    skipped := true;
-                                    job_full := true;
-                                    EXIT;
-                                END IF;
+                            IF NOT tractor_take_job_row(j.jid, waiting) THEN
+                                skipped := true;
+                                job_full := true;
+                                EXIT;
                             END IF;
                             held_jid := j.jid;
                         END IF;
